@@ -1,0 +1,347 @@
+//! Every error cohort-core can return, one enum per boundary.
+//!
+//! No variant carries a value, a share, a key or raw input: errors are logged and shown to
+//! people, so they name what went wrong and where, never the secret involved.
+
+use thiserror::Error;
+
+/// A study's parameters are unacceptable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum StudyError {
+    /// The id is empty, longer than 64 bytes, or has characters other than `a-z 0-9 - _`.
+    #[error("study id must be 1-64 characters of a-z, 0-9, '-' and '_'")]
+    BadId,
+    /// The question or unit is too long or has control characters.
+    #[error("question and unit must be at most 200 bytes without control characters")]
+    BadText,
+    /// `min` is not below `max`, or one of them has more decimals than the study.
+    #[error("min must be below max and both must fit the study's decimals")]
+    BadRange,
+    /// Too many fractional digits.
+    #[error("a study may ask for at most {max} decimals")]
+    TooManyDecimals {
+        /// The limit.
+        max: u8,
+    },
+    /// Bucket count out of range.
+    #[error("buckets must be between 1 and {max}")]
+    BadBuckets {
+        /// The limit.
+        max: u16,
+    },
+    /// Cohort size out of range.
+    #[error("cohort size must be between 2 and {max}")]
+    BadSize {
+        /// The limit.
+        max: u32,
+    },
+    /// Threshold not in `2..=size`.
+    #[error("threshold must be between 2 and the cohort size")]
+    BadThreshold,
+    /// Minimum cohort not in `2..=size`.
+    #[error("minimum cohort must be between 2 and the cohort size")]
+    BadMinCohort,
+    /// `size × range²` could wrap the field.
+    #[error(
+        "cohort size times the squared range could overflow the field; narrow the range, fewer decimals or a smaller cohort"
+    )]
+    WouldOverflow,
+    /// `size × vector length` would make share frames too large.
+    #[error("cohort size times (buckets + 3) is too large for one round")]
+    TooLarge,
+    /// The invite code is empty, too long or has control characters.
+    #[error("invite code must be 1-128 characters without control characters")]
+    BadInvite,
+    /// A `--study` spec item is not `key=value` or a number does not parse.
+    #[error(
+        "study spec must be comma-separated key=value pairs with numeric values where expected"
+    )]
+    BadSpec,
+    /// A `--study` spec has an unknown key.
+    #[error("unknown key in study spec")]
+    UnknownKey,
+}
+
+/// A patient's value is unacceptable for a study. Never names the value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ValueError {
+    /// Not a decimal number.
+    #[error("not a number: use digits with an optional '-' and '.'")]
+    Malformed,
+    /// Too many digits to handle.
+    #[error("number has too many digits")]
+    TooLarge,
+    /// More fractional digits than the study allows.
+    #[error("at most {allowed} digits after the decimal point")]
+    TooManyDecimals {
+        /// Digits allowed.
+        allowed: u8,
+    },
+    /// Outside the study's `[min, max]`.
+    #[error("outside the study's allowed range")]
+    OutOfRange,
+}
+
+/// Splitting or reconstruction failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SharingError {
+    /// Needs `2 ≤ t ≤ n`.
+    #[error("sharing needs 2 <= t <= n")]
+    BadParameters,
+    /// Fewer shares than the threshold.
+    #[error("too few shares to reconstruct")]
+    TooFewShares,
+    /// A share index is 0 or above n.
+    #[error("share index out of range")]
+    BadIndex,
+    /// Two shares with one index.
+    #[error("two shares with the same index")]
+    DuplicateIndex,
+    /// Shares of different lengths.
+    #[error("shares have different lengths")]
+    LengthMismatch,
+}
+
+/// Sealing or opening a share failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum SealError {
+    /// The peer's public key is a low-order point.
+    #[error("peer public key is weak (low order)")]
+    WeakKey,
+    /// The sealed share has the wrong length for the study.
+    #[error("sealed share has the wrong length")]
+    BadLength,
+    /// Authentication failed: modified, wrong key, or wrong study/round/direction.
+    #[error("sealed share failed authentication")]
+    OpenFailed,
+}
+
+/// An aggregate does not decode to consistent statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum AggregateError {
+    /// Wrong number of components.
+    #[error("aggregate has the wrong length")]
+    WrongLength,
+    /// Counts, sums and histogram disagree (a corrupted or mismatched partial sum).
+    #[error("aggregate is inconsistent")]
+    Inconsistent,
+}
+
+/// A wire message could not be decoded. Positions are given; input fragments never are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Longer than the limit.
+    #[error("message of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not JSON.
+    #[error("not valid JSON (line {line}, column {column})")]
+    Syntax {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// JSON ended early.
+    #[error("JSON ended early")]
+    Truncated,
+    /// The `type` is not a message this side accepts.
+    #[error("unknown message type (line {line}, column {column})")]
+    UnknownType {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// A field this message does not have.
+    #[error("unknown field (line {line}, column {column})")]
+    UnknownField {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// A required field is missing.
+    #[error("missing field (line {line}, column {column})")]
+    MissingField {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// Valid JSON of the wrong shape: wrong types, lengths, out-of-range numbers, not an object.
+    #[error("message does not match the schema (line {line}, column {column})")]
+    Schema {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// A protocol version other than this one.
+    #[error(
+        "unsupported protocol version {got} (this side speaks {})",
+        crate::message::PROTOCOL_VERSION
+    )]
+    UnsupportedVersion {
+        /// The version sent.
+        got: u32,
+    },
+}
+
+/// A message arrived that the state machine cannot accept. The connection's driver reports it
+/// to the sender (see [`ProtocolError::code`]) and logs it once.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The message is not expected in the current state.
+    #[error("{got} is not expected while {state}")]
+    WrongState {
+        /// What the machine waits for.
+        state: &'static str,
+        /// The message type received.
+        got: &'static str,
+    },
+    /// The message names a round other than the current one.
+    #[error("message is for round {got}, the current round is {current}")]
+    WrongRound {
+        /// Round named.
+        got: u64,
+        /// Current round.
+        current: u64,
+    },
+    /// The message names a study other than this one.
+    #[error("message is for another study")]
+    WrongStudy,
+    /// The study does not exist.
+    #[error("no such study")]
+    UnknownStudy,
+    /// The invite code is missing or wrong.
+    #[error("this study needs a valid invite code")]
+    BadInvite,
+    /// The connection already joined (this or another study).
+    #[error("already joined")]
+    AlreadyJoined,
+    /// The study's enrolment is full until the running round ends.
+    #[error("the study is full; try again when the current round ends")]
+    StudyFull,
+    /// No message arrived from the relay within the patient's timeout.
+    #[error("timed out waiting for the relay")]
+    TimedOut,
+    /// Two patients presented the same public key.
+    #[error("public key already in use in this round")]
+    DuplicateKey,
+    /// The public key is a low-order point.
+    #[error("public key is weak (low order)")]
+    WeakKey,
+    /// The sender is not in the current round's roster.
+    #[error("not a member of the current round")]
+    NotInRoster,
+    /// Shares already received from this patient in this round.
+    #[error("shares already received from this patient")]
+    DuplicateShares,
+    /// The share set does not have exactly one well-formed share per other roster member.
+    #[error("shares must contain exactly one share of the right length for each other member")]
+    BadShares,
+    /// Partial sum already received from this patient in this round.
+    #[error("partial sum already received from this patient")]
+    DuplicatePartialSum,
+    /// The partial sum has the wrong length.
+    #[error("partial sum has the wrong length")]
+    BadPartialSum,
+    /// A round cannot start: fewer patients than needed.
+    #[error("{enrolled} enrolled, at least {needed} needed to start")]
+    NotEnoughPatients {
+        /// Enrolled now.
+        enrolled: u32,
+        /// Needed.
+        needed: u32,
+    },
+    /// Roster or contributor set below the study's minimum cohort (small-cell suppression).
+    #[error("{got} patients is below the study's minimum cohort of {min}")]
+    BelowMinimumCohort {
+        /// Size offered.
+        got: u32,
+        /// The minimum.
+        min: u32,
+    },
+    /// The roster's study parameters differ from those the patient joined.
+    #[error("roster parameters differ from the study this patient joined")]
+    ParamsMismatch,
+    /// The roster is malformed (indices, threshold, duplicate keys, or this patient missing).
+    #[error("roster is malformed")]
+    BadRoster,
+    /// The delivered shares or contributor set are malformed.
+    #[error("delivered shares do not match the contributor set")]
+    BadDelivery,
+    /// A delivered share failed to open.
+    #[error("share from member {from} failed to open")]
+    Seal {
+        /// Sender's roster index.
+        from: u32,
+        /// Why.
+        #[source]
+        source: SealError,
+    },
+    /// The value does not fit the study.
+    #[error("value rejected: {0}")]
+    Value(#[from] ValueError),
+    /// A message could not be decoded.
+    #[error("undecodable message: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+/// Machine-readable error codes sent on the wire in `error` messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The message could not be decoded.
+    BadMessage,
+    /// Wrong state, round or study for this message.
+    Unexpected,
+    /// No such study.
+    UnknownStudy,
+    /// Invite code missing or wrong.
+    Forbidden,
+    /// Already joined, duplicate key or duplicate message.
+    Duplicate,
+    /// Shares, partial sum or roster malformed.
+    Invalid,
+    /// Below the minimum cohort, or not enough patients.
+    TooFew,
+    /// The sender is sending too fast or too much.
+    RateLimited,
+    /// The relay is shutting down or overloaded.
+    Unavailable,
+}
+
+impl ProtocolError {
+    /// The wire code for this error.
+    pub fn code(&self) -> ErrorCode {
+        use ProtocolError as E;
+        match self {
+            E::Decode(_) => ErrorCode::BadMessage,
+            E::WrongState { .. } | E::WrongRound { .. } | E::WrongStudy | E::NotInRoster => {
+                ErrorCode::Unexpected
+            }
+            E::UnknownStudy => ErrorCode::UnknownStudy,
+            E::BadInvite => ErrorCode::Forbidden,
+            E::AlreadyJoined | E::DuplicateKey | E::DuplicateShares | E::DuplicatePartialSum => {
+                ErrorCode::Duplicate
+            }
+            E::NotEnoughPatients { .. } | E::BelowMinimumCohort { .. } => ErrorCode::TooFew,
+            E::StudyFull | E::TimedOut => ErrorCode::Unavailable,
+            _ => ErrorCode::Invalid,
+        }
+    }
+}

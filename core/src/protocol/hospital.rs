@@ -1,0 +1,863 @@
+//! The hospital's side of one study, round after round. Runs inside the relay.
+//!
+//! ```text
+//!            join × size (or start_round with ≥ min cohort, or enrolment deadline)
+//! Enrolling ─────────────────────────────────────────────▶ AwaitingShares
+//!   ▲                                                         │ all live members sent shares,
+//!   │                                                         │ or the shares deadline
+//!   │            result / abandoned                           ▼
+//!   └──────────────────────────────────────────────── AwaitingPartialSums
+//!                                                  all live members sent, or the deadline
+//! ```
+//!
+//! Patients that join while a round runs enrol for the next one. The hospital never sees a
+//! share in clear: it routes sealed shares (batched per recipient), and reconstructs only the
+//! aggregate from partial sums.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use subtle::ConstantTimeEq;
+use x25519_dalek::{PublicKey as DalekPublic, StaticSecret};
+
+use crate::encoding::{Statistics, decode};
+use crate::envelope::PublicKey;
+use crate::error::{ProtocolError, StudyError};
+use crate::field::Fe;
+use crate::message::{
+    AbandonReason, Abandoned, Delivery, Enrolment, Join, PROTOCOL_VERSION, PatientToRelay,
+    RelayToPatient, RosterMsg, RoundResult, ShareFrom, ShareTo, Welcome,
+};
+use crate::roster::{Member, Roster, SafetyCode};
+use crate::sharing::Scheme;
+use crate::study::StudySpec;
+
+/// How often, at most, enrolment progress is broadcast to waiting patients.
+pub const ENROLMENT_BROADCAST_MS: u64 = 250;
+
+/// The driver's name for a connection. Unique per relay for the connection's lifetime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PeerId(pub u64);
+
+/// What the hospital wants done.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HospitalOutput {
+    /// Send a message to a patient.
+    Send {
+        /// Recipient connection.
+        to: PeerId,
+        /// The message.
+        msg: RelayToPatient,
+    },
+    /// Something the dashboard and the store should know.
+    Event(HospitalEvent),
+}
+
+/// A completed round, as stored and shown on the dashboard.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoundOutcome {
+    /// Study id.
+    pub study: String,
+    /// Round id.
+    pub round: u64,
+    /// Revealed statistics.
+    pub statistics: Statistics,
+    /// Roster size.
+    pub roster_size: u32,
+    /// Threshold used.
+    pub threshold: u32,
+    /// Indices whose values are included.
+    pub contributors: Vec<u32>,
+    /// Partial sums received.
+    pub partial_sums: u32,
+    /// Safety code of the round.
+    pub safety_code: SafetyCode,
+    /// When the roster was frozen (driver's clock, ms).
+    pub started_ms: u64,
+    /// When the result was computed (driver's clock, ms).
+    pub finished_ms: u64,
+}
+
+/// Events for the dashboard and the store.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum HospitalEvent {
+    /// Enrolment changed.
+    Enrolment {
+        /// Study id.
+        study: String,
+        /// Round being enrolled.
+        round: u64,
+        /// Patients enrolled.
+        enrolled: u32,
+        /// Cohort size.
+        size: u32,
+    },
+    /// A roster was frozen.
+    RoundStarted {
+        /// Study id.
+        study: String,
+        /// Round id.
+        round: u64,
+        /// Roster size.
+        roster_size: u32,
+        /// Threshold.
+        threshold: u32,
+        /// The relay's safety code for the round.
+        safety_code: SafetyCode,
+        /// When (ms).
+        started_ms: u64,
+    },
+    /// Shares were delivered to the contributor set.
+    SharesDelivered {
+        /// Study id.
+        study: String,
+        /// Round id.
+        round: u64,
+        /// Number of contributors.
+        contributors: u32,
+    },
+    /// A round completed.
+    Completed(RoundOutcome),
+    /// A round was abandoned; nothing was revealed.
+    Abandoned {
+        /// Study id.
+        study: String,
+        /// Round id.
+        round: u64,
+        /// Why.
+        reason: AbandonReason,
+        /// Safety code of the round.
+        safety_code: SafetyCode,
+        /// When the roster was frozen (ms).
+        started_ms: u64,
+        /// When it was abandoned (ms).
+        finished_ms: u64,
+    },
+}
+
+/// The running round's phase and counters, for the dashboard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoundStatus {
+    /// Round id.
+    pub round: u64,
+    /// `"awaiting shares"` or `"awaiting partial sums"`.
+    pub phase: &'static str,
+    /// Roster size.
+    pub roster_size: u32,
+    /// Threshold.
+    pub threshold: u32,
+    /// Members still connected.
+    pub live: u32,
+    /// Shares frames or partial sums received in this phase.
+    pub received: u32,
+    /// The relay's safety code.
+    pub safety_code: SafetyCode,
+}
+
+/// A study's status, for the dashboard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StudyStatus {
+    /// Round being enrolled.
+    pub enrolling_round: u64,
+    /// Patients enrolled for it.
+    pub enrolled: u32,
+    /// Cohort size.
+    pub size: u32,
+    /// The running round, if any.
+    pub running: Option<RoundStatus>,
+}
+
+enum RoundState {
+    AwaitingShares {
+        received: Vec<Option<Vec<ShareTo>>>,
+        count: u32,
+    },
+    AwaitingPartialSums {
+        contributors: Vec<u32>,
+        partials: Vec<Option<Vec<Fe>>>,
+        count: u32,
+    },
+}
+
+struct Round {
+    roster: Roster,
+    peers: Vec<PeerId>,
+    index_of: BTreeMap<PeerId, u32>,
+    live: Vec<bool>,
+    safety: SafetyCode,
+    started_ms: u64,
+    deadline: u64,
+    state: RoundState,
+}
+
+impl Round {
+    fn live_count(&self) -> u32 {
+        self.live.iter().filter(|&&l| l).count() as u32
+    }
+}
+
+/// The hospital's state machine for one study.
+pub struct Hospital {
+    spec: StudySpec,
+    next_round: u64,
+    enrolling: Vec<(PeerId, PublicKey)>,
+    enrol_started: Option<u64>,
+    broadcast_due: Option<u64>,
+    round: Option<Round>,
+    out: VecDeque<HospitalOutput>,
+}
+
+impl core::fmt::Debug for Hospital {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Hospital")
+            .field("study", &self.spec.params.id)
+            .field("next_round", &self.next_round)
+            .field("enrolled", &self.enrolling.len())
+            .field("running", &self.round.as_ref().map(|r| r.roster.round))
+            .finish()
+    }
+}
+
+/// Whether an X25519 public key is a low-order point (its shared secret with anyone is zero).
+fn is_weak_key(key: &PublicKey) -> bool {
+    // Any clamped scalar is a multiple of the cofactor, so a low-order point maps to zero.
+    let probe = StaticSecret::from([0x5a; 32]);
+    !probe
+        .diffie_hellman(&DalekPublic::from(key.0))
+        .was_contributory()
+}
+
+impl Hospital {
+    /// A hospital for `spec` whose first round will be `first_round` (the driver passes one
+    /// past the last round it has stored, so round ids never repeat across restarts).
+    pub fn new(spec: StudySpec, first_round: u64) -> Result<Hospital, StudyError> {
+        spec.validate()?;
+        if spec.params.size as usize * spec.params.vector_len() > 1 << 18 {
+            return Err(StudyError::TooLarge);
+        }
+        Ok(Hospital {
+            spec,
+            next_round: first_round,
+            enrolling: Vec::new(),
+            enrol_started: None,
+            broadcast_due: None,
+            round: None,
+            out: VecDeque::new(),
+        })
+    }
+
+    /// The study.
+    pub fn spec(&self) -> &StudySpec {
+        &self.spec
+    }
+
+    /// Current status.
+    pub fn status(&self) -> StudyStatus {
+        StudyStatus {
+            enrolling_round: self.next_round,
+            enrolled: self.enrolling.len() as u32,
+            size: self.spec.params.size,
+            running: self.round.as_ref().map(|r| {
+                let (phase, received) = match &r.state {
+                    RoundState::AwaitingShares { count, .. } => ("awaiting shares", *count),
+                    RoundState::AwaitingPartialSums { count, .. } => {
+                        ("awaiting partial sums", *count)
+                    }
+                };
+                RoundStatus {
+                    round: r.roster.round,
+                    phase,
+                    roster_size: r.roster.n(),
+                    threshold: r.roster.threshold,
+                    live: r.live_count(),
+                    received,
+                    safety_code: r.safety.clone(),
+                }
+            }),
+        }
+    }
+
+    /// The next thing to do.
+    pub fn poll_output(&mut self) -> Option<HospitalOutput> {
+        self.out.pop_front()
+    }
+
+    /// The earliest time [`Hospital::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let enrol = match (
+            self.enrol_started,
+            self.spec.deadlines.enrol_ms,
+            &self.round,
+        ) {
+            (Some(t0), Some(ms), None) if self.enrolling.len() as u32 >= self.min_to_start() => {
+                Some(t0.saturating_add(ms))
+            }
+            _ => None,
+        };
+        [
+            enrol,
+            self.broadcast_due,
+            self.round.as_ref().map(|r| r.deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Acts on every deadline that has passed.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        if self.broadcast_due.is_some_and(|t| now_ms >= t) {
+            self.broadcast_due = None;
+            self.broadcast_enrolment();
+        }
+        if self.round.as_ref().is_some_and(|r| now_ms >= r.deadline) {
+            match self.round.as_ref().map(|r| &r.state) {
+                Some(RoundState::AwaitingShares { .. }) => self.deliver(now_ms),
+                Some(RoundState::AwaitingPartialSums { .. }) => self.finish(now_ms),
+                None => {}
+            }
+        }
+        if let (Some(t0), Some(ms), None) = (
+            self.enrol_started,
+            self.spec.deadlines.enrol_ms,
+            &self.round,
+        ) {
+            if now_ms >= t0.saturating_add(ms) && self.enrolling.len() as u32 >= self.min_to_start()
+            {
+                let _ = self.start_round(now_ms);
+            }
+        }
+    }
+
+    fn min_to_start(&self) -> u32 {
+        self.spec.params.min_cohort.max(2)
+    }
+
+    fn emit(&mut self, to: PeerId, msg: RelayToPatient) {
+        self.out.push_back(HospitalOutput::Send { to, msg });
+    }
+
+    fn event(&mut self, e: HospitalEvent) {
+        self.out.push_back(HospitalOutput::Event(e));
+    }
+
+    fn enrolment_event(&mut self) {
+        self.event(HospitalEvent::Enrolment {
+            study: self.spec.params.id.clone(),
+            round: self.next_round,
+            enrolled: self.enrolling.len() as u32,
+            size: self.spec.params.size,
+        });
+    }
+
+    fn broadcast_enrolment(&mut self) {
+        let msg = Enrolment {
+            v: PROTOCOL_VERSION,
+            round: self.next_round,
+            enrolled: self.enrolling.len() as u32,
+            size: self.spec.params.size,
+        };
+        let peers: Vec<PeerId> = self.enrolling.iter().map(|(p, _)| *p).collect();
+        for p in peers {
+            self.emit(p, RelayToPatient::Enrolment(msg.clone()));
+        }
+    }
+
+    fn schedule_broadcast(&mut self, now_ms: u64) {
+        if self.broadcast_due.is_none() {
+            self.broadcast_due = Some(now_ms + ENROLMENT_BROADCAST_MS);
+        }
+    }
+
+    /// Handles one message from connection `from`.
+    pub fn handle(
+        &mut self,
+        now_ms: u64,
+        from: PeerId,
+        msg: PatientToRelay,
+    ) -> Result<(), ProtocolError> {
+        match msg {
+            PatientToRelay::Join(j) => self.on_join(now_ms, from, j),
+            PatientToRelay::Shares(s) => self.on_shares(now_ms, from, s.round, s.shares),
+            PatientToRelay::PartialSum(p) => self.on_partial(now_ms, from, p.round, p.sum),
+            PatientToRelay::Leave(_) => {
+                self.handle_disconnect(now_ms, from);
+                Ok(())
+            }
+        }
+    }
+
+    fn is_member(&self, peer: PeerId) -> bool {
+        self.enrolling.iter().any(|(p, _)| *p == peer)
+            || self.round.as_ref().is_some_and(|r| {
+                r.index_of
+                    .get(&peer)
+                    .is_some_and(|&i| r.live[i as usize - 1])
+            })
+    }
+
+    fn on_join(&mut self, now_ms: u64, from: PeerId, j: Join) -> Result<(), ProtocolError> {
+        if j.study != self.spec.params.id {
+            return Err(ProtocolError::WrongStudy);
+        }
+        if let Some(code) = &self.spec.invite {
+            let given = j.invite.as_deref().unwrap_or("");
+            if !bool::from(given.as_bytes().ct_eq(code.as_bytes())) {
+                return Err(ProtocolError::BadInvite);
+            }
+        }
+        if self.is_member(from) {
+            return Err(ProtocolError::AlreadyJoined);
+        }
+        if self.enrolling.len() as u32 >= self.spec.params.size {
+            return Err(ProtocolError::StudyFull);
+        }
+        if self.enrolling.iter().any(|(_, k)| *k == j.public_key) {
+            return Err(ProtocolError::DuplicateKey);
+        }
+        if is_weak_key(&j.public_key) {
+            return Err(ProtocolError::WeakKey);
+        }
+        self.enrolling.push((from, j.public_key));
+        if self.enrol_started.is_none() {
+            self.enrol_started = Some(now_ms);
+        }
+        self.emit(
+            from,
+            RelayToPatient::Welcome(Welcome {
+                v: PROTOCOL_VERSION,
+                study: self.spec.params.clone(),
+                round: self.next_round,
+                enrolled: self.enrolling.len() as u32,
+            }),
+        );
+        self.enrolment_event();
+        if self.round.is_none() && self.enrolling.len() as u32 >= self.spec.params.size {
+            self.start_round(now_ms)?;
+        } else {
+            self.schedule_broadcast(now_ms);
+        }
+        Ok(())
+    }
+
+    /// Freezes the roster from the patients enrolled so far (the dashboard's "start now"; also
+    /// called when enrolment is full or its deadline passes). Needs no running round and at
+    /// least the study's minimum cohort.
+    pub fn start_round(&mut self, now_ms: u64) -> Result<(), ProtocolError> {
+        if self.round.is_some() {
+            return Err(ProtocolError::WrongState {
+                state: "a round is running",
+                got: "start",
+            });
+        }
+        let enrolled = self.enrolling.len() as u32;
+        if enrolled < self.min_to_start() {
+            return Err(ProtocolError::NotEnoughPatients {
+                enrolled,
+                needed: self.min_to_start(),
+            });
+        }
+        let n = enrolled.min(self.spec.params.size);
+        let taken: Vec<(PeerId, PublicKey)> = self.enrolling.drain(..n as usize).collect();
+        let roster = Roster {
+            study: self.spec.params.clone(),
+            round: self.next_round,
+            threshold: self.spec.params.round_threshold(n),
+            members: taken
+                .iter()
+                .enumerate()
+                .map(|(i, (_, k))| Member {
+                    index: i as u32 + 1,
+                    public_key: *k,
+                })
+                .collect(),
+        };
+        self.next_round += 1;
+        self.enrol_started = if self.enrolling.is_empty() {
+            None
+        } else {
+            Some(now_ms)
+        };
+        self.broadcast_due = None;
+        let safety = roster.safety_code();
+        let peers: Vec<PeerId> = taken.iter().map(|(p, _)| *p).collect();
+        for (i, p) in peers.iter().enumerate() {
+            self.emit(
+                *p,
+                RelayToPatient::Roster(RosterMsg {
+                    v: PROTOCOL_VERSION,
+                    roster: roster.clone(),
+                    you: i as u32 + 1,
+                }),
+            );
+        }
+        self.event(HospitalEvent::RoundStarted {
+            study: self.spec.params.id.clone(),
+            round: roster.round,
+            roster_size: n,
+            threshold: roster.threshold,
+            safety_code: safety.clone(),
+            started_ms: now_ms,
+        });
+        let index_of = peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (*p, i as u32 + 1))
+            .collect();
+        self.round = Some(Round {
+            state: RoundState::AwaitingShares {
+                received: (0..n).map(|_| None).collect(),
+                count: 0,
+            },
+            live: alloc::vec![true; n as usize],
+            roster,
+            peers,
+            index_of,
+            safety,
+            started_ms: now_ms,
+            deadline: now_ms.saturating_add(self.spec.deadlines.shares_ms),
+        });
+        if !self.enrolling.is_empty() {
+            self.enrolment_event();
+            self.schedule_broadcast(now_ms);
+        }
+        Ok(())
+    }
+
+    fn member_index(&self, from: PeerId, round: u64) -> Result<u32, ProtocolError> {
+        let r = self.round.as_ref().ok_or(ProtocolError::WrongState {
+            state: "enrolling",
+            got: "round message",
+        })?;
+        let i = *r.index_of.get(&from).ok_or(ProtocolError::NotInRoster)?;
+        if !r.live[i as usize - 1] {
+            return Err(ProtocolError::NotInRoster);
+        }
+        if round != r.roster.round {
+            return Err(ProtocolError::WrongRound {
+                got: round,
+                current: r.roster.round,
+            });
+        }
+        Ok(i)
+    }
+
+    fn on_shares(
+        &mut self,
+        now_ms: u64,
+        from: PeerId,
+        round: u64,
+        shares: Vec<ShareTo>,
+    ) -> Result<(), ProtocolError> {
+        let me = self.member_index(from, round)?;
+        let len = self.spec.params.vector_len();
+        let r = self.round.as_mut().expect("member_index checked");
+        let n = r.roster.n();
+        let RoundState::AwaitingShares { received, count } = &mut r.state else {
+            return Err(ProtocolError::WrongState {
+                state: "awaiting partial sums",
+                got: "shares",
+            });
+        };
+        if received[me as usize - 1].is_some() {
+            return Err(ProtocolError::DuplicateShares);
+        }
+        if shares.len() != n as usize - 1 {
+            return Err(ProtocolError::BadShares);
+        }
+        let mut seen = alloc::vec![false; n as usize + 1];
+        for s in &shares {
+            let ok = s.to >= 1
+                && s.to <= n
+                && s.to != me
+                && !seen[s.to as usize]
+                && s.sealed.has_len_for(len);
+            if !ok {
+                return Err(ProtocolError::BadShares);
+            }
+            seen[s.to as usize] = true;
+        }
+        received[me as usize - 1] = Some(shares);
+        *count += 1;
+        if self.all_live_reported() {
+            self.deliver(now_ms);
+        }
+        Ok(())
+    }
+
+    fn all_live_reported(&self) -> bool {
+        let Some(r) = &self.round else { return false };
+        let have = |i: usize| match &r.state {
+            RoundState::AwaitingShares { received, .. } => received[i].is_some(),
+            RoundState::AwaitingPartialSums { partials, .. } => partials[i].is_some(),
+        };
+        (0..r.live.len()).all(|i| !r.live[i] || have(i))
+    }
+
+    fn deliver(&mut self, now_ms: u64) {
+        let Some(mut r) = self.round.take() else {
+            return;
+        };
+        let live_count = r.live_count();
+        let RoundState::AwaitingShares { received, .. } = &mut r.state else {
+            self.round = Some(r);
+            return;
+        };
+        let n = r.roster.n() as usize;
+        let contributors: Vec<u32> = (0..n)
+            .filter(|&i| received[i].is_some())
+            .map(|i| i as u32 + 1)
+            .collect();
+        let min = r.roster.study.min_cohort;
+        let t = r.roster.threshold;
+        if (contributors.len() as u32) < min {
+            let got = contributors.len() as u32;
+            self.round = Some(r);
+            self.abandon(
+                now_ms,
+                AbandonReason::TooFewContributors { got, needed: min },
+            );
+            return;
+        }
+        if live_count < t {
+            let got = live_count;
+            self.round = Some(r);
+            self.abandon(now_ms, AbandonReason::TooFewPartialSums { got, needed: t });
+            return;
+        }
+        // Transpose: one frame per recipient with the share from every other contributor.
+        let mut inbox: Vec<Vec<ShareFrom>> = (0..n)
+            .map(|_| Vec::with_capacity(contributors.len()))
+            .collect();
+        for &c in &contributors {
+            for s in received[c as usize - 1].take().into_iter().flatten() {
+                inbox[s.to as usize - 1].push(ShareFrom {
+                    from: c,
+                    sealed: s.sealed,
+                });
+            }
+        }
+        for (i, shares) in inbox.into_iter().enumerate() {
+            if r.live[i] {
+                let msg = Delivery {
+                    v: PROTOCOL_VERSION,
+                    round: r.roster.round,
+                    contributors: contributors.clone(),
+                    shares,
+                };
+                self.out.push_back(HospitalOutput::Send {
+                    to: r.peers[i],
+                    msg: RelayToPatient::Delivery(msg),
+                });
+            }
+        }
+        self.event(HospitalEvent::SharesDelivered {
+            study: self.spec.params.id.clone(),
+            round: r.roster.round,
+            contributors: contributors.len() as u32,
+        });
+        r.state = RoundState::AwaitingPartialSums {
+            contributors,
+            partials: (0..n).map(|_| None).collect(),
+            count: 0,
+        };
+        r.deadline = now_ms.saturating_add(self.spec.deadlines.partials_ms);
+        self.round = Some(r);
+    }
+
+    fn on_partial(
+        &mut self,
+        now_ms: u64,
+        from: PeerId,
+        round: u64,
+        sum: Vec<Fe>,
+    ) -> Result<(), ProtocolError> {
+        let me = self.member_index(from, round)?;
+        let len = self.spec.params.vector_len();
+        let r = self.round.as_mut().expect("member_index checked");
+        let RoundState::AwaitingPartialSums {
+            partials, count, ..
+        } = &mut r.state
+        else {
+            return Err(ProtocolError::WrongState {
+                state: "awaiting shares",
+                got: "partial_sum",
+            });
+        };
+        if partials[me as usize - 1].is_some() {
+            return Err(ProtocolError::DuplicatePartialSum);
+        }
+        if sum.len() != len {
+            return Err(ProtocolError::BadPartialSum);
+        }
+        partials[me as usize - 1] = Some(sum);
+        *count += 1;
+        if self.all_live_reported() {
+            self.finish(now_ms);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, now_ms: u64) {
+        let Some(r) = self.round.take() else { return };
+        let RoundState::AwaitingPartialSums {
+            contributors,
+            partials,
+            count,
+        } = &r.state
+        else {
+            self.round = Some(r);
+            return;
+        };
+        let t = r.roster.threshold;
+        if *count < t {
+            let got = *count;
+            self.round = Some(r);
+            self.abandon(now_ms, AbandonReason::TooFewPartialSums { got, needed: t });
+            return;
+        }
+        let points: Vec<(u32, &[Fe])> = partials
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|v| (i as u32 + 1, v.as_slice())))
+            .collect();
+        let scheme = Scheme::new(r.roster.n(), t).expect("roster checked at start");
+        let aggregate = scheme.reconstruct(&points);
+        // With more than t partial sums, a second reconstruction from the last t must agree:
+        // it catches a corrupted partial sum that decoding alone might not.
+        let consistent = match (&aggregate, points.len() > t as usize) {
+            (Ok(a), true) => scheme
+                .reconstruct(&points[points.len() - t as usize..])
+                .is_ok_and(|b| *a == b),
+            (Ok(_), false) => true,
+            (Err(_), _) => false,
+        };
+        let stats = aggregate
+            .ok()
+            .filter(|_| consistent)
+            .and_then(|a| decode(&r.roster.study, &a).ok());
+        let Some(statistics) = stats else {
+            self.round = Some(r);
+            self.abandon(now_ms, AbandonReason::InconsistentAggregate);
+            return;
+        };
+        let result = RoundResult {
+            v: PROTOCOL_VERSION,
+            study: self.spec.params.id.clone(),
+            round: r.roster.round,
+            statistics: statistics.clone(),
+            roster_size: r.roster.n(),
+            contributors: contributors.clone(),
+            partial_sums: *count,
+            safety_code: r.safety.clone(),
+        };
+        for (i, p) in r.peers.iter().enumerate() {
+            if r.live[i] {
+                self.emit(*p, RelayToPatient::Result(result.clone()));
+            }
+        }
+        self.event(HospitalEvent::Completed(RoundOutcome {
+            study: self.spec.params.id.clone(),
+            round: r.roster.round,
+            statistics,
+            roster_size: r.roster.n(),
+            threshold: t,
+            contributors: contributors.clone(),
+            partial_sums: *count,
+            safety_code: r.safety.clone(),
+            started_ms: r.started_ms,
+            finished_ms: now_ms,
+        }));
+        self.after_round(now_ms);
+    }
+
+    /// Abandons the running round, if any, telling its live members and the dashboard why.
+    pub fn abandon(&mut self, now_ms: u64, reason: AbandonReason) {
+        let Some(r) = self.round.take() else { return };
+        let msg = Abandoned {
+            v: PROTOCOL_VERSION,
+            round: r.roster.round,
+            reason: reason.clone(),
+            message: reason.to_string(),
+        };
+        for (i, p) in r.peers.iter().enumerate() {
+            if r.live[i] {
+                self.emit(*p, RelayToPatient::Abandoned(msg.clone()));
+            }
+        }
+        self.event(HospitalEvent::Abandoned {
+            study: self.spec.params.id.clone(),
+            round: r.roster.round,
+            reason,
+            safety_code: r.safety,
+            started_ms: r.started_ms,
+            finished_ms: now_ms,
+        });
+        self.after_round(now_ms);
+    }
+
+    /// Shuts the study down: abandons the running round and tells enrolled patients.
+    pub fn shutdown(&mut self, now_ms: u64) {
+        self.abandon(now_ms, AbandonReason::Shutdown);
+        let msg = Abandoned {
+            v: PROTOCOL_VERSION,
+            round: self.next_round,
+            reason: AbandonReason::Shutdown,
+            message: AbandonReason::Shutdown.to_string(),
+        };
+        for (p, _) in core::mem::take(&mut self.enrolling) {
+            self.emit(p, RelayToPatient::Abandoned(msg.clone()));
+        }
+        self.broadcast_due = None;
+        self.enrol_started = None;
+    }
+
+    fn after_round(&mut self, now_ms: u64) {
+        if self.enrolling.len() as u32 >= self.spec.params.size {
+            let _ = self.start_round(now_ms);
+        }
+    }
+
+    /// The connection `peer` closed or left.
+    pub fn handle_disconnect(&mut self, now_ms: u64, peer: PeerId) {
+        if let Some(pos) = self.enrolling.iter().position(|(p, _)| *p == peer) {
+            self.enrolling.remove(pos);
+            if self.enrolling.is_empty() {
+                self.enrol_started = None;
+            }
+            self.enrolment_event();
+            self.schedule_broadcast(now_ms);
+            return;
+        }
+        let Some(r) = self.round.as_mut() else { return };
+        let Some(&i) = r.index_of.get(&peer) else {
+            return;
+        };
+        if !core::mem::replace(&mut r.live[i as usize - 1], false) {
+            return;
+        }
+        let (live, t) = (r.live_count(), r.roster.threshold);
+        match &r.state {
+            RoundState::AwaitingShares { .. } => {
+                if self.all_live_reported() {
+                    self.deliver(now_ms);
+                }
+            }
+            RoundState::AwaitingPartialSums {
+                partials, count, ..
+            } => {
+                let pending = (0..partials.len())
+                    .filter(|&j| r.live[j] && partials[j].is_none())
+                    .count() as u32;
+                if count + pending < t {
+                    let got = count + pending;
+                    self.abandon(now_ms, AbandonReason::TooFewPartialSums { got, needed: t });
+                } else if self.all_live_reported() {
+                    self.finish(now_ms);
+                }
+                let _ = live;
+            }
+        }
+    }
+}

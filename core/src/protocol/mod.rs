@@ -1,0 +1,12 @@
+//! The sans-IO protocol state machines.
+//!
+//! [`Patient`] runs one patient's side of one round; [`Hospital`] runs one study on the relay,
+//! round after round. Neither does IO, reads a clock or draws ambient randomness: the driver
+//! feeds messages and the current time in milliseconds (`handle`), drains what to send
+//! (`poll_output`), and wakes the machine at `poll_timeout()` via `handle_timeout(now_ms)`.
+
+pub mod hospital;
+pub mod patient;
+
+pub use hospital::{Hospital, HospitalEvent, HospitalOutput, PeerId, RoundOutcome, StudyStatus};
+pub use patient::{Patient, PatientEvent};

@@ -1,0 +1,540 @@
+//! One patient's side of one round.
+//!
+//! ```text
+//! new() ──Join──▶ AwaitingWelcome ──Welcome──▶ AwaitingRoster ──Roster──▶ (split, seal) ──Shares──▶
+//! AwaitingDelivery ──Delivery──▶ (open, sum) ──PartialSum──▶ AwaitingResult ──Result──▶ Finished
+//!         any state ──Abandoned / Error / refusal──▶ Finished
+//! ```
+//!
+//! The patient refuses (sends `leave`, emits [`PatientEvent::Refused`]) a roster whose study
+//! parameters differ from those it joined, a roster or contributor set below the study's
+//! minimum cohort, a roster without its own key at its index, and any share that fails to open.
+
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRng, SeedableRng};
+use zeroize::Zeroize;
+
+use crate::decimal::Decimal;
+use crate::encoding::{check_value, encode};
+use crate::envelope::{Binding, DirectionKey, KeyPair, PublicKey};
+use crate::error::{ErrorCode, ProtocolError};
+use crate::field::Fe;
+use crate::message::{
+    AbandonReason, Delivery, Join, Leave, PROTOCOL_VERSION, PartialSum, PatientToRelay,
+    RelayToPatient, RosterMsg, RoundResult, Sealed, ShareTo, Shares,
+};
+use crate::roster::{Roster, SafetyCode};
+use crate::study::StudyParams;
+
+/// What happened, for the patient's user interface.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum PatientEvent {
+    /// The relay accepted the join.
+    Welcomed {
+        /// The study's parameters.
+        study: StudyParams,
+        /// Round being enrolled.
+        round: u64,
+        /// Patients enrolled so far.
+        enrolled: u32,
+    },
+    /// Enrolment progress.
+    Enrolment {
+        /// Patients enrolled so far.
+        enrolled: u32,
+        /// Cohort size.
+        size: u32,
+    },
+    /// The roster is frozen; show the safety code.
+    RosterFrozen {
+        /// Round id.
+        round: u64,
+        /// Roster size.
+        n: u32,
+        /// Threshold.
+        threshold: u32,
+        /// This patient's index.
+        you: u32,
+        /// The safety code to compare.
+        safety_code: SafetyCode,
+    },
+    /// Sealed shares were queued for sending.
+    SharesSent {
+        /// Round id.
+        round: u64,
+    },
+    /// The partial sum was queued for sending.
+    PartialSumSent {
+        /// Round id.
+        round: u64,
+        /// Size of the contributor set.
+        contributors: u32,
+    },
+    /// The round completed.
+    Completed(RoundResult),
+    /// The relay abandoned the round; nothing was revealed.
+    Abandoned {
+        /// Round id.
+        round: u64,
+        /// Why.
+        reason: AbandonReason,
+    },
+    /// The relay refused a message of ours.
+    RelayError {
+        /// Code.
+        code: ErrorCode,
+        /// Explanation.
+        message: String,
+    },
+    /// This patient refused to continue (see the module docs), or timed out.
+    Refused(ProtocolError),
+}
+
+enum State {
+    AwaitingWelcome,
+    AwaitingRoster {
+        params: StudyParams,
+    },
+    AwaitingDelivery {
+        roster: Roster,
+        me: u32,
+        own: Vec<Fe>,
+        /// Opening key for each member's share to us (index − 1); `None` for ourselves.
+        from_keys: Vec<Option<DirectionKey>>,
+    },
+    AwaitingResult {
+        round: u64,
+    },
+    Finished,
+}
+
+impl State {
+    fn name(&self) -> &'static str {
+        match self {
+            State::AwaitingWelcome => "awaiting welcome",
+            State::AwaitingRoster { .. } => "awaiting roster",
+            State::AwaitingDelivery { .. } => "awaiting delivery",
+            State::AwaitingResult { .. } => "awaiting result",
+            State::Finished => "finished",
+        }
+    }
+}
+
+/// A patient in one round. `Debug` shows the state only.
+pub struct Patient {
+    study: String,
+    value: Decimal,
+    expected: Option<StudyParams>,
+    keys: KeyPair,
+    rng: ChaCha20Rng,
+    state: State,
+    out: VecDeque<PatientToRelay>,
+    events: VecDeque<PatientEvent>,
+    timeout_ms: Option<u64>,
+    deadline: Option<u64>,
+}
+
+impl core::fmt::Debug for Patient {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Patient")
+            .field("study", &self.study)
+            .field("state", &self.state.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Patient {
+    /// Starts a patient that will join `study` with `value`. If `expected` is given (from the
+    /// study list the user saw), the value is checked against it now and the relay's parameters
+    /// must match it exactly. Draws a fresh key pair and a seed for its own CSPRNG from `rng`.
+    /// Queues the `join` message.
+    pub fn new<R: CryptoRng + ?Sized>(
+        now_ms: u64,
+        study: &str,
+        value: Decimal,
+        expected: Option<StudyParams>,
+        invite: Option<String>,
+        rng: &mut R,
+    ) -> Result<Patient, ProtocolError> {
+        if let Some(p) = &expected {
+            check_value(p, &value)?;
+        }
+        let keys = KeyPair::generate(rng);
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        let own_rng = ChaCha20Rng::from_seed(seed);
+        seed.zeroize();
+        let mut p = Patient {
+            study: study.into(),
+            value,
+            expected,
+            keys,
+            rng: own_rng,
+            state: State::AwaitingWelcome,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            timeout_ms: None,
+            deadline: None,
+        };
+        p.out.push_back(PatientToRelay::Join(Join {
+            v: PROTOCOL_VERSION,
+            study: p.study.clone(),
+            public_key: p.keys.public(),
+            invite,
+        }));
+        p.touch(now_ms);
+        Ok(p)
+    }
+
+    /// Gives up (with [`ProtocolError::TimedOut`]) when the relay is silent for `ms` while a
+    /// round is under way. Enrolment is never timed out: waiting for others is normal.
+    pub fn set_timeout(&mut self, now_ms: u64, ms: Option<u64>) {
+        self.timeout_ms = ms;
+        self.touch(now_ms);
+    }
+
+    fn touch(&mut self, now_ms: u64) {
+        self.deadline = match (&self.state, self.timeout_ms) {
+            (State::AwaitingRoster { .. } | State::Finished, _) | (_, None) => None,
+            (_, Some(ms)) => Some(now_ms.saturating_add(ms)),
+        };
+    }
+
+    /// This patient's public key for the round.
+    pub fn public_key(&self) -> PublicKey {
+        self.keys.public()
+    }
+
+    /// What the patient waits for, e.g. `"awaiting roster"`.
+    pub fn state_name(&self) -> &'static str {
+        self.state.name()
+    }
+
+    /// Whether the round is over for this patient (completed, abandoned or refused).
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Finished)
+    }
+
+    /// The next message to send to the relay.
+    pub fn poll_output(&mut self) -> Option<PatientToRelay> {
+        self.out.pop_front()
+    }
+
+    /// The next event for the user interface.
+    pub fn poll_event(&mut self) -> Option<PatientEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Patient::handle_timeout`], if ever.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.deadline
+    }
+
+    /// Gives up if the deadline has passed.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        if self.deadline.is_some_and(|d| now_ms >= d) {
+            self.refuse(ProtocolError::TimedOut);
+        }
+    }
+
+    /// Leaves the study: queues `leave` and finishes.
+    pub fn leave(&mut self) {
+        if !self.is_finished() {
+            self.out.push_back(PatientToRelay::Leave(Leave {
+                v: PROTOCOL_VERSION,
+            }));
+            self.finish();
+        }
+    }
+
+    fn finish(&mut self) {
+        // Dropping the state wipes the own share and the opening keys.
+        if let State::AwaitingDelivery { own, .. } = &mut self.state {
+            own.zeroize();
+        }
+        self.state = State::Finished;
+        self.deadline = None;
+    }
+
+    fn refuse(&mut self, e: ProtocolError) {
+        self.events.push_back(PatientEvent::Refused(e));
+        self.leave();
+    }
+
+    /// Handles one message from the relay. An error means the message was not acceptable in
+    /// this state; refusals that end the round are reported as [`PatientEvent::Refused`] and
+    /// also returned.
+    pub fn handle(&mut self, now_ms: u64, msg: RelayToPatient) -> Result<(), ProtocolError> {
+        let result = self.dispatch(msg);
+        if let Err(e) = &result {
+            if !self.is_finished() && is_fatal(e) {
+                self.refuse(e.clone());
+            }
+        }
+        self.touch(now_ms);
+        result
+    }
+
+    fn dispatch(&mut self, msg: RelayToPatient) -> Result<(), ProtocolError> {
+        let state = core::mem::replace(&mut self.state, State::Finished);
+        let (next, result) = self.step(state, msg);
+        self.state = next;
+        result
+    }
+
+    fn step(&mut self, state: State, msg: RelayToPatient) -> (State, Result<(), ProtocolError>) {
+        match (state, msg) {
+            (_, RelayToPatient::Error(e)) => {
+                self.events.push_back(PatientEvent::RelayError {
+                    code: e.code,
+                    message: e.message,
+                });
+                self.out.push_back(PatientToRelay::Leave(Leave {
+                    v: PROTOCOL_VERSION,
+                }));
+                (State::Finished, Ok(()))
+            }
+            (State::AwaitingWelcome, RelayToPatient::Welcome(w)) => {
+                if w.study.id != self.study || self.expected.as_ref().is_some_and(|e| *e != w.study)
+                {
+                    return (State::AwaitingWelcome, Err(ProtocolError::ParamsMismatch));
+                }
+                if let Err(e) = check_value(&w.study, &self.value) {
+                    return (State::AwaitingWelcome, Err(e.into()));
+                }
+                self.events.push_back(PatientEvent::Welcomed {
+                    study: w.study.clone(),
+                    round: w.round,
+                    enrolled: w.enrolled,
+                });
+                (State::AwaitingRoster { params: w.study }, Ok(()))
+            }
+            (s @ State::AwaitingRoster { .. }, RelayToPatient::Enrolment(e)) => {
+                self.events.push_back(PatientEvent::Enrolment {
+                    enrolled: e.enrolled,
+                    size: e.size,
+                });
+                (s, Ok(()))
+            }
+            (State::AwaitingRoster { params }, RelayToPatient::Roster(r)) => {
+                match self.on_roster(&params, r) {
+                    Ok(next) => (next, Ok(())),
+                    Err(e) => (State::AwaitingRoster { params }, Err(e)),
+                }
+            }
+            (
+                State::AwaitingDelivery {
+                    roster,
+                    me,
+                    own,
+                    from_keys,
+                },
+                RelayToPatient::Delivery(d),
+            ) => match self.on_delivery(&roster, me, &own, &from_keys, d) {
+                Ok(()) => (
+                    State::AwaitingResult {
+                        round: roster.round,
+                    },
+                    Ok(()),
+                ),
+                Err(e) => (
+                    State::AwaitingDelivery {
+                        roster,
+                        me,
+                        own,
+                        from_keys,
+                    },
+                    Err(e),
+                ),
+            },
+            (State::AwaitingResult { round }, RelayToPatient::Result(r)) => {
+                if r.round != round {
+                    return (
+                        State::AwaitingResult { round },
+                        Err(ProtocolError::WrongRound {
+                            got: r.round,
+                            current: round,
+                        }),
+                    );
+                }
+                self.events.push_back(PatientEvent::Completed(r));
+                (State::Finished, Ok(()))
+            }
+            (state, RelayToPatient::Abandoned(a)) if !matches!(state, State::Finished) => {
+                self.events.push_back(PatientEvent::Abandoned {
+                    round: a.round,
+                    reason: a.reason,
+                });
+                (State::Finished, Ok(()))
+            }
+            (state, msg) => {
+                let err = ProtocolError::WrongState {
+                    state: state.name(),
+                    got: msg.kind(),
+                };
+                (state, Err(err))
+            }
+        }
+    }
+
+    fn on_roster(&mut self, params: &StudyParams, r: RosterMsg) -> Result<State, ProtocolError> {
+        let roster = r.roster;
+        if roster.study != *params {
+            return Err(ProtocolError::ParamsMismatch);
+        }
+        roster.check()?;
+        let n = roster.n();
+        if n < params.min_cohort {
+            return Err(ProtocolError::BelowMinimumCohort {
+                got: n,
+                min: params.min_cohort,
+            });
+        }
+        let me = r.you;
+        if roster.member(me).map(|m| m.public_key) != Some(self.keys.public()) {
+            return Err(ProtocolError::BadRoster);
+        }
+        let scheme = roster.scheme()?;
+        let encoded = encode(params, &self.value)?;
+        let mut shares = scheme.split(encoded.as_slice(), &mut self.rng);
+        let my_key = self.keys.public();
+        let mut sealed = Vec::with_capacity(n as usize - 1);
+        let mut from_keys: Vec<Option<DirectionKey>> = Vec::with_capacity(n as usize);
+        for m in &roster.members {
+            if m.index == me {
+                from_keys.push(None);
+                continue;
+            }
+            let pair = self
+                .keys
+                .agree(&m.public_key)
+                .map_err(|_| ProtocolError::BadRoster)?;
+            let to = Binding {
+                study: &params.id,
+                round: roster.round,
+                from: me,
+                to: m.index,
+                from_key: &my_key,
+                to_key: &m.public_key,
+            };
+            let from = Binding {
+                from: m.index,
+                to: me,
+                from_key: &m.public_key,
+                to_key: &my_key,
+                ..to
+            };
+            let share = &mut shares[m.index as usize - 1];
+            sealed.push(ShareTo {
+                to: m.index,
+                sealed: Sealed::from_bytes(&pair.direction_key(&to).seal(share)),
+            });
+            share.zeroize();
+            from_keys.push(Some(pair.direction_key(&from)));
+        }
+        let own = core::mem::take(&mut shares[me as usize - 1]);
+        self.events.push_back(PatientEvent::RosterFrozen {
+            round: roster.round,
+            n,
+            threshold: roster.threshold,
+            you: me,
+            safety_code: roster.safety_code(),
+        });
+        self.out.push_back(PatientToRelay::Shares(Shares {
+            v: PROTOCOL_VERSION,
+            round: roster.round,
+            shares: sealed,
+        }));
+        self.events.push_back(PatientEvent::SharesSent {
+            round: roster.round,
+        });
+        Ok(State::AwaitingDelivery {
+            roster,
+            me,
+            own,
+            from_keys,
+        })
+    }
+
+    fn on_delivery(
+        &mut self,
+        roster: &Roster,
+        me: u32,
+        own: &[Fe],
+        from_keys: &[Option<DirectionKey>],
+        d: Delivery,
+    ) -> Result<(), ProtocolError> {
+        if d.round != roster.round {
+            return Err(ProtocolError::WrongRound {
+                got: d.round,
+                current: roster.round,
+            });
+        }
+        let n = roster.n();
+        let c = &d.contributors;
+        if c.windows(2).any(|w| w[0] >= w[1]) || c.iter().any(|&i| i == 0 || i > n) {
+            return Err(ProtocolError::BadDelivery);
+        }
+        let min = roster.study.min_cohort;
+        if (c.len() as u32) < min {
+            return Err(ProtocolError::BelowMinimumCohort {
+                got: c.len() as u32,
+                min,
+            });
+        }
+        let expected: Vec<u32> = c.iter().copied().filter(|&i| i != me).collect();
+        let mut got: Vec<u32> = d.shares.iter().map(|s| s.from).collect();
+        got.sort_unstable();
+        if got != expected {
+            return Err(ProtocolError::BadDelivery);
+        }
+        let len = own.len();
+        let mut sum = if c.contains(&me) {
+            own.to_vec()
+        } else {
+            vec![Fe::ZERO; len]
+        };
+        for s in &d.shares {
+            let key = from_keys[s.from as usize - 1]
+                .as_ref()
+                .ok_or(ProtocolError::BadDelivery)?;
+            let bytes = s
+                .sealed
+                .to_bytes()
+                .map_err(|_| ProtocolError::BadDelivery)?;
+            let mut share = key
+                .open(&bytes, len)
+                .map_err(|source| ProtocolError::Seal {
+                    from: s.from,
+                    source,
+                })?;
+            for (a, b) in sum.iter_mut().zip(&share) {
+                *a += *b;
+            }
+            share.zeroize();
+        }
+        self.out.push_back(PatientToRelay::PartialSum(PartialSum {
+            v: PROTOCOL_VERSION,
+            round: roster.round,
+            sum,
+        }));
+        self.events.push_back(PatientEvent::PartialSumSent {
+            round: roster.round,
+            contributors: c.len() as u32,
+        });
+        Ok(())
+    }
+}
+
+/// Errors after which the patient must not go on with the round.
+fn is_fatal(e: &ProtocolError) -> bool {
+    !matches!(
+        e,
+        ProtocolError::WrongState { .. } | ProtocolError::WrongRound { .. }
+    )
+}
