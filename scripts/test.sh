@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every test of cohort: formatting, lints, native unit/property/simulation/relay tests, the
+# core's no_std build for wasm32, the core and web crates' tests in node and in headless
+# Chromium, and the browser end-to-end test over HTTPS/WSS. Installs missing tools first
+# (scripts/setup.sh). Prints "=== step" and its duration in seconds for each step, and
+# "ALL OK" at the end; stops at the first failure, naming the step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+current=""
+timings=()
+on_exit() {
+    local rc=$?
+    if [ "$rc" != 0 ] && [ -n "$current" ]; then
+        echo "=== FAILED: $current (exit $rc)" >&2
+    fi
+}
+trap on_exit EXIT
+
+step() {
+    local name=$1 start=$SECONDS
+    shift
+    current=$name
+    echo "=== $name"
+    "$@"
+    echo "=== $name: $((SECONDS - start))s"
+    timings+=("$(printf '%5ss  %s' "$((SECONDS - start))" "$name")")
+    current=""
+}
+
+step "setup" source scripts/setup.sh --with-browser
+step "cargo fmt" cargo fmt --all -- --check
+step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo test" cargo test --workspace --locked
+step "core no_std build (wasm32)" \
+    cargo build -p cohort-core --target wasm32-unknown-unknown --no-default-features --locked
+step "wasm-pack test core (node)" wasm-pack test --node --mode no-install core
+step "wasm-pack test core (chromium)" \
+    env WASM_BINDGEN_USE_BROWSER=1 wasm-pack test --headless --chrome --mode no-install core
+step "wasm-pack test web (node)" wasm-pack test --node --mode no-install web
+step "wasm-pack test web (chromium)" \
+    env WASM_BINDGEN_USE_BROWSER=1 wasm-pack test --headless --chrome --mode no-install web
+step "browser e2e" web/e2e/run.sh
+
+echo "=== timings"
+printf '%s\n' "${timings[@]}"
+echo "ALL OK"
