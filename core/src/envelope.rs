@@ -16,7 +16,7 @@ use rand_core::CryptoRng;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::Sha256;
 use x25519_dalek::{PublicKey as DalekPublic, StaticSecret};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::SealError;
 use crate::field::Fe;
@@ -170,34 +170,32 @@ impl PairSecret {
 }
 
 impl DirectionKey {
-    /// Seals a share vector.
-    pub fn seal(&self, share: &[Fe]) -> Vec<u8> {
-        let mut plain = Vec::with_capacity(share.len() * 8);
-        for x in share {
-            plain.extend_from_slice(&x.to_le_bytes());
-        }
+    /// Seals bytes (a share's payload: a seed or an encoded vector).
+    pub fn seal_bytes(&self, plain: &[u8]) -> Vec<u8> {
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&self.key));
-        let sealed = cipher
+        cipher
             .encrypt(
                 Nonce::from_slice(&[0u8; 12]),
                 Payload {
-                    msg: &plain,
+                    msg: plain,
                     aad: &self.context,
                 },
             )
-            .expect("ChaCha20-Poly1305 encryption of a short message cannot fail");
-        plain.zeroize();
-        sealed
+            .expect("ChaCha20-Poly1305 encryption of a short message cannot fail")
     }
 
-    /// Opens a sealed share vector of `len` elements. Fails on any modification, wrong key,
-    /// wrong binding, wrong length or a non-canonical element.
-    pub fn open(&self, sealed: &[u8], len: usize) -> Result<Vec<Fe>, SealError> {
-        if sealed.len() != len * 8 + TAG_LEN {
+    /// Opens sealed bytes that must hold exactly `plain_len` bytes. Fails on any modification,
+    /// wrong key, wrong binding or wrong length. The result is wiped on drop.
+    pub fn open_bytes(
+        &self,
+        sealed: &[u8],
+        plain_len: usize,
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        if sealed.len() != plain_len + TAG_LEN {
             return Err(SealError::BadLength);
         }
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&self.key));
-        let mut plain = cipher
+        cipher
             .decrypt(
                 Nonce::from_slice(&[0u8; 12]),
                 Payload {
@@ -205,13 +203,27 @@ impl DirectionKey {
                     aad: &self.context,
                 },
             )
-            .map_err(|_| SealError::OpenFailed)?;
-        let out: Option<Vec<Fe>> = plain
+            .map(Zeroizing::new)
+            .map_err(|_| SealError::OpenFailed)
+    }
+
+    /// Seals a share vector (8 little-endian bytes per element).
+    pub fn seal(&self, share: &[Fe]) -> Vec<u8> {
+        let mut plain = Zeroizing::new(Vec::with_capacity(share.len() * 8));
+        for x in share {
+            plain.extend_from_slice(&x.to_le_bytes());
+        }
+        self.seal_bytes(&plain)
+    }
+
+    /// Opens a sealed share vector of `len` elements; a non-canonical element fails too.
+    pub fn open(&self, sealed: &[u8], len: usize) -> Result<Vec<Fe>, SealError> {
+        let plain = self.open_bytes(sealed, len * 8)?;
+        plain
             .chunks_exact(8)
             .map(|c| Fe::from_le_bytes(c.try_into().expect("chunk of 8")))
-            .collect();
-        plain.zeroize();
-        out.ok_or(SealError::OpenFailed)
+            .collect::<Option<Vec<Fe>>>()
+            .ok_or(SealError::OpenFailed)
     }
 }
 

@@ -77,7 +77,7 @@ impl Fe {
         let mut acc = Fe::ONE;
         while e > 0 {
             if e & 1 == 1 {
-                acc = acc * base;
+                acc *= base;
             }
             base = base * base;
             e >>= 1;

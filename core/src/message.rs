@@ -42,9 +42,9 @@ impl Sealed {
         crate::b64::decode(&self.0)
     }
 
-    /// Whether this is the base64url length of a sealed vector of `len` field elements.
-    pub fn has_len_for(&self, len: usize) -> bool {
-        let bytes = len * 8 + TAG_LEN;
+    /// Whether this is the base64url length of a sealed payload of `plain_len` bytes.
+    pub fn has_len_for(&self, plain_len: usize) -> bool {
+        let bytes = plain_len + TAG_LEN;
         self.0.len() == (bytes * 4).div_ceil(3)
     }
 }
@@ -432,7 +432,8 @@ mod tests {
 
     #[test]
     fn refuses_bad_input_with_typed_errors() {
-        let cases: &[(&str, fn(&DecodeError) -> bool)] = &[
+        type Check = fn(&DecodeError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("", |e| matches!(e, DecodeError::Truncated)),
             ("{", |e| matches!(e, DecodeError::Truncated)),
             ("nope", |e| matches!(e, DecodeError::Syntax { .. })),
@@ -488,8 +489,8 @@ mod tests {
     #[test]
     fn sealed_length_check() {
         let s = Sealed::from_bytes(&[0u8; 13 * 8 + TAG_LEN]);
-        assert!(s.has_len_for(13));
-        assert!(!s.has_len_for(12));
+        assert!(s.has_len_for(13 * 8));
+        assert!(!s.has_len_for(12 * 8));
         assert_eq!(format!("{s:?}"), "Sealed(160 chars)");
         let d = RelayToPatient::Delivery(Delivery {
             v: 1,

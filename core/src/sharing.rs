@@ -6,12 +6,18 @@
 //!   term is the secret; share j is its value at x = j (j = 1..=n). Any t shares reconstruct by
 //!   Lagrange interpolation at 0; any t − 1 are uniformly random. O(n·t) per patient.
 //!
+//! In transit, an additive share for another patient is a 32-byte seed, expanded with ChaCha20
+//! into the share vector (as Prio3 does for its helper's share); only the dealer's own share is
+//! the remainder. A Shamir share travels as the vector itself.
+//!
 //! Both schemes are linear, so the sum of shares is a share of the sum: that is what a partial
 //! sum is.
 
 use alloc::vec;
 use alloc::vec::Vec;
-use rand_core::Rng;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::SharingError;
 use crate::field::{Fe, batch_inverse};
@@ -115,6 +121,99 @@ impl Scheme {
             }
         }
         Ok(out)
+    }
+}
+
+/// Length of the seed that stands for an additive share in transit.
+pub const SEED_LEN: usize = 32;
+
+/// Expands a seed into a uniformly random share vector of `len` elements.
+pub fn expand_seed(seed: &[u8; SEED_LEN], len: usize) -> Vec<Fe> {
+    let mut prg = ChaCha20Rng::from_seed(*seed);
+    (0..len).map(|_| Fe::random(&mut prg)).collect()
+}
+
+/// One dealer's shares, ready to seal: its own share, kept, and a payload per other member.
+pub struct Deal {
+    /// The dealer's own share (never leaves the patient).
+    pub own: Vec<Fe>,
+    /// `(recipient index, payload bytes)` for every other member, in index order; wiped on drop.
+    pub payloads: Vec<(u32, Zeroizing<Vec<u8>>)>,
+}
+
+impl core::fmt::Debug for Deal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Deal({} payloads)", self.payloads.len())
+    }
+}
+
+impl Drop for Deal {
+    fn drop(&mut self) {
+        self.own.zeroize();
+    }
+}
+
+impl Scheme {
+    /// Plaintext length of one share in transit for a statistics vector of `vector_len`:
+    /// a seed for additive sharing, the encoded vector for Shamir.
+    pub fn payload_len(self, vector_len: usize) -> usize {
+        match self {
+            Scheme::Additive { .. } => SEED_LEN,
+            Scheme::Shamir { .. } => vector_len * 8,
+        }
+    }
+
+    /// Splits `secret` as roster member `me` (1-based) and encodes the other members' shares
+    /// as payloads.
+    pub fn deal<R: Rng + ?Sized>(self, secret: &[Fe], me: u32, rng: &mut R) -> Deal {
+        match self {
+            Scheme::Additive { n } => {
+                let mut own = secret.to_vec();
+                let mut payloads = Vec::with_capacity(n as usize - 1);
+                for j in (1..=n).filter(|&j| j != me) {
+                    let mut seed = [0u8; SEED_LEN];
+                    rng.fill_bytes(&mut seed);
+                    for (o, x) in own.iter_mut().zip(expand_seed(&seed, secret.len())) {
+                        *o -= x;
+                    }
+                    payloads.push((j, Zeroizing::new(seed.to_vec())));
+                    seed.zeroize();
+                }
+                Deal { own, payloads }
+            }
+            Scheme::Shamir { .. } => {
+                let mut shares = self.split(secret, rng);
+                let own = core::mem::take(&mut shares[me as usize - 1]);
+                let payloads = shares
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(i, _)| *i as u32 + 1 != me)
+                    .map(|(i, s)| {
+                        let bytes: Vec<u8> = s.iter().flat_map(|x| x.to_le_bytes()).collect();
+                        s.zeroize();
+                        (i as u32 + 1, Zeroizing::new(bytes))
+                    })
+                    .collect();
+                Deal { own, payloads }
+            }
+        }
+    }
+
+    /// Decodes a received payload into the share vector; `None` if malformed.
+    pub fn receive(self, payload: &[u8], vector_len: usize) -> Option<Vec<Fe>> {
+        if payload.len() != self.payload_len(vector_len) {
+            return None;
+        }
+        match self {
+            Scheme::Additive { .. } => {
+                let seed: &[u8; SEED_LEN] = payload.try_into().ok()?;
+                Some(expand_seed(seed, vector_len))
+            }
+            Scheme::Shamir { .. } => payload
+                .chunks_exact(8)
+                .map(|c| Fe::from_le_bytes(c.try_into().expect("chunk of 8")))
+                .collect(),
+        }
     }
 }
 
@@ -233,6 +332,31 @@ mod tests {
                 .map(|(&i, v)| (i, v.as_slice()))
                 .collect();
             assert_eq!(s.reconstruct(&pairs).unwrap(), vec![Fe::new(target)]);
+        }
+    }
+
+    #[test]
+    fn dealt_payloads_reconstruct() {
+        for (n, t) in [(3u32, 3u32), (7, 7), (7, 4)] {
+            let s = Scheme::new(n, t).unwrap();
+            let sec = secret(5, u64::from(n * 10 + t));
+            let mut rng = ChaCha20Rng::seed_from_u64(u64::from(n));
+            let mut shares: Vec<Vec<Fe>> = vec![Vec::new(); n as usize];
+            let me = 2;
+            let deal = s.deal(&sec, me, &mut rng);
+            assert_eq!(deal.payloads.len(), n as usize - 1);
+            shares[me as usize - 1] = deal.own.clone();
+            for (j, p) in &deal.payloads {
+                assert_eq!(p.len(), s.payload_len(5));
+                shares[*j as usize - 1] = s.receive(p, 5).unwrap();
+            }
+            let pairs: Vec<(u32, &[Fe])> = shares
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i as u32 + 1, v.as_slice()))
+                .collect();
+            assert_eq!(s.reconstruct(&pairs).unwrap(), sec);
+            assert!(s.receive(&[0u8; 3], 5).is_none());
         }
     }
 

@@ -80,7 +80,7 @@ pub(crate) fn run_round(
                         ProtocolError::WrongState { .. } | ProtocolError::WrongRound { .. }
                     );
                     assert!(
-                        stale && abandoned[i].is_some() || stale && patients[i].is_finished(),
+                        stale && (abandoned[i].is_some() || patients[i].is_finished()),
                         "{e}"
                     );
                 }

@@ -200,10 +200,10 @@ impl StudySpec {
     /// Validates the parameters and the invite code.
     pub fn validate(&self) -> Result<(), StudyError> {
         self.params.validate()?;
-        if let Some(code) = &self.invite {
-            if code.is_empty() || code.len() > 128 || code.chars().any(char::is_control) {
-                return Err(StudyError::BadInvite);
-            }
+        if let Some(code) = &self.invite
+            && (code.is_empty() || code.len() > 128 || code.chars().any(char::is_control))
+        {
+            return Err(StudyError::BadInvite);
         }
         Ok(())
     }

@@ -182,6 +182,7 @@ enum RoundState {
 
 struct Round {
     roster: Roster,
+    scheme: Scheme,
     peers: Vec<PeerId>,
     index_of: BTreeMap<PeerId, u32>,
     live: Vec<bool>,
@@ -322,11 +323,10 @@ impl Hospital {
             self.enrol_started,
             self.spec.deadlines.enrol_ms,
             &self.round,
-        ) {
-            if now_ms >= t0.saturating_add(ms) && self.enrolling.len() as u32 >= self.min_to_start()
-            {
-                let _ = self.start_round(now_ms);
-            }
+        ) && now_ms >= t0.saturating_add(ms)
+            && self.enrolling.len() as u32 >= self.min_to_start()
+        {
+            let _ = self.start_round(now_ms);
         }
     }
 
@@ -505,7 +505,9 @@ impl Hospital {
             .enumerate()
             .map(|(i, p)| (*p, i as u32 + 1))
             .collect();
+        let scheme = Scheme::new(n, roster.threshold).map_err(|_| ProtocolError::BadRoster)?;
         self.round = Some(Round {
+            scheme,
             state: RoundState::AwaitingShares {
                 received: (0..n).map(|_| None).collect(),
                 count: 0,
@@ -551,9 +553,9 @@ impl Hospital {
         shares: Vec<ShareTo>,
     ) -> Result<(), ProtocolError> {
         let me = self.member_index(from, round)?;
-        let len = self.spec.params.vector_len();
         let r = self.round.as_mut().expect("member_index checked");
         let n = r.roster.n();
+        let len = r.scheme.payload_len(r.roster.study.vector_len());
         let RoundState::AwaitingShares { received, count } = &mut r.state else {
             return Err(ProtocolError::WrongState {
                 state: "awaiting partial sums",
@@ -722,7 +724,7 @@ impl Hospital {
             .enumerate()
             .filter_map(|(i, p)| p.as_ref().map(|v| (i as u32 + 1, v.as_slice())))
             .collect();
-        let scheme = Scheme::new(r.roster.n(), t).expect("roster checked at start");
+        let scheme = r.scheme;
         let aggregate = scheme.reconstruct(&points);
         // With more than t partial sums, a second reconstruction from the last t must agree:
         // it catches a corrupted partial sum that decoding alone might not.

@@ -21,7 +21,7 @@ use zeroize::Zeroize;
 use crate::decimal::Decimal;
 use crate::encoding::{check_value, encode};
 use crate::envelope::{Binding, DirectionKey, KeyPair, PublicKey};
-use crate::error::{ErrorCode, ProtocolError};
+use crate::error::{ErrorCode, ProtocolError, SealError};
 use crate::field::Fe;
 use crate::message::{
     AbandonReason, Delivery, Join, Leave, PROTOCOL_VERSION, PartialSum, PatientToRelay,
@@ -271,10 +271,11 @@ impl Patient {
     /// also returned.
     pub fn handle(&mut self, now_ms: u64, msg: RelayToPatient) -> Result<(), ProtocolError> {
         let result = self.dispatch(msg);
-        if let Err(e) = &result {
-            if !self.is_finished() && is_fatal(e) {
-                self.refuse(e.clone());
-            }
+        if let Err(e) = &result
+            && !self.is_finished()
+            && is_fatal(e)
+        {
+            self.refuse(e.clone());
         }
         self.touch(now_ms);
         result
@@ -401,10 +402,11 @@ impl Patient {
         }
         let scheme = roster.scheme()?;
         let encoded = encode(params, &self.value)?;
-        let mut shares = scheme.split(encoded.as_slice(), &mut self.rng);
+        let mut deal = scheme.deal(encoded.as_slice(), me, &mut self.rng);
         let my_key = self.keys.public();
         let mut sealed = Vec::with_capacity(n as usize - 1);
         let mut from_keys: Vec<Option<DirectionKey>> = Vec::with_capacity(n as usize);
+        let mut payloads = deal.payloads.iter();
         for m in &roster.members {
             if m.index == me {
                 from_keys.push(None);
@@ -429,15 +431,15 @@ impl Patient {
                 to_key: &my_key,
                 ..to
             };
-            let share = &mut shares[m.index as usize - 1];
+            let (j, payload) = payloads.next().expect("one payload per other member");
+            debug_assert_eq!(*j, m.index);
             sealed.push(ShareTo {
                 to: m.index,
-                sealed: Sealed::from_bytes(&pair.direction_key(&to).seal(share)),
+                sealed: Sealed::from_bytes(&pair.direction_key(&to).seal_bytes(payload)),
             });
-            share.zeroize();
             from_keys.push(Some(pair.direction_key(&from)));
         }
-        let own = core::mem::take(&mut shares[me as usize - 1]);
+        let own = core::mem::take(&mut deal.own);
         self.events.push_back(PatientEvent::RosterFrozen {
             round: roster.round,
             n,
@@ -494,6 +496,8 @@ impl Patient {
             return Err(ProtocolError::BadDelivery);
         }
         let len = own.len();
+        let scheme = roster.scheme()?;
+        let payload_len = scheme.payload_len(len);
         let mut sum = if c.contains(&me) {
             own.to_vec()
         } else {
@@ -507,12 +511,16 @@ impl Patient {
                 .sealed
                 .to_bytes()
                 .map_err(|_| ProtocolError::BadDelivery)?;
-            let mut share = key
-                .open(&bytes, len)
-                .map_err(|source| ProtocolError::Seal {
-                    from: s.from,
-                    source,
-                })?;
+            let payload =
+                key.open_bytes(&bytes, payload_len)
+                    .map_err(|source| ProtocolError::Seal {
+                        from: s.from,
+                        source,
+                    })?;
+            let mut share = scheme.receive(&payload, len).ok_or(ProtocolError::Seal {
+                from: s.from,
+                source: SealError::OpenFailed,
+            })?;
             for (a, b) in sum.iter_mut().zip(&share) {
                 *a += *b;
             }
