@@ -863,3 +863,366 @@ impl Hospital {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::KeyPair;
+    use crate::message::{Leave, PartialSum, Sealed, Shares};
+    use alloc::vec;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    fn spec(s: &str) -> StudySpec {
+        s.parse().unwrap()
+    }
+
+    fn key(i: u64) -> PublicKey {
+        KeyPair::generate(&mut ChaCha20Rng::seed_from_u64(i)).public()
+    }
+
+    fn join(study: &str, i: u64, invite: Option<&str>) -> PatientToRelay {
+        PatientToRelay::Join(Join {
+            v: 1,
+            study: study.into(),
+            public_key: key(i),
+            invite: invite.map(Into::into),
+        })
+    }
+
+    fn drain(h: &mut Hospital) -> Vec<HospitalOutput> {
+        core::iter::from_fn(|| h.poll_output()).collect()
+    }
+
+    fn rostered(h: &mut Hospital, n: u64) -> u64 {
+        for i in 0..n {
+            h.handle(0, PeerId(i), join("s", i, None)).unwrap();
+        }
+        let out = drain(h);
+        out.iter()
+            .find_map(|o| match o {
+                HospitalOutput::Send {
+                    msg: RelayToPatient::Roster(r),
+                    ..
+                } => Some(r.roster.round),
+                _ => None,
+            })
+            .expect("roster sent")
+    }
+
+    fn shares_from(me: u32, n: u32, round: u64) -> PatientToRelay {
+        shares_of_len(me, n, round, 32)
+    }
+
+    fn shares_of_len(me: u32, n: u32, round: u64, plain: usize) -> PatientToRelay {
+        let sealed = Sealed::from_bytes(&vec![0u8; plain + crate::envelope::TAG_LEN]);
+        let shares = (1..=n)
+            .filter(|&j| j != me)
+            .map(|to| ShareTo {
+                to,
+                sealed: sealed.clone(),
+            })
+            .collect();
+        PatientToRelay::Shares(Shares {
+            v: 1,
+            round,
+            shares,
+        })
+    }
+
+    #[test]
+    fn join_rules() {
+        let mut h = Hospital::new(spec("id=s,size=3,invite=sesame"), 1).unwrap();
+        assert_eq!(
+            h.handle(0, PeerId(1), join("s", 1, None)),
+            Err(ProtocolError::BadInvite)
+        );
+        assert_eq!(
+            h.handle(0, PeerId(1), join("s", 1, Some("sesame!"))),
+            Err(ProtocolError::BadInvite)
+        );
+        assert_eq!(
+            h.handle(0, PeerId(1), join("t", 1, Some("sesame"))),
+            Err(ProtocolError::WrongStudy)
+        );
+        h.handle(0, PeerId(1), join("s", 1, Some("sesame")))
+            .unwrap();
+        assert_eq!(
+            h.handle(0, PeerId(1), join("s", 2, Some("sesame"))),
+            Err(ProtocolError::AlreadyJoined)
+        );
+        assert_eq!(
+            h.handle(0, PeerId(2), join("s", 1, Some("sesame"))),
+            Err(ProtocolError::DuplicateKey)
+        );
+        let weak = PatientToRelay::Join(Join {
+            v: 1,
+            study: "s".into(),
+            public_key: PublicKey([0; 32]),
+            invite: Some("sesame".into()),
+        });
+        assert_eq!(h.handle(0, PeerId(3), weak), Err(ProtocolError::WeakKey));
+        assert_eq!(h.status().enrolled, 1);
+    }
+
+    #[test]
+    fn early_start_needs_minimum_cohort_and_full_enrolment_waits() {
+        let mut h = Hospital::new(spec("id=s,size=5,threshold=3,min_cohort=3"), 10).unwrap();
+        h.handle(0, PeerId(1), join("s", 1, None)).unwrap();
+        h.handle(0, PeerId(2), join("s", 2, None)).unwrap();
+        assert_eq!(
+            h.start_round(5),
+            Err(ProtocolError::NotEnoughPatients {
+                enrolled: 2,
+                needed: 3
+            })
+        );
+        h.handle(0, PeerId(3), join("s", 3, None)).unwrap();
+        drain(&mut h);
+        h.start_round(5).unwrap();
+        let st = h.status();
+        let running = st.running.unwrap();
+        assert_eq!(
+            (running.round, running.roster_size, running.threshold),
+            (10, 3, 3)
+        );
+        assert_eq!(st.enrolling_round, 11);
+        // While the round runs, new joins enrol for the next round, up to the cohort size.
+        for i in 4..9 {
+            h.handle(6, PeerId(i), join("s", i, None)).unwrap();
+        }
+        assert_eq!(
+            h.handle(6, PeerId(9), join("s", 9, None)),
+            Err(ProtocolError::StudyFull)
+        );
+    }
+
+    #[test]
+    fn enrolment_broadcasts_are_throttled() {
+        let mut h = Hospital::new(spec("id=s,size=50"), 1).unwrap();
+        for i in 0..20 {
+            h.handle(i, PeerId(i), join("s", i, None)).unwrap();
+        }
+        let sent = drain(&mut h)
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    HospitalOutput::Send {
+                        msg: RelayToPatient::Enrolment(_),
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(sent, 0, "no broadcast before the throttle interval");
+        assert_eq!(h.poll_timeout(), Some(ENROLMENT_BROADCAST_MS));
+        h.handle_timeout(ENROLMENT_BROADCAST_MS);
+        let sent = drain(&mut h)
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    HospitalOutput::Send {
+                        msg: RelayToPatient::Enrolment(_),
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(sent, 20, "one update per waiting patient");
+    }
+
+    #[test]
+    fn enrolment_deadline_starts_with_the_minimum() {
+        let mut h = Hospital::new(spec("id=s,size=10,min_cohort=3,enrol_s=30"), 1).unwrap();
+        for i in 0..3 {
+            h.handle(1000, PeerId(i), join("s", i, None)).unwrap();
+        }
+        assert_eq!(h.poll_timeout(), Some(1000 + ENROLMENT_BROADCAST_MS));
+        h.handle_timeout(1000 + ENROLMENT_BROADCAST_MS);
+        assert_eq!(h.poll_timeout(), Some(31_000));
+        h.handle_timeout(31_000);
+        assert_eq!(h.status().running.map(|r| r.roster_size), Some(3));
+    }
+
+    #[test]
+    fn round_messages_are_checked() {
+        let mut h = Hospital::new(spec("id=s,size=3"), 1).unwrap();
+        let round = rostered(&mut h, 3);
+        assert_eq!(
+            h.handle(1, PeerId(99), shares_from(1, 3, round)),
+            Err(ProtocolError::NotInRoster)
+        );
+        assert_eq!(
+            h.handle(1, PeerId(0), shares_from(1, 3, round + 1)),
+            Err(ProtocolError::WrongRound {
+                got: round + 1,
+                current: round
+            })
+        );
+        // Wrong count, self-addressed, duplicate recipient, wrong length.
+        let PatientToRelay::Shares(mut bad) = shares_from(1, 3, round) else {
+            unreachable!()
+        };
+        bad.shares.pop();
+        assert_eq!(
+            h.handle(1, PeerId(0), PatientToRelay::Shares(bad.clone())),
+            Err(ProtocolError::BadShares)
+        );
+        bad.shares.push(ShareTo {
+            to: 1,
+            sealed: bad.shares[0].sealed.clone(),
+        });
+        assert_eq!(
+            h.handle(1, PeerId(0), PatientToRelay::Shares(bad.clone())),
+            Err(ProtocolError::BadShares)
+        );
+        bad.shares[1].to = 2;
+        assert_eq!(
+            h.handle(1, PeerId(0), PatientToRelay::Shares(bad.clone())),
+            Err(ProtocolError::BadShares)
+        );
+        bad.shares[1] = ShareTo {
+            to: 3,
+            sealed: Sealed::from_bytes(&[0u8; 40]),
+        };
+        assert_eq!(
+            h.handle(1, PeerId(0), PatientToRelay::Shares(bad)),
+            Err(ProtocolError::BadShares)
+        );
+        h.handle(1, PeerId(0), shares_from(1, 3, round)).unwrap();
+        assert_eq!(
+            h.handle(1, PeerId(0), shares_from(1, 3, round)),
+            Err(ProtocolError::DuplicateShares)
+        );
+        let early = PatientToRelay::PartialSum(PartialSum {
+            v: 1,
+            round,
+            sum: vec![Fe::ZERO; 13],
+        });
+        assert!(matches!(
+            h.handle(1, PeerId(0), early),
+            Err(ProtocolError::WrongState { .. })
+        ));
+        h.handle(1, PeerId(1), shares_from(2, 3, round)).unwrap();
+        h.handle(1, PeerId(2), shares_from(3, 3, round)).unwrap();
+        let deliveries: Vec<(PeerId, Delivery)> = drain(&mut h)
+            .into_iter()
+            .filter_map(|o| match o {
+                HospitalOutput::Send {
+                    to,
+                    msg: RelayToPatient::Delivery(d),
+                } => Some((to, d)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(deliveries.len(), 3, "one frame per recipient");
+        for (to, d) in &deliveries {
+            assert_eq!(d.contributors, vec![1, 2, 3]);
+            assert_eq!(d.shares.len(), 2);
+            assert!(d.shares.iter().all(|s| u64::from(s.from) != to.0 + 1));
+        }
+        let short = PatientToRelay::PartialSum(PartialSum {
+            v: 1,
+            round,
+            sum: vec![Fe::ZERO; 12],
+        });
+        assert_eq!(
+            h.handle(2, PeerId(0), short),
+            Err(ProtocolError::BadPartialSum)
+        );
+        let ok = PatientToRelay::PartialSum(PartialSum {
+            v: 1,
+            round,
+            sum: vec![Fe::ZERO; 13],
+        });
+        h.handle(2, PeerId(0), ok.clone()).unwrap();
+        assert_eq!(
+            h.handle(2, PeerId(0), ok),
+            Err(ProtocolError::DuplicatePartialSum)
+        );
+    }
+
+    #[test]
+    fn garbage_partial_sums_abandon_instead_of_revealing() {
+        let mut h = Hospital::new(spec("id=s,size=3"), 1).unwrap();
+        let round = rostered(&mut h, 3);
+        for i in 0..3u32 {
+            h.handle(1, PeerId(u64::from(i)), shares_from(i + 1, 3, round))
+                .unwrap();
+        }
+        for i in 0..3u64 {
+            let sum = vec![Fe::new(12345 + i); 13];
+            h.handle(
+                2,
+                PeerId(i),
+                PatientToRelay::PartialSum(PartialSum { v: 1, round, sum }),
+            )
+            .unwrap();
+        }
+        let abandoned = drain(&mut h).into_iter().any(|o| {
+            matches!(
+                o,
+                HospitalOutput::Event(HospitalEvent::Abandoned {
+                    reason: AbandonReason::InconsistentAggregate,
+                    ..
+                })
+            )
+        });
+        assert!(abandoned);
+        assert!(h.status().running.is_none());
+    }
+
+    #[test]
+    fn shares_deadline_leaves_out_the_silent_and_leave_counts_as_gone() {
+        let mut h =
+            Hospital::new(spec("id=s,size=4,threshold=3,min_cohort=3,shares_s=10"), 1).unwrap();
+        let round = rostered(&mut h, 4);
+        for i in 0..3u32 {
+            h.handle(
+                100,
+                PeerId(u64::from(i)),
+                shares_of_len(i + 1, 4, round, 13 * 8),
+            )
+            .unwrap();
+        }
+        assert_eq!(h.poll_timeout(), Some(10_000));
+        h.handle_timeout(10_000);
+        let contributors = drain(&mut h).into_iter().find_map(|o| match o {
+            HospitalOutput::Send {
+                msg: RelayToPatient::Delivery(d),
+                ..
+            } => Some(d.contributors),
+            _ => None,
+        });
+        assert_eq!(contributors, Some(vec![1, 2, 3]));
+        h.handle(10_001, PeerId(3), PatientToRelay::Leave(Leave { v: 1 }))
+            .unwrap();
+        h.handle(10_001, PeerId(2), PatientToRelay::Leave(Leave { v: 1 }))
+            .unwrap();
+        // Two of four gone with t = 3: at most 2 partial sums can come; abandon now.
+        let reason = drain(&mut h).into_iter().find_map(|o| match o {
+            HospitalOutput::Event(HospitalEvent::Abandoned { reason, .. }) => Some(reason),
+            _ => None,
+        });
+        assert_eq!(
+            reason,
+            Some(AbandonReason::TooFewPartialSums { got: 2, needed: 3 })
+        );
+    }
+
+    #[test]
+    fn shutdown_tells_everyone() {
+        let mut h = Hospital::new(spec("id=s,size=3"), 1).unwrap();
+        rostered(&mut h, 3);
+        h.handle(0, PeerId(10), join("s", 10, None)).unwrap();
+        drain(&mut h);
+        h.shutdown(5);
+        let told = drain(&mut h)
+            .iter()
+            .filter(|o| matches!(o, HospitalOutput::Send { msg: RelayToPatient::Abandoned(a), .. } if a.reason == AbandonReason::Shutdown))
+            .count();
+        assert_eq!(told, 4);
+    }
+}

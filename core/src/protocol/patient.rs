@@ -290,15 +290,17 @@ impl Patient {
 
     fn step(&mut self, state: State, msg: RelayToPatient) -> (State, Result<(), ProtocolError>) {
         match (state, msg) {
-            (_, RelayToPatient::Error(e)) => {
+            (state, RelayToPatient::Error(e)) => {
                 self.events.push_back(PatientEvent::RelayError {
                     code: e.code,
                     message: e.message,
                 });
-                self.out.push_back(PatientToRelay::Leave(Leave {
-                    v: PROTOCOL_VERSION,
-                }));
-                (State::Finished, Ok(()))
+                // A refused join ends this patient; later, a refusal is of a message that crossed
+                // a deadline on the wire, and the hospital's deadlines settle the round.
+                match state {
+                    State::AwaitingWelcome => (State::Finished, Ok(())),
+                    other => (other, Ok(())),
+                }
             }
             (State::AwaitingWelcome, RelayToPatient::Welcome(w)) => {
                 if w.study.id != self.study || self.expected.as_ref().is_some_and(|e| *e != w.study)
@@ -545,4 +547,256 @@ fn is_fatal(e: &ProtocolError) -> bool {
         e,
         ProtocolError::WrongState { .. } | ProtocolError::WrongRound { .. }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::PublicKey;
+    use crate::message::{Enrolment, ErrorMsg, ShareFrom, Welcome};
+    use crate::roster::Member;
+    use rand_chacha::ChaCha20Rng;
+
+    fn params() -> StudyParams {
+        StudyParams {
+            size: 4,
+            threshold: 4,
+            min_cohort: 3,
+            ..StudyParams::demo()
+        }
+    }
+
+    fn welcomed(seed: u64) -> Patient {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut p = Patient::new(
+            0,
+            "demo",
+            "170.5".parse().unwrap(),
+            Some(params()),
+            None,
+            &mut rng,
+        )
+        .unwrap();
+        assert!(matches!(p.poll_output(), Some(PatientToRelay::Join(_))));
+        p.handle(
+            1,
+            RelayToPatient::Welcome(Welcome {
+                v: 1,
+                study: params(),
+                round: 7,
+                enrolled: 1,
+            }),
+        )
+        .unwrap();
+        p
+    }
+
+    fn roster_for(p: &Patient, n: u32, you: u32) -> RosterMsg {
+        let members = (1..=n)
+            .map(|i| Member {
+                index: i,
+                public_key: if i == you {
+                    p.public_key()
+                } else {
+                    other_key(i)
+                },
+            })
+            .collect();
+        RosterMsg {
+            v: 1,
+            roster: Roster {
+                study: params(),
+                round: 7,
+                threshold: n.min(4),
+                members,
+            },
+            you,
+        }
+    }
+
+    fn other_key(i: u32) -> PublicKey {
+        KeyPair::generate(&mut ChaCha20Rng::seed_from_u64(1000 + u64::from(i))).public()
+    }
+
+    fn refused(p: &mut Patient) -> Option<ProtocolError> {
+        let mut found = None;
+        while let Some(e) = p.poll_event() {
+            if let PatientEvent::Refused(err) = e {
+                found = Some(err);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn checks_value_before_joining() {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let err = Patient::new(
+            0,
+            "demo",
+            "300.5".parse().unwrap(),
+            Some(params()),
+            None,
+            &mut rng,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ProtocolError::Value(crate::error::ValueError::OutOfRange)
+        );
+    }
+
+    #[test]
+    fn refuses_roster_with_other_parameters() {
+        let mut p = welcomed(2);
+        let mut r = roster_for(&p, 4, 1);
+        r.roster.study.max = Decimal::from_int(250).unwrap();
+        assert_eq!(
+            p.handle(2, RelayToPatient::Roster(r)),
+            Err(ProtocolError::ParamsMismatch)
+        );
+        assert_eq!(refused(&mut p), Some(ProtocolError::ParamsMismatch));
+        assert!(p.is_finished());
+        assert!(matches!(p.poll_output(), Some(PatientToRelay::Leave(_))));
+    }
+
+    #[test]
+    fn refuses_roster_below_minimum_cohort() {
+        let mut p = welcomed(3);
+        let r = roster_for(&p, 2, 1);
+        let err = ProtocolError::BelowMinimumCohort { got: 2, min: 3 };
+        assert_eq!(p.handle(2, RelayToPatient::Roster(r)), Err(err.clone()));
+        assert_eq!(refused(&mut p), Some(err));
+    }
+
+    #[test]
+    fn refuses_roster_without_its_own_key() {
+        let mut p = welcomed(4);
+        let mut r = roster_for(&p, 4, 2);
+        r.roster.members[1].public_key = other_key(9);
+        assert_eq!(
+            p.handle(2, RelayToPatient::Roster(r)),
+            Err(ProtocolError::BadRoster)
+        );
+    }
+
+    #[test]
+    fn refuses_small_contributor_sets_and_tampered_shares() {
+        let mut p = welcomed(5);
+        p.handle(2, RelayToPatient::Roster(roster_for(&p, 4, 1)))
+            .unwrap();
+        let Some(PatientToRelay::Shares(sent)) = p.poll_output() else {
+            panic!("shares expected")
+        };
+        assert_eq!(sent.shares.len(), 3);
+        // Contributor set {1, 2}: below the minimum cohort of 3.
+        let small = Delivery {
+            v: 1,
+            round: 7,
+            contributors: vec![1, 2],
+            shares: vec![ShareFrom {
+                from: 2,
+                sealed: sent.shares[0].sealed.clone(),
+            }],
+        };
+        let err = ProtocolError::BelowMinimumCohort { got: 2, min: 3 };
+        assert_eq!(p.handle(3, RelayToPatient::Delivery(small)), Err(err));
+        assert!(p.is_finished());
+
+        let mut p = welcomed(6);
+        p.handle(2, RelayToPatient::Roster(roster_for(&p, 4, 1)))
+            .unwrap();
+        let Some(PatientToRelay::Shares(sent)) = p.poll_output() else {
+            panic!("shares expected")
+        };
+        // Our own sealed shares (to 2, 3, 4) replayed as if from 2, 3, 4: keys differ, so they
+        // must fail to open.
+        let forged: Vec<ShareFrom> = sent
+            .shares
+            .iter()
+            .map(|s| ShareFrom {
+                from: s.to,
+                sealed: s.sealed.clone(),
+            })
+            .collect();
+        let d = Delivery {
+            v: 1,
+            round: 7,
+            contributors: vec![1, 2, 3, 4],
+            shares: forged,
+        };
+        assert!(matches!(
+            p.handle(3, RelayToPatient::Delivery(d)),
+            Err(ProtocolError::Seal { from: 2, .. })
+        ));
+        assert!(
+            !core::iter::from_fn(|| p.poll_output())
+                .any(|m| matches!(m, PatientToRelay::PartialSum(_)))
+        );
+    }
+
+    #[test]
+    fn wrong_state_messages_are_typed_errors_not_panics() {
+        let mut p = welcomed(7);
+        let d = Delivery {
+            v: 1,
+            round: 7,
+            contributors: vec![],
+            shares: vec![],
+        };
+        assert!(matches!(
+            p.handle(2, RelayToPatient::Delivery(d)),
+            Err(ProtocolError::WrongState { .. })
+        ));
+        assert!(!p.is_finished(), "a stray message does not end the round");
+        p.handle(
+            3,
+            RelayToPatient::Enrolment(Enrolment {
+                v: 1,
+                round: 7,
+                enrolled: 2,
+                size: 4,
+            }),
+        )
+        .unwrap();
+        let events: Vec<PatientEvent> = core::iter::from_fn(|| p.poll_event()).collect();
+        assert!(matches!(
+            events.last(),
+            Some(PatientEvent::Enrolment {
+                enrolled: 2,
+                size: 4
+            })
+        ));
+    }
+
+    #[test]
+    fn refused_join_finishes_and_debug_hides_the_value() {
+        let mut rng = ChaCha20Rng::seed_from_u64(8);
+        let mut p =
+            Patient::new(0, "demo", "170.5".parse().unwrap(), None, None, &mut rng).unwrap();
+        assert!(!format!("{p:?}").contains("170"));
+        let e = ErrorMsg {
+            v: 1,
+            code: ErrorCode::UnknownStudy,
+            message: "no such study".into(),
+        };
+        p.handle(1, RelayToPatient::Error(e)).unwrap();
+        assert!(p.is_finished());
+    }
+
+    #[test]
+    fn times_out_only_after_enrolment() {
+        let mut p = welcomed(9);
+        p.set_timeout(10, Some(1000));
+        assert_eq!(
+            p.poll_timeout(),
+            None,
+            "waiting for others is never timed out"
+        );
+        p.handle(20, RelayToPatient::Roster(roster_for(&p, 4, 1)))
+            .unwrap();
+        assert_eq!(p.poll_timeout(), Some(1020));
+        p.handle_timeout(1020);
+        assert_eq!(refused(&mut p), Some(ProtocolError::TimedOut));
+    }
 }
