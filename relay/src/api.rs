@@ -1,0 +1,172 @@
+//! The HTTP API under `/api` (see docs/API.md): a public study list, and the admin routes
+//! behind the bearer token.
+
+use std::fmt::Write as _;
+
+use cohort_core::study::StudySpec;
+use serde::Deserialize;
+use tracing::{info, warn};
+
+use crate::http::{Request, Response};
+use crate::registry::{CreateError, Registry};
+use crate::token::AdminToken;
+use crate::views::ResultRow;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    spec: String,
+}
+
+fn not_found(what: &str) -> Response {
+    Response::error(404, &format!("{what} not found"))
+}
+
+fn method_not_allowed(allow: &str) -> Response {
+    Response::error(405, "method not allowed").with_header("Allow", allow)
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    warn!(error = %e, "API request failed");
+    Response::error(500, "internal error")
+}
+
+/// Answers a request whose path starts with `/api`.
+pub async fn handle(registry: &Registry, token: &AdminToken, req: &Request) -> Response {
+    let path = req.path.trim_end_matches('/');
+    let segs: Vec<&str> = path.split('/').skip(2).collect(); // after "" and "api"
+    let method = req.method.as_str();
+    match segs.as_slice() {
+        ["public", "studies"] => match method {
+            "GET" | "HEAD" => {
+                let list: Vec<_> = registry
+                    .statuses()
+                    .await
+                    .iter()
+                    .map(|s| s.public())
+                    .collect();
+                Response::json(200, &list)
+            }
+            _ => method_not_allowed("GET, HEAD"),
+        },
+        ["studies", rest @ ..] => {
+            if !token.verify_bearer(req.header("authorization")) {
+                return Response::error(401, "missing or wrong admin token")
+                    .with_header("WWW-Authenticate", "Bearer");
+            }
+            admin(registry, method, rest, req).await
+        }
+        _ => not_found("API route"),
+    }
+}
+
+async fn admin(registry: &Registry, method: &str, rest: &[&str], req: &Request) -> Response {
+    let get = method == "GET" || method == "HEAD";
+    match rest {
+        [] => match method {
+            "GET" | "HEAD" => Response::json(200, &registry.statuses().await),
+            "POST" => create(registry, req).await,
+            _ => method_not_allowed("GET, HEAD, POST"),
+        },
+        [id, tail @ ..] => {
+            let Some(study) = registry.get(id) else {
+                return not_found("study");
+            };
+            match (tail, method) {
+                ([], _) if get => match study.status().await {
+                    Some(s) => Response::json(200, &s),
+                    None => Response::error(503, "study is not running"),
+                },
+                (["start"], "POST") => match study.start_round().await {
+                    Ok(s) => {
+                        info!(study = %study.id(), "round started from the dashboard");
+                        Response::json(200, &s)
+                    }
+                    // Too few enrolled, or a round is already running.
+                    Err(Some(e)) => Response::error(409, &e.to_string()),
+                    Err(None) => Response::error(503, "study is not running"),
+                },
+                (["results"], _) if get => match registry.store().results(id) {
+                    Ok(rows) => Response::json(200, &rows),
+                    Err(e) => internal(e),
+                },
+                (["results.csv"], _) if get => match registry.store().results(id) {
+                    Ok(rows) => {
+                        Response::new(200, "text/csv; charset=utf-8", csv(&rows).into_bytes())
+                            .with_header(
+                                "Content-Disposition",
+                                format!("attachment; filename=\"{id}-results.csv\""),
+                            )
+                    }
+                    Err(e) => internal(e),
+                },
+                (["rounds"], _) if get => match registry.store().rounds(id) {
+                    Ok(rows) => {
+                        let done: Vec<_> =
+                            rows.into_iter().filter(|r| r.status != "running").collect();
+                        Response::json(200, &done)
+                    }
+                    Err(e) => internal(e),
+                },
+                ([] | ["results"] | ["results.csv"] | ["rounds"], _) => {
+                    method_not_allowed("GET, HEAD")
+                }
+                (["start"], _) => method_not_allowed("POST"),
+                _ => not_found("API route"),
+            }
+        }
+    }
+}
+
+async fn create(registry: &Registry, req: &Request) -> Response {
+    let body: CreateBody = match serde_json::from_slice(&req.body) {
+        Ok(b) => b,
+        Err(_) => return Response::error(400, "body must be {\"spec\": \"<study spec>\"}"),
+    };
+    let spec: StudySpec = match body.spec.parse() {
+        Ok(s) => s,
+        Err(e) => return Response::error(400, &e.to_string()),
+    };
+    match registry.create(spec) {
+        Ok(h) => match h.status().await {
+            Some(s) => {
+                info!(study = %h.id(), "study created through the API");
+                Response::json(201, &s)
+            }
+            None => Response::error(503, "study is not running"),
+        },
+        Err(e @ CreateError::Exists(_)) => Response::error(409, &e.to_string()),
+        Err(e @ CreateError::Invalid(_)) => Response::error(400, &e.to_string()),
+        Err(e) => internal(e),
+    }
+}
+
+/// The CSV export: a header row, then one row per completed round. Lists (histogram,
+/// contributors) are joined with `;`.
+pub fn csv(rows: &[ResultRow]) -> String {
+    let mut out = String::from(
+        "study,round,count,sum,mean,stddev,histogram,roster_size,threshold,contributors,partial_sums,safety_code,started_at_ms,finished_at_ms\n",
+    );
+    let join = |xs: &mut dyn Iterator<Item = String>| xs.collect::<Vec<_>>().join(";");
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            r.study,
+            r.round,
+            r.count,
+            r.sum,
+            r.mean,
+            r.stddev,
+            join(&mut r.histogram.iter().map(u64::to_string)),
+            r.roster_size,
+            r.threshold,
+            join(&mut r.contributors.iter().map(u32::to_string)),
+            r.partial_sums,
+            r.safety_code,
+            r.started_at_ms,
+            r.finished_at_ms
+        );
+    }
+    out
+}

@@ -1,0 +1,363 @@
+//! WebSocket sessions on the shared TLS port: the patient socket (`/ws`) and the dashboard
+//! feed (`/ws/dashboard`).
+//!
+//! A patient session decodes frames with the core's strict decoder and routes them to the
+//! study the connection joined; it holds no protocol state beyond *which* study that is
+//! (learnt from the study's own replies: `welcome` attaches, a refused join, `result` or
+//! `abandoned` detaches). Frames are never logged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cohort_core::error::{ErrorCode, ProtocolError};
+use cohort_core::message::{ErrorMsg, PROTOCOL_VERSION, PatientToRelay, RelayToPatient};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tracing::{debug, info, warn};
+
+use crate::http::{Request, Response};
+use crate::registry::{Outbound, PEER_QUEUE, PeerLink, Registry, StudyCmd, StudyHandle};
+use crate::token::AdminToken;
+use crate::views::DashboardMsg;
+
+/// Default largest WebSocket message (and frame), in bytes.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8 << 20;
+
+/// How often an idle socket is pinged.
+pub const PING_EVERY: Duration = Duration::from_secs(25);
+
+/// How long a dashboard has to authenticate.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Undecodable frames tolerated on one connection before it is closed.
+pub const MAX_BAD_FRAMES: u32 = 16;
+
+/// The close code sent to a dashboard with a wrong token.
+pub const CLOSE_UNAUTHORIZED: u16 = 4401;
+
+/// The WebSocket configuration with message and frame size limits.
+pub fn config(max_message_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(max_message_bytes))
+        .max_frame_size(Some(max_message_bytes))
+}
+
+/// Checks an upgrade request and returns the `101 Switching Protocols` head to write, or the
+/// error response to send instead.
+pub fn accept(req: &Request) -> Result<String, Response> {
+    if !req.is_websocket_upgrade() {
+        return Err(
+            Response::error(426, "this endpoint needs a WebSocket upgrade")
+                .with_header("Upgrade", "websocket"),
+        );
+    }
+    if req.header("sec-websocket-version") != Some("13") {
+        return Err(Response::error(426, "WebSocket version 13 required")
+            .with_header("Sec-WebSocket-Version", "13"));
+    }
+    let Some(key) = req.header("sec-websocket-key").filter(|k| !k.is_empty()) else {
+        return Err(Response::error(400, "missing Sec-WebSocket-Key"));
+    };
+    // Browsers always send Origin; a page from another origin may not open our sockets.
+    if let (Some(origin), Some(host)) = (req.header("origin"), req.header("host")) {
+        let same = origin
+            .strip_prefix("https://")
+            .is_some_and(|o| o.eq_ignore_ascii_case(host));
+        if !same {
+            return Err(Response::error(403, "cross-origin WebSocket refused"));
+        }
+    }
+    Ok(format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        derive_accept_key(key.as_bytes())
+    ))
+}
+
+fn error_frame(e: &ProtocolError) -> Message {
+    error_frame_raw(e.code(), e.to_string())
+}
+
+fn error_frame_raw(code: ErrorCode, message: String) -> Message {
+    let msg = RelayToPatient::Error(ErrorMsg {
+        v: PROTOCOL_VERSION,
+        code,
+        message,
+    });
+    Message::text(msg.encode())
+}
+
+async fn close_with<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    code: CloseCode,
+    reason: &str,
+) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.to_string().into(),
+    };
+    if ws.close(Some(frame)).await.is_ok() {
+        // Let the peer answer the close, briefly.
+        let drain = async { while let Some(Ok(_)) = ws.next().await {} };
+        let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+    }
+}
+
+/// Which study a patient connection belongs to.
+#[derive(Default)]
+struct Attachment {
+    study: Option<StudyHandle>,
+    /// A join was forwarded and its answer has not arrived yet.
+    joining: bool,
+}
+
+impl Attachment {
+    fn detach(&mut self) -> Option<StudyHandle> {
+        self.joining = false;
+        self.study.take()
+    }
+
+    /// Follows the study's replies: `welcome` confirms the join; a refused join, `result` or
+    /// `abandoned` ends the membership.
+    fn observe(&mut self, out: &Outbound) {
+        let ours = self.study.as_ref().is_some_and(|h| **h.id() == *out.study);
+        if !ours {
+            return;
+        }
+        match &out.msg {
+            RelayToPatient::Welcome(_) => self.joining = false,
+            RelayToPatient::Error(_) if self.joining => {
+                self.detach();
+            }
+            RelayToPatient::Result(_) | RelayToPatient::Abandoned(_) => {
+                self.detach();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Runs a patient connection until it closes.
+pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocketStream<S>,
+    registry: Arc<Registry>,
+    max_message_bytes: usize,
+    mut closing: watch::Receiver<bool>,
+) {
+    let peer = registry.peer_id();
+    let (tx, mut rx) = mpsc::channel(PEER_QUEUE);
+    let kick = Arc::new(Notify::new());
+    let link = PeerLink {
+        tx,
+        kick: kick.clone(),
+    };
+    let mut at = Attachment::default();
+    let mut bad = 0u32;
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    info!(peer = peer.0, "patient connected");
+    loop {
+        tokio::select! {
+            frame = ws.next() => {
+                let text = match frame {
+                    None => break,
+                    Some(Err(e)) => {
+                        debug!(peer = peer.0, error = %e, "patient socket error");
+                        break;
+                    }
+                    Some(Ok(Message::Text(t))) => t,
+                    Some(Ok(Message::Binary(_))) => {
+                        bad += 1;
+                        let reply = error_frame_raw(
+                            ErrorCode::BadMessage,
+                            "binary frames are not accepted; send JSON text frames".into(),
+                        );
+                        if ws.send(reply).await.is_err() || bad > MAX_BAD_FRAMES {
+                            break;
+                        }
+                        continue;
+                    }
+                    // Pings are answered by tungstenite; a close is answered on the next read.
+                    Some(Ok(_)) => continue,
+                };
+                let msg = match PatientToRelay::decode_with_limit(&text, max_message_bytes) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        bad += 1;
+                        if bad == 1 {
+                            warn!(peer = peer.0, error = %e, "undecodable message");
+                        } else {
+                            debug!(peer = peer.0, error = %e, "undecodable message");
+                        }
+                        let reply = error_frame(&ProtocolError::Decode(e));
+                        if ws.send(reply).await.is_err() {
+                            break;
+                        }
+                        if bad > MAX_BAD_FRAMES {
+                            close_with(&mut ws, CloseCode::Policy, "too many bad messages").await;
+                            break;
+                        }
+                        continue;
+                    }
+                };
+                if let Some(reply) = route(&registry, &mut at, peer, msg, &link)
+                    && ws.send(reply).await.is_err()
+                {
+                    break;
+                }
+            }
+            out = rx.recv() => {
+                let Some(out) = out else { break };
+                at.observe(&out);
+                if ws.send(Message::text(out.msg.encode())).await.is_err() {
+                    break;
+                }
+            }
+            () = kick.notified() => {
+                close_with(&mut ws, CloseCode::Policy, "too slow").await;
+                break;
+            }
+            _ = ping.tick() => {
+                if ws.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
+            _ = closing.changed() => {
+                // Deliver what the studies queued (e.g. "abandoned: shutting down"), then go.
+                while let Ok(out) = rx.try_recv() {
+                    if ws.send(Message::text(out.msg.encode())).await.is_err() {
+                        break;
+                    }
+                }
+                close_with(&mut ws, CloseCode::Away, "relay shutting down").await;
+                break;
+            }
+        }
+    }
+    if let Some(h) = at.detach() {
+        h.send(StudyCmd::Disconnect { peer });
+    }
+    info!(peer = peer.0, "patient disconnected");
+}
+
+/// Routes one decoded message; returns a reply to send at once if the connection itself
+/// must refuse it.
+fn route(
+    registry: &Registry,
+    at: &mut Attachment,
+    peer: cohort_core::protocol::PeerId,
+    msg: PatientToRelay,
+    link: &PeerLink,
+) -> Option<Message> {
+    if let PatientToRelay::Join(j) = &msg {
+        if at.study.is_some() {
+            return Some(error_frame(&ProtocolError::AlreadyJoined));
+        }
+        let Some(h) = registry.get(&j.study) else {
+            info!(peer = peer.0, "join for an unknown study");
+            return Some(error_frame(&ProtocolError::UnknownStudy));
+        };
+        let cmd = StudyCmd::Patient {
+            peer,
+            msg,
+            link: link.clone(),
+        };
+        if !h.send(cmd) {
+            return Some(error_frame_raw(
+                ErrorCode::Unavailable,
+                "the study is not running".into(),
+            ));
+        }
+        at.study = Some(h);
+        at.joining = true;
+        return None;
+    }
+    let Some(h) = at.study.clone() else {
+        return Some(error_frame(&ProtocolError::WrongState {
+            state: "not joined",
+            got: msg.kind(),
+        }));
+    };
+    let leave = matches!(msg, PatientToRelay::Leave(_));
+    h.send(StudyCmd::Patient {
+        peer,
+        msg,
+        link: link.clone(),
+    });
+    if leave {
+        at.detach();
+    }
+    None
+}
+
+#[derive(serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum DashboardIn {
+    Auth { token: String },
+}
+
+/// Runs a dashboard connection: authenticate, then snapshot and live feed.
+pub async fn dashboard_session<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocketStream<S>,
+    registry: Arc<Registry>,
+    token: AdminToken,
+    mut closing: watch::Receiver<bool>,
+) {
+    let first = tokio::time::timeout(AUTH_TIMEOUT, ws.next()).await;
+    let authed = match first {
+        Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<DashboardIn>(&t) {
+            Ok(DashboardIn::Auth { token: given }) => token.verify(&given),
+            Err(_) => false,
+        },
+        _ => false,
+    };
+    if !authed {
+        info!("dashboard refused: unauthorized");
+        close_with(&mut ws, CloseCode::from(CLOSE_UNAUTHORIZED), "unauthorized").await;
+        return;
+    }
+    info!("dashboard connected");
+    let mut feed = registry.subscribe();
+    let snapshot = |studies| Message::text(DashboardMsg::Snapshot { studies }.to_json());
+    if ws.send(snapshot(registry.statuses().await)).await.is_err() {
+        return;
+    }
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            item = feed.recv() => match item {
+                Ok(text) => {
+                    if ws.send(Message::text(text.to_string())).await.is_err() {
+                        break;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if ws.send(snapshot(registry.statuses().await)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            frame = ws.next() => match frame {
+                None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            _ = ping.tick() => {
+                if ws.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+            }
+            _ = closing.changed() => {
+                close_with(&mut ws, CloseCode::Away, "relay shutting down").await;
+                break;
+            }
+        }
+    }
+    info!("dashboard disconnected");
+}
