@@ -1,7 +1,7 @@
 //! The native patient: a WSS client (rustls, verifying the relay against a given CA) driving
 //! the core's [`Patient`] machine through one round.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cohort_core::decimal::Decimal;
@@ -15,6 +15,7 @@ use rand_core::SeedableRng;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::http::Uri;
 
@@ -209,23 +210,16 @@ pub fn parse_relay_url(url: &str) -> Result<(String, u16), PatientError> {
     Ok((host, uri.port_u16().unwrap_or(443)))
 }
 
-fn fresh_rng() -> ChaCha20Rng {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).expect("the operating system's random generator failed");
-    ChaCha20Rng::from_seed(seed)
-}
+/// A WebSocket over TLS to the relay.
+pub type WsClient = WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
 
-/// Joins the study, runs one round and returns its result. `on_event` sees every event of the
-/// core's Patient (progress, safety code).
-pub async fn run_patient(
-    opts: &PatientOptions,
-    on_event: &mut (dyn FnMut(&PatientEvent) + Send),
-) -> Result<PatientReport, PatientError> {
-    let value: Decimal = opts.value.parse().map_err(PatientError::Value)?;
-    let (host, port) = parse_relay_url(&opts.relay)?;
-    let config = tls::client_config(&opts.ca)?;
+/// Opens a WSS connection to `url` (e.g. `wss://127.0.0.1:8443/ws` or `.../ws/dashboard`),
+/// verifying the relay's certificate against the CA certificates in `ca`.
+pub async fn connect(url: &str, ca: &Path) -> Result<WsClient, PatientError> {
+    let (host, port) = parse_relay_url(url)?;
+    let config = tls::client_config(ca)?;
     let server_name = ServerName::try_from(host.clone())
-        .map_err(|_| PatientError::Url(format!("{}: bad host name", opts.relay)))?;
+        .map_err(|_| PatientError::Url(format!("{url}: bad host name")))?;
     let addr = format!("{host}:{port}");
     let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), port)))
         .await
@@ -253,13 +247,30 @@ pub async fn run_patient(
     .map_err(|_| PatientError::Handshake("TLS handshake timed out".into()))?
     .map_err(tls_error)?;
     let ws_config = crate::ws::config(MAX_MESSAGE_BYTES);
-    let (mut ws, _) = tokio::time::timeout(
+    let (ws, _) = tokio::time::timeout(
         CONNECT_TIMEOUT,
-        tokio_tungstenite::client_async_with_config(opts.relay.as_str(), tls, Some(ws_config)),
+        tokio_tungstenite::client_async_with_config(url, tls, Some(ws_config)),
     )
     .await
     .map_err(|_| PatientError::Handshake("WebSocket handshake timed out".into()))?
     .map_err(|e| PatientError::Handshake(e.to_string()))?;
+    Ok(ws)
+}
+
+fn fresh_rng() -> ChaCha20Rng {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).expect("the operating system's random generator failed");
+    ChaCha20Rng::from_seed(seed)
+}
+
+/// Joins the study, runs one round and returns its result. `on_event` sees every event of the
+/// core's Patient (progress, safety code).
+pub async fn run_patient(
+    opts: &PatientOptions,
+    on_event: &mut (dyn FnMut(&PatientEvent) + Send),
+) -> Result<PatientReport, PatientError> {
+    let value: Decimal = opts.value.parse().map_err(PatientError::Value)?;
+    let mut ws = connect(&opts.relay, &opts.ca).await?;
 
     let clock = Clock::new();
     let mut rng = fresh_rng();
@@ -333,7 +344,9 @@ pub async fn run_patient(
                         reason,
                     }));
                 }
-                PatientEvent::RelayError { code, message } => {
+                // A refused join ends the patient; a refusal later (a message that crossed a
+                // deadline on the wire) does not: the hospital's deadlines settle the round.
+                PatientEvent::RelayError { code, message } if patient.is_finished() => {
                     done = Some(Err(PatientError::Refused {
                         code: code_name(code),
                         message,
