@@ -1,0 +1,339 @@
+//! The wasm layer inside wasm: node (`wasm-pack test --node web`) and headless Chromium
+//! (`WASM_BINDGEN_USE_BROWSER=1 wasm-pack test --headless --chrome web`). Three `Patient`s
+//! driven only through their JavaScript-facing methods run a whole round against core's
+//! `Hospital`; value checks and errors come out as JS `Error`s; nothing shows the value.
+
+#![cfg(target_arch = "wasm32")]
+
+use cohort_core::message::{PatientToRelay, RelayToPatient};
+use cohort_core::protocol::{Hospital, HospitalEvent, HospitalOutput, PeerId};
+use cohort_core::study::{StudyParams, StudySpec};
+use cohort_web::{WasmPatient, bucket_edges, check_study_spec, check_value};
+use js_sys::{JSON, Reflect};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_test::wasm_bindgen_test;
+
+const VALUES: [&str; 3] = ["150.5", "172.3", "181.1"];
+
+fn params() -> StudyParams {
+    StudyParams::demo()
+}
+
+fn params_json() -> String {
+    serde_json::to_string(&params()).unwrap()
+}
+
+fn get(obj: &JsValue, key: &str) -> JsValue {
+    Reflect::get(obj, &JsValue::from_str(key)).unwrap()
+}
+
+fn text(obj: &JsValue, key: &str) -> String {
+    get(obj, key).as_string().unwrap_or_default()
+}
+
+fn num(obj: &JsValue, key: &str) -> f64 {
+    get(obj, key).as_f64().unwrap()
+}
+
+fn js_error(e: JsValue) -> (String, String) {
+    let e: js_sys::Error = e.dyn_into().expect("a JS Error");
+    (e.name().into(), e.message().into())
+}
+
+/// One relay with core's Hospital and three patients; returns each patient's events, the
+/// hospital's events and every frame the patients sent.
+struct Net {
+    hospital: Hospital,
+    patients: Vec<WasmPatient>,
+    events: Vec<Vec<JsValue>>,
+    hospital_events: Vec<HospitalEvent>,
+    sent: Vec<String>,
+    now: f64,
+}
+
+impl Net {
+    fn new(values: &[&str]) -> Net {
+        let spec = StudySpec {
+            params: params(),
+            deadlines: Default::default(),
+            invite: None,
+        };
+        let patients = values
+            .iter()
+            .map(|v| WasmPatient::new(0.0, "demo", (*v).into(), Some(params_json()), None).unwrap())
+            .collect();
+        Net {
+            hospital: Hospital::new(spec, 1).unwrap(),
+            patients,
+            events: vec![Vec::new(); values.len()],
+            hospital_events: Vec::new(),
+            sent: Vec::new(),
+            now: 0.0,
+        }
+    }
+
+    /// Delivers everything until nothing moves, advancing the clock to deadlines as needed.
+    fn run(&mut self) {
+        for _ in 0..1000 {
+            let mut moved = false;
+            for (i, p) in self.patients.iter_mut().enumerate() {
+                while let Some(frame) = p.poll_output() {
+                    moved = true;
+                    let msg = PatientToRelay::decode(&frame).expect("patients send valid frames");
+                    self.sent.push(frame);
+                    let _ = self.hospital.handle(self.now as u64, PeerId(i as u64), msg);
+                }
+                while let Some(ev) = p.poll_event() {
+                    self.events[i].push(ev);
+                }
+            }
+            while let Some(out) = self.hospital.poll_output() {
+                moved = true;
+                match out {
+                    HospitalOutput::Send { to, msg } => {
+                        let frame = RelayToPatient::encode(&msg);
+                        let p = &mut self.patients[to.0 as usize];
+                        p.handle(self.now, &frame)
+                            .expect("a good relay's frames are accepted");
+                    }
+                    HospitalOutput::Event(e) => self.hospital_events.push(e),
+                }
+            }
+            if !moved {
+                match self.hospital.poll_timeout() {
+                    Some(t) if self.patients.iter().any(|p| !p.is_finished()) => {
+                        self.now = self.now.max(t as f64);
+                        self.hospital.handle_timeout(self.now as u64);
+                    }
+                    _ => return,
+                }
+            }
+        }
+        panic!("the round did not settle");
+    }
+}
+
+#[wasm_bindgen_test]
+fn a_whole_round_of_three_patients() {
+    let mut net = Net::new(&VALUES);
+    net.run();
+
+    let relay_code = net
+        .hospital_events
+        .iter()
+        .find_map(|e| match e {
+            HospitalEvent::RoundStarted { safety_code, .. } => Some(safety_code.to_string()),
+            _ => None,
+        })
+        .expect("the round started");
+    assert!(
+        net.hospital_events
+            .iter()
+            .any(|e| matches!(e, HospitalEvent::Completed(o) if o.statistics.count == 3))
+    );
+
+    for (i, events) in net.events.iter().enumerate() {
+        let kinds: Vec<String> = events.iter().map(|e| text(e, "kind")).collect();
+        assert_eq!(
+            kinds.first().map(String::as_str),
+            Some("welcomed"),
+            "{kinds:?}"
+        );
+        for want in [
+            "roster_frozen",
+            "shares_sent",
+            "partial_sum_sent",
+            "completed",
+        ] {
+            assert!(
+                kinds.iter().any(|k| k == want),
+                "patient {i}: {want} missing in {kinds:?}"
+            );
+        }
+        let frozen = events
+            .iter()
+            .find(|e| text(e, "kind") == "roster_frozen")
+            .unwrap();
+        assert_eq!(text(frozen, "safetyCode"), relay_code);
+        assert_eq!(num(frozen, "n"), 3.0);
+        let done = events
+            .iter()
+            .find(|e| text(e, "kind") == "completed")
+            .unwrap();
+        assert_eq!(num(done, "count"), 3.0);
+        assert!((num(done, "sum") - 503.9).abs() < 1e-9);
+        assert!((num(done, "mean") - 503.9 / 3.0).abs() < 1e-9);
+        assert!(num(done, "stddev") > 0.0);
+        assert_eq!(text(done, "safetyCode"), relay_code);
+        assert_eq!(num(done, "rosterSize"), 3.0);
+        let hist: js_sys::Array = get(done, "histogram").dyn_into().unwrap();
+        let hist: Vec<f64> = hist.iter().map(|x| x.as_f64().unwrap()).collect();
+        // 0–300 cm in 10 buckets of 30: 150.5 and 172.3 in [150, 180), 181.1 in [180, 210).
+        assert_eq!(hist, [0., 0., 0., 0., 0., 2., 1., 0., 0., 0.]);
+        assert!(net.patients[i].is_finished());
+        assert_eq!(net.patients[i].state_name(), "finished");
+    }
+
+    assert!(
+        net.sent.len() >= 9,
+        "join, shares and partial sum from each"
+    );
+    for frame in &net.sent {
+        for v in VALUES {
+            assert!(!frame.contains(v), "a frame carries a value in clear");
+            assert!(
+                !frame.contains(&v.replace('.', "")),
+                "a frame carries a scaled value"
+            );
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+fn values_are_checked_before_anything_is_queued() {
+    let p = params_json();
+    assert_eq!(check_value(&p, "172.5".into()).unwrap(), None);
+    assert_eq!(
+        check_value(&p, "300.1".into()).unwrap().as_deref(),
+        Some("outside the study's allowed range")
+    );
+    assert_eq!(
+        check_value(&p, "1.75".into()).unwrap().as_deref(),
+        Some("at most 1 digits after the decimal point")
+    );
+    assert_eq!(
+        check_value(&p, "1,75".into()).unwrap().as_deref(),
+        Some("not a number: use digits with an optional '-' and '.'")
+    );
+    let (name, _) = js_error(check_value("not json", "1".into()).unwrap_err().into());
+    assert_eq!(name, "ParamsError");
+
+    for (bad, message) in [
+        ("300.5", "outside the study's allowed range"),
+        ("12.34", "at most 1 digits after the decimal point"),
+        (
+            "tall",
+            "not a number: use digits with an optional '-' and '.'",
+        ),
+    ] {
+        let err = WasmPatient::new(0.0, "demo", bad.into(), Some(p.clone()), None).unwrap_err();
+        assert_eq!(
+            js_error(err.into()),
+            ("ValueError".into(), message.into()),
+            "{bad}"
+        );
+    }
+
+    assert_eq!(
+        check_study_spec("id=height,size=3,threshold=2,min=0,max=300"),
+        None
+    );
+    assert!(check_study_spec("id=height,size=1").is_some());
+    assert_eq!(bucket_edges(&p).unwrap()[1], 30.0);
+}
+
+#[wasm_bindgen_test]
+fn a_relay_that_sends_another_study_is_refused() {
+    let mut p = WasmPatient::new(0.0, "demo", "172.5".into(), Some(params_json()), None).unwrap();
+    p.poll_output().expect("join");
+    let mut other = params();
+    other.max = "250".parse().unwrap();
+    let welcome = format!(
+        r#"{{"type":"welcome","v":1,"study":{},"round":1,"enrolled":1}}"#,
+        serde_json::to_string(&other).unwrap()
+    );
+    let (name, message) = js_error(p.handle(1.0, &welcome).unwrap_err().into());
+    assert_eq!(name, "ProtocolError");
+    assert_eq!(
+        message,
+        "roster parameters differ from the study this patient joined"
+    );
+    let ev = p.poll_event().unwrap();
+    assert_eq!(text(&ev, "kind"), "refused");
+    assert_eq!(
+        p.poll_output().as_deref(),
+        Some(r#"{"type":"leave","v":1}"#)
+    );
+    assert!(p.is_finished());
+}
+
+#[wasm_bindgen_test]
+fn malformed_frames_and_relay_errors() {
+    let mut p = WasmPatient::new(0.0, "demo", "172.5".into(), None, None).unwrap();
+    p.poll_output().expect("join");
+    let (name, _) = js_error(p.handle(1.0, "{\"type\":").unwrap_err().into());
+    assert_eq!(name, "DecodeError");
+    let (name, message) = js_error(
+        p.handle(1.0, r#"{"type":"hello","v":1}"#)
+            .unwrap_err()
+            .into(),
+    );
+    assert_eq!(name, "DecodeError");
+    assert!(message.starts_with("unknown message type"), "{message}");
+    assert!(!p.is_finished(), "garbage alone does not end the round");
+
+    let err = r#"{"type":"error","v":1,"code":"unknown_study","message":"no such study"}"#;
+    p.handle(2.0, err).unwrap();
+    let ev = p.poll_event().unwrap();
+    assert_eq!(text(&ev, "kind"), "relay_error");
+    assert_eq!(text(&ev, "code"), "unknown_study");
+    assert_eq!(text(&ev, "message"), "no such study");
+    assert!(p.is_finished());
+}
+
+#[wasm_bindgen_test]
+fn neither_debug_nor_javascript_shows_the_value() {
+    let mut p = WasmPatient::new(0.0, "demo", "172.5".into(), Some(params_json()), None).unwrap();
+    let debug = format!("{p:?}");
+    assert!(!debug.contains("172"), "{debug}");
+    assert_eq!(p.to_js_string(), debug);
+    let join = p.poll_output().unwrap();
+    assert!(!join.contains("172"), "{join}");
+
+    let js: JsValue = p.into();
+    let json = JSON::stringify(&js)
+        .unwrap()
+        .as_string()
+        .unwrap_or_default();
+    assert!(!json.contains("172"), "{json}");
+    let keys = js_sys::Object::keys(js.unchecked_ref::<js_sys::Object>());
+    for k in keys.iter() {
+        let v = Reflect::get(&js, &k).unwrap();
+        assert!(!format!("{v:?}").contains("172"));
+    }
+    let string_fn: js_sys::Function = Reflect::get(&js_sys::global(), &"String".into())
+        .unwrap()
+        .dyn_into()
+        .unwrap();
+    let shown = string_fn
+        .call1(&JsValue::NULL, &js)
+        .unwrap()
+        .as_string()
+        .unwrap();
+    assert_eq!(shown, debug, "String(patient) is the Debug text");
+}
+
+#[wasm_bindgen_test]
+fn timeouts_pass_through() {
+    let mut p = WasmPatient::new(0.0, "demo", "172.5".into(), Some(params_json()), None).unwrap();
+    assert_eq!(p.poll_timeout(), None, "no timeout unless asked for");
+    p.set_timeout(1000.0, Some(5000.0));
+    assert_eq!(p.poll_timeout(), Some(6000.0));
+    p.handle_timeout(5999.0);
+    assert!(!p.is_finished());
+    p.handle_timeout(6000.0);
+    assert!(p.is_finished());
+    let ev = p.poll_event().unwrap();
+    assert_eq!(text(&ev, "kind"), "refused");
+    assert_eq!(text(&ev, "message"), "timed out waiting for the relay");
+    p.poll_output().expect("join");
+    assert_eq!(
+        p.poll_output().as_deref(),
+        Some(r#"{"type":"leave","v":1}"#)
+    );
+
+    let mut q = WasmPatient::new(0.0, "demo", "1".into(), None, None).unwrap();
+    q.leave();
+    assert!(q.is_finished());
+    assert_eq!(q.state_name(), "finished");
+}
