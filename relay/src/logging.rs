@@ -4,6 +4,8 @@
 //! would put sealed shares and partial sums in the log. Its targets are therefore capped at
 //! `debug` whatever `RUST_LOG` says.
 
+use std::io::IsTerminal;
+
 use tracing::Level;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::filter_fn;
@@ -23,8 +25,11 @@ pub fn allowed(target: &str, level: &Level) -> bool {
 /// Installs the subscriber. `default` is the filter used when `RUST_LOG` is unset.
 pub fn init(default: &str) {
     let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colours only on a terminal (and not with NO_COLOR), so log files stay plain text.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .with_filter(filter_fn(|m| allowed(m.target(), m.level())));
     let _ = tracing_subscriber::registry()
         .with(env)

@@ -35,7 +35,7 @@ pub const PING_EVERY: Duration = Duration::from_secs(25);
 /// How long a dashboard has to authenticate.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Undecodable frames tolerated on one connection before it is closed.
+/// Undecodable or refused messages tolerated on one connection before it is closed.
 pub const MAX_BAD_FRAMES: u32 = 16;
 
 /// The close code sent to a dashboard with a wrong token.
@@ -205,17 +205,26 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
                         continue;
                     }
                 };
-                if let Some(reply) = route(&registry, &mut at, peer, msg, &link)
-                    && ws.send(reply).await.is_err()
-                {
-                    break;
+                if let Some(reply) = route(&registry, &mut at, peer, msg, &link) {
+                    bad += 1;
+                    if ws.send(reply).await.is_err() || bad > MAX_BAD_FRAMES {
+                        break;
+                    }
                 }
             }
             out = rx.recv() => {
                 let Some(out) = out else { break };
                 at.observe(&out);
+                let refused = matches!(out.msg, RelayToPatient::Error(_));
                 if ws.send(Message::text(out.msg.encode())).await.is_err() {
                     break;
+                }
+                if refused {
+                    bad += 1;
+                    if bad > MAX_BAD_FRAMES {
+                        close_with(&mut ws, CloseCode::Policy, "too many refused messages").await;
+                        break;
+                    }
                 }
             }
             () = kick.notified() => {

@@ -1,0 +1,551 @@
+//! Tests that run the real binaries: `cohort-relay` killed with SIGKILL and restarted on the
+//! same data directory, its whole log output checked for secrets, and the `cohort-patient`
+//! CLI's output and exit codes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use cohort_core::message::{AbandonReason, PatientToRelay, RelayToPatient};
+use common::*;
+use futures_util::SinkExt;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+
+const RELAY: &str = env!("CARGO_BIN_EXE_cohort-relay");
+const PATIENT: &str = env!("CARGO_BIN_EXE_cohort-patient");
+
+struct RelayProc {
+    child: Child,
+    stdout: Vec<String>,
+    base: String,
+    ws: String,
+    log: PathBuf,
+}
+
+impl RelayProc {
+    /// Starts `cohort-relay` on port 0 in `dir` and reads its startup lines.
+    async fn spawn(dir: &TmpDir, name: &str, args: &[&str], env: &[(&str, &str)]) -> RelayProc {
+        let log = dir.path(&format!("{name}.log"));
+        let mut cmd = Command::new(RELAY);
+        cmd.arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--web")
+            .arg(dir.path("web"))
+            .arg("--certs")
+            .arg(dir.path("certs"))
+            .arg("--data")
+            .arg(dir.path("data"))
+            .args(args)
+            .env_remove("COHORT_ADMIN_TOKEN")
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut stdout = Vec::new();
+        let read = async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                stdout.push(line);
+                if stdout.len() == 3 {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(LIMIT, read)
+            .await
+            .expect("startup lines");
+        assert_eq!(
+            stdout.len(),
+            3,
+            "relay exited: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        // Keep reading stdout (the token line etc.) so the relay never blocks on a full pipe.
+        let (tx, rx) = std::sync::mpsc::channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
+        let base = stdout[0]
+            .strip_prefix("listening on ")
+            .expect("listening line")
+            .to_string();
+        let port = base.rsplit(':').next().unwrap();
+        let ws = format!("wss://127.0.0.1:{port}/ws");
+        let mut p = RelayProc {
+            child,
+            stdout,
+            base,
+            ws,
+            log,
+        };
+        // Lines after the three contract lines, if they came in already or come soon.
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(500)) {
+            p.stdout.push(line);
+            while let Ok(line) = rx.try_recv() {
+                p.stdout.push(line);
+            }
+        }
+        p
+    }
+
+    async fn get(&self, ca: &Path, path: &str, token: &str) -> serde_json::Value {
+        let r = https(&self.base, ca, "GET", path, Some(token), None).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        r.json()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+}
+
+async fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = tokio::time::timeout(
+        LIMIT,
+        Command::new(PATIENT)
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("cohort-patient finished in time")
+    .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+const HEIGHT: &str = "id=height,size=3,threshold=3,min=0,max=300,decimals=1,buckets=10";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_survive_sigkill_and_in_flight_rounds_are_abandoned() {
+    let dir = TmpDir::new("restart");
+    let ca = dir.path("certs/ca.pem");
+    let env = [("COHORT_ADMIN_TOKEN", TOKEN)];
+    let mut relay = RelayProc::spawn(&dir, "first", &["--study", HEIGHT], &env).await;
+    let port = relay.base.rsplit(':').next().unwrap().to_string();
+    assert_eq!(
+        relay.stdout[0],
+        format!("listening on https://127.0.0.1:{port}")
+    );
+    assert_eq!(
+        relay.stdout[1],
+        format!("patient page: https://127.0.0.1:{port}/?study=height")
+    );
+    assert_eq!(
+        relay.stdout[2],
+        format!("dashboard: https://127.0.0.1:{port}/hospital")
+    );
+
+    // Round 1 with three cohort-patient processes.
+    let values = random_values(3, 51, 0, 300, 1);
+    let runs: Vec<_> = values
+        .iter()
+        .map(|v| {
+            let args = [
+                "--relay",
+                &relay.ws,
+                "--ca",
+                ca.to_str().unwrap(),
+                "--study",
+                "height",
+                "--value",
+                v,
+            ]
+            .map(String::from);
+            tokio::spawn(async move {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                run_cli(&args).await
+            })
+        })
+        .collect();
+    let want = expected(&values, 0, 300, 1, 10);
+    let mut code = None;
+    for run in runs {
+        let (status, stdout, stderr) = run.await.unwrap();
+        assert_eq!(status, Some(0), "{stderr}");
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "one JSON line: {stdout}");
+        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_stats(&v, &want);
+        assert_eq!(v["study"], "height");
+        assert_eq!(v["round"], 1);
+        assert_eq!(v["roster_size"], 3);
+        assert_eq!(v["contributors"], serde_json::json!([1, 2, 3]));
+        assert!(v["mean"].is_f64() && v["count"].is_u64());
+        let sc = v["safety_code"].as_str().unwrap().to_string();
+        assert!(stderr.contains(&format!("safety code: {sc}")), "{stderr}");
+        assert!(
+            code.get_or_insert(sc.clone()) == &sc,
+            "same safety code for all"
+        );
+        for value in &values {
+            assert!(!stderr.contains(value.as_str()) && !stdout.contains(value.as_str()));
+        }
+    }
+    let before = relay.get(&ca, "/api/studies/height/results", TOKEN).await;
+    assert_eq!(before.as_array().unwrap().len(), 1);
+    assert_stats(&before[0], &want);
+
+    // Round 2 in flight: three patients hold a roster and never send shares.
+    let mut stalled = Vec::new();
+    for i in 0..3 {
+        stalled.push(stalling_patient(&relay.ws, &ca, "height", 100 + i).await);
+    }
+    for ws in &mut stalled {
+        match wait_for(ws, |m| matches!(m, RelayToPatient::Roster(_))).await {
+            RelayToPatient::Roster(r) => assert_eq!(r.roster.round, 2),
+            _ => unreachable!(),
+        }
+    }
+    let ca_pem = std::fs::read(&ca).unwrap();
+    relay.child.kill().await.unwrap(); // SIGKILL
+    drop(stalled);
+
+    let mut relay = RelayProc::spawn(&dir, "second", &["--study", HEIGHT], &env).await;
+    assert_eq!(
+        std::fs::read(&ca).unwrap(),
+        ca_pem,
+        "certificates are reused"
+    );
+    let after = relay.get(&ca, "/api/studies/height/results", TOKEN).await;
+    assert_eq!(after, before, "results survive SIGKILL");
+    let rounds = relay.get(&ca, "/api/studies/height/rounds", TOKEN).await;
+    assert_eq!(rounds.as_array().unwrap().len(), 2, "{rounds}");
+    assert_eq!(rounds[0]["status"], "completed");
+    assert_eq!(rounds[1]["round"], 2);
+    assert_eq!(rounds[1]["status"], "abandoned");
+    assert_eq!(rounds[1]["reason"], "relay_restarted");
+    assert_eq!(rounds[1]["count"], serde_json::Value::Null);
+    let status = relay.get(&ca, "/api/studies/height", TOKEN).await;
+    assert_eq!(status["enrolling_round"], 3, "round ids never repeat");
+    assert_eq!(status["completed_rounds"], 1);
+    let log = relay.log_text();
+    assert!(log.contains("relay_restarted"), "{log}");
+
+    // The restarted relay runs round 3.
+    let values3 = random_values(3, 52, 0, 300, 1);
+    let reports = run_patients(&relay.ws, &ca, "height", &values3).await;
+    let r3 = result_json(&reports[0]);
+    assert_eq!(r3["round"], 3);
+    assert_stats(&r3, &expected(&values3, 0, 300, 1, 10));
+
+    // A graceful stop (SIGTERM) abandons the running round with reason `shutdown`.
+    let mut stalled = Vec::new();
+    for i in 0..3 {
+        stalled.push(stalling_patient(&relay.ws, &ca, "height", 200 + i).await);
+    }
+    for ws in &mut stalled {
+        wait_for(ws, |m| matches!(m, RelayToPatient::Roster(_))).await;
+    }
+    let pid = relay.child.id().unwrap().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    for ws in &mut stalled {
+        match wait_for(ws, |m| matches!(m, RelayToPatient::Abandoned(_))).await {
+            RelayToPatient::Abandoned(a) => {
+                assert_eq!(a.round, 4);
+                assert_eq!(a.reason, AbandonReason::Shutdown);
+            }
+            _ => unreachable!(),
+        }
+    }
+    let exit = tokio::time::timeout(LIMIT, relay.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    drop(stalled);
+
+    let mut relay = RelayProc::spawn(&dir, "third", &[], &env).await;
+    assert!(
+        relay.stdout[1].ends_with("/?study=height"),
+        "stored study restored without --study"
+    );
+    let rounds = relay.get(&ca, "/api/studies/height/rounds", TOKEN).await;
+    let summary: Vec<(u64, String, Option<String>)> = rounds
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["round"].as_u64().unwrap(),
+                r["status"].as_str().unwrap().to_string(),
+                r["reason"].as_str().map(String::from),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1, "completed".into(), None),
+            (2, "abandoned".into(), Some("relay_restarted".into())),
+            (3, "completed".into(), None),
+            (4, "abandoned".into(), Some("shutdown".into())),
+        ]
+    );
+    let results = relay.get(&ca, "/api/studies/height/results", TOKEN).await;
+    assert_eq!(results.as_array().unwrap().len(), 2);
+    assert_eq!(results[0], before[0]);
+    relay.child.kill().await.unwrap();
+}
+
+/// Every text form a value could leak in: as typed, trimmed, in fixed point, squared.
+fn value_needles(v: &str, decimals: u32) -> Vec<String> {
+    let x = scaled(v, decimals);
+    let mut out = vec![
+        v.to_string(),
+        v.trim_end_matches('0').trim_end_matches('.').to_string(),
+        x.to_string(),
+        (i128::from(x) * i128::from(x)).to_string(),
+    ];
+    out.push(format!("{}", v.parse::<f64>().unwrap()));
+    out
+}
+
+/// What the relay saw from a patient that must never reach a log: public keys, sealed shares
+/// (and their prefixes) and partial sums.
+fn frame_needles(frames: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in frames {
+        match PatientToRelay::decode(f).unwrap() {
+            PatientToRelay::Join(j) => {
+                let key = serde_json::to_value(j.public_key).unwrap();
+                out.push(key.as_str().unwrap().to_string());
+            }
+            PatientToRelay::Shares(s) => {
+                for share in s.shares {
+                    let text = serde_json::to_value(&share.sealed).unwrap();
+                    let text = text.as_str().unwrap().to_string();
+                    assert!(text.len() > 40);
+                    out.push(text[..24].to_string());
+                    out.push(text[text.len() - 24..].to_string());
+                    out.push(text);
+                }
+            }
+            PatientToRelay::PartialSum(p) => {
+                for fe in p.sum {
+                    if fe.value() >= 1_000_000 {
+                        out.push(fe.value().to_string());
+                    }
+                }
+            }
+            PatientToRelay::Leave(_) => {}
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_log_contains_no_values_shares_partial_sums_or_token() {
+    let dir = TmpDir::new("logs");
+    let ca = dir.path("certs/ca.pem");
+    let spec = "id=logs,size=4,threshold=3,min=0,max=300,decimals=3,buckets=10";
+    // Everything at trace, so even the most verbose output is checked.
+    let mut relay =
+        RelayProc::spawn(&dir, "relay", &["--study", spec], &[("RUST_LOG", "trace")]).await;
+
+    // No token given: one is generated, printed once on stdout and stored 0600.
+    let token_line = relay
+        .stdout
+        .iter()
+        .find(|l| l.starts_with("admin token: "))
+        .unwrap_or_else(|| panic!("token line in {:?}", relay.stdout))
+        .clone();
+    let token = token_line["admin token: ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    assert_eq!(token.len(), 64);
+    let stored = std::fs::read_to_string(dir.path("data/admin-token")).unwrap();
+    assert_eq!(stored.trim(), token);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["data/admin-token", "certs/key.pem", "certs/ca-key.pem"] {
+            let mode = std::fs::metadata(dir.path(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+    }
+
+    // Values with six significant digits, so their text forms cannot occur by chance.
+    let values = random_values(4, 61, 100, 299, 3);
+    let opts = values
+        .iter()
+        .map(|v| {
+            let mut o = options(&relay.ws, &ca, "logs", v);
+            o.record_frames = true;
+            o
+        })
+        .collect();
+    let reports: Vec<_> = run_all(opts)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let want = expected(&values, 0, 300, 3, 10);
+    for r in &reports {
+        assert_stats(&result_json(r), &want);
+    }
+    // A malformed frame carrying a value-like payload must not be echoed into the log.
+    let mut raw = cohort_relay::client::connect(&relay.ws, &ca).await.unwrap();
+    raw.send(Message::text(
+        r#"{"type":"join","v":1,"study":"leak-987.654","public_key":"zz"}"#,
+    ))
+    .await
+    .unwrap();
+    wait_for(&mut raw, |m| matches!(m, RelayToPatient::Error(_))).await;
+    let results = relay.get(&ca, "/api/studies/logs/results", &token).await;
+    assert_eq!(results.as_array().unwrap().len(), 1);
+    drop(raw);
+    relay.child.kill().await.unwrap();
+
+    let log = relay.log_text();
+    let stdout = relay.stdout.join("\n");
+    assert!(log.contains("round completed"), "the round is in the log");
+    assert!(log.contains("DEBUG"), "debug-level output was captured");
+    assert!(log.contains("undecodable message"));
+    let mut needles: Vec<String> = values.iter().flat_map(|v| value_needles(v, 3)).collect();
+    for r in &reports {
+        let frames = frame_needles(&r.sent_frames);
+        assert!(
+            frames.len() >= 4 + 3 * 3,
+            "join key, sealed shares, partial sums recorded"
+        );
+        needles.extend(frames);
+    }
+    needles.push("987.654".into());
+    for n in &needles {
+        assert!(!log.contains(n.as_str()), "log contains {n}");
+        assert!(!stdout.contains(n.as_str()), "stdout contains {n}");
+    }
+    assert!(!log.contains(&token), "the admin token is never logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patient_cli_errors_and_help() {
+    let t = TestRelay::start(&[HEIGHT]).await;
+    let ws = t.ws_url();
+    let ca = t.ca();
+    let ca = ca.to_str().unwrap();
+    let other = TmpDir::new("cli-other-ca");
+    cohort_relay::certs::load_or_generate(&other.path("certs")).unwrap();
+    let wrong_ca = other.path("certs/ca.pem");
+    let wrong_ca = wrong_ca.to_str().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("wss://127.0.0.1:{}/ws", free.local_addr().unwrap().port());
+    drop(free);
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec![
+                "--relay", &ws, "--ca", ca, "--study", "nope", "--value", "170",
+            ],
+            3,
+            "no such study",
+        ),
+        (
+            vec![
+                "--relay", &ws, "--ca", ca, "--study", "height", "--value", "300.1",
+            ],
+            4,
+            "outside the study's allowed range",
+        ),
+        (
+            vec![
+                "--relay", &ws, "--ca", ca, "--study", "height", "--value", "tall",
+            ],
+            4,
+            "not a number",
+        ),
+        (
+            vec![
+                "--relay", &ws, "--ca", wrong_ca, "--study", "height", "--value", "170",
+            ],
+            6,
+            "certificate was not accepted",
+        ),
+        (
+            vec![
+                "--relay", &dead, "--ca", ca, "--study", "height", "--value", "170",
+            ],
+            6,
+            "cannot reach the relay",
+        ),
+        (
+            vec![
+                "--relay",
+                "ws://127.0.0.1:1/ws",
+                "--ca",
+                ca,
+                "--study",
+                "height",
+                "--value",
+                "170",
+            ],
+            6,
+            "wss://",
+        ),
+    ];
+    for (args, code, msg) in cases {
+        let (status, stdout, stderr) = run_cli(&args).await;
+        assert_eq!(status, Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(msg), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+    }
+    let (status, help, _) = run_cli(&["--help"]).await;
+    assert_eq!(status, Some(0));
+    for flag in [
+        "--relay",
+        "--ca",
+        "--study",
+        "--value",
+        "--invite",
+        "--drop-after-shares",
+        "--timeout-s",
+    ] {
+        assert!(help.contains(flag), "cohort-patient --help lacks {flag}");
+    }
+    let out = Command::new(RELAY).arg("--help").output().await.unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success());
+    for flag in [
+        "--listen",
+        "--web",
+        "--certs",
+        "--data",
+        "--study",
+        "--admin-token",
+        "COHORT_ADMIN_TOKEN",
+        "--max-message-bytes",
+        "--max-connections",
+    ] {
+        assert!(help.contains(flag), "cohort-relay --help lacks {flag}");
+    }
+    let bad = Command::new(RELAY)
+        .args(["--study", "id=Bad"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8(bad.stderr)
+            .unwrap()
+            .contains("study id must be")
+    );
+    t.relay.shutdown().await;
+}
