@@ -230,6 +230,7 @@ impl DirectionKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(not(target_arch = "wasm32"))] // proptest does not build for wasm32
     use proptest::prelude::*;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
@@ -332,6 +333,7 @@ mod tests {
         assert!(format!("{:?}", p.a).starts_with("KeyPair { public: PublicKey("));
     }
 
+    #[cfg(not(target_arch = "wasm32"))] // proptest does not build for wasm32
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
         #[test]

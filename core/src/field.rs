@@ -218,8 +218,10 @@ pub fn add_assign_vec(a: &mut [Fe], b: &[Fe]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(not(target_arch = "wasm32"))] // proptest does not build for wasm32
     use proptest::prelude::*;
 
+    #[cfg(not(target_arch = "wasm32"))] // proptest does not build for wasm32
     fn naive_mul(a: u64, b: u64) -> u64 {
         ((a as u128 * b as u128) % MODULUS as u128) as u64
     }
@@ -248,6 +250,7 @@ mod tests {
         assert_eq!(xs, expected);
     }
 
+    #[cfg(not(target_arch = "wasm32"))] // proptest does not build for wasm32
     proptest! {
         #[test]
         fn arithmetic_matches_naive(a in 0..MODULUS, b in 0..MODULUS) {

@@ -278,6 +278,7 @@ pub fn lagrange_at_zero(xs: &[u32]) -> Vec<Fe> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(not(target_arch = "wasm32"))] // proptest does not build for wasm32
     use proptest::prelude::*;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
@@ -360,6 +361,7 @@ mod tests {
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))] // proptest does not build for wasm32
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
