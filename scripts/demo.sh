@@ -31,4 +31,5 @@ Certificates > View Certificates > Authorities > Import), or click through the w
 (Advanced > Proceed) once per browser session. Stop the relay with Ctrl-C.
 
 NOTE
-exec target/release/cohort-relay "$@"
+# cargo puts the binary under $CARGO_TARGET_DIR if the caller set one, else under target/.
+exec "${CARGO_TARGET_DIR:-target}/release/cohort-relay" "$@"
