@@ -1,0 +1,267 @@
+// Browser end-to-end test: node web/e2e/e2e.mjs <relay url> <admin token> [screenshot dir]
+//
+// Drives /usr/bin/chromium (headless) against a running cohort-relay:
+//  1. the dashboard signs in and creates a study through its form;
+//  2. the patient page refuses bad values beside the field before anything is sent;
+//  3. three patient tabs join with three values; each shows the same correct count, sum, mean
+//     and standard deviation and the same safety code, and so does the dashboard;
+//  4. no value appears in any URL, storage, request or WebSocket frame;
+//  5. a dropped connection is explained and the tab rejoins;
+//  6. the dashboard starts a round early and downloads CSV and JSON results;
+//  7. screenshots of a finished patient tab and of the dashboard, at desktop and phone widths.
+// Exits 0 on success, 1 with a message on the first failure.
+
+import { chromium } from 'playwright-core';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const [url, token, outDir = 'target/e2e'] = process.argv.slice(2);
+if (!url || !token) {
+  console.error('usage: node e2e.mjs <relay url> <admin token> [screenshot dir]');
+  process.exit(2);
+}
+mkdirSync(outDir, { recursive: true });
+const base = url.endsWith('/') ? url : `${url}/`;
+const T = 30_000;
+const started = Date.now();
+
+function log(msg) {
+  console.log(`e2e [${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
+}
+
+function check(cond, msg) {
+  if (!cond) throw new Error(`check failed: ${msg}`);
+}
+
+function close(a, b, what) {
+  check(Math.abs(a - b) < 1e-9 * Math.max(1, Math.abs(b)), `${what}: got ${a}, want ${b}`);
+}
+
+function stats(values) {
+  const xs = values.map(Number);
+  const n = xs.length;
+  const sum = xs.reduce((a, b) => a + b, 0);
+  const mean = sum / n;
+  const sd = Math.sqrt(xs.reduce((a, x) => a + (x - mean) ** 2, 0) / n);
+  return { count: n, sum, mean, stddev: sd };
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--disable-dev-shm-usage', '--ignore-certificate-errors'],
+});
+
+/** Everything a page sent or showed that could leak a value, and every console problem. */
+const traffic = [];
+const problems = [];
+
+function watch(page, name) {
+  page.on('request', (r) => traffic.push({ page: name, kind: 'request', text: `${r.method()} ${r.url()} ${r.postData() ?? ''}` }));
+  page.on('websocket', (ws) => {
+    traffic.push({ page: name, kind: 'ws-url', text: ws.url() });
+    ws.on('framesent', (f) => traffic.push({ page: name, kind: 'sent', text: String(f.payload) }));
+    ws.on('framereceived', (f) => traffic.push({ page: name, kind: 'received', text: String(f.payload) }));
+  });
+  page.on('pageerror', (e) => problems.push(`${name}: page error: ${e.message}`));
+  page.on('console', (m) => {
+    // Expected: the failed socket while offline, and the 401 of the wrong token on purpose.
+    const expected = /WebSocket connection to .* failed|status of 401/;
+    if (m.type() === 'error' && !expected.test(m.text())) {
+      problems.push(`${name}: console error: ${m.text()}`);
+    }
+  });
+  return page;
+}
+
+async function resultOf(page) {
+  const r = page.getByTestId('result');
+  await r.waitFor({ state: 'visible', timeout: T });
+  const d = await r.evaluate((e) => ({ ...e.dataset }));
+  const code = (await page.getByTestId('safety-code').textContent()).trim();
+  return { count: Number(d.count), sum: Number(d.sum), mean: Number(d.mean), stddev: Number(d.stddev), round: Number(d.round), code };
+}
+
+async function dashResult(dash, study, round) {
+  const r = dash.locator(`article[data-study="${study}"] [data-testid="dash-result"][data-round="${round}"]`);
+  await r.waitFor({ state: 'visible', timeout: T });
+  const d = await r.evaluate((e) => ({ ...e.dataset }));
+  const code = (await dash.locator(`article[data-study="${study}"] [data-testid="dash-safety-code"]`).textContent()).trim();
+  return { count: Number(d.count), sum: Number(d.sum), mean: Number(d.mean), stddev: Number(d.stddev), code, dataCode: d.safetyCode };
+}
+
+let failed = false;
+try {
+  const ctx = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1100, height: 900 }, acceptDownloads: true });
+
+  // 1. Dashboard: sign in, create the study through the form.
+  const dash = watch(await ctx.newPage(), 'dashboard');
+  await dash.goto(`${base}hospital`);
+  await dash.getByTestId('token').fill('wrong-token-wrong-token');
+  await dash.getByTestId('login').click();
+  await dash.getByText('The relay did not accept this token.').waitFor({ timeout: T });
+  await dash.getByTestId('token').fill(token);
+  await dash.getByTestId('login').click();
+  await dash.locator('#create').waitFor({ state: 'visible', timeout: T });
+  await dash.locator('.conn[data-state="live"]').waitFor({ timeout: T });
+  if (!(await dash.locator('#create').evaluate((e) => e.open))) await dash.locator('#create > summary').click();
+  const fields = { id: 'e2e', question: 'How tall are you?', unit: 'cm', min: '0', max: '300', decimals: '1', buckets: '10', size: '3' };
+  for (const [k, v] of Object.entries(fields)) await dash.locator(`#f-${k}`).fill(v);
+  const preview = (await dash.getByTestId('spec-preview').textContent()).trim();
+  check(preview === '--study "id=e2e,question=How tall are you?,unit=cm,min=0,max=300,decimals=1,buckets=10,size=3"', `spec preview: ${preview}`);
+  await dash.locator('#f-threshold').fill('4');
+  await dash.getByText('Threshold must be between 2 and the cohort size.').waitFor({ timeout: T });
+  check(await dash.getByTestId('create').isDisabled(), 'create is disabled for a bad spec');
+  await dash.locator('#f-threshold').fill('');
+  await dash.getByTestId('create').click();
+  await dash.locator('article[data-study="e2e"]').waitFor({ timeout: T });
+  check(await dash.evaluate(() => sessionStorage.length === 1 && localStorage.length === 0), 'token only in sessionStorage');
+  log('dashboard signed in and created study e2e');
+
+  // 2. Patient page: errors beside the field, before anything is sent.
+  const values = ['150.5', '172.3', '181.1'];
+  const want = stats(values);
+  const tabs = [];
+  for (let i = 0; i < 3; i++) tabs.push(watch(await ctx.newPage(), `patient ${i + 1}`));
+  await Promise.all(tabs.map((p) => p.goto(`${base}?study=e2e`)));
+  const first = tabs[0];
+  await first.getByTestId('value').waitFor({ state: 'visible', timeout: T });
+  check((await first.locator('#question').textContent()) === 'How tall are you?', 'question shown');
+  for (const [bad, msg] of [['300.5', "Outside the study's allowed range."],
+    ['12.34', 'At most 1 digits after the decimal point.'],
+    ['1,5', "Not a number: use digits with an optional '-' and '.'."]]) {
+    await first.getByTestId('value').fill(bad);
+    await first.getByTestId('value').blur();
+    await first.locator('#value-error').getByText(msg, { exact: true }).waitFor({ timeout: T });
+    check(await first.getByTestId('join').isDisabled(), `join disabled for ${bad}`);
+  }
+  check(!traffic.some((t) => t.page === 'patient 1' && (t.kind === 'ws-url' || t.kind === 'sent')), 'no socket before joining');
+  log('value errors shown beside the field; nothing sent');
+
+  // 3. Three tabs, three values, one round.
+  for (let i = 0; i < 3; i++) {
+    await tabs[i].getByTestId('value').fill(values[i]);
+    await tabs[i].getByTestId('join').click();
+  }
+  const results = await Promise.all(tabs.map(resultOf));
+  for (const [i, r] of results.entries()) {
+    check(r.count === 3, `tab ${i + 1} count ${r.count}`);
+    close(r.sum, want.sum, `tab ${i + 1} sum`);
+    close(r.mean, want.mean, `tab ${i + 1} mean`);
+    close(r.stddev, want.stddev, `tab ${i + 1} stddev`);
+    check(/^\d{4} \d{4} \d{4}$/.test(r.code), `tab ${i + 1} safety code format: ${r.code}`);
+    check(r.code === results[0].code, `tab ${i + 1} safety code ${r.code} != ${results[0].code}`);
+    const status = await tabs[i].getByTestId('status').textContent();
+    check(status.startsWith('Result ready: 3 patients'), `tab ${i + 1} status: ${status}`);
+  }
+  log(`3 tabs: count 3, sum ${results[0].sum}, mean ${results[0].mean}, sd ${results[0].stddev}, code ${results[0].code}`);
+
+  const dr = await dashResult(dash, 'e2e', results[0].round);
+  check(dr.count === 3, `dashboard count ${dr.count}`);
+  close(dr.sum, want.sum, 'dashboard sum');
+  close(dr.mean, want.mean, 'dashboard mean');
+  close(dr.stddev, want.stddev, 'dashboard stddev');
+  check(dr.code === results[0].code && dr.dataCode === results[0].code, `dashboard safety code ${dr.code} != ${results[0].code}`);
+  log('dashboard shows the same result and safety code');
+
+  await tabs[0].screenshot({ path: join(outDir, 'patient.png'), fullPage: true });
+  await dash.screenshot({ path: join(outDir, 'dashboard.png'), fullPage: true });
+
+  // 4. No value anywhere in clear.
+  for (const p of tabs) {
+    check(!values.some((v) => p.url().includes(v)), `value in URL ${p.url()}`);
+    const stored = await p.evaluate(() => [localStorage.length, sessionStorage.length, document.cookie]);
+    check(stored[0] === 0 && stored[1] === 0 && stored[2] === '', `patient storage ${JSON.stringify(stored)}`);
+  }
+  const frames = traffic.filter((t) => t.kind === 'sent');
+  check(frames.filter((t) => t.page.startsWith('patient')).length >= 9, 'patients sent their frames');
+  for (const t of traffic) {
+    for (const v of values) check(!t.text.includes(v), `${t.page} ${t.kind} carries ${v}: ${t.text.slice(0, 200)}`);
+  }
+  log(`no value in ${traffic.length} requests and frames, URLs or storage`);
+
+  // 5. A dropped connection is explained, and the tab rejoins. The tab's socket goes through a
+  // Playwright WebSocket route (forwarded to the relay as is), so the test can cut it.
+  const drop = tabs[2];
+  let route = null;
+  await drop.routeWebSocket(/\/ws$/, (ws) => {
+    ws.connectToServer();
+    route = ws;
+  });
+  await drop.locator('#again').click();
+  await drop.getByTestId('status').getByText('Waiting for patients: 1 of 3 joined').waitFor({ timeout: T });
+  check(route !== null, 'the socket went through the route');
+  await route.close({ code: 1001, reason: 'e2e: connection cut' });
+  await drop.getByTestId('status').getByText('The connection to the hospital was lost while waiting for other patients', { exact: false }).waitFor({ timeout: T });
+  check(await drop.locator('#rejoin').isVisible(), 'rejoin offered');
+  await drop.locator('#rejoin').click();
+  await drop.getByTestId('status').getByText(/Waiting for patients: \d of 3 joined/).waitFor({ timeout: T });
+  log('dropped connection explained; rejoined');
+  await drop.locator('#leave').click();
+  await drop.getByTestId('status').getByText('You left the study.', { exact: false }).waitFor({ timeout: T });
+
+  // 6. Start early from the dashboard; downloads.
+  for (const [k, v] of Object.entries({ id: 'early', question: 'How many steps today?', unit: 'steps', min: '0', max: '50000', decimals: '0', buckets: '5', size: '5', threshold: '2', min_cohort: '2' })) {
+    await dash.locator(`#f-${k}`).fill(v);
+  }
+  await dash.getByTestId('create').click();
+  const early = dash.locator('article[data-study="early"]');
+  await early.waitFor({ timeout: T });
+  const steps = ['4000', '9000'];
+  for (let i = 0; i < 2; i++) {
+    await tabs[i].goto(`${base}?study=early`);
+    await tabs[i].getByTestId('value').fill(steps[i]);
+    await tabs[i].getByTestId('join').click();
+  }
+  await early.getByTestId('dash-enrolled').getByText('2 of 5').waitFor({ timeout: T });
+  await early.getByTestId('dash-start').click();
+  const er = await Promise.all(tabs.slice(0, 2).map(resultOf));
+  const ew = stats(steps);
+  for (const r of er) {
+    check(r.count === 2, `early count ${r.count}`);
+    close(r.mean, ew.mean, 'early mean');
+    check(r.code === er[0].code, 'early safety codes agree');
+  }
+  const edr = await dashResult(dash, 'early', er[0].round);
+  check(edr.count === 2 && edr.code === er[0].code, 'dashboard early result');
+  log('dashboard started a round early with 2 of 5');
+
+  const e2eCard = dash.locator('article[data-study="e2e"]');
+  const [csvDl] = await Promise.all([dash.waitForEvent('download'), e2eCard.getByTestId('dash-csv').click()]);
+  const csv = readFileSync(await csvDl.path(), 'utf8').trim().split('\n');
+  check(csvDl.suggestedFilename() === 'e2e-results.csv', `csv name ${csvDl.suggestedFilename()}`);
+  check(csv.length === 2 && csv[0].includes('mean') && csv[1].includes(results[0].code), `csv: ${csv.join(' | ')}`);
+  const [jsonDl] = await Promise.all([dash.waitForEvent('download'), e2eCard.getByTestId('dash-json').click()]);
+  const rows = JSON.parse(readFileSync(await jsonDl.path(), 'utf8'));
+  check(rows.length === 1 && rows[0].count === 3 && rows[0].safety_code === results[0].code, 'json download');
+  close(rows[0].mean, want.mean, 'json mean');
+  log('CSV and JSON downloads match');
+
+  // 7. Screenshots at phone width.
+  await tabs[0].setViewportSize({ width: 390, height: 844 });
+  await tabs[0].screenshot({ path: join(outDir, 'patient-phone.png'), fullPage: true });
+  await dash.setViewportSize({ width: 390, height: 844 });
+  await dash.screenshot({ path: join(outDir, 'dashboard-phone.png'), fullPage: true });
+  const widths = await Promise.all([tabs[0], dash].map((p) => p.evaluate(() => document.documentElement.scrollWidth)));
+  check(widths.every((w) => w <= 390), `no horizontal scrolling at phone width: ${widths}`);
+
+  check(problems.length === 0, `console/page errors:\n  ${problems.join('\n  ')}`);
+  log(`ALL OK; screenshots in ${outDir}`);
+} catch (e) {
+  failed = true;
+  console.error(`e2e FAILED: ${e.message}`);
+  if (problems.length) console.error(`console/page errors:\n  ${problems.join('\n  ')}`);
+  try {
+    for (const [i, p] of browser.contexts()[0].pages().entries()) {
+      await p.screenshot({ path: join(outDir, `failure-${i}.png`), fullPage: true });
+    }
+    console.error(`failure screenshots in ${outDir}`);
+  } catch {
+    // best effort
+  }
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);

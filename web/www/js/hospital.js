@@ -1,0 +1,483 @@
+// The hospital dashboard: studies, live enrolment (/ws/dashboard), starting rounds, results,
+// downloads and the relay's safety code. The admin token lives in sessionStorage at most.
+
+import init, { checkStudySpec } from '../pkg/cohort_web.js';
+import { histogram } from './chart.js';
+import { $, el, replace, show } from './dom.js';
+import { human, patients, plain, rangeText } from './format.js';
+
+const TOKEN_KEY = 'cohort.adminToken';
+const SPEC_KEYS = ['id', 'question', 'unit', 'min', 'max', 'decimals', 'buckets', 'size', 'threshold',
+  'min_cohort', 'enrol_s', 'shares_s', 'partials_s', 'invite'];
+
+const ui = {
+  conn: $('conn'),
+  signout: $('signout'),
+  login: $('login'),
+  loginForm: $('login-form'),
+  token: $('token'),
+  loginError: $('login-error'),
+  create: $('create'),
+  createForm: $('create-form'),
+  preview: $('spec-preview'),
+  createError: $('create-error'),
+  createOk: $('create-ok'),
+  createButton: $('create-button'),
+  note: $('dash-note'),
+  studies: $('studies'),
+};
+
+let token = null;
+/** id → {status: StudyStatus, rounds: [RoundRow], error: string} */
+const studies = new Map();
+let ws = null;
+let retry = 0;
+let retryTimer = 0;
+let wasmReady = false;
+
+main();
+
+async function main() {
+  try {
+    await init();
+    wasmReady = true;
+  } catch (e) {
+    console.warn(`cohort: wasm did not load (${e.message}); study specs are checked by the relay only`);
+  }
+  ui.loginForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const t = ui.token.value.trim();
+    if (t) signIn(t);
+  });
+  ui.signout.addEventListener('click', signOut);
+  for (const input of ui.createForm.querySelectorAll('input')) input.addEventListener('input', updateSpec);
+  ui.createForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    createStudy();
+  });
+  updateSpec();
+  const saved = sessionStorage.getItem(TOKEN_KEY);
+  if (saved) signIn(saved);
+  else showLogin('');
+}
+
+// ---- authentication ----
+
+function showLogin(message) {
+  show(ui.login, true);
+  show(ui.create, false);
+  show(ui.signout, false);
+  show(ui.conn, false);
+  show(ui.note, false);
+  replace(ui.studies);
+  ui.loginError.textContent = message;
+  ui.token.focus();
+}
+
+async function signIn(t) {
+  token = t;
+  ui.loginError.textContent = '';
+  let list;
+  try {
+    list = await api('GET', '/api/studies');
+  } catch (e) {
+    token = null;
+    sessionStorage.removeItem(TOKEN_KEY);
+    showLogin(e.status === 401 ? 'The relay did not accept this token.' : `Could not reach the relay: ${e.message}`);
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, t);
+  ui.token.value = '';
+  show(ui.login, false);
+  show(ui.create, true);
+  show(ui.signout, true);
+  show(ui.conn, true);
+  studies.clear();
+  for (const s of list) studies.set(s.params.id, { status: s, rounds: [], error: '' });
+  renderAll();
+  for (const id of studies.keys()) loadRounds(id);
+  connect();
+}
+
+function signOut() {
+  token = null;
+  sessionStorage.removeItem(TOKEN_KEY);
+  clearTimeout(retryTimer);
+  if (ws) {
+    const w = ws;
+    ws = null;
+    w.close(1000, 'signed out');
+  }
+  studies.clear();
+  showLogin('');
+}
+
+/** Calls the admin API; throws an Error with `.status` and the relay's message. */
+async function api(method, path, body) {
+  const headers = { Authorization: `Bearer ${token}` };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(path, {
+    method, headers, cache: 'no-store', body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const type = res.headers.get('Content-Type') || '';
+  const data = type.includes('json') ? await res.json().catch(() => null) : await res.text();
+  if (!res.ok) {
+    const err = new Error((data && data.error) || `HTTP ${res.status}`);
+    err.status = res.status;
+    throw err;
+  }
+  return data;
+}
+
+// ---- live feed ----
+
+function setConn(state, text) {
+  ui.conn.dataset.state = state;
+  ui.conn.textContent = text;
+}
+
+function connect() {
+  if (!token) return;
+  setConn('off', 'connecting…');
+  const w = new WebSocket(`wss://${location.host}/ws/dashboard`);
+  ws = w;
+  w.addEventListener('open', () => {
+    w.send(JSON.stringify({ type: 'auth', token }));
+  });
+  w.addEventListener('message', (ev) => {
+    if (ws !== w) return;
+    let msg;
+    try {
+      msg = JSON.parse(ev.data);
+    } catch {
+      return;
+    }
+    retry = 0;
+    setConn('live', 'live');
+    onFeed(msg);
+  });
+  w.addEventListener('close', (ev) => {
+    if (ws !== w) return;
+    ws = null;
+    if (ev.code === 4401) {
+      signOut();
+      showLogin('The relay did not accept this token.');
+      return;
+    }
+    setConn('down', 'connection lost, retrying…');
+    retry = Math.min(retry + 1, 6);
+    retryTimer = setTimeout(connect, 500 * 2 ** retry);
+  });
+}
+
+function onFeed(msg) {
+  switch (msg.type) {
+    case 'snapshot':
+      for (const s of msg.studies) upsert(s);
+      renderAll();
+      break;
+    case 'study_created':
+      upsert(msg.study);
+      loadRounds(msg.study.params.id);
+      renderAll();
+      break;
+    case 'enrolment': {
+      const st = studies.get(msg.study);
+      if (!st) break;
+      st.status.enrolling_round = msg.round;
+      st.status.enrolled = msg.enrolled;
+      render(msg.study);
+      break;
+    }
+    case 'round_started': {
+      const st = studies.get(msg.study);
+      if (!st) break;
+      st.status.running = {
+        round: msg.round, phase: 'awaiting shares', roster_size: msg.roster_size,
+        threshold: msg.threshold, live: msg.roster_size, received: 0, safety_code: msg.safety_code,
+      };
+      render(msg.study);
+      refresh(msg.study);
+      break;
+    }
+    case 'shares_delivered': {
+      const st = studies.get(msg.study);
+      if (!st || !st.status.running) break;
+      st.status.running.phase = 'awaiting partial sums';
+      st.status.running.received = 0;
+      render(msg.study);
+      break;
+    }
+    case 'completed': {
+      const r = msg.result;
+      const st = studies.get(r.study);
+      if (!st) break;
+      st.rounds = st.rounds.filter((x) => x.round !== r.round);
+      st.rounds.push({ ...r, status: 'completed', reason: null, message: null });
+      st.status.running = null;
+      render(r.study);
+      refresh(r.study);
+      break;
+    }
+    case 'abandoned': {
+      const st = studies.get(msg.study);
+      if (!st) break;
+      st.status.running = null;
+      render(msg.study);
+      refresh(msg.study);
+      loadRounds(msg.study);
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+function upsert(status) {
+  const id = status.params.id;
+  const st = studies.get(id);
+  if (st) st.status = status;
+  else studies.set(id, { status, rounds: [], error: '' });
+}
+
+async function refresh(id) {
+  try {
+    const status = await api('GET', `/api/studies/${encodeURIComponent(id)}`);
+    const st = studies.get(id);
+    if (st) {
+      st.status = status;
+      render(id);
+    }
+  } catch (e) {
+    console.warn(`cohort: refresh ${id}: ${e.message}`);
+  }
+}
+
+async function loadRounds(id) {
+  try {
+    const rounds = await api('GET', `/api/studies/${encodeURIComponent(id)}/rounds`);
+    const st = studies.get(id);
+    if (st) {
+      st.rounds = rounds;
+      render(id);
+    }
+  } catch (e) {
+    console.warn(`cohort: rounds of ${id}: ${e.message}`);
+  }
+}
+
+// ---- actions ----
+
+async function startRound(id) {
+  const st = studies.get(id);
+  st.error = '';
+  try {
+    st.status = await api('POST', `/api/studies/${encodeURIComponent(id)}/start`);
+  } catch (e) {
+    st.error = `Could not start: ${e.message}.`;
+  }
+  render(id);
+}
+
+async function download(id, kind) {
+  const st = studies.get(id);
+  st.error = '';
+  try {
+    const path = `/api/studies/${encodeURIComponent(id)}/${kind === 'csv' ? 'results.csv' : 'results'}`;
+    const data = await api('GET', path);
+    const blob = kind === 'csv'
+      ? new Blob([data], { type: 'text/csv' })
+      : new Blob([`${JSON.stringify(data, null, 2)}\n`], { type: 'application/json' });
+    const url = URL.createObjectURL(blob);
+    const a = el('a', { href: url, download: `${id}-results.${kind}` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (e) {
+    st.error = `Download failed: ${e.message}.`;
+    render(id);
+  }
+}
+
+function specFromForm() {
+  const parts = [];
+  let comma = false;
+  for (const key of SPEC_KEYS) {
+    const v = ui.createForm.querySelector(`[data-key="${key}"]`).value.trim();
+    if (v === '') continue;
+    if (v.includes(',')) comma = true;
+    parts.push(`${key}=${v}`);
+  }
+  return { spec: parts.join(','), comma };
+}
+
+function updateSpec() {
+  const { spec, comma } = specFromForm();
+  ui.preview.textContent = spec ? `--study "${spec}"` : '--study "id=…"';
+  ui.createOk.textContent = '';
+  let problem = '';
+  if (!spec.includes('id=')) problem = '';
+  else if (comma) problem = 'Commas cannot be used: the study spec separates its settings with commas.';
+  else if (wasmReady) problem = checkStudySpec(spec) ?? '';
+  ui.createError.textContent = problem ? cap(problem) : '';
+  ui.createButton.disabled = !spec.startsWith('id=') || !!problem;
+  return problem ? null : spec;
+}
+
+async function createStudy() {
+  const spec = updateSpec();
+  if (!spec) return;
+  ui.createButton.disabled = true;
+  try {
+    const status = await api('POST', '/api/studies', { spec });
+    const id = status.params.id;
+    upsert(status);
+    renderAll();
+    for (const input of ui.createForm.querySelectorAll('input')) input.value = '';
+    updateSpec();
+    const link = `${location.origin}/?study=${encodeURIComponent(id)}`;
+    replace(ui.createOk, `Study “${id}” created. Patients join at `, el('a', { href: link, text: link }), '.');
+  } catch (e) {
+    ui.createError.textContent = cap(e.message);
+    ui.createButton.disabled = false;
+  }
+}
+
+function cap(s) {
+  return s.charAt(0).toUpperCase() + s.slice(1) + (/[.!?]$/.test(s) ? '' : '.');
+}
+
+// ---- rendering ----
+
+function renderAll() {
+  const ids = [...studies.keys()].sort();
+  const existing = new Map([...ui.studies.children].map((c) => [c.dataset.study, c]));
+  for (const [id, node] of existing) if (!studies.has(id)) node.remove();
+  for (const id of ids) {
+    if (!existing.has(id)) ui.studies.append(el('article', { class: 'card study', dataset: { study: id } }));
+    render(id);
+  }
+  // Keep alphabetical order.
+  for (const id of ids) ui.studies.append(ui.studies.querySelector(`[data-study="${CSS.escape(id)}"]`));
+  ui.note.textContent = 'No studies yet: create one below.';
+  show(ui.note, ids.length === 0);
+  if (ids.length === 0) ui.create.open = true;
+}
+
+function render(id) {
+  const st = studies.get(id);
+  const card = ui.studies.querySelector(`[data-study="${CSS.escape(id)}"]`);
+  if (!st || !card) return;
+  const s = st.status;
+  const p = s.params;
+  const d = s.deadlines;
+  const link = `/?study=${encodeURIComponent(p.id)}`;
+
+  const head = el('div', { class: 'study-head' },
+    el('div', {},
+      el('p', { class: 'eyebrow', text: `Study ${p.id}` }),
+      el('h2', { text: p.question || p.id })),
+    el('a', { href: link, class: 'small', text: 'Patient page ↗' }));
+
+  const facts = el('ul', { class: 'facts' },
+    el('li', { text: rangeText(p) }),
+    el('li', { text: `${p.buckets} histogram buckets` }),
+    el('li', { text: `groups of ${p.size}` }),
+    el('li', { text: `threshold ${p.threshold}` }),
+    el('li', { text: `minimum cohort ${p.min_cohort}` }),
+    el('li', { text: `deadlines: enrol ${d.enrol_ms === null ? 'none' : `${d.enrol_ms / 1000} s`}, shares ${d.shares_ms / 1000} s, sums ${d.partials_ms / 1000} s` }),
+    s.invite_required ? el('li', { text: 'invite code required' }) : null);
+
+  const canStart = !s.running && s.enrolled >= p.min_cohort;
+  const enrol = el('section', { class: 'panel' },
+    el('h4', { text: `Round ${s.enrolling_round}: enrolment` }),
+    el('p', { class: 'big', 'data-testid': 'dash-enrolled', text: `${s.enrolled} of ${p.size}` }),
+    el('progress', { max: p.size, value: s.enrolled, 'aria-label': 'patients enrolled' }),
+    el('p', {
+      class: 'muted',
+      text: s.running
+        ? `Waiting for round ${s.running.round} to finish before this round can start.`
+        : `Starts by itself at ${p.size}. You can start it early with ${patients(p.min_cohort)} or more.`,
+    }),
+    el('button', {
+      type: 'button', class: 'primary small', 'data-testid': 'dash-start', disabled: !canStart,
+      onclick: () => startRound(id),
+    }, 'Start round now'));
+
+  const last = st.rounds.length ? st.rounds[st.rounds.length - 1] : null;
+  let roundPanel;
+  if (s.running) {
+    const r = s.running;
+    roundPanel = el('section', { class: 'panel' },
+      el('h4', { text: `Round ${r.round}: ${r.phase}` }),
+      el('p', { class: 'muted', text: 'Relay safety code' }),
+      el('p', { class: 'dash-code', 'data-testid': 'dash-safety-code', dataset: { round: r.round }, text: r.safety_code }),
+      el('p', { class: 'muted', text: `Every patient's screen should show this code. ${patients(r.roster_size)}, threshold ${r.threshold}, ${r.live} connected, ${r.received} ${r.phase === 'awaiting shares' ? 'sent shares' : 'sent partial sums'}.` }));
+  } else if (last) {
+    roundPanel = el('section', { class: 'panel' },
+      el('h4', {}, `Round ${last.round}: `, badge(last.status)),
+      el('p', { class: 'muted', text: 'Relay safety code' }),
+      el('p', { class: 'dash-code', 'data-testid': 'dash-safety-code', dataset: { round: last.round }, text: last.safety_code }),
+      el('p', { class: 'muted', text: last.status === 'completed' ? `Patients saw this code for round ${last.round}.` : `${cap(last.message || 'abandoned')} Nothing was revealed.` }));
+  } else {
+    roundPanel = el('section', { class: 'panel' },
+      el('h4', { text: 'No round yet' }),
+      el('p', { class: 'muted', text: 'The safety code appears here when a round starts; patients compare it with theirs.' }));
+  }
+
+  const done = st.rounds.filter((x) => x.status === 'completed');
+  const latest = done.length ? done[done.length - 1] : null;
+  let resultPanel = null;
+  if (latest) {
+    const u = (n, digits) => [human(n, digits), p.unit ? el('span', { class: 'u', text: p.unit }) : null];
+    const chart = el('div', { class: 'chart-box' });
+    resultPanel = el('section', {
+      class: 'panel', 'data-testid': 'dash-result',
+      dataset: {
+        round: plain(latest.round), count: plain(latest.count), sum: plain(latest.sum),
+        mean: plain(latest.mean), stddev: plain(latest.stddev), safetyCode: latest.safety_code,
+      },
+    },
+    el('h4', { text: `Latest result: round ${latest.round}` }),
+    el('dl', { class: 'stats' },
+      el('div', {}, el('dt', { text: 'Patients' }), el('dd', { text: latest.count })),
+      el('div', {}, el('dt', { text: 'Mean' }), el('dd', {}, u(latest.mean, p.decimals + 2))),
+      el('div', {}, el('dt', { text: 'Std. deviation' }), el('dd', {}, u(latest.stddev, p.decimals + 2))),
+      el('div', {}, el('dt', { text: 'Sum' }), el('dd', {}, u(latest.sum, p.decimals)))),
+    el('figure', { class: 'chart' }, chart));
+    requestAnimationFrame(() => histogram(chart, {
+      counts: latest.histogram, edges: latest.bucket_edges, unit: p.unit, decimals: p.decimals,
+    }));
+  }
+
+  const table = st.rounds.length ? el('section', { class: 'rounds' }, el('h4', { class: 'muted', text: 'Rounds' }), el('div', { class: 'table-wrap' }, el('table', {},
+    el('thead', {}, el('tr', {},
+      el('th', { text: 'Round' }), el('th', { text: 'Status' }), el('th', { class: 'num', text: 'Patients' }),
+      el('th', { class: 'num', text: 'Mean' }), el('th', { class: 'num', text: 'Std. dev.' }),
+      el('th', { class: 'num', text: 'Sum' }), el('th', { text: 'Safety code' }), el('th', { text: 'Finished' }))),
+    el('tbody', {}, [...st.rounds].reverse().map((r) => el('tr', {},
+      el('td', { text: r.round }),
+      el('td', {}, badge(r.status)),
+      el('td', { class: 'num', text: r.count ?? '–' }),
+      el('td', { class: 'num', text: r.mean == null ? '–' : human(r.mean, p.decimals + 2) }),
+      el('td', { class: 'num', text: r.stddev == null ? '–' : human(r.stddev, p.decimals + 2) }),
+      el('td', { class: 'num', text: r.sum == null ? '–' : human(r.sum, p.decimals) }),
+      el('td', { class: 'mono', text: r.safety_code }),
+      el('td', { text: r.finished_at_ms ? new Date(r.finished_at_ms).toLocaleString() : '–' }))))))) : null;
+
+  const actions = el('div', { class: 'actions' },
+    el('button', { type: 'button', class: 'small', 'data-testid': 'dash-csv', disabled: done.length === 0, onclick: () => download(id, 'csv') }, 'Download CSV'),
+    el('button', { type: 'button', class: 'small', 'data-testid': 'dash-json', disabled: done.length === 0, onclick: () => download(id, 'json') }, 'Download JSON'),
+    el('span', { class: 'muted', text: `${s.completed_rounds} completed round${s.completed_rounds === 1 ? '' : 's'}` }));
+
+  replace(card,
+    head, facts,
+    el('div', { class: 'panels' }, enrol, roundPanel, resultPanel),
+    st.error ? el('p', { class: 'error-text', role: 'alert', text: st.error }) : null,
+    table, actions);
+}
+
+function badge(status) {
+  return el('span', { class: `badge ${status === 'completed' ? 'ok' : 'warn'}`, text: status });
+}

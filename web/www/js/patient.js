@@ -1,0 +1,392 @@
+// The patient page. JavaScript owns the WebSocket and the DOM; the wasm Patient (cohort-core's
+// machine) owns every byte of protocol and is the only holder of the value once a round starts.
+// The value is never put in the URL, in storage, or in any message in clear.
+
+import init, { Patient, checkValue, bucketEdges } from '../pkg/cohort_web.js';
+import { histogram } from './chart.js';
+import { $, el, replace, show } from './dom.js';
+import { human, patients, plain, rangeText } from './format.js';
+
+const STEPS = ['connected', 'waiting', 'shares', 'partial', 'result'];
+
+const ui = {
+  loading: $('loading'),
+  picker: $('picker'),
+  pickerNote: $('picker-note'),
+  list: $('study-list'),
+  study: $('study'),
+  studyId: $('study-id'),
+  question: $('question'),
+  meta: $('study-meta'),
+  form: $('join-form'),
+  label: $('value-label'),
+  value: $('value'),
+  unit: $('value-unit'),
+  hint: $('value-hint'),
+  error: $('value-error'),
+  inviteRow: $('invite-row'),
+  invite: $('invite'),
+  join: $('join'),
+  others: $('other-studies'),
+  progress: $('progress'),
+  status: $('status'),
+  steps: $('steps'),
+  safety: $('safety'),
+  safetyRound: $('safety-round'),
+  safetyCode: $('safety-code'),
+  problem: $('problem'),
+  problemText: $('problem-text'),
+  rejoin: $('rejoin'),
+  leave: $('leave'),
+  result: $('result'),
+  resultTitle: $('result-title'),
+  again: $('again'),
+};
+
+/** The study being joined: {params, invite_required, …} from GET /api/public/studies. */
+let chosen = null;
+let paramsJson = '';
+/** The current round's connection: {patient, ws, stage, round, n, timer, over}. */
+let session = null;
+let checkTimer = 0;
+
+main();
+
+async function main() {
+  try {
+    await init();
+  } catch (e) {
+    notice(`The program that protects your value could not start in this browser (${e.message}).`, true);
+    return;
+  }
+  ui.form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    if (validate(true)) start();
+  });
+  ui.value.addEventListener('input', () => {
+    ui.join.disabled = !validate(false);
+    clearTimeout(checkTimer);
+    checkTimer = setTimeout(() => validate(true), 500);
+  });
+  ui.value.addEventListener('blur', () => validate(true));
+  ui.rejoin.addEventListener('click', () => {
+    if (validate(true)) start();
+    else ui.value.focus();
+  });
+  ui.again.addEventListener('click', () => {
+    if (validate(true)) start();
+  });
+  ui.leave.addEventListener('click', leave);
+  await loadStudies();
+}
+
+function notice(text, isError = false) {
+  ui.loading.textContent = text;
+  ui.loading.classList.toggle('error', isError);
+  show(ui.loading, true);
+}
+
+async function loadStudies() {
+  let studies;
+  try {
+    const res = await fetch('/api/public/studies', { cache: 'no-store' });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    studies = await res.json();
+  } catch (e) {
+    notice(`Could not load the list of studies from the hospital (${e.message}). Reload the page to try again.`, true);
+    return;
+  }
+  show(ui.loading, false);
+  const wanted = new URLSearchParams(location.search).get('study');
+  const found = wanted !== null ? studies.find((s) => s.params.id === wanted) : undefined;
+  if (found) {
+    choose(found, studies.length > 1);
+    return;
+  }
+  if (studies.length === 0) {
+    ui.pickerNote.textContent = 'The hospital has no open studies right now.';
+  } else if (wanted !== null) {
+    ui.pickerNote.textContent = `There is no study called “${wanted}”. These are open:`;
+  } else {
+    ui.pickerNote.textContent = 'Pick the study the hospital asked you to join.';
+  }
+  replace(ui.list, studies.map((s) => {
+    const p = s.params;
+    const href = `/?study=${encodeURIComponent(p.id)}`;
+    return el('li', {},
+      el('a', { href, class: 'study-link' },
+        el('span', { class: 'study-q', text: p.question || p.id }),
+        el('span', { class: 'muted', text: `${p.id} · ${rangeText(p)} · groups of ${p.size}` }),
+        el('span', { class: 'muted', text: `${s.enrolled} waiting for round ${s.enrolling_round}` })));
+  }));
+  show(ui.picker, true);
+}
+
+function choose(study, others) {
+  chosen = study;
+  const p = study.params;
+  paramsJson = JSON.stringify(p);
+  document.title = `cohort · ${p.question || p.id}`;
+  ui.studyId.textContent = p.id;
+  ui.question.textContent = p.question || `Study ${p.id}`;
+  ui.meta.textContent = `Results are shared for groups of ${p.size} (never fewer than ${p.min_cohort}).`;
+  ui.label.textContent = p.unit ? `Your value, in ${p.unit}` : 'Your value';
+  ui.unit.textContent = p.unit;
+  ui.hint.textContent = `Allowed: ${rangeText(p)}.`;
+  show(ui.inviteRow, study.invite_required);
+  show(ui.others, others);
+  show(ui.study, true);
+  ui.value.focus();
+}
+
+/** Checks the field with core's rules; shows the reason beside it when `say`. */
+function validate(say) {
+  if (!chosen) return false;
+  const text = ui.value.value;
+  let problem = text.trim() === '' ? '' : checkValue(paramsJson, text);
+  if (problem === undefined && chosen.invite_required && ui.invite.value.trim() === '' && say === true) {
+    problem = 'This study needs the invite code the hospital gave you.';
+  }
+  const ok = text.trim() !== '' && !problem;
+  if (say || ok) {
+    ui.error.textContent = problem ? sentence(problem) : '';
+    ui.value.setAttribute('aria-invalid', problem ? 'true' : 'false');
+  }
+  if (!session || session.over) ui.join.disabled = !ok;
+  return ok;
+}
+
+function sentence(s) {
+  return s.charAt(0).toUpperCase() + s.slice(1) + (/[.!?]$/.test(s) ? '' : '.');
+}
+
+function lockForm(locked) {
+  ui.value.disabled = locked;
+  ui.invite.disabled = locked;
+  ui.join.disabled = locked || !validate(false);
+}
+
+function setStatus(text, state) {
+  ui.status.textContent = text;
+  ui.status.dataset.state = state;
+}
+
+function setStep(step) {
+  const at = STEPS.indexOf(step);
+  for (const li of ui.steps.children) {
+    const i = STEPS.indexOf(li.dataset.step);
+    li.classList.toggle('done', i < at || (i === at && step === 'result'));
+    li.classList.toggle('current', i === at && step !== 'result');
+  }
+}
+
+/** Starts a new round: a fresh wasm Patient (fresh keys) and a fresh connection. */
+function start() {
+  if (session && !session.over) return;
+  let patient;
+  try {
+    const invite = chosen.invite_required ? ui.invite.value.trim() : '';
+    patient = new Patient(Date.now(), chosen.params.id, ui.value.value, paramsJson, invite || undefined);
+  } catch (e) {
+    ui.error.textContent = sentence(e.message);
+    return;
+  }
+  if (session) closeSession(session);
+  const s = { patient, ws: null, stage: 'connecting', round: null, n: null, timer: 0, over: false };
+  session = s;
+  lockForm(true);
+  show(ui.join, false);
+  show(ui.progress, true);
+  show(ui.problem, false);
+  show(ui.safety, false);
+  show(ui.result, false);
+  show(ui.leave, true);
+  setStep(null);
+  setStatus('Connecting to the hospital…', 'connecting');
+  ui.progress.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
+  connect(s);
+}
+
+function connect(s) {
+  let ws;
+  try {
+    ws = new WebSocket(`wss://${location.host}/ws`);
+  } catch (e) {
+    dropped(s);
+    return;
+  }
+  s.ws = ws;
+  ws.addEventListener('open', () => {
+    if (session !== s) return;
+    s.stage = 'connected';
+    setStep('connected');
+    setStatus(`Connected. Joining “${chosen.params.id}”…`, 'connected');
+    drain(s);
+  });
+  ws.addEventListener('message', (ev) => {
+    if (session !== s || typeof ev.data !== 'string') return;
+    try {
+      s.patient.handle(Date.now(), ev.data);
+    } catch (e) {
+      // Core's errors never contain the value; the machine has already decided what to do.
+      console.warn(`cohort: ${e.name}: ${e.message}`);
+    }
+    drain(s);
+  });
+  ws.addEventListener('close', () => {
+    if (session !== s) return;
+    s.ws = null;
+    if (!s.over) dropped(s);
+  });
+}
+
+/** Sends what the machine queued, shows what happened, and arms its timer. */
+function drain(s) {
+  for (let m = s.patient.pollOutput(); m !== undefined; m = s.patient.pollOutput()) {
+    if (s.ws && s.ws.readyState === WebSocket.OPEN) s.ws.send(m);
+  }
+  for (let ev = s.patient.pollEvent(); ev !== undefined; ev = s.patient.pollEvent()) onEvent(s, ev);
+  clearTimeout(s.timer);
+  const t = s.patient.pollTimeout();
+  if (t !== undefined) {
+    s.timer = setTimeout(() => {
+      s.patient.handleTimeout(Date.now());
+      drain(s);
+    }, Math.max(0, t - Date.now()));
+  }
+  if (s.patient.isFinished && !s.over) {
+    // Completed, abandoned or refused: nothing more to say on this connection.
+    finish(s);
+  }
+}
+
+function onEvent(s, ev) {
+  switch (ev.kind) {
+    case 'welcomed':
+      s.stage = 'waiting';
+      s.round = ev.round;
+      setStep('waiting');
+      setStatus(`Waiting for patients: ${ev.enrolled} of ${ev.study.size} joined`, 'waiting');
+      break;
+    case 'enrolment':
+      setStatus(`Waiting for patients: ${ev.enrolled} of ${ev.size} joined`, 'waiting');
+      break;
+    case 'roster_frozen':
+      s.stage = 'roster';
+      s.round = ev.round;
+      s.n = ev.n;
+      ui.safetyRound.textContent = ev.round;
+      ui.safetyCode.textContent = ev.safetyCode;
+      show(ui.safety, true);
+      setStatus(`Round ${ev.round} started with ${patients(ev.n)}. Sealing your shares…`, 'roster');
+      break;
+    case 'shares_sent':
+      s.stage = 'shares';
+      setStep('shares');
+      setStatus(`Shares sent, each sealed for one of the other ${patients(s.n - 1)}. Waiting for theirs…`, 'shares');
+      break;
+    case 'partial_sum_sent':
+      s.stage = 'partial';
+      setStep('partial');
+      setStatus(`Partial sum sent (the sum of ${ev.contributors} sealed shares). Waiting for the result…`, 'partial');
+      break;
+    case 'completed':
+      s.stage = 'result';
+      setStep('result');
+      setStatus(`Result ready: ${patients(ev.count)} took part in round ${ev.round}.`, 'result');
+      showResult(ev);
+      break;
+    case 'abandoned':
+      problem(s, `Round ${ev.round} was stopped: ${ev.message}. Nothing was revealed.`, 'Join the next round');
+      break;
+    case 'relay_error':
+      if (s.patient.isFinished) problem(s, `The hospital turned this down: ${sentence(ev.message)}`, 'Try again');
+      else console.warn(`cohort: relay error ${ev.code}: ${ev.message}`);
+      break;
+    case 'refused':
+      problem(s, `This page stopped taking part: ${sentence(ev.message)} Nothing about your value was revealed.`, 'Rejoin');
+      break;
+    default:
+      break;
+  }
+}
+
+function problem(s, text, button) {
+  s.stage = 'problem';
+  ui.problemText.textContent = text;
+  ui.rejoin.textContent = button;
+  show(ui.problem, true);
+  setStatus(text, 'problem');
+}
+
+function dropped(s) {
+  const text = {
+    connecting: 'Could not reach the hospital. Nothing was sent. Check your connection, then rejoin.',
+    connected: 'The connection to the hospital closed before you joined. Nothing was sent. You can rejoin.',
+    waiting: 'The connection to the hospital was lost while waiting for other patients. Only your public key had been sent, never your value. Rejoin to take your place again.',
+  }[s.stage] ?? `The connection was lost during round ${s.round}. Only sealed shares had left this tab, and they reveal nothing on their own. The round may finish without you or be stopped; rejoin to take part in the next round.`;
+  s.patient.leave();
+  s.over = true;
+  problem(s, text, 'Rejoin');
+  lockForm(false);
+  show(ui.leave, false);
+}
+
+function finish(s) {
+  s.over = true;
+  clearTimeout(s.timer);
+  const ws = s.ws;
+  s.ws = null;
+  if (ws) ws.close(1000, 'done');
+  lockForm(false);
+  show(ui.leave, false);
+}
+
+function closeSession(s) {
+  s.over = true;
+  clearTimeout(s.timer);
+  if (s.ws) s.ws.close(1000, 'done');
+  s.ws = null;
+}
+
+function leave() {
+  const s = session;
+  if (!s || s.over) return;
+  s.patient.leave();
+  drain(s);
+  closeSession(s);
+  lockForm(false);
+  show(ui.leave, false);
+  show(ui.join, true);
+  setStep(null);
+  show(ui.safety, false);
+  setStatus('You left the study. Nothing about your value was revealed.', 'left');
+}
+
+function showResult(ev) {
+  const p = chosen.params;
+  const d = p.decimals;
+  const unit = p.unit ? ` ${p.unit}` : '';
+  const r = ui.result;
+  r.dataset.count = plain(ev.count);
+  r.dataset.sum = plain(ev.sum);
+  r.dataset.mean = plain(ev.mean);
+  r.dataset.stddev = plain(ev.stddev);
+  r.dataset.round = plain(ev.round);
+  r.dataset.safetyCode = ev.safetyCode;
+  ui.resultTitle.textContent = `Result of round ${ev.round}`;
+  $('r-count').textContent = ev.count;
+  const withUnit = (n, digits) => [human(n, digits), p.unit ? el('span', { class: 'u', text: p.unit }) : null];
+  replace($('r-mean'), withUnit(ev.mean, d + 2));
+  replace($('r-stddev'), withUnit(ev.stddev, d + 2));
+  replace($('r-sum'), withUnit(ev.sum, d));
+  if (ui.safetyCode.textContent !== ev.safetyCode) {
+    ui.safetyCode.textContent = ev.safetyCode;
+    show(ui.safety, true);
+  }
+  const edges = Array.from(bucketEdges(paramsJson));
+  show(r, true);
+  histogram($('r-chart'), { counts: ev.histogram, edges, unit: p.unit, decimals: d });
+  const width = human(edges[1] - edges[0], d + 1);
+  $('r-caption').textContent = `Each bar counts the values in one ${width}${unit} range. Only the counts are known: each value stays with its owner.`;
+}
