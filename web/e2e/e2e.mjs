@@ -7,7 +7,8 @@
 //     and standard deviation and the same safety code, and so does the dashboard;
 //  4. no value appears in any URL, storage, request or WebSocket frame;
 //  5. a dropped connection is explained and the tab rejoins;
-//  6. the dashboard starts a round early and downloads CSV and JSON results;
+//  6. a wrong invite code is explained; the dashboard starts a round early; CSV and JSON
+//     downloads match;
 //  7. screenshots of a finished patient tab and of the dashboard, at desktop and phone widths.
 // Exits 0 on success, 1 with a message on the first failure.
 
@@ -186,35 +187,46 @@ try {
   // Playwright WebSocket route (forwarded to the relay as is), so the test can cut it.
   const drop = tabs[2];
   let route = null;
+  let server = null;
   await drop.routeWebSocket(/\/ws$/, (ws) => {
-    ws.connectToServer();
+    server = ws.connectToServer();
     route = ws;
   });
   await drop.locator('#again').click();
   await drop.getByTestId('status').getByText('Waiting for patients: 1 of 3 joined').waitFor({ timeout: T });
   check(route !== null, 'the socket went through the route');
   await route.close({ code: 1001, reason: 'e2e: connection cut' });
-  await drop.getByTestId('status').getByText('The connection to the hospital was lost while waiting for other patients', { exact: false }).waitFor({ timeout: T });
+  await server.close({ code: 1001, reason: 'e2e: connection cut' });
+  await drop.getByTestId('status').getByText('The connection to the hospital was lost while waiting for other patients.').waitFor({ timeout: T });
+  await drop.locator('#problem-text').getByText('Only your public key had been sent, never your value.', { exact: false }).waitFor({ timeout: T });
   check(await drop.locator('#rejoin').isVisible(), 'rejoin offered');
   await drop.locator('#rejoin').click();
   await drop.getByTestId('status').getByText(/Waiting for patients: \d of 3 joined/).waitFor({ timeout: T });
   log('dropped connection explained; rejoined');
   await drop.locator('#leave').click();
   await drop.getByTestId('status').getByText('You left the study.', { exact: false }).waitFor({ timeout: T });
+  log('left the study');
 
-  // 6. Start early from the dashboard; downloads.
-  for (const [k, v] of Object.entries({ id: 'early', question: 'How many steps today?', unit: 'steps', min: '0', max: '50000', decimals: '0', buckets: '5', size: '5', threshold: '2', min_cohort: '2' })) {
+  // 6. Invite codes; start early from the dashboard; downloads.
+  for (const [k, v] of Object.entries({ id: 'early', question: 'How many steps today?', unit: 'steps', min: '0', max: '50000', decimals: '0', buckets: '5', size: '5', threshold: '2', min_cohort: '2', invite: 'letmein' })) {
     await dash.locator(`#f-${k}`).fill(v);
   }
   await dash.getByTestId('create').click();
   const early = dash.locator('article[data-study="early"]');
   await early.waitFor({ timeout: T });
+  log('created study early (invite code required)');
   const steps = ['4000', '9000'];
   for (let i = 0; i < 2; i++) {
     await tabs[i].goto(`${base}?study=early`);
     await tabs[i].getByTestId('value').fill(steps[i]);
+    await tabs[i].locator('#invite').fill(i === 0 ? 'wrong' : 'letmein');
     await tabs[i].getByTestId('join').click();
   }
+  await tabs[0].getByTestId('status').getByText('The hospital turned this down.').waitFor({ timeout: T });
+  await tabs[0].locator('#problem-text').getByText('This study needs a valid invite code.').waitFor({ timeout: T });
+  await tabs[0].locator('#invite').fill('letmein');
+  await tabs[0].locator('#rejoin').click();
+  log('a wrong invite code is explained; the right one joins');
   await early.getByTestId('dash-enrolled').getByText('2 of 5').waitFor({ timeout: T });
   await early.getByTestId('dash-start').click();
   const er = await Promise.all(tabs.slice(0, 2).map(resultOf));

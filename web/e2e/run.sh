@@ -6,6 +6,7 @@
 # on any failure and always stops the relay it started.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+export PATH="$HOME/.cargo/bin:$PATH"
 root=$PWD
 target=${CARGO_TARGET_DIR:-target}
 case $target in /*) ;; *) target=$root/$target ;; esac

@@ -171,12 +171,13 @@ function setStatus(text, state) {
   ui.status.dataset.state = state;
 }
 
+/** Marks the steps up to `step` done and the one in progress current ("waiting" is in progress). */
 function setStep(step) {
-  const at = STEPS.indexOf(step);
+  const last = { connected: 0, waiting: 0, shares: 2, partial: 3, result: 4 }[step] ?? -1;
   for (const li of ui.steps.children) {
     const i = STEPS.indexOf(li.dataset.step);
-    li.classList.toggle('done', i < at || (i === at && step === 'result'));
-    li.classList.toggle('current', i === at && step !== 'result');
+    li.classList.toggle('done', i <= last);
+    li.classList.toggle('current', step !== null && i === last + 1);
   }
 }
 
@@ -297,37 +298,40 @@ function onEvent(s, ev) {
       showResult(ev);
       break;
     case 'abandoned':
-      problem(s, `Round ${ev.round} was stopped: ${ev.message}. Nothing was revealed.`, 'Join the next round');
+      problem(s, `Round ${ev.round} was stopped. Nothing was revealed.`, `Why: ${ev.message}.`, 'Join the next round');
       break;
     case 'relay_error':
-      if (s.patient.isFinished) problem(s, `The hospital turned this down: ${sentence(ev.message)}`, 'Try again');
+      if (s.patient.isFinished) problem(s, 'The hospital turned this down.', sentence(ev.message), 'Try again');
       else console.warn(`cohort: relay error ${ev.code}: ${ev.message}`);
       break;
     case 'refused':
-      problem(s, `This page stopped taking part: ${sentence(ev.message)} Nothing about your value was revealed.`, 'Rejoin');
+      problem(s, 'This page stopped taking part. Nothing about your value was revealed.', `Why: ${sentence(ev.message)}`, 'Rejoin');
       break;
     default:
       break;
   }
 }
 
-function problem(s, text, button) {
+function problem(s, summary, text, button) {
   s.stage = 'problem';
   ui.problemText.textContent = text;
   ui.rejoin.textContent = button;
   show(ui.problem, true);
-  setStatus(text, 'problem');
+  for (const li of ui.steps.children) li.classList.remove('current');
+  setStatus(summary, 'problem');
 }
 
 function dropped(s) {
-  const text = {
-    connecting: 'Could not reach the hospital. Nothing was sent. Check your connection, then rejoin.',
-    connected: 'The connection to the hospital closed before you joined. Nothing was sent. You can rejoin.',
-    waiting: 'The connection to the hospital was lost while waiting for other patients. Only your public key had been sent, never your value. Rejoin to take your place again.',
-  }[s.stage] ?? `The connection was lost during round ${s.round}. Only sealed shares had left this tab, and they reveal nothing on their own. The round may finish without you or be stopped; rejoin to take part in the next round.`;
+  const [summary, detail] = {
+    connecting: ['Could not reach the hospital.', 'Nothing was sent. Check your connection, then rejoin.'],
+    connected: ['The connection to the hospital closed before you joined.', 'Nothing was sent. You can rejoin.'],
+    waiting: ['The connection to the hospital was lost while waiting for other patients.',
+      'Only your public key had been sent, never your value. Rejoin to take your place again.'],
+  }[s.stage] ?? [`The connection to the hospital was lost during round ${s.round}.`,
+    'Only sealed shares had left this tab, and they reveal nothing on their own. The round may finish without you or be stopped; rejoin to take part in the next round.'];
   s.patient.leave();
   s.over = true;
-  problem(s, text, 'Rejoin');
+  problem(s, summary, detail, 'Rejoin');
   lockForm(false);
   show(ui.leave, false);
 }
