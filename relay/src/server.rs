@@ -151,6 +151,9 @@ impl Relay {
             CertOrigin::Loaded => info!(dir = %cfg.certs.display(), "loaded certificates"),
         }
         let server_config = tls::server_config(&material)?;
+        if !cfg.web.join("index.html").is_file() {
+            warn!(dir = %cfg.web.display(), "no index.html in the web directory; pages will 404");
+        }
         let store = Arc::new(Store::open(&cfg.data)?);
         let clock = Clock::new();
         let stale = store.abandon_in_flight(clock.now_ms())?;

@@ -35,7 +35,8 @@ pub const PING_EVERY: Duration = Duration::from_secs(25);
 /// How long a dashboard has to authenticate.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Undecodable or refused messages tolerated on one connection before it is closed.
+/// Undecodable or refused messages tolerated on one connection (between two joins or
+/// results) before it is closed.
 pub const MAX_BAD_FRAMES: u32 = 16;
 
 /// The close code sent to a dashboard with a wrong token.
@@ -215,6 +216,10 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
             out = rx.recv() => {
                 let Some(out) = out else { break };
                 at.observe(&out);
+                if matches!(out.msg, RelayToPatient::Welcome(_) | RelayToPatient::Result(_)) {
+                    // Progress: the budget for bad or refused messages starts over.
+                    bad = 0;
+                }
                 let refused = matches!(out.msg, RelayToPatient::Error(_));
                 if ws.send(Message::text(out.msg.encode())).await.is_err() {
                     break;
