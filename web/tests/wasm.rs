@@ -178,14 +178,32 @@ fn a_whole_round_of_three_patients() {
         net.sent.len() >= 9,
         "join, shares and partial sum from each"
     );
+    // In clear, a value would be its text, or its fixed-point form x' = 10·x (or x'²) as a
+    // number; base64 has no '.', and random field elements are never these small numbers.
+    let scaled: Vec<u64> = VALUES
+        .iter()
+        .map(|v| v.replace('.', "").parse::<u64>().unwrap())
+        .flat_map(|x| [x, x * x])
+        .collect();
     for frame in &net.sent {
         for v in VALUES {
             assert!(!frame.contains(v), "a frame carries a value in clear");
-            assert!(
-                !frame.contains(&v.replace('.', "")),
-                "a frame carries a scaled value"
-            );
         }
+        let mut numbers = Vec::new();
+        collect_numbers(&serde_json::from_str(frame).unwrap(), &mut numbers);
+        assert!(
+            !numbers.iter().any(|n| scaled.contains(n)),
+            "a frame carries a scaled value"
+        );
+    }
+}
+
+fn collect_numbers(v: &serde_json::Value, out: &mut Vec<u64>) {
+    match v {
+        serde_json::Value::Number(n) => out.extend(n.as_u64()),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_numbers(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| collect_numbers(x, out)),
+        _ => {}
     }
 }
 
