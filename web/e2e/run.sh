@@ -37,13 +37,14 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 token=e2e-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+: >"$tmp/relay.log"
 "$target/debug/cohort-relay" --listen 127.0.0.1:0 --web web/www \
     --certs "$tmp/certs" --data "$tmp/data" --admin-token "$token" >"$tmp/relay.log" 2>&1 &
 pid=$!
 
 url=""
 for _ in $(seq 300); do
-    url=$(sed -n 's/^listening on \(https:[^ ]*\)$/\1/p' "$tmp/relay.log")
+    url=$(sed -n 's/^listening on \(https:[^ ]*\)$/\1/p' "$tmp/relay.log" || true)
     [ -n "$url" ] && break
     if ! kill -0 "$pid" 2>/dev/null; then break; fi
     sleep 0.1
