@@ -291,7 +291,11 @@ impl Hospital {
             self.spec.deadlines.enrol_ms,
             &self.round,
         ) {
-            (Some(t0), Some(ms), None) if self.enrolling.len() as u32 >= self.min_to_start() => {
+            // No enrolment deadline once round ids are exhausted (start_round would refuse).
+            (Some(t0), Some(ms), None)
+                if self.enrolling.len() as u32 >= self.min_to_start()
+                    && self.next_round < u64::MAX =>
+            {
                 Some(t0.saturating_add(ms))
             }
             _ => None,
@@ -458,6 +462,14 @@ impl Hospital {
                 needed: self.min_to_start(),
             });
         }
+        // Round ids never repeat: after u64::MAX there is none left (found by fuzzing: a
+        // hospital created with first_round = u64::MAX overflowed here).
+        let Some(next_round) = self.next_round.checked_add(1) else {
+            return Err(ProtocolError::WrongState {
+                state: "out of round ids",
+                got: "start",
+            });
+        };
         let n = enrolled.min(self.spec.params.size);
         let taken: Vec<(PeerId, PublicKey)> = self.enrolling.drain(..n as usize).collect();
         let roster = Roster {
@@ -473,7 +485,7 @@ impl Hospital {
                 })
                 .collect(),
         };
-        self.next_round += 1;
+        self.next_round = next_round;
         self.enrol_started = if self.enrolling.is_empty() {
             None
         } else {

@@ -1,0 +1,92 @@
+//! Shared by the fuzz targets: a deterministic pool of key pairs and wire round-trip checks.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+
+use cohort_core::envelope::{KeyPair, PublicKey};
+use cohort_core::message::{PatientToRelay, RelayToPatient};
+use cohort_core::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+/// Eight fixed key pairs (from a fixed seed), so inputs can name keys by index.
+pub fn pool() -> &'static [KeyPair] {
+    static POOL: OnceLock<Vec<KeyPair>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let mut rng = ChaCha20Rng::seed_from_u64(0xf022);
+        (0..8).map(|_| KeyPair::generate(&mut rng)).collect()
+    })
+}
+
+/// Low-order X25519 points.
+pub const WEAK: [[u8; 32]; 3] = [
+    [0; 32],
+    {
+        let mut k = [0; 32];
+        k[0] = 1;
+        k
+    },
+    {
+        let mut k = [0xff; 32];
+        k[0] = 0xec;
+        k[31] = 0x7f;
+        k
+    },
+];
+
+/// A key chosen by the input: from the pool, a weak one, or raw bytes.
+#[derive(arbitrary::Arbitrary, Debug, Clone, Copy)]
+pub enum KeySel {
+    Pool(u8),
+    Weak(u8),
+    Bytes([u8; 32]),
+}
+
+impl KeySel {
+    pub fn key(self) -> PublicKey {
+        match self {
+            KeySel::Pool(i) => pool()[usize::from(i) % 8].public(),
+            KeySel::Weak(i) => PublicKey(WEAK[usize::from(i) % WEAK.len()]),
+            KeySel::Bytes(b) => PublicKey(b),
+        }
+    }
+}
+
+/// With `COHORT_FUZZ_PROBE=1`, prints `probe: <what>` to stderr: run a target over its corpus
+/// with `-runs=0` and count the lines to see which states the corpus reaches.
+pub fn probe(what: &str) {
+    static ON: OnceLock<bool> = OnceLock::new();
+    if *ON.get_or_init(|| std::env::var_os("COHORT_FUZZ_PROBE").is_some()) {
+        eprintln!("probe: {what}");
+    }
+}
+
+/// Whatever either side sends must decode, on the other side, to exactly what was sent.
+pub fn relay_round_trip(msg: &RelayToPatient) {
+    let text = msg.encode();
+    let back = RelayToPatient::decode(&text)
+        .unwrap_or_else(|e| panic!("relay message does not decode: {e:?}: {text}"));
+    assert_eq!(&back, msg, "relay message changed on the wire");
+}
+
+/// See [`relay_round_trip`].
+pub fn patient_round_trip(msg: &PatientToRelay) {
+    let text = msg.encode();
+    let back = PatientToRelay::decode(&text)
+        .unwrap_or_else(|e| panic!("patient message does not decode: {e:?}: {text}"));
+    assert_eq!(&back, msg, "patient message changed on the wire");
+}
+
+/// Calls `handle_timeout(now)` while `poll_timeout() <= now`; a machine that needs more than a
+/// few calls at the same instant would spin its driver.
+pub fn settle(mut poll: impl FnMut() -> Option<u64>, mut fire: impl FnMut(u64), now: u64) {
+    for _ in 0..16 {
+        match poll() {
+            Some(t) if t <= now => fire(now),
+            _ => return,
+        }
+    }
+    panic!(
+        "handle_timeout({now}) makes no progress: poll_timeout() stays at {:?}",
+        poll()
+    );
+}

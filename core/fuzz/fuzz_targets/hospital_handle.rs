@@ -1,0 +1,330 @@
+//! A `Hospital` fed arbitrary message sequences from eight fake peers, with disconnects,
+//! "start now", shutdowns and a clock the input moves. Must never panic; every message it
+//! sends must survive the wire; `handle_timeout` must make progress.
+#![no_main]
+
+use arbitrary::Arbitrary;
+use cohort_core::decimal::Decimal;
+use cohort_core::encoding::encode;
+use cohort_core::field::Fe;
+use cohort_core::message::{
+    AbandonReason, Join, Leave, PROTOCOL_VERSION, PartialSum, PatientToRelay, RelayToPatient,
+    Sealed, ShareTo, Shares,
+};
+use cohort_core::protocol::{Hospital, HospitalEvent, HospitalOutput, PeerId};
+use cohort_core::sharing::Scheme;
+use cohort_core::study::StudySpec;
+use libfuzzer_sys::fuzz_target;
+
+mod common;
+use common::KeySel;
+
+const SPECS: [&str; 5] = [
+    "id=f,size=3,min=0,max=300,decimals=1,buckets=10",
+    "id=f,size=5,threshold=3,min_cohort=2,min=0,max=300,decimals=1,buckets=4,enrol_s=5,shares_s=2,partials_s=2",
+    "id=f,size=4,threshold=2,min_cohort=2,min=-10,max=10,buckets=3,enrol_s=0,shares_s=0,partials_s=0,invite=code",
+    "id=f,size=2,min=0,max=1,decimals=0,buckets=1,shares_s=0,partials_s=0",
+    "id=f,size=8,threshold=5,min_cohort=3,min=0,max=1000000,decimals=0,buckets=1000,enrol_s=1",
+];
+
+#[derive(Arbitrary, Debug)]
+enum RoundSel {
+    Current,
+    Next,
+    Any(u64),
+}
+
+#[derive(Arbitrary, Debug)]
+enum LenSel {
+    Right,
+    Bytes(u16),
+}
+
+#[derive(Arbitrary, Debug)]
+struct ShareSel {
+    to: u8,
+    len: LenSel,
+}
+
+#[derive(Arbitrary, Debug)]
+enum SumSel {
+    /// The encoded value itself (every Shamir holder sending it interpolates to it; one
+    /// additive holder sending it and the others zeros sums to it).
+    Encoded(u16),
+    Zero,
+    Elements(Vec<u64>),
+}
+
+#[derive(Arbitrary, Debug)]
+enum Op {
+    Raw {
+        peer: u8,
+        text: String,
+    },
+    Join {
+        peer: u8,
+        wrong_study: bool,
+        key: KeySel,
+        invite: Option<bool>,
+    },
+    Shares {
+        peer: u8,
+        round: RoundSel,
+        shares: Vec<ShareSel>,
+        all: bool,
+    },
+    Partial {
+        peer: u8,
+        round: RoundSel,
+        sum: SumSel,
+    },
+    Leave {
+        peer: u8,
+    },
+    Disconnect {
+        peer: u8,
+    },
+    /// What an honest patient on this connection would send next (full shares while the
+    /// hospital awaits shares, a consistent partial sum while it awaits partial sums).
+    Honest {
+        peer: u8,
+        value: u16,
+    },
+    Start,
+    Advance(u16),
+    Jump(u32),
+    Abandon,
+    Shutdown,
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    spec: u8,
+    first_round: u64,
+    ops: Vec<Op>,
+}
+
+fn round_of(h: &Hospital, sel: &RoundSel) -> u64 {
+    let s = h.status();
+    let current = s.running.map_or(s.enrolling_round, |r| r.round);
+    match sel {
+        RoundSel::Current => current,
+        RoundSel::Next => current.wrapping_add(1),
+        RoundSel::Any(r) => *r,
+    }
+}
+
+/// Roster indices of the peers in the running round, learnt from the roster messages sent.
+#[derive(Default)]
+struct Seen {
+    index: [Option<u32>; 8],
+}
+
+fn drain(h: &mut Hospital, seen: &mut Seen) {
+    while let Some(out) = h.poll_output() {
+        match out {
+            HospitalOutput::Send { to, msg } => {
+                common::relay_round_trip(&msg);
+                if let RelayToPatient::Roster(r) = &msg {
+                    if r.you == 1 {
+                        seen.index = [None; 8];
+                    }
+                    seen.index[to.0 as usize % 8] = Some(r.you);
+                }
+            }
+            HospitalOutput::Event(e) => common::probe(match e {
+                HospitalEvent::Enrolment { .. } => "enrolment",
+                HospitalEvent::RoundStarted { .. } => "round started",
+                HospitalEvent::SharesDelivered { .. } => "shares delivered",
+                HospitalEvent::Completed(_) => "completed",
+                HospitalEvent::Abandoned { .. } => "abandoned",
+                _ => "other event",
+            }),
+        }
+    }
+}
+
+fuzz_target!(|input: Input| {
+    let spec: StudySpec = SPECS[usize::from(input.spec) % SPECS.len()]
+        .parse()
+        .expect("valid");
+    let params = spec.params.clone();
+    let Ok(mut h) = Hospital::new(spec, input.first_round) else {
+        return;
+    };
+    let mut now = 0u64;
+    let mut seen = Seen::default();
+    let peer = |p: &u8| PeerId(u64::from(*p % 8));
+    let encoded = |x: u16| -> Vec<Fe> {
+        let lo = params.min.to_scaled(params.decimals).unwrap_or(0);
+        let off = (u64::from(x) % (params.range_scaled() + 1)) as i64;
+        Decimal::new(lo + off, params.decimals)
+            .ok()
+            .and_then(|d| encode(&params, &d).ok())
+            .map_or_else(
+                || vec![Fe::ZERO; params.vector_len()],
+                |e| e.as_slice().to_vec(),
+            )
+    };
+    for op in input.ops.iter().take(256) {
+        let result = match op {
+            Op::Raw { peer: p, text } => match PatientToRelay::decode(text) {
+                Ok(msg) => h.handle(now, peer(p), msg),
+                Err(_) => Ok(()),
+            },
+            Op::Join {
+                peer: p,
+                wrong_study,
+                key,
+                invite,
+            } => {
+                let msg = PatientToRelay::Join(Join {
+                    v: PROTOCOL_VERSION,
+                    study: if *wrong_study { "g".into() } else { "f".into() },
+                    public_key: key.key(),
+                    invite: invite.map(|ok| if ok { "code".into() } else { "nope".into() }),
+                });
+                common::patient_round_trip(&msg);
+                h.handle(now, peer(p), msg)
+            }
+            Op::Shares {
+                peer: p,
+                round,
+                shares,
+                all,
+            } => {
+                let n = h.status().running.map_or(3, |r| r.roster_size);
+                let t = h.status().running.map_or(3, |r| r.threshold);
+                let right = Scheme::new(n.max(2), t.clamp(2, n.max(2)))
+                    .map_or(32, |s| s.payload_len(params.vector_len()));
+                let sealed = |len: &LenSel| {
+                    let bytes = match len {
+                        LenSel::Right => right,
+                        LenSel::Bytes(b) => usize::from(*b % 2048),
+                    };
+                    Sealed::from_bytes(&vec![0xa5; bytes + 16])
+                };
+                let list: Vec<ShareTo> = if *all {
+                    // One well-formed share for every other member, as an honest patient sends.
+                    let me = seen.index[usize::from(p % 8)].unwrap_or(0);
+                    (1..=n)
+                        .filter(|&j| j != me)
+                        .map(|to| ShareTo {
+                            to,
+                            sealed: sealed(&LenSel::Right),
+                        })
+                        .collect()
+                } else {
+                    shares
+                        .iter()
+                        .take(16)
+                        .map(|s| ShareTo {
+                            to: u32::from(s.to % 10),
+                            sealed: sealed(&s.len),
+                        })
+                        .collect()
+                };
+                let msg = PatientToRelay::Shares(Shares {
+                    v: PROTOCOL_VERSION,
+                    round: round_of(&h, round),
+                    shares: list,
+                });
+                h.handle(now, peer(p), msg)
+            }
+            Op::Partial {
+                peer: p,
+                round,
+                sum,
+            } => {
+                let len = params.vector_len();
+                let sum = match sum {
+                    SumSel::Encoded(x) => encoded(*x),
+                    SumSel::Zero => vec![Fe::ZERO; len],
+                    SumSel::Elements(v) => v.iter().take(2048).map(|&x| Fe::new(x)).collect(),
+                };
+                let msg = PatientToRelay::PartialSum(PartialSum {
+                    v: PROTOCOL_VERSION,
+                    round: round_of(&h, round),
+                    sum,
+                });
+                h.handle(now, peer(p), msg)
+            }
+            Op::Leave { peer: p } => h.handle(
+                now,
+                peer(p),
+                PatientToRelay::Leave(Leave {
+                    v: PROTOCOL_VERSION,
+                }),
+            ),
+            Op::Disconnect { peer: p } => {
+                h.handle_disconnect(now, peer(p));
+                Ok(())
+            }
+            Op::Honest { peer: p, value } => {
+                match (h.status().running, seen.index[usize::from(p % 8)]) {
+                    (Some(r), Some(me)) if r.phase == "awaiting shares" => {
+                        let len = Scheme::new(r.roster_size, r.threshold)
+                            .map_or(32, |s| s.payload_len(params.vector_len()));
+                        let shares = (1..=r.roster_size)
+                            .filter(|&j| j != me)
+                            .map(|to| ShareTo {
+                                to,
+                                sealed: Sealed::from_bytes(&vec![7; len + 16]),
+                            })
+                            .collect();
+                        let msg = PatientToRelay::Shares(Shares {
+                            v: PROTOCOL_VERSION,
+                            round: r.round,
+                            shares,
+                        });
+                        h.handle(now, peer(p), msg)
+                    }
+                    (Some(r), Some(me)) => {
+                        // Additive: member 1 carries the value, the others zeros; Shamir: all send it.
+                        let sum = if r.threshold < r.roster_size || me == 1 {
+                            encoded(*value)
+                        } else {
+                            vec![Fe::ZERO; params.vector_len()]
+                        };
+                        let msg = PatientToRelay::PartialSum(PartialSum {
+                            v: PROTOCOL_VERSION,
+                            round: r.round,
+                            sum,
+                        });
+                        h.handle(now, peer(p), msg)
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Op::Start => h.start_round(now),
+            Op::Advance(ms) => {
+                now += u64::from(*ms);
+                Ok(())
+            }
+            Op::Jump(ms) => {
+                now += u64::from(*ms) * 16;
+                Ok(())
+            }
+            Op::Abandon => {
+                h.abandon(now, AbandonReason::RelayRestarted);
+                Ok(())
+            }
+            Op::Shutdown => {
+                h.shutdown(now);
+                Ok(())
+            }
+        };
+        if let Err(e) = result {
+            let _ = (e.to_string(), e.code());
+        }
+        drain(&mut h, &mut seen);
+        let hp = std::cell::RefCell::new(&mut h);
+        common::settle(
+            || hp.borrow().poll_timeout(),
+            |t| hp.borrow_mut().handle_timeout(t),
+            now,
+        );
+        drain(&mut h, &mut seen);
+        let _ = h.status();
+    }
+});
