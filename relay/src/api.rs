@@ -137,6 +137,7 @@ async fn create(registry: &Registry, req: &Request) -> Response {
         },
         Err(e @ CreateError::Exists(_)) => Response::error(409, &e.to_string()),
         Err(e @ CreateError::Invalid(_)) => Response::error(400, &e.to_string()),
+        Err(e @ CreateError::TooLarge { .. }) => Response::error(400, &e.to_string()),
         Err(e) => internal(e),
     }
 }

@@ -76,15 +76,101 @@ pub enum ReadError {
     /// The peer closed the connection before a request started.
     #[error("connection closed")]
     Closed,
-    /// The head or body exceeds the limits.
-    #[error("request too large")]
+    /// The head exceeds the limits (size or header count).
+    #[error("request head too large")]
     TooLarge,
+    /// The announced body exceeds [`MAX_BODY_BYTES`].
+    #[error("request body too large")]
+    BodyTooLarge,
     /// Not a well-formed HTTP/1.x request, or an unsupported framing.
     #[error("malformed request")]
     Malformed,
     /// The socket failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// What [`parse_head`] found at the start of a buffer.
+#[derive(Debug)]
+pub enum Head {
+    /// A complete request head: the request (body still empty), the head's length in bytes and
+    /// the body length announced by `Content-Length`.
+    Complete {
+        /// The request, without its body.
+        request: Request,
+        /// Bytes taken by the head.
+        head_len: usize,
+        /// Body bytes that follow the head.
+        body_len: usize,
+    },
+    /// More bytes are needed.
+    Partial,
+}
+
+/// Parses a request head from the start of `buf`: a pure function of the bytes (no IO), the
+/// single place where the relay interprets untrusted bytes before a WebSocket opens. Applies
+/// every limit: head size, header count, UTF-8 header values, no `Transfer-Encoding`, a
+/// numeric `Content-Length` of at most [`MAX_BODY_BYTES`].
+pub fn parse_head(buf: &[u8]) -> Result<Head, ReadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(head_len)) => {
+            if head_len > MAX_HEAD_BYTES {
+                return Err(ReadError::TooLarge);
+            }
+            let method = req.method.unwrap_or("").to_string();
+            let target = req.path.unwrap_or("");
+            let (path, query) = match target.split_once('?') {
+                Some((p, q)) => (p.to_string(), Some(q.to_string())),
+                None => (target.to_string(), None),
+            };
+            let http11 = req.version == Some(1);
+            let mut hs = Vec::with_capacity(req.headers.len());
+            for h in req.headers.iter() {
+                let value = std::str::from_utf8(h.value).map_err(|_| ReadError::Malformed)?;
+                hs.push((h.name.to_ascii_lowercase(), value.trim().to_string()));
+            }
+            let request = Request {
+                method,
+                path,
+                query,
+                headers: hs,
+                body: Vec::new(),
+                http11,
+            };
+            if request.header("transfer-encoding").is_some() {
+                return Err(ReadError::Malformed);
+            }
+            let mut lengths = request
+                .headers
+                .iter()
+                .filter(|(n, _)| n == "content-length");
+            let body_len = match (lengths.next(), lengths.next()) {
+                (None, _) => 0,
+                (Some((_, v)), None) => v.parse::<usize>().map_err(|_| ReadError::Malformed)?,
+                // Two Content-Length headers: a request-smuggling classic.
+                (Some(_), Some(_)) => return Err(ReadError::Malformed),
+            };
+            if body_len > MAX_BODY_BYTES {
+                return Err(ReadError::BodyTooLarge);
+            }
+            Ok(Head::Complete {
+                request,
+                head_len,
+                body_len,
+            })
+        }
+        Ok(httparse::Status::Partial) => {
+            if buf.len() >= MAX_HEAD_BYTES {
+                Err(ReadError::TooLarge)
+            } else {
+                Ok(Head::Partial)
+            }
+        }
+        Err(httparse::Error::TooManyHeaders) => Err(ReadError::TooLarge),
+        Err(_) => Err(ReadError::Malformed),
+    }
 }
 
 /// Reads one request. `buf` carries bytes read past the previous request (pipelining) and
@@ -95,58 +181,22 @@ pub async fn read_request<S: AsyncRead + Unpin>(
 ) -> Result<Request, ReadError> {
     let mut chunk = [0u8; 4096];
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(buf) {
-            Ok(httparse::Status::Complete(head_len)) => {
-                let method = req.method.unwrap_or("").to_string();
-                let target = req.path.unwrap_or("");
-                let (path, query) = match target.split_once('?') {
-                    Some((p, q)) => (p.to_string(), Some(q.to_string())),
-                    None => (target.to_string(), None),
-                };
-                let http11 = req.version == Some(1);
-                let mut hs = Vec::with_capacity(req.headers.len());
-                for h in req.headers.iter() {
-                    let value = std::str::from_utf8(h.value).map_err(|_| ReadError::Malformed)?;
-                    hs.push((h.name.to_ascii_lowercase(), value.trim().to_string()));
-                }
-                let mut request = Request {
-                    method,
-                    path,
-                    query,
-                    headers: hs,
-                    body: Vec::new(),
-                    http11,
-                };
-                if request.header("transfer-encoding").is_some() {
+        if let Head::Complete {
+            mut request,
+            head_len,
+            body_len,
+        } = parse_head(buf)?
+        {
+            buf.drain(..head_len);
+            while buf.len() < body_len {
+                let n = stream.read(&mut chunk).await?;
+                if n == 0 {
                     return Err(ReadError::Malformed);
                 }
-                let len = match request.header("content-length") {
-                    None => 0,
-                    Some(v) => v.parse::<usize>().map_err(|_| ReadError::Malformed)?,
-                };
-                if len > MAX_BODY_BYTES {
-                    return Err(ReadError::TooLarge);
-                }
-                buf.drain(..head_len);
-                while buf.len() < len {
-                    let n = stream.read(&mut chunk).await?;
-                    if n == 0 {
-                        return Err(ReadError::Malformed);
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                request.body = buf.drain(..len).collect();
-                return Ok(request);
+                buf.extend_from_slice(&chunk[..n]);
             }
-            Ok(httparse::Status::Partial) => {
-                if buf.len() >= MAX_HEAD_BYTES {
-                    return Err(ReadError::TooLarge);
-                }
-            }
-            Err(httparse::Error::TooManyHeaders) => return Err(ReadError::TooLarge),
-            Err(_) => return Err(ReadError::Malformed),
+            request.body = buf.drain(..body_len).collect();
+            return Ok(request);
         }
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
@@ -157,9 +207,6 @@ pub async fn read_request<S: AsyncRead + Unpin>(
             });
         }
         buf.extend_from_slice(&chunk[..n]);
-        if buf.len() > MAX_HEAD_BYTES + chunk.len() {
-            return Err(ReadError::TooLarge);
-        }
     }
 }
 
@@ -365,7 +412,7 @@ mod tests {
         let mut rd = body.as_bytes();
         assert!(matches!(
             read_request(&mut rd, &mut Vec::new()).await,
-            Err(ReadError::TooLarge)
+            Err(ReadError::BodyTooLarge)
         ));
         for bad in [
             &b"NOT HTTP\r\n\r\n"[..],

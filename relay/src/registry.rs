@@ -8,7 +8,7 @@
 //! different studies run in parallel and never mix.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -134,6 +134,14 @@ pub enum CreateError {
     /// A study with this id exists.
     #[error("a study with id {0:?} already exists")]
     Exists(String),
+    /// The cohort size is above this relay's `--max-patients-per-study`.
+    #[error("cohort size {size} is above this relay's limit of {max} patients per study")]
+    TooLarge {
+        /// The study's size.
+        size: u32,
+        /// The relay's limit.
+        max: u32,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -146,6 +154,7 @@ pub struct Registry {
     feed: broadcast::Sender<Arc<str>>,
     clock: Clock,
     next_peer: AtomicU64,
+    max_size: AtomicU32,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -167,8 +176,14 @@ impl Registry {
             feed,
             clock,
             next_peer: AtomicU64::new(1),
+            max_size: AtomicU32::new(u32::MAX),
             tasks: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// Refuses new studies (not stored ones) whose cohort size is above `max`.
+    pub fn set_max_patients_per_study(&self, max: u32) {
+        self.max_size.store(max, Ordering::Relaxed);
     }
 
     /// The store.
@@ -231,6 +246,13 @@ impl Registry {
         let id = spec.params.id.clone();
         if studies.iter().any(|h| *h.id == *id) {
             return Err(CreateError::Exists(id));
+        }
+        let max = self.max_size.load(Ordering::Relaxed);
+        if new && spec.params.size > max {
+            return Err(CreateError::TooLarge {
+                size: spec.params.size,
+                max,
+            });
         }
         let first_round = self.store.next_round(&id)?;
         let hospital = Hospital::new(spec.clone(), first_round)?;

@@ -1,8 +1,10 @@
 //! The relay: one TLS port serving static files, the API and both WebSockets.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cohort_core::study::{StudyParams, StudySpec};
@@ -24,10 +26,17 @@ use crate::tls::{self, TlsSetupError};
 use crate::token::{self, AdminToken, TokenError, TokenSource};
 use crate::{api, ws};
 
-/// How long a TLS handshake may take.
+/// Default for how long a connection may take to finish its TLS handshake, and then again to
+/// send its first complete request head (and a dashboard its `auth` frame).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the first request head may take to arrive.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default for how long one write may block before the client counts as not reading.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default most simultaneous connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default most simultaneous connections from one IP address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
+/// Default largest cohort size a new study may have.
+pub const DEFAULT_MAX_PATIENTS_PER_STUDY: u32 = 1000;
 /// How long a kept-alive HTTP connection may sit idle.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long shutdown waits for studies and connections.
@@ -52,6 +61,17 @@ pub struct RelayConfig {
     pub max_message_bytes: usize,
     /// Most simultaneous connections.
     pub max_connections: usize,
+    /// Most simultaneous connections from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Average WebSocket frames per second allowed per connection (bursts of twice that);
+    /// 0 = unlimited.
+    pub max_messages_per_second: u32,
+    /// Largest cohort size (`size`) of a study created by this relay (`--study` or the API).
+    pub max_patients_per_study: u32,
+    /// Time allowed for the TLS handshake, and then for the first request head.
+    pub handshake_timeout: Duration,
+    /// Time one write may block before the client counts as not reading and is dropped.
+    pub write_timeout: Duration,
 }
 
 impl RelayConfig {
@@ -65,7 +85,12 @@ impl RelayConfig {
             studies: Vec::new(),
             admin_token: None,
             max_message_bytes: ws::DEFAULT_MAX_MESSAGE_BYTES,
-            max_connections: 4096,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_messages_per_second: ws::DEFAULT_MESSAGES_PER_SECOND,
+            max_patients_per_study: DEFAULT_MAX_PATIENTS_PER_STUDY,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
         }
     }
 }
@@ -105,14 +130,122 @@ pub enum StartError {
     },
 }
 
-struct Ctx {
-    acceptor: TlsAcceptor,
+/// Everything a connection needs once it is past TLS: the studies, the admin token, the web
+/// directory and the transport limits. [`serve_stream`] runs one connection over any byte
+/// stream, so tests and fuzzers can drive it over an in-memory duplex.
+pub struct Handler {
     registry: Arc<Registry>,
     token: AdminToken,
     web: PathBuf,
     ws_config: WebSocketConfig,
-    max_message_bytes: usize,
+    limits: ws::SessionLimits,
+    handshake_timeout: Duration,
     closing: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler")
+            .field("web", &self.web)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handler {
+    /// A handler over these studies. `closing` turning `true` ends every connection.
+    pub fn new(
+        registry: Arc<Registry>,
+        token: AdminToken,
+        web: PathBuf,
+        limits: ws::SessionLimits,
+        handshake_timeout: Duration,
+        closing: watch::Receiver<bool>,
+    ) -> Arc<Handler> {
+        Arc::new(Handler {
+            registry,
+            token,
+            web,
+            ws_config: ws::config(limits.max_message_bytes),
+            limits,
+            handshake_timeout,
+            closing,
+        })
+    }
+}
+
+/// Logs at most one line per second for a noisy class of refusals, counting the rest.
+struct Throttle {
+    last_s: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl Throttle {
+    const fn new() -> Throttle {
+        Throttle {
+            last_s: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(n)` (n lines suppressed since the last one) if a line may be logged now.
+    fn allow(&self) -> Option<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let last = self.last_s.load(Ordering::Relaxed);
+        if now != last
+            && self
+                .last_s
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+static REFUSED_CONNECTIONS: Throttle = Throttle::new();
+
+/// Open connections per IP address.
+#[derive(Default)]
+struct PerIp {
+    counts: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerIp {
+    fn try_add(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpGuard> {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpGuard {
+            per_ip: self.clone(),
+            ip,
+        })
+    }
+}
+
+struct IpGuard {
+    per_ip: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl Drop for IpGuard {
+    fn drop(&mut self) {
+        let mut counts = self.per_ip.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// A running relay.
@@ -165,6 +298,7 @@ impl Relay {
         }
         let (token, token_source) = token::resolve(cfg.admin_token.as_deref(), &cfg.data)?;
         let registry = Registry::new(store.clone(), clock);
+        registry.set_max_patients_per_study(cfg.max_patients_per_study);
         let restored = registry.restore()?;
         for spec in cfg.studies {
             match store.study(&spec.params.id)? {
@@ -196,17 +330,28 @@ impl Relay {
             source,
         })?;
         let (closing, closing_rx) = watch::channel(false);
-        let ctx = Arc::new(Ctx {
-            acceptor: TlsAcceptor::from(server_config),
-            registry: registry.clone(),
-            token,
-            web: cfg.web,
-            ws_config: ws::config(cfg.max_message_bytes),
+        let limits = ws::SessionLimits {
             max_message_bytes: cfg.max_message_bytes,
-            closing: closing_rx,
-        });
+            messages_per_second: cfg.max_messages_per_second,
+            write_timeout: cfg.write_timeout,
+            auth_timeout: cfg.handshake_timeout,
+        };
+        let handler = Handler::new(
+            registry.clone(),
+            token,
+            cfg.web,
+            limits,
+            cfg.handshake_timeout,
+            closing_rx,
+        );
         let conns = Arc::new(Semaphore::new(cfg.max_connections));
-        let accept = tokio::spawn(accept_loop(listener, ctx, conns.clone()));
+        let accept = tokio::spawn(accept_loop(
+            listener,
+            TlsAcceptor::from(server_config),
+            handler,
+            conns.clone(),
+            cfg.max_connections_per_ip.max(1),
+        ));
         info!(%addr, "listening");
         Ok(Relay {
             addr,
@@ -267,6 +412,11 @@ impl Relay {
         self.ca.as_ref()
     }
 
+    /// How many connections are open right now.
+    pub fn open_connections(&self) -> usize {
+        self.max_connections - self.conns.available_permits()
+    }
+
     /// The studies.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
@@ -290,7 +440,14 @@ impl Drop for Relay {
     }
 }
 
-async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, conns: Arc<Semaphore>) {
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    handler: Arc<Handler>,
+    conns: Arc<Semaphore>,
+    per_ip_max: usize,
+) {
+    let per_ip = Arc::new(PerIp::default());
     loop {
         let (tcp, remote) = match listener.accept().await {
             Ok(x) => x,
@@ -301,64 +458,154 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, conns: Arc<Semaphore>
             }
         };
         let Ok(permit) = conns.clone().try_acquire_owned() else {
-            warn!(%remote, "too many connections; refusing one");
+            if let Some(suppressed) = REFUSED_CONNECTIONS.allow() {
+                warn!(%remote, suppressed, "too many connections; refusing");
+            }
             continue;
         };
-        let ctx = ctx.clone();
+        let Some(ip_guard) = per_ip.try_add(remote.ip(), per_ip_max) else {
+            if let Some(suppressed) = REFUSED_CONNECTIONS.allow() {
+                warn!(%remote, suppressed, "too many connections from this address; refusing");
+            }
+            continue;
+        };
+        let handler = handler.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            serve(ctx, tcp, remote).await;
+            serve(handler, acceptor, tcp, remote).await;
+            drop(ip_guard);
             drop(permit);
         });
     }
 }
 
-async fn serve(ctx: Arc<Ctx>, tcp: TcpStream, remote: SocketAddr) {
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+async fn serve(
+    handler: Arc<Handler>,
+    acceptor: TlsAcceptor,
+    mut tcp: TcpStream,
+    remote: SocketAddr,
+) {
     let _ = tcp.set_nodelay(true);
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, ctx.acceptor.accept(tcp)).await {
+    let limit = handler.handshake_timeout;
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(limit, tcp.peek(&mut first)).await {
+        Ok(Ok(1)) => {}
+        Ok(_) => return,
+        Err(_) => {
+            info!(%remote, "handshake timed out (no bytes)");
+            return;
+        }
+    }
+    if first[0] != TLS_HANDSHAKE {
+        if first[0].is_ascii_uppercase() {
+            info!(%remote, "plain HTTP on the TLS port; answered 400");
+            let host = tcp
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| "HOST:PORT".into());
+            let body = format!("this port speaks HTTPS only: use https://{host}/\n");
+            let resp = format!(
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tokio::time::timeout(limit, async {
+                let _ = tcp.write_all(resp.as_bytes()).await;
+                let _ = tcp.shutdown().await;
+                // Read what the client sent, so closing does not reset the connection before
+                // it reads the answer.
+                let mut sink = [0u8; 4096];
+                let mut total = 0usize;
+                while let Ok(n) = tokio::io::AsyncReadExt::read(&mut tcp, &mut sink).await {
+                    total += n;
+                    if n == 0 || total > http::MAX_HEAD_BYTES {
+                        break;
+                    }
+                }
+            })
+            .await;
+        } else {
+            info!(%remote, "not TLS; closing");
+        }
+        return;
+    }
+    let stream = match tokio::time::timeout(limit, acceptor.accept(tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            debug!(%remote, error = %e, "TLS handshake failed");
+            info!(%remote, error = %e, "TLS handshake failed");
             return;
         }
         Err(_) => {
-            debug!(%remote, "TLS handshake timed out");
+            info!(%remote, "TLS handshake timed out");
             return;
         }
     };
-    serve_http(ctx, stream, remote).await;
+    serve_stream(handler, stream, remote).await;
 }
 
-async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(
-    ctx: Arc<Ctx>,
+/// Serves one connection after TLS (or over any in-memory stream): HTTP requests with
+/// keep-alive, or one WebSocket upgrade, until the peer goes, a limit is hit or the relay
+/// closes. Never panics on any input.
+pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    ctx: Arc<Handler>,
     mut stream: S,
     remote: SocketAddr,
 ) {
     let mut buf = Vec::new();
     let mut closing = ctx.closing.clone();
     let mut first = true;
+    let wt = ctx.limits.write_timeout;
     loop {
-        let wait = if first { HEAD_TIMEOUT } else { IDLE_TIMEOUT };
-        first = false;
+        let wait = if first {
+            ctx.handshake_timeout
+        } else {
+            IDLE_TIMEOUT
+        };
         let read = tokio::select! {
             r = tokio::time::timeout(wait, http::read_request(&mut stream, &mut buf)) => r,
             _ = closing.changed() => return,
         };
+        let refuse = |status, msg| Response::error(status, msg);
         let req = match read {
             Ok(Ok(req)) => req,
             Ok(Err(ReadError::TooLarge)) => {
-                let _ = Response::error(431, "request too large")
-                    .write_to(&mut stream, false, false)
-                    .await;
+                info!(%remote, "request head too large; answered 431");
+                let _ = tokio::time::timeout(
+                    wt,
+                    refuse(431, "request head too large").write_to(&mut stream, false, false),
+                )
+                .await;
+                return;
+            }
+            Ok(Err(ReadError::BodyTooLarge)) => {
+                info!(%remote, "request body too large; answered 413");
+                let _ = tokio::time::timeout(
+                    wt,
+                    refuse(413, "request body too large").write_to(&mut stream, false, false),
+                )
+                .await;
                 return;
             }
             Ok(Err(ReadError::Malformed)) => {
-                let _ = Response::error(400, "malformed request")
-                    .write_to(&mut stream, false, false)
-                    .await;
+                info!(%remote, "malformed HTTP request; answered 400");
+                let _ = tokio::time::timeout(
+                    wt,
+                    refuse(400, "malformed request").write_to(&mut stream, false, false),
+                )
+                .await;
                 return;
             }
-            Ok(Err(_)) | Err(_) => return,
+            Ok(Err(_)) => return,
+            Err(_) => {
+                if first {
+                    info!(%remote, "no complete request in time; closing");
+                }
+                return;
+            }
         };
+        first = false;
         if req.path == "/ws" || req.path == "/ws/dashboard" {
             upgrade(ctx, stream, req, buf, remote).await;
             return;
@@ -367,19 +614,23 @@ async fn serve_http<S: AsyncRead + AsyncWrite + Unpin>(
         let head_only = req.method == "HEAD";
         let resp = route(&ctx, &req).await;
         debug!(%remote, method = %req.method, path = %req.path, status = resp.status, "http");
-        if resp
-            .write_to(&mut stream, head_only, keep_alive)
-            .await
-            .is_err()
-            || !keep_alive
-        {
-            let _ = stream.shutdown().await;
-            return;
+        let written =
+            tokio::time::timeout(wt, resp.write_to(&mut stream, head_only, keep_alive)).await;
+        match written {
+            Ok(Ok(())) if keep_alive => {}
+            Ok(_) => {
+                let _ = tokio::time::timeout(wt, stream.shutdown()).await;
+                return;
+            }
+            Err(_) => {
+                info!(%remote, "write timed out (client not reading); closing");
+                return;
+            }
         }
     }
 }
 
-async fn route(ctx: &Ctx, req: &Request) -> Response {
+async fn route(ctx: &Handler, req: &Request) -> Response {
     if req.path == "/api" || req.path.starts_with("/api/") {
         return api::handle(&ctx.registry, &ctx.token, req).await;
     }
@@ -390,20 +641,27 @@ async fn route(ctx: &Ctx, req: &Request) -> Response {
 }
 
 async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
-    ctx: Arc<Ctx>,
+    ctx: Arc<Handler>,
     mut stream: S,
     req: Request,
     leftover: Vec<u8>,
     remote: SocketAddr,
 ) {
+    let wt = ctx.limits.write_timeout;
     let head = match ws::accept(&req) {
         Ok(h) => h,
         Err(resp) => {
-            let _ = resp.write_to(&mut stream, false, false).await;
+            info!(%remote, path = %req.path, status = resp.status, "WebSocket upgrade refused");
+            let _ = tokio::time::timeout(wt, resp.write_to(&mut stream, false, false)).await;
             return;
         }
     };
-    if stream.write_all(head.as_bytes()).await.is_err() || stream.flush().await.is_err() {
+    let sent = tokio::time::timeout(wt, async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.flush().await
+    })
+    .await;
+    if !matches!(sent, Ok(Ok(()))) {
         return;
     }
     let socket =
@@ -414,7 +672,7 @@ async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
         ws::patient_session(
             socket,
             ctx.registry.clone(),
-            ctx.max_message_bytes,
+            ctx.limits,
             ctx.closing.clone(),
         )
         .await;
@@ -423,6 +681,7 @@ async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
             socket,
             ctx.registry.clone(),
             ctx.token.clone(),
+            ctx.limits,
             ctx.closing.clone(),
         )
         .await;

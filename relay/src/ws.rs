@@ -26,8 +26,121 @@ use crate::registry::{Outbound, PEER_QUEUE, PeerLink, Registry, StudyCmd, StudyH
 use crate::token::AdminToken;
 use crate::views::DashboardMsg;
 
-/// Default largest WebSocket message (and frame), in bytes.
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8 << 20;
+/// Default largest WebSocket message (and frame), in bytes: the core decoder's own limit.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = cohort_core::message::MAX_MESSAGE_BYTES;
+
+/// Default most messages (frames of any kind) per second per connection, on average.
+pub const DEFAULT_MESSAGES_PER_SECOND: u32 = 20;
+
+/// Close code for a frame that is not valid UTF-8 (RFC 6455).
+pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+
+/// Transport limits of one WebSocket session.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionLimits {
+    /// Largest message accepted, in bytes (text after decoding).
+    pub max_message_bytes: usize,
+    /// Average frames per second allowed (bursts of twice that); 0 = unlimited.
+    pub messages_per_second: u32,
+    /// Longest a single write may take before the client counts as not reading.
+    pub write_timeout: Duration,
+    /// How long a dashboard has to authenticate.
+    pub auth_timeout: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> SessionLimits {
+        SessionLimits {
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            messages_per_second: DEFAULT_MESSAGES_PER_SECOND,
+            write_timeout: Duration::from_secs(30),
+            auth_timeout: AUTH_TIMEOUT,
+        }
+    }
+}
+
+/// A token bucket: `rate` frames per second on average, bursts of `2 × rate`.
+#[derive(Debug)]
+pub struct RateLimit {
+    rate: f64,
+    tokens: f64,
+    last: tokio::time::Instant,
+}
+
+impl RateLimit {
+    /// A full bucket; `rate` 0 never limits.
+    pub fn new(rate: u32) -> RateLimit {
+        RateLimit {
+            rate: f64::from(rate),
+            tokens: f64::from(rate) * 2.0,
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Takes one token; `false` if the bucket is empty.
+    pub fn allow(&mut self) -> bool {
+        if self.rate <= 0.0 {
+            return true;
+        }
+        let now = tokio::time::Instant::now();
+        let dt = now.duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.rate * 2.0);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Why a session stops reading: a transport-level refusal, with its close code and reason.
+fn read_failure(e: &tokio_tungstenite::tungstenite::Error) -> Option<(CloseCode, &'static str)> {
+    use tokio_tungstenite::tungstenite::Error as E;
+    match e {
+        E::Capacity(_) => Some((CloseCode::Size, "message too big")),
+        E::Utf8(_) => Some((CloseCode::from(CLOSE_INVALID_PAYLOAD), "invalid UTF-8")),
+        E::Protocol(
+            tokio_tungstenite::tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+        ) => None,
+        E::Protocol(_) => Some((CloseCode::Protocol, "WebSocket protocol error")),
+        _ => None,
+    }
+}
+
+/// Sends one message within the write timeout; `false` if the connection must end.
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    msg: Message,
+    limit: Duration,
+    peer: u64,
+) -> bool {
+    match tokio::time::timeout(limit, ws.send(msg)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            warn!(peer, "write timed out (client not reading); closing");
+            false
+        }
+    }
+}
+
+/// Handles a failed read: one log line, and a close frame for a transport refusal.
+async fn on_read_error<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    e: &tokio_tungstenite::tungstenite::Error,
+    peer: u64,
+    limits: &SessionLimits,
+) {
+    match read_failure(e) {
+        Some((code, reason)) => {
+            warn!(peer, close = u16::from(code), error = %e, "bad WebSocket frame; closing");
+            let _ = tokio::time::timeout(limits.write_timeout, close_with(ws, code, reason)).await;
+        }
+        None => debug!(peer, error = %e, "socket error"),
+    }
+}
 
 /// How often an idle socket is pinged.
 pub const PING_EVERY: Duration = Duration::from_secs(25);
@@ -147,7 +260,7 @@ impl Attachment {
 pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocketStream<S>,
     registry: Arc<Registry>,
-    max_message_bytes: usize,
+    limits: SessionLimits,
     mut closing: watch::Receiver<bool>,
 ) {
     let peer = registry.peer_id();
@@ -159,34 +272,59 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let mut at = Attachment::default();
     let mut bad = 0u32;
+    let mut rate = RateLimit::new(limits.messages_per_second);
+    let wt = limits.write_timeout;
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     info!(peer = peer.0, "patient connected");
     loop {
         tokio::select! {
             frame = ws.next() => {
-                let text = match frame {
+                let frame = match frame {
                     None => break,
                     Some(Err(e)) => {
-                        debug!(peer = peer.0, error = %e, "patient socket error");
+                        on_read_error(&mut ws, &e, peer.0, &limits).await;
                         break;
                     }
-                    Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Binary(_))) => {
+                    Some(Ok(f)) => f,
+                };
+                if !matches!(frame, Message::Close(_)) && !rate.allow() {
+                    warn!(peer = peer.0, "too many messages; closing");
+                    let reply = error_frame_raw(
+                        ErrorCode::RateLimited,
+                        "too many messages; slow down".into(),
+                    );
+                    let _ = send(&mut ws, reply, wt, peer.0).await;
+                    let _ = tokio::time::timeout(wt, close_with(&mut ws, CloseCode::Policy, "too many messages")).await;
+                    break;
+                }
+                let text = match frame {
+                    Message::Text(t) => t,
+                    Message::Binary(_) => {
                         bad += 1;
+                        if bad == 1 {
+                            warn!(peer = peer.0, "binary frame refused");
+                        } else {
+                            debug!(peer = peer.0, "binary frame refused");
+                        }
                         let reply = error_frame_raw(
                             ErrorCode::BadMessage,
                             "binary frames are not accepted; send JSON text frames".into(),
                         );
-                        if ws.send(reply).await.is_err() || bad > MAX_BAD_FRAMES {
+                        if !send(&mut ws, reply, wt, peer.0).await {
+                            break;
+                        }
+                        if bad > MAX_BAD_FRAMES {
+                            warn!(peer = peer.0, "too many bad messages; closing");
+                            close_with(&mut ws, CloseCode::Policy, "too many bad messages").await;
                             break;
                         }
                         continue;
                     }
                     // Pings are answered by tungstenite; a close is answered on the next read.
-                    Some(Ok(_)) => continue,
+                    _ => continue,
                 };
-                let msg = match PatientToRelay::decode_with_limit(&text, max_message_bytes) {
+                let msg = match PatientToRelay::decode_with_limit(&text, limits.max_message_bytes) {
                     Ok(m) => m,
                     Err(e) => {
                         bad += 1;
@@ -196,10 +334,11 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
                             debug!(peer = peer.0, error = %e, "undecodable message");
                         }
                         let reply = error_frame(&ProtocolError::Decode(e));
-                        if ws.send(reply).await.is_err() {
+                        if !send(&mut ws, reply, wt, peer.0).await {
                             break;
                         }
                         if bad > MAX_BAD_FRAMES {
+                            warn!(peer = peer.0, "too many bad messages; closing");
                             close_with(&mut ws, CloseCode::Policy, "too many bad messages").await;
                             break;
                         }
@@ -208,7 +347,12 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
                 };
                 if let Some(reply) = route(&registry, &mut at, peer, msg, &link) {
                     bad += 1;
-                    if ws.send(reply).await.is_err() || bad > MAX_BAD_FRAMES {
+                    if !send(&mut ws, reply, wt, peer.0).await {
+                        break;
+                    }
+                    if bad > MAX_BAD_FRAMES {
+                        warn!(peer = peer.0, "too many refused messages; closing");
+                        close_with(&mut ws, CloseCode::Policy, "too many refused messages").await;
                         break;
                     }
                 }
@@ -221,34 +365,35 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
                     bad = 0;
                 }
                 let refused = matches!(out.msg, RelayToPatient::Error(_));
-                if ws.send(Message::text(out.msg.encode())).await.is_err() {
+                if !send(&mut ws, Message::text(out.msg.encode()), wt, peer.0).await {
                     break;
                 }
                 if refused {
                     bad += 1;
                     if bad > MAX_BAD_FRAMES {
+                        warn!(peer = peer.0, "too many refused messages; closing");
                         close_with(&mut ws, CloseCode::Policy, "too many refused messages").await;
                         break;
                     }
                 }
             }
             () = kick.notified() => {
-                close_with(&mut ws, CloseCode::Policy, "too slow").await;
+                let _ = tokio::time::timeout(wt, close_with(&mut ws, CloseCode::Policy, "too slow")).await;
                 break;
             }
             _ = ping.tick() => {
-                if ws.send(Message::Ping(Default::default())).await.is_err() {
+                if !send(&mut ws, Message::Ping(Default::default()), wt, peer.0).await {
                     break;
                 }
             }
             _ = closing.changed() => {
                 // Deliver what the studies queued (e.g. "abandoned: shutting down"), then go.
                 while let Ok(out) = rx.try_recv() {
-                    if ws.send(Message::text(out.msg.encode())).await.is_err() {
+                    if !send(&mut ws, Message::text(out.msg.encode()), wt, peer.0).await {
                         break;
                     }
                 }
-                close_with(&mut ws, CloseCode::Away, "relay shutting down").await;
+                let _ = tokio::time::timeout(wt, close_with(&mut ws, CloseCode::Away, "relay shutting down")).await;
                 break;
             }
         }
@@ -320,25 +465,36 @@ pub async fn dashboard_session<S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocketStream<S>,
     registry: Arc<Registry>,
     token: AdminToken,
+    limits: SessionLimits,
     mut closing: watch::Receiver<bool>,
 ) {
-    let first = tokio::time::timeout(AUTH_TIMEOUT, ws.next()).await;
+    let wt = limits.write_timeout;
+    let first = tokio::time::timeout(limits.auth_timeout, ws.next()).await;
     let authed = match first {
         Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<DashboardIn>(&t) {
             Ok(DashboardIn::Auth { token: given }) => token.verify(&given),
             Err(_) => false,
         },
+        Ok(Some(Err(e))) => {
+            on_read_error(&mut ws, &e, 0, &limits).await;
+            return;
+        }
         _ => false,
     };
     if !authed {
         info!("dashboard refused: unauthorized");
-        close_with(&mut ws, CloseCode::from(CLOSE_UNAUTHORIZED), "unauthorized").await;
+        let _ = tokio::time::timeout(
+            wt,
+            close_with(&mut ws, CloseCode::from(CLOSE_UNAUTHORIZED), "unauthorized"),
+        )
+        .await;
         return;
     }
     info!("dashboard connected");
     let mut feed = registry.subscribe();
+    let mut rate = RateLimit::new(limits.messages_per_second);
     let snapshot = |studies| Message::text(DashboardMsg::Snapshot { studies }.to_json());
-    if ws.send(snapshot(registry.statuses().await)).await.is_err() {
+    if !send(&mut ws, snapshot(registry.statuses().await), wt, 0).await {
         return;
     }
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -347,28 +503,39 @@ pub async fn dashboard_session<S: AsyncRead + AsyncWrite + Unpin>(
         tokio::select! {
             item = feed.recv() => match item {
                 Ok(text) => {
-                    if ws.send(Message::text(text.to_string())).await.is_err() {
+                    if !send(&mut ws, Message::text(text.to_string()), wt, 0).await {
                         break;
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    if ws.send(snapshot(registry.statuses().await)).await.is_err() {
+                    if !send(&mut ws, snapshot(registry.statuses().await), wt, 0).await {
                         break;
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },
             frame = ws.next() => match frame {
-                None | Some(Err(_)) => break,
-                Some(Ok(_)) => {}
+                None => break,
+                Some(Err(e)) => {
+                    on_read_error(&mut ws, &e, 0, &limits).await;
+                    break;
+                }
+                Some(Ok(Message::Close(_))) => {}
+                Some(Ok(_)) => {
+                    if !rate.allow() {
+                        warn!("dashboard: too many messages; closing");
+                        let _ = tokio::time::timeout(wt, close_with(&mut ws, CloseCode::Policy, "too many messages")).await;
+                        break;
+                    }
+                }
             },
             _ = ping.tick() => {
-                if ws.send(Message::Ping(Default::default())).await.is_err() {
+                if !send(&mut ws, Message::Ping(Default::default()), wt, 0).await {
                     break;
                 }
             }
             _ = closing.changed() => {
-                close_with(&mut ws, CloseCode::Away, "relay shutting down").await;
+                let _ = tokio::time::timeout(wt, close_with(&mut ws, CloseCode::Away, "relay shutting down")).await;
                 break;
             }
         }

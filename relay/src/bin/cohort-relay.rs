@@ -54,8 +54,30 @@ struct Args {
     max_message_bytes: usize,
 
     /// Most simultaneous connections.
-    #[arg(long, value_name = "N", default_value_t = 4096)]
+    #[arg(long, value_name = "N", default_value_t = cohort_relay::server::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+
+    /// Most simultaneous connections from one IP address.
+    #[arg(long, value_name = "N", default_value_t = cohort_relay::server::DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    max_connections_per_ip: usize,
+
+    /// Average WebSocket messages per second allowed per connection (bursts of twice that);
+    /// a connection above it is closed (1008). 0 = unlimited.
+    #[arg(long, value_name = "N", default_value_t = cohort_relay::ws::DEFAULT_MESSAGES_PER_SECOND)]
+    max_messages_per_second: u32,
+
+    /// Largest cohort size a new study may have (--study or the API).
+    #[arg(long, value_name = "N", default_value_t = cohort_relay::server::DEFAULT_MAX_PATIENTS_PER_STUDY)]
+    max_patients_per_study: u32,
+
+    /// Seconds a connection has to finish its TLS handshake, and then again to send its first
+    /// complete request (and a dashboard its auth frame).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    handshake_timeout_s: u64,
+
+    /// Seconds one write may block before a client counts as not reading and is dropped.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    write_timeout_s: u64,
 }
 
 async fn stop_signal() {
@@ -93,6 +115,11 @@ async fn main() -> ExitCode {
         admin_token: args.admin_token,
         max_message_bytes: args.max_message_bytes,
         max_connections: args.max_connections,
+        max_connections_per_ip: args.max_connections_per_ip,
+        max_messages_per_second: args.max_messages_per_second,
+        max_patients_per_study: args.max_patients_per_study,
+        handshake_timeout: std::time::Duration::from_secs(args.handshake_timeout_s),
+        write_timeout: std::time::Duration::from_secs(args.write_timeout_s),
     };
     let relay = match Relay::start(config).await {
         Ok(r) => r,

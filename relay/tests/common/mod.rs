@@ -70,6 +70,11 @@ pub struct TestRelay {
 
 impl TestRelay {
     pub async fn start(studies: &[&str]) -> TestRelay {
+        TestRelay::start_with(studies, |_| {}).await
+    }
+
+    /// Like [`TestRelay::start`], with the configuration adjusted by `tune` (limits).
+    pub async fn start_with(studies: &[&str], tune: impl FnOnce(&mut RelayConfig)) -> TestRelay {
         let dir = TmpDir::new("relay");
         let mut cfg = RelayConfig::new();
         cfg.listen = "127.0.0.1:0".parse().unwrap();
@@ -78,6 +83,7 @@ impl TestRelay {
         cfg.data = dir.path("data");
         cfg.admin_token = Some(TOKEN.into());
         cfg.studies = studies.iter().map(|s| s.parse().unwrap()).collect();
+        tune(&mut cfg);
         let relay = Relay::start(cfg).await.expect("relay starts");
         TestRelay { relay, dir }
     }
