@@ -6,6 +6,7 @@
 use arbitrary::Arbitrary;
 use cohort_core::decimal::Decimal;
 use cohort_core::encoding::encode;
+use cohort_core::error::ProtocolError;
 use cohort_core::field::Fe;
 use cohort_core::message::{
     AbandonReason, Join, Leave, PROTOCOL_VERSION, PartialSum, PatientToRelay, RelayToPatient,
@@ -13,7 +14,7 @@ use cohort_core::message::{
 };
 use cohort_core::protocol::{Hospital, HospitalEvent, HospitalOutput, PeerId};
 use cohort_core::sharing::Scheme;
-use cohort_core::study::StudySpec;
+use cohort_core::study::{StudyParams, StudySpec};
 use libfuzzer_sys::fuzz_target;
 
 mod common;
@@ -90,6 +91,10 @@ enum Op {
         peer: u8,
         value: u16,
     },
+    /// `Honest` for every connection in turn.
+    HonestAll(u16),
+    /// Connections 0..k join with distinct good keys (and the right invite).
+    JoinMany(u8),
     Start,
     Advance(u16),
     Jump(u32),
@@ -144,28 +149,81 @@ fn drain(h: &mut Hospital, seen: &mut Seen) {
     }
 }
 
+fn encoded(params: &StudyParams, x: u16) -> Vec<Fe> {
+    let lo = params.min.to_scaled(params.decimals).unwrap_or(0);
+    let off = (u64::from(x) % (params.range_scaled() + 1)) as i64;
+    Decimal::new(lo + off, params.decimals)
+        .ok()
+        .and_then(|d| encode(params, &d).ok())
+        .map_or_else(
+            || vec![Fe::ZERO; params.vector_len()],
+            |e| e.as_slice().to_vec(),
+        )
+}
+
+/// What an honest patient on connection `p` sends next, if it is in the running round.
+fn honest(
+    h: &mut Hospital,
+    seen: &Seen,
+    params: &StudyParams,
+    p: u8,
+    value: u16,
+    now: u64,
+) -> Result<(), ProtocolError> {
+    let peer = |p: &u8| PeerId(u64::from(*p % 8));
+    let p = &p;
+    let value = &value;
+    let encoded = |x: u16| encoded(params, x);
+    match (h.status().running, seen.index[usize::from(p % 8)]) {
+        (Some(r), Some(me)) if r.phase == "awaiting shares" => {
+            let len = Scheme::new(r.roster_size, r.threshold)
+                .map_or(32, |s| s.payload_len(params.vector_len()));
+            let shares = (1..=r.roster_size)
+                .filter(|&j| j != me)
+                .map(|to| ShareTo {
+                    to,
+                    sealed: Sealed::from_bytes(&vec![7; len + 16]),
+                })
+                .collect();
+            let msg = PatientToRelay::Shares(Shares {
+                v: PROTOCOL_VERSION,
+                round: r.round,
+                shares,
+            });
+            h.handle(now, peer(p), msg)
+        }
+        (Some(r), Some(me)) => {
+            // Additive: member 1 carries the value, the others zeros; Shamir: all send it.
+            let sum = if r.threshold < r.roster_size || me == 1 {
+                encoded(*value)
+            } else {
+                vec![Fe::ZERO; params.vector_len()]
+            };
+            let msg = PatientToRelay::PartialSum(PartialSum {
+                v: PROTOCOL_VERSION,
+                round: r.round,
+                sum,
+            });
+            h.handle(now, peer(p), msg)
+        }
+        _ => Ok(()),
+    }
+}
+
 fuzz_target!(|input: Input| {
     let spec: StudySpec = SPECS[usize::from(input.spec) % SPECS.len()]
         .parse()
         .expect("valid");
     let params = spec.params.clone();
+    let spec_invite = spec.invite.clone();
     let Ok(mut h) = Hospital::new(spec, input.first_round) else {
         return;
     };
     let mut now = 0u64;
     let mut seen = Seen::default();
     let peer = |p: &u8| PeerId(u64::from(*p % 8));
-    let encoded = |x: u16| -> Vec<Fe> {
-        let lo = params.min.to_scaled(params.decimals).unwrap_or(0);
-        let off = (u64::from(x) % (params.range_scaled() + 1)) as i64;
-        Decimal::new(lo + off, params.decimals)
-            .ok()
-            .and_then(|d| encode(&params, &d).ok())
-            .map_or_else(
-                || vec![Fe::ZERO; params.vector_len()],
-                |e| e.as_slice().to_vec(),
-            )
-    };
+    let encoded = |x: u16| encoded(&params, x);
+    let params_invite = spec_invite;
     for op in input.ops.iter().take(256) {
         let result = match op {
             Op::Raw { peer: p, text } => match PatientToRelay::decode(text) {
@@ -260,41 +318,28 @@ fuzz_target!(|input: Input| {
                 h.handle_disconnect(now, peer(p));
                 Ok(())
             }
-            Op::Honest { peer: p, value } => {
-                match (h.status().running, seen.index[usize::from(p % 8)]) {
-                    (Some(r), Some(me)) if r.phase == "awaiting shares" => {
-                        let len = Scheme::new(r.roster_size, r.threshold)
-                            .map_or(32, |s| s.payload_len(params.vector_len()));
-                        let shares = (1..=r.roster_size)
-                            .filter(|&j| j != me)
-                            .map(|to| ShareTo {
-                                to,
-                                sealed: Sealed::from_bytes(&vec![7; len + 16]),
-                            })
-                            .collect();
-                        let msg = PatientToRelay::Shares(Shares {
-                            v: PROTOCOL_VERSION,
-                            round: r.round,
-                            shares,
-                        });
-                        h.handle(now, peer(p), msg)
-                    }
-                    (Some(r), Some(me)) => {
-                        // Additive: member 1 carries the value, the others zeros; Shamir: all send it.
-                        let sum = if r.threshold < r.roster_size || me == 1 {
-                            encoded(*value)
-                        } else {
-                            vec![Fe::ZERO; params.vector_len()]
-                        };
-                        let msg = PatientToRelay::PartialSum(PartialSum {
-                            v: PROTOCOL_VERSION,
-                            round: r.round,
-                            sum,
-                        });
-                        h.handle(now, peer(p), msg)
-                    }
-                    _ => Ok(()),
+            Op::Honest { peer: p, value } => honest(&mut h, &seen, &params, *p, *value, now),
+            Op::HonestAll(value) => {
+                let mut r = Ok(());
+                for p in 0..8u8 {
+                    r = r.and(honest(&mut h, &seen, &params, p, *value, now));
+                    drain(&mut h, &mut seen);
                 }
+                r
+            }
+            Op::JoinMany(k) => {
+                let mut r = Ok(());
+                for p in 0..(k % 9) {
+                    let msg = PatientToRelay::Join(Join {
+                        v: PROTOCOL_VERSION,
+                        study: "f".into(),
+                        public_key: KeySel::Pool(p).key(),
+                        invite: params_invite.clone(),
+                    });
+                    r = r.and(h.handle(now, PeerId(u64::from(p)), msg));
+                    drain(&mut h, &mut seen);
+                }
+                r
             }
             Op::Start => h.start_round(now),
             Op::Advance(ms) => {
