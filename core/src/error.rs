@@ -51,7 +51,7 @@ pub enum StudyError {
     #[error("cohort size times (buckets + 3) is too large for one round")]
     TooLarge,
     /// The invite code is empty, too long or has control characters.
-    #[error("invite code must be 1-128 characters without control characters")]
+    #[error("invite code must be 1-128 bytes without control characters")]
     BadInvite,
     /// A `--study` spec item is not `key=value` or a number does not parse.
     #[error(
@@ -74,7 +74,7 @@ pub enum ValueError {
     #[error("number has too many digits")]
     TooLarge,
     /// More fractional digits than the study allows.
-    #[error("at most {allowed} digits after the decimal point")]
+    #[error("too many digits after the decimal point (at most {allowed})")]
     TooManyDecimals {
         /// Digits allowed.
         allowed: u8,
@@ -147,9 +147,9 @@ pub enum DecodeError {
     /// Not JSON.
     #[error("not valid JSON (line {line}, column {column})")]
     Syntax {
-        /// 1-based line.
+        /// 1-based line (0 when the decoder cannot tell).
         line: usize,
-        /// 1-based column.
+        /// 1-based column (0 when the decoder cannot tell).
         column: usize,
     },
     /// JSON ended early.
@@ -158,33 +158,33 @@ pub enum DecodeError {
     /// The `type` is not a message this side accepts.
     #[error("unknown message type (line {line}, column {column})")]
     UnknownType {
-        /// 1-based line.
+        /// 1-based line (0 when the decoder cannot tell).
         line: usize,
-        /// 1-based column.
+        /// 1-based column (0 when the decoder cannot tell).
         column: usize,
     },
     /// A field this message does not have.
     #[error("unknown field (line {line}, column {column})")]
     UnknownField {
-        /// 1-based line.
+        /// 1-based line (0 when the decoder cannot tell).
         line: usize,
-        /// 1-based column.
+        /// 1-based column (0 when the decoder cannot tell).
         column: usize,
     },
     /// A required field is missing.
     #[error("missing field (line {line}, column {column})")]
     MissingField {
-        /// 1-based line.
+        /// 1-based line (0 when the decoder cannot tell).
         line: usize,
-        /// 1-based column.
+        /// 1-based column (0 when the decoder cannot tell).
         column: usize,
     },
     /// Valid JSON of the wrong shape: wrong types, lengths, out-of-range numbers, not an object.
     #[error("message does not match the schema (line {line}, column {column})")]
     Schema {
-        /// 1-based line.
+        /// 1-based line (0 when the decoder cannot tell).
         line: usize,
-        /// 1-based column.
+        /// 1-based column (0 when the decoder cannot tell).
         column: usize,
     },
     /// A protocol version other than this one.

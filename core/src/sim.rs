@@ -289,8 +289,9 @@ fn too_many_dropouts_abandon_with_reason() {
 
 #[test]
 fn hospital_outputs_never_contain_values_in_clear() {
-    // The hospital sees only sealed shares and partial sums; check its whole transcript
-    // (every message and event, in wire form) for each patient's encoded value and x².
+    // The hospital sees only sealed shares and partial sums; check its events (what the relay
+    // stores and shows) for each patient's value, encoded value and x². The relay's own
+    // end-to-end tests check every frame and log line.
     let n = 4;
     let values: Vec<Decimal> = ["123.4", "156.7", "189.1", "201.9"]
         .iter()

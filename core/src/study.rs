@@ -18,6 +18,8 @@ pub const MAX_COHORT: u32 = 10_000;
 pub const MAX_BUCKETS: u16 = 1_000;
 /// Most fractional digits a study may ask for.
 pub const MAX_DECIMALS: u8 = 6;
+/// Largest `size × (buckets + 3)`: bounds the share frames of a round.
+pub const MAX_SIZE_TIMES_VECTOR: usize = 1 << 18;
 /// Longest study id, question or unit, in bytes.
 pub const MAX_TEXT: usize = 200;
 
@@ -110,6 +112,9 @@ impl StudyParams {
         }
         if self.min_cohort < 2 || self.min_cohort > self.size {
             return Err(StudyError::BadMinCohort);
+        }
+        if self.size as usize * self.vector_len() > MAX_SIZE_TIMES_VECTOR {
+            return Err(StudyError::TooLarge);
         }
         let range = (hi - lo) as u128;
         if u128::from(self.size) * range * range >= u128::from(MODULUS) {
@@ -295,6 +300,7 @@ mod tests {
     fn refuses_bad_studies() {
         let cases = [
             ("id=Bad", StudyError::BadId),
+            ("id=a,size=1000,buckets=1000", StudyError::TooLarge),
             ("id=a,size=1", StudyError::BadSize { max: MAX_COHORT }),
             ("id=a,size=3,threshold=4", StudyError::BadThreshold),
             ("id=a,size=3,threshold=1", StudyError::BadThreshold),

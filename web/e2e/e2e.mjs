@@ -131,7 +131,7 @@ try {
   await first.getByTestId('value').waitFor({ state: 'visible', timeout: T });
   check((await first.locator('#question').textContent()) === 'How tall are you?', 'question shown');
   for (const [bad, msg] of [['300.5', "Outside the study's allowed range."],
-    ['12.34', 'At most 1 digits after the decimal point.'],
+    ['12.34', 'Too many digits after the decimal point (at most 1).'],
     ['1,5', "Not a number: use digits with an optional '-' and '.'."]]) {
     await first.getByTestId('value').fill(bad);
     await first.getByTestId('value').blur();

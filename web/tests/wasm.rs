@@ -217,7 +217,7 @@ fn values_are_checked_before_anything_is_queued() {
     );
     assert_eq!(
         check_value(&p, "1.75".into()).unwrap().as_deref(),
-        Some("at most 1 digits after the decimal point")
+        Some("too many digits after the decimal point (at most 1)")
     );
     assert_eq!(
         check_value(&p, "1,75".into()).unwrap().as_deref(),
@@ -228,7 +228,7 @@ fn values_are_checked_before_anything_is_queued() {
 
     for (bad, message) in [
         ("300.5", "outside the study's allowed range"),
-        ("12.34", "at most 1 digits after the decimal point"),
+        ("12.34", "too many digits after the decimal point (at most 1)"),
         (
             "tall",
             "not a number: use digits with an optional '-' and '.'",

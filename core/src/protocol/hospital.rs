@@ -234,9 +234,6 @@ impl Hospital {
     /// past the last round it has stored, so round ids never repeat across restarts).
     pub fn new(spec: StudySpec, first_round: u64) -> Result<Hospital, StudyError> {
         spec.validate()?;
-        if spec.params.size as usize * spec.params.vector_len() > 1 << 18 {
-            return Err(StudyError::TooLarge);
-        }
         Ok(Hospital {
             spec,
             next_round: first_round,
@@ -750,7 +747,9 @@ impl Hospital {
         let stats = aggregate
             .ok()
             .filter(|_| consistent)
-            .and_then(|a| decode(&r.roster.study, &a).ok());
+            .and_then(|a| decode(&r.roster.study, &a).ok())
+            // The aggregate's count must be exactly the contributor set.
+            .filter(|s| s.count == contributors.len() as u64);
         let Some(statistics) = stats else {
             self.round = Some(r);
             self.abandon(now_ms, AbandonReason::InconsistentAggregate);

@@ -3,12 +3,18 @@
 //! ```text
 //! new() ──Join──▶ AwaitingWelcome ──Welcome──▶ AwaitingRoster ──Roster──▶ (split, seal) ──Shares──▶
 //! AwaitingDelivery ──Delivery──▶ (open, sum) ──PartialSum──▶ AwaitingResult ──Result──▶ Finished
-//!         any state ──Abandoned / Error / refusal──▶ Finished
+//!         any state ──Abandoned / refusal / timeout──▶ Finished
+//!   AwaitingWelcome ──Error (join refused)──▶ Finished
 //! ```
+//!
+//! An `error` from the relay after the welcome is reported as [`PatientEvent::RelayError`] and
+//! does not end the patient: it refuses a message that crossed a deadline on the wire, and the
+//! hospital's deadlines settle the round.
 //!
 //! The patient refuses (sends `leave`, emits [`PatientEvent::Refused`]) a roster whose study
 //! parameters differ from those it joined, a roster or contributor set below the study's
-//! minimum cohort, a roster without its own key at its index, and any share that fails to open.
+//! minimum cohort, a roster for another round than the one it was welcomed to, a roster without
+//! its own key at its index, and any share that fails to open.
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -99,6 +105,7 @@ enum State {
     AwaitingWelcome,
     AwaitingRoster {
         params: StudyParams,
+        round: u64,
     },
     AwaitingDelivery {
         roster: Roster,
@@ -315,7 +322,13 @@ impl Patient {
                     round: w.round,
                     enrolled: w.enrolled,
                 });
-                (State::AwaitingRoster { params: w.study }, Ok(()))
+                (
+                    State::AwaitingRoster {
+                        params: w.study,
+                        round: w.round,
+                    },
+                    Ok(()),
+                )
             }
             (s @ State::AwaitingRoster { .. }, RelayToPatient::Enrolment(e)) => {
                 self.events.push_back(PatientEvent::Enrolment {
@@ -324,10 +337,10 @@ impl Patient {
                 });
                 (s, Ok(()))
             }
-            (State::AwaitingRoster { params }, RelayToPatient::Roster(r)) => {
-                match self.on_roster(&params, r) {
+            (State::AwaitingRoster { params, round }, RelayToPatient::Roster(r)) => {
+                match self.on_roster(&params, round, r) {
                     Ok(next) => (next, Ok(())),
-                    Err(e) => (State::AwaitingRoster { params }, Err(e)),
+                    Err(e) => (State::AwaitingRoster { params, round }, Err(e)),
                 }
             }
             (
@@ -385,10 +398,20 @@ impl Patient {
         }
     }
 
-    fn on_roster(&mut self, params: &StudyParams, r: RosterMsg) -> Result<State, ProtocolError> {
+    fn on_roster(
+        &mut self,
+        params: &StudyParams,
+        round: u64,
+        r: RosterMsg,
+    ) -> Result<State, ProtocolError> {
         let roster = r.roster;
         if roster.study != *params {
             return Err(ProtocolError::ParamsMismatch);
+        }
+        // The round id is covered by the safety code; pinning it to the welcome's keeps the
+        // relay from choosing it freely while searching for a matching code.
+        if roster.round != round {
+            return Err(ProtocolError::BadRoster);
         }
         roster.check()?;
         let n = roster.n();
@@ -667,6 +690,18 @@ mod tests {
         let err = ProtocolError::BelowMinimumCohort { got: 2, min: 3 };
         assert_eq!(p.handle(2, RelayToPatient::Roster(r)), Err(err.clone()));
         assert_eq!(refused(&mut p), Some(err));
+    }
+
+    #[test]
+    fn refuses_roster_for_another_round() {
+        let mut p = welcomed(11);
+        let mut r = roster_for(&p, 4, 1);
+        r.roster.round = 8;
+        assert_eq!(
+            p.handle(2, RelayToPatient::Roster(r)),
+            Err(ProtocolError::BadRoster)
+        );
+        assert_eq!(refused(&mut p), Some(ProtocolError::BadRoster));
     }
 
     #[test]
