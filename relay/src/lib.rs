@@ -17,6 +17,7 @@ pub mod api;
 pub mod certs;
 pub mod client;
 pub mod clock;
+pub mod harness;
 pub mod http;
 pub mod logging;
 pub mod registry;

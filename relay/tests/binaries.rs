@@ -538,3 +538,171 @@ async fn patient_cli_errors_and_help() {
     );
     t.relay.shutdown().await;
 }
+
+/// Runs one `cohort-patient` process per value against `ws` (study `study`); the patients at
+/// the indices in `drop` leave right after sending their shares. Returns (exit code, stdout,
+/// stderr) in input order.
+async fn cli_round(
+    ws: &str,
+    ca: &Path,
+    study: &str,
+    values: &[String],
+    drop: &[usize],
+    invite: Option<&str>,
+) -> Vec<(Option<i32>, String, String)> {
+    let runs: Vec<_> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let mut args: Vec<String> = [
+                "--relay",
+                ws,
+                "--ca",
+                ca.to_str().unwrap(),
+                "--study",
+                study,
+                "--value",
+                v,
+                "--timeout-s",
+                "30",
+            ]
+            .map(String::from)
+            .to_vec();
+            if drop.contains(&i) {
+                args.push("--drop-after-shares".into());
+            }
+            if let Some(code) = invite {
+                args.extend(["--invite".into(), code.into()]);
+            }
+            tokio::spawn(async move {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                run_cli(&args).await
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for r in runs {
+        out.push(r.await.unwrap());
+    }
+    out
+}
+
+const FIVE: &str = "id=five,size=5,threshold=3,min=0,max=300,decimals=1,buckets=10";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_dropouts_within_tolerance_complete_beyond_it_abandon_and_the_study_reenrols() {
+    let t = TestRelay::start(&[FIVE]).await;
+    let (ws, ca) = (t.ws_url(), t.ca());
+    let mut dash = dashboard(&ws, &ca, TOKEN).await;
+
+    // Round 1: size 5, threshold 3; two patients leave after sharing. The other three get
+    // the exact statistics of all five.
+    let values = random_values(5, 701, 0, 300, 1);
+    let runs = cli_round(&ws, &ca, "five", &values, &[1, 3], None).await;
+    let want = expected(&values, 0, 300, 1, 10);
+    for (i, (code, stdout, stderr)) in runs.iter().enumerate() {
+        assert_eq!(*code, Some(0), "patient {i}: {stderr}");
+        if i == 1 || i == 3 {
+            assert!(stdout.is_empty(), "a leaver prints no result: {stdout}");
+            assert!(stderr.contains("after sending the shares"), "{stderr}");
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_stats(&v, &want);
+        assert_eq!(v["round"], 1);
+        assert_eq!(v["contributors"], serde_json::json!([1, 2, 3, 4, 5]));
+    }
+    let done = wait_feed(&mut dash, |v| v["type"] == "completed").await;
+    assert_stats(&done["result"], &want);
+
+    // Round 2: three leave after sharing, so only two partial sums can come: abandoned, with
+    // the reason at every remaining patient and on the dashboard; nothing revealed.
+    let values2 = random_values(5, 702, 0, 300, 1);
+    let runs = cli_round(&ws, &ca, "five", &values2, &[0, 2, 4], None).await;
+    for i in [1, 3] {
+        let (code, stdout, stderr) = &runs[i];
+        assert_eq!(*code, Some(5), "patient {i}: {stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert!(stderr.contains("round 2 was abandoned"), "{stderr}");
+        assert!(
+            stderr.contains("partial sums"),
+            "the reason in words: {stderr}"
+        );
+    }
+    let ab = wait_feed(&mut dash, |v| v["type"] == "abandoned").await;
+    assert_eq!(ab["round"], 2);
+    assert_eq!(ab["reason"], "too_few_partial_sums");
+    let rounds = t.get("/api/studies/five/rounds", Some(TOKEN)).await.json();
+    assert_eq!(rounds[1]["status"], "abandoned");
+    assert_eq!(rounds[1]["count"], serde_json::Value::Null);
+
+    // Round 3 of the same study: everyone stays; exact.
+    let values3 = random_values(5, 703, 0, 300, 1);
+    let runs = cli_round(&ws, &ca, "five", &values3, &[], None).await;
+    let want3 = expected(&values3, 0, 300, 1, 10);
+    for (code, stdout, stderr) in &runs {
+        assert_eq!(*code, Some(0), "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_stats(&v, &want3);
+        assert_eq!(v["round"], 3);
+    }
+    t.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_without_shares_by_the_deadline_is_left_out() {
+    let t = TestRelay::start(&[
+        "id=late,size=4,threshold=3,min=0,max=300,decimals=1,buckets=10,shares_s=1,partials_s=5",
+    ])
+    .await;
+    let (ws, ca) = (t.ws_url(), t.ca());
+    // One patient joins and never sends its shares.
+    let mut stalled = stalling_patient(&ws, &ca, "late", 711).await;
+    wait_for(&mut stalled, |m| matches!(m, RelayToPatient::Welcome(_))).await;
+    let values = random_values(3, 712, 0, 300, 1);
+    let runs = cli_round(&ws, &ca, "late", &values, &[], None).await;
+    let want = expected(&values, 0, 300, 1, 10);
+    for (code, stdout, stderr) in &runs {
+        assert_eq!(*code, Some(0), "{stderr}");
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_stats(&v, &want);
+        assert_eq!(v["roster_size"], 4);
+        assert_eq!(v["contributors"].as_array().unwrap().len(), 3);
+    }
+    drop(stalled);
+    t.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invite_codes_through_the_api_and_the_cli() {
+    let t = TestRelay::start(&[]).await;
+    let (ws, ca) = (t.ws_url(), t.ca());
+    let spec = r#"{"spec":"id=club,size=3,threshold=3,min=0,max=300,decimals=1,buckets=10,invite=open-sesame-42"}"#;
+    let created = t.post("/api/studies", Some(TOKEN), Some(spec)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.json()["invite_required"], true);
+    assert!(
+        !created.body.contains("open-sesame-42"),
+        "the code is not echoed"
+    );
+    let public = t.get("/api/public/studies", None).await;
+    assert!(!public.body.contains("open-sesame-42"));
+    // Without a code, or with a wrong one: refused (exit 3), nobody enrolled.
+    for invite in [None, Some("open-sesame-41")] {
+        let runs = cli_round(&ws, &ca, "club", &["170.0".to_string()], &[], invite).await;
+        let (code, _, stderr) = &runs[0];
+        assert_eq!(*code, Some(3), "{stderr}");
+        assert!(stderr.contains("forbidden"), "{stderr}");
+    }
+    let status = t.get("/api/studies/club", Some(TOKEN)).await.json();
+    assert_eq!(status["enrolled"], 0);
+    // With the code: a normal round.
+    let values = random_values(3, 721, 0, 300, 1);
+    let runs = cli_round(&ws, &ca, "club", &values, &[], Some("open-sesame-42")).await;
+    let want = expected(&values, 0, 300, 1, 10);
+    for (code, stdout, stderr) in &runs {
+        assert_eq!(*code, Some(0), "{stderr}");
+        assert_stats(&serde_json::from_str(stdout.trim()).unwrap(), &want);
+    }
+    t.relay.shutdown().await;
+}
