@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cohort_core::error::{ProtocolError, StudyError};
 use cohort_core::message::{ErrorMsg, PROTOCOL_VERSION, PatientToRelay, RelayToPatient};
@@ -278,6 +278,8 @@ impl Registry {
             feed: self.feed.clone(),
             clock: self.clock,
             completed,
+            first_shares: None,
+            path_done: None,
         };
         let join = tokio::spawn(task.run(rx));
         self.tasks
@@ -323,6 +325,11 @@ struct StudyTask {
     feed: broadcast::Sender<Arc<str>>,
     clock: Clock,
     completed: u64,
+    /// When the running round's first accepted `shares` frame reached this task.
+    first_shares: Option<Instant>,
+    /// A completed round and its first-shares instant, logged as `round relay path` once its
+    /// results are queued to every member (cohort-bench reads that line).
+    path_done: Option<(u64, Instant)>,
 }
 
 impl StudyTask {
@@ -353,6 +360,10 @@ impl StudyTask {
                 () = timer => self.hospital.handle_timeout(self.clock.now_ms()),
             }
             self.flush();
+            if let Some((round, first)) = self.path_done.take() {
+                let relay_path_us = first.elapsed().as_micros() as u64;
+                info!(study = %self.id, round, relay_path_us, "round relay path");
+            }
         }
     }
 
@@ -376,6 +387,8 @@ impl StudyTask {
         let now = self.clock.now_ms();
         match cmd {
             StudyCmd::Patient { peer, msg, link } => {
+                let arrived = Instant::now();
+                let is_shares = matches!(msg, PatientToRelay::Shares(_));
                 let kind = msg.kind();
                 let is_join = matches!(msg, PatientToRelay::Join(_));
                 let is_leave = matches!(msg, PatientToRelay::Leave(_));
@@ -385,6 +398,9 @@ impl StudyTask {
                 }
                 match self.hospital.handle(now, peer, msg) {
                     Ok(()) => {
+                        if is_shares && self.first_shares.is_none() {
+                            self.first_shares = Some(arrived);
+                        }
                         if is_join {
                             info!(study = %self.id, peer = peer.0, "patient joined");
                         } else {
@@ -540,6 +556,7 @@ impl StudyTask {
                 });
             }
             HospitalEvent::Completed(o) => {
+                self.path_done = self.first_shares.take().map(|t| (o.round, t));
                 info!(
                     study = %o.study,
                     round = o.round,
@@ -564,6 +581,7 @@ impl StudyTask {
                 finished_ms,
                 ..
             } => {
+                self.first_shares = None;
                 let kind = reason_kind(&reason);
                 info!(study = %study, round, reason = %kind, "round abandoned");
                 if let Err(e) = self

@@ -1,0 +1,351 @@
+//! The machinery of `cohort-bench`, shared by the binary and its test: a relay child process,
+//! P native patients over WSS, round runners, and the idle-connection run.
+
+pub(crate) mod fixture;
+pub(crate) mod patients;
+pub(crate) mod progress;
+pub(crate) mod relay_proc;
+pub(crate) mod scale;
+pub(crate) mod stats;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use patients::{E2eSample, Fleet, PreparedSample, client_tls, study_spec};
+use progress::Progress;
+use relay_proc::{RelayOptions, RelayProc, ensure_nofile, fresh_dir, load1};
+use scale::IdleFleet;
+use stats::{Line, Summary, put, r3};
+
+/// Which rounds to run per configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Mode {
+    /// End-to-end rounds, then prepared rounds.
+    Both,
+    /// End-to-end rounds only (every patient's work inside the clock).
+    E2e,
+    /// Prepared rounds only (the relay's own path).
+    Prepared,
+}
+
+/// What is common to every run.
+#[derive(Clone, Debug)]
+pub(crate) struct Common {
+    /// The `cohort-relay` binary.
+    pub(crate) relay_bin: PathBuf,
+    /// Where the relays' temporary directories go.
+    pub(crate) tmp: PathBuf,
+    /// Handshakes in flight while connecting.
+    pub(crate) concurrency: usize,
+    /// `RUST_LOG` for the relay (`None`: its default, `info`).
+    pub(crate) log_filter: Option<String>,
+    /// No progress output.
+    pub(crate) quiet: bool,
+    /// Keep the relays' directories (and logs).
+    pub(crate) keep: bool,
+}
+
+/// One round-latency configuration.
+#[derive(Clone, Debug)]
+pub(crate) struct RoundsConfig {
+    /// Patients (= the study's cohort size and threshold).
+    pub(crate) patients: usize,
+    /// Measured rounds of each kind.
+    pub(crate) rounds: usize,
+    /// Unmeasured rounds of each kind run first.
+    pub(crate) warmup: usize,
+    /// Which kinds.
+    pub(crate) mode: Mode,
+}
+
+/// What one configuration measured.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RoundsReport {
+    /// Patients.
+    pub(crate) patients: usize,
+    /// Measured rounds of each kind.
+    pub(crate) rounds: usize,
+    /// Unmeasured warm-up rounds of each kind.
+    pub(crate) warmup: usize,
+    /// End-to-end rounds.
+    pub(crate) e2e: Vec<E2eSample>,
+    /// The relay's own path (first shares in → result out) in end-to-end rounds, ms.
+    pub(crate) e2e_relay_path_ms: Vec<f64>,
+    /// Prepared rounds.
+    pub(crate) prepared: Vec<PreparedSample>,
+    /// The relay's own path in prepared rounds, ms.
+    pub(crate) relay_path_ms: Vec<f64>,
+    /// Time to connect every patient (TCP + TLS + WebSocket), ms.
+    pub(crate) connect_ms: f64,
+    /// Relay CPU (user + system) per measured end-to-end round, ms.
+    pub(crate) cpu_e2e_ms: Option<f64>,
+    /// Relay CPU per measured prepared round, ms.
+    pub(crate) cpu_prepared_ms: Option<f64>,
+    /// Relay resident memory with every patient connected, before any round, KiB.
+    pub(crate) rss_connected_kib: Option<u64>,
+    /// Relay peak resident memory (VmHWM) over the whole configuration, KiB.
+    pub(crate) peak_rss_kib: Option<u64>,
+    /// 1-minute load average before and after.
+    pub(crate) load: (Option<f64>, Option<f64>),
+}
+
+fn mb(kib: Option<u64>) -> Value {
+    kib.map_or(Value::Null, |k| json!(r3(k as f64 / 1024.0)))
+}
+
+fn opt(x: Option<f64>) -> Value {
+    x.map_or(Value::Null, |v| json!(r3(v)))
+}
+
+impl RoundsReport {
+    /// The JSON line for this configuration.
+    pub(crate) fn to_json(&self) -> Line {
+        let mut o = Line::default();
+        o.insert("patients", json!(self.patients));
+        o.insert("rounds", json!(self.rounds));
+        o.insert("warmup", json!(self.warmup));
+        let e2e: Vec<f64> = self.e2e.iter().map(|s| s.ms).collect();
+        put(&mut o, "", Summary::of(&e2e).as_ref());
+        put(&mut o, "relay_", Summary::of(&self.relay_path_ms).as_ref());
+        let seen: Vec<f64> = self.prepared.iter().map(|s| s.window_ms).collect();
+        put(&mut o, "relay_seen_", Summary::of(&seen).as_ref());
+        let in_e2e = Summary::of(&self.e2e_relay_path_ms);
+        o.insert(
+            "relay_path_in_e2e_p50_ms",
+            opt(in_e2e.as_ref().map(|s| s.p50)),
+        );
+        let prep: Vec<f64> = self.prepared.iter().map(|s| s.prepare_ms).collect();
+        o.insert("prepare_p50_ms", opt(Summary::of(&prep).map(|s| s.p50)));
+        o.insert("relay_cpu_ms_per_round", opt(self.cpu_e2e_ms));
+        o.insert("relay_cpu_ms_per_prepared_round", opt(self.cpu_prepared_ms));
+        o.insert("relay_peak_rss_mb", mb(self.peak_rss_kib));
+        o.insert("relay_rss_connected_mb", mb(self.rss_connected_kib));
+        o.insert("connect_ms", json!(r3(self.connect_ms)));
+        o.insert("load1_before", opt(self.load.0));
+        o.insert("load1_after", opt(self.load.1));
+        o.insert("results_checked", true);
+        o
+    }
+}
+
+fn relay_for(
+    common: &Common,
+    name: &str,
+    studies: Vec<String>,
+    max_connections: usize,
+) -> Result<(RelayProc, PathBuf), String> {
+    let dir = fresh_dir(&common.tmp, name)?;
+    let relay = RelayProc::start(&RelayOptions {
+        bin: common.relay_bin.clone(),
+        dir: dir.clone(),
+        studies,
+        max_connections,
+        log_filter: common.log_filter.clone(),
+    })?;
+    Ok((relay, dir))
+}
+
+/// The relay's path for `round`, or an error naming its log.
+async fn path_ms(relay: &mut RelayProc, round: u64) -> Result<f64, String> {
+    relay
+        .path_of(round, Duration::from_secs(10))
+        .await
+        .map(|us| us as f64 / 1e3)
+        .ok_or_else(|| {
+            format!(
+                "the relay logged no `round relay path` line for round {round} (log: {})",
+                relay.log.display()
+            )
+        })
+}
+
+/// Runs one configuration: a fresh relay, P connected patients, the rounds.
+pub(crate) async fn run_rounds(
+    common: &Common,
+    cfg: &RoundsConfig,
+) -> Result<RoundsReport, String> {
+    let n = cfg.patients;
+    if n < 3 {
+        return Err("at least 3 patients (the minimum cohort)".into());
+    }
+    ensure_nofile(n as u64 + 256)?;
+    let mut rep = RoundsReport {
+        patients: n,
+        rounds: cfg.rounds,
+        warmup: cfg.warmup,
+        load: (load1(), None),
+        ..RoundsReport::default()
+    };
+    let (mut relay, dir) = relay_for(common, &format!("bench{n}"), vec![study_spec(n)], n + 64)?;
+    let tls = client_tls(&relay.ca)?;
+    let label = format!("bench{n}");
+
+    let mut bar = Progress::new(format!("{label} connect"), n, common.quiet);
+    let t0 = std::time::Instant::now();
+    let mut fleet = Fleet::connect(
+        relay.addr,
+        tls,
+        &format!("bench{n}"),
+        n,
+        common.concurrency,
+        &mut |k| bar.set(k, ""),
+    )
+    .await?;
+    rep.connect_ms = t0.elapsed().as_secs_f64() * 1e3;
+    bar.finish("");
+    // Let the relay settle (sessions spawned, first reads done) before reading its memory.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    rep.rss_connected_kib = relay.memory_kib().map(|m| m.0);
+
+    let total = cfg.warmup + cfg.rounds;
+    if matches!(cfg.mode, Mode::Both | Mode::E2e) {
+        let mut bar = Progress::new(format!("{label} end-to-end"), total, common.quiet);
+        let mut cpu0 = None;
+        for i in 0..total {
+            if i == cfg.warmup {
+                cpu0 = relay.cpu_ms();
+            }
+            let s = fleet.e2e_round().await?;
+            let path = path_ms(&mut relay, s.round).await?;
+            if i >= cfg.warmup {
+                rep.e2e.push(s);
+                rep.e2e_relay_path_ms.push(path);
+            }
+            bar.set(i + 1, &format!("last {:.2} ms", s.ms));
+        }
+        rep.cpu_e2e_ms = cpu0
+            .zip(relay.cpu_ms())
+            .map(|(a, b)| (b - a) / cfg.rounds.max(1) as f64);
+        let e2e: Vec<f64> = rep.e2e.iter().map(|s| s.ms).collect();
+        bar.finish(&Summary::of(&e2e).map_or(String::new(), |s| {
+            format!("p50 {:.2} ms p99 {:.2} ms", s.p50, s.p99)
+        }));
+    }
+    if matches!(cfg.mode, Mode::Both | Mode::Prepared) {
+        let mut bar = Progress::new(format!("{label} prepared"), total, common.quiet);
+        let mut cpu = 0.0;
+        let mut cpu_ok = true;
+        for i in 0..total {
+            let before = relay.cpu_ms();
+            let s = fleet.prepared_round().await?;
+            let path = path_ms(&mut relay, s.round).await?;
+            if i >= cfg.warmup {
+                match (before, relay.cpu_ms()) {
+                    (Some(a), Some(b)) => cpu += b - a,
+                    _ => cpu_ok = false,
+                }
+                rep.prepared.push(s);
+                rep.relay_path_ms.push(path);
+            }
+            bar.set(i + 1, &format!("relay {path:.2} ms"));
+        }
+        rep.cpu_prepared_ms = cpu_ok.then(|| cpu / cfg.rounds.max(1) as f64);
+        bar.finish(&Summary::of(&rep.relay_path_ms).map_or(String::new(), |s| {
+            format!("relay p50 {:.2} ms p99 {:.2} ms", s.p50, s.p99)
+        }));
+    }
+    rep.peak_rss_kib = relay.memory_kib().map(|m| m.1);
+    rep.load.1 = load1();
+    if !relay.alive() {
+        return Err("the relay exited during the run".into());
+    }
+    fleet.close().await;
+    drop(relay);
+    if !common.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(rep)
+}
+
+/// The connection-scale configuration.
+#[derive(Clone, Debug)]
+pub(crate) struct IdleConfig {
+    /// Connections to hold.
+    pub(crate) connections: usize,
+    /// Join each connection to a study that never fills.
+    pub(crate) join: bool,
+    /// How long to hold them before the second memory reading (pings every 25 s).
+    pub(crate) hold: Duration,
+}
+
+/// Opens N idle connections to one relay; reports admission time and memory per connection.
+pub(crate) async fn run_idle(common: &Common, cfg: &IdleConfig) -> Result<Line, String> {
+    let n = cfg.connections;
+    ensure_nofile(n as u64 + 256)?;
+    let load_before = load1();
+    let size = cohort_core::study::MAX_COHORT as usize;
+    if cfg.join && n >= size {
+        return Err(format!(
+            "--idle-join holds at most {} connections (a study of {size} would start a round)",
+            size - 1
+        ));
+    }
+    let studies = vec![format!("id=idle,size={size},min_cohort=3")];
+    let (mut relay, dir) = relay_for(common, "idle", studies, n + 64)?;
+    let tls = client_tls(&relay.ca)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (rss0, _) = relay.memory_kib().ok_or("cannot read the relay's memory")?;
+    let cpu0 = relay.cpu_ms();
+    let mut bar = Progress::new(format!("idle {n}"), n, common.quiet);
+    let fleet = IdleFleet::open(
+        relay.addr,
+        tls,
+        n,
+        common.concurrency,
+        cfg.join.then(|| "idle".to_string()),
+        &mut |k| bar.set(k, ""),
+    )
+    .await?;
+    bar.finish("");
+    let cpu_admit = cpu0.zip(relay.cpu_ms()).map(|(a, b)| b - a);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (rss_settled, _) = relay.memory_kib().ok_or("cannot read the relay's memory")?;
+    let fds = relay.open_fds();
+    if !common.quiet {
+        eprintln!(
+            "holding {n} connections for {} s (the relay pings every {} s)",
+            cfg.hold.as_secs(),
+            cohort_relay::ws::PING_EVERY.as_secs()
+        );
+    }
+    tokio::time::sleep(cfg.hold).await;
+    let (rss_held, hwm) = relay.memory_kib().ok_or("cannot read the relay's memory")?;
+    let alive = relay.alive();
+    let each = Summary::of(&fleet.each_ms);
+    let per_conn = |rss: u64| r3(rss.saturating_sub(rss0) as f64 / n.max(1) as f64);
+    let mut out = Line::default();
+    out.insert("idle_connections", fleet.n);
+    out.insert("joined", cfg.join);
+    out.insert("admit_ms", r3(fleet.admit_ms));
+    out.insert("admit_per_s", r3(fleet.n as f64 / (fleet.admit_ms / 1e3)));
+    out.insert("connect_p50_ms", opt(each.as_ref().map(|s| s.p50)));
+    out.insert("connect_p99_ms", opt(each.as_ref().map(|s| s.p99)));
+    out.insert("concurrency", common.concurrency);
+    out.insert("relay_cpu_ms_admit", opt(cpu_admit));
+    out.insert("relay_rss_before_mb", r3(rss0 as f64 / 1024.0));
+    out.insert("relay_rss_settled_mb", r3(rss_settled as f64 / 1024.0));
+    out.insert("relay_rss_held_mb", r3(rss_held as f64 / 1024.0));
+    out.insert("relay_peak_rss_mb", r3(hwm as f64 / 1024.0));
+    out.insert(
+        "rss_per_connection_kib",
+        per_conn(rss_settled.max(rss_held)),
+    );
+    out.insert("rss_per_connection_settled_kib", per_conn(rss_settled));
+    out.insert("rss_per_connection_held_kib", per_conn(rss_held));
+    out.insert("hold_s", cfg.hold.as_secs());
+    out.insert("relay_open_fds", fds);
+    out.insert("relay_alive", alive);
+    out.insert("load1_before", opt(load_before));
+    out.insert("load1_after", opt(load1()));
+    fleet.close(Duration::from_secs(30)).await;
+    drop(relay);
+    if !common.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    if !alive {
+        return Err("the relay exited while holding the connections".into());
+    }
+    Ok(out)
+}

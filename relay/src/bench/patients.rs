@@ -1,0 +1,626 @@
+//! P native patients, each a tokio task owning one WSS connection to the relay and driving a
+//! fresh core [`Patient`] per round, and the coordinator that runs rounds across them.
+//!
+//! Two kinds of round:
+//! - **end to end** ([`Fleet::e2e_round`]): the clock starts, then every patient makes a new
+//!   `Patient` (new key pair), joins, agrees keys with the roster, splits and seals, opens the
+//!   delivery and sends its partial sum; the clock stops when the last patient has the result.
+//! - **prepared** ([`Fleet::prepared_round`]): before the clock, every patient joins and turns
+//!   the roster into its sealed `shares` frame; the coordinator transposes all shares into each
+//!   patient's delivery and has the patient's `Patient` compute its partial sum from it. Then
+//!   the clock starts, every prepared `shares` frame is released at once, and each patient
+//!   answers the relay's delivery frame with its precomputed partial sum without decoding it.
+//!   Afterwards each patient checks that the delivery the relay sent equals the one it
+//!   precomputed from. This isolates the relay's own path.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cohort_core::decimal::Decimal;
+use cohort_core::message::{
+    Delivery, PROTOCOL_VERSION, PatientToRelay, RelayToPatient, RoundResult, ShareFrom, Shares,
+};
+use cohort_core::protocol::{Patient, PatientEvent};
+use cohort_relay::clock::Clock;
+use futures_util::{SinkExt, StreamExt};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// A patient's connection.
+pub(crate) type Ws = WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// Largest frame a bench patient accepts.
+pub(crate) const MAX_FRAME: usize = cohort_relay::client::MAX_MESSAGE_BYTES;
+
+/// How long any one phase of a round may take before the bench gives up.
+pub(crate) const PHASE_LIMIT: Duration = Duration::from_secs(900);
+
+/// The client TLS configuration: trusts the relay's CA, and never resumes sessions (every
+/// patient is a separate device, so every handshake is a full one).
+pub(crate) fn client_tls(ca: &std::path::Path) -> Result<Arc<ClientConfig>, String> {
+    let cfg = cohort_relay::tls::client_config(ca).map_err(|e| e.to_string())?;
+    let mut cfg = (*cfg).clone();
+    cfg.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(cfg))
+}
+
+/// The WebSocket configuration of bench patients.
+pub(crate) fn client_ws_config() -> WebSocketConfig {
+    cohort_relay::ws::config(MAX_FRAME)
+}
+
+/// Opens one WSS connection to the relay's patient socket (TCP, TLS 1.3 with certificate
+/// verification, WebSocket upgrade).
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    tls: Arc<ClientConfig>,
+    ws_config: WebSocketConfig,
+) -> Result<Ws, String> {
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::IpAddress(addr.ip().into());
+    let tls = TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))?;
+    let url = format!("wss://{addr}/ws");
+    let (ws, _) = tokio_tungstenite::client_async_with_config(url, tls, Some(ws_config))
+        .await
+        .map_err(|e| format!("WebSocket handshake: {e}"))?;
+    Ok(ws)
+}
+
+/// The study specification for a bench of `n` patients (additive: threshold = n), with
+/// deadlines long enough for a loaded 2-core box at n = 1000.
+pub(crate) fn study_spec(n: usize) -> String {
+    format!(
+        "id=bench{n},size={n},threshold={n},min_cohort=3,min=0,max=300,decimals=1,buckets=10,shares_s=3600,partials_s=3600"
+    )
+}
+
+/// The value patient `i` contributes (cm, one decimal).
+pub(crate) fn value_of(i: usize) -> (Decimal, f64) {
+    let whole = 150 + (i % 50) as i64;
+    let tenth = (i % 10) as i64;
+    let d = Decimal::new(whole * 10 + tenth, 1).expect("in range");
+    (d, whole as f64 + tenth as f64 / 10.0)
+}
+
+/// What every round's result must say.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Expected {
+    n: usize,
+    sum: f64,
+}
+
+impl Expected {
+    pub(crate) fn for_n(n: usize) -> Expected {
+        Expected {
+            n,
+            sum: (0..n).map(|i| value_of(i).1).sum(),
+        }
+    }
+
+    /// Checks a round's result: every patient counted, the exact sum, the full roster.
+    pub(crate) fn check(&self, r: &RoundResult) -> Result<(), String> {
+        let s = &r.statistics;
+        let sum_ok = (s.sum - self.sum).abs() <= 1e-6 * self.sum.abs().max(1.0);
+        if s.count != self.n as u64
+            || !sum_ok
+            || r.roster_size as usize != self.n
+            || r.contributors.len() != self.n
+        {
+            return Err(format!(
+                "wrong result for round {}: count {} sum {} roster {} contributors {} (expected {} / {})",
+                r.round,
+                s.count,
+                s.sum,
+                r.roster_size,
+                r.contributors.len(),
+                self.n,
+                self.sum
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+enum Cmd {
+    E2e,
+    Prepare,
+    Deliver(Box<Delivery>),
+    Go,
+    Verify,
+    Close,
+}
+
+#[derive(Debug)]
+enum Report {
+    Done {
+        idx: usize,
+        round: u64,
+        at: Instant,
+    },
+    Shares {
+        idx: usize,
+        you: u32,
+        shares: Shares,
+    },
+    Ready,
+    Verified,
+    Failed {
+        idx: usize,
+        error: String,
+    },
+}
+
+/// One end-to-end round.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct E2eSample {
+    /// Round id.
+    pub(crate) round: u64,
+    /// From the start signal to the last patient holding the checked result, in ms.
+    pub(crate) ms: f64,
+}
+
+/// One prepared round.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PreparedSample {
+    /// Round id.
+    pub(crate) round: u64,
+    /// Untimed preparation (join, roster, sealing, precomputed partial sums), in ms.
+    pub(crate) prepare_ms: f64,
+    /// From the release of the prepared `shares` frames to the last patient holding the
+    /// checked result, as the patients see it, in ms.
+    pub(crate) window_ms: f64,
+}
+
+/// P connected patients.
+pub(crate) struct Fleet {
+    cmds: Vec<mpsc::UnboundedSender<Cmd>>,
+    reports: mpsc::UnboundedReceiver<Report>,
+    n: usize,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet").field("n", &self.n).finish()
+    }
+}
+
+impl Fleet {
+    /// Connects `n` patients to the relay at `addr` (at most `concurrency` handshakes at a
+    /// time) and starts their tasks. `progress` sees the number connected so far.
+    pub(crate) async fn connect(
+        addr: SocketAddr,
+        tls: Arc<ClientConfig>,
+        study: &str,
+        n: usize,
+        concurrency: usize,
+        progress: &mut (dyn FnMut(usize) + Send),
+    ) -> Result<Fleet, String> {
+        let sem = Arc::new(Semaphore::new(concurrency.max(1)));
+        let (conn_tx, mut conn_rx) = mpsc::unbounded_channel();
+        for idx in 0..n {
+            let (sem, tls, conn_tx) = (sem.clone(), tls.clone(), conn_tx.clone());
+            tokio::spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                let r = connect(addr, tls, client_ws_config()).await;
+                let _ = conn_tx.send((idx, r));
+            });
+        }
+        drop(conn_tx);
+        let mut conns: Vec<Option<Ws>> = (0..n).map(|_| None).collect();
+        let mut done = 0;
+        while let Some((idx, r)) = conn_rx.recv().await {
+            conns[idx] = Some(r.map_err(|e| format!("patient {idx}: {e}"))?);
+            done += 1;
+            progress(done);
+        }
+        let expected = Expected::for_n(n);
+        let study: Arc<str> = study.into();
+        let (report_tx, reports) = mpsc::unbounded_channel();
+        let mut cmds = Vec::with_capacity(n);
+        for (idx, ws) in conns.into_iter().enumerate() {
+            let ws = ws.ok_or_else(|| format!("patient {idx} never connected"))?;
+            let (tx, rx) = mpsc::unbounded_channel();
+            cmds.push(tx);
+            let task = PatientTask {
+                idx,
+                ws,
+                value: value_of(idx).0,
+                study: study.clone(),
+                expected,
+                clock: Clock::new(),
+                rng: os_rng(),
+                prepared: None,
+                reports: report_tx.clone(),
+            };
+            tokio::spawn(task.run(rx));
+        }
+        Ok(Fleet { cmds, reports, n })
+    }
+
+    fn broadcast(&self, cmd: impl Fn() -> Cmd) -> Result<(), String> {
+        for tx in &self.cmds {
+            tx.send(cmd())
+                .map_err(|_| "a patient task has stopped".to_string())?;
+        }
+        Ok(())
+    }
+
+    async fn next_report(&mut self) -> Result<Report, String> {
+        match tokio::time::timeout(PHASE_LIMIT, self.reports.recv()).await {
+            Ok(Some(Report::Failed { idx, error })) => Err(format!("patient {idx}: {error}")),
+            Ok(Some(r)) => Ok(r),
+            Ok(None) => Err("every patient task has stopped".into()),
+            Err(_) => Err(format!("no progress for {} s", PHASE_LIMIT.as_secs())),
+        }
+    }
+
+    /// Collects one `Done` per patient: the round id and the latest arrival instant.
+    async fn collect_done(&mut self) -> Result<(u64, Instant), String> {
+        let mut round = None;
+        let mut last: Option<Instant> = None;
+        for _ in 0..self.n {
+            match self.next_report().await? {
+                Report::Done { idx, round: r, at } => {
+                    if *round.get_or_insert(r) != r {
+                        return Err(format!(
+                            "patient {idx} finished round {r}, others {round:?}"
+                        ));
+                    }
+                    last = Some(last.map_or(at, |l| l.max(at)));
+                }
+                other => return Err(format!("unexpected report {other:?}")),
+            }
+        }
+        Ok((round.expect("n > 0"), last.expect("n > 0")))
+    }
+
+    /// Runs one end-to-end round (everything inside the clock).
+    pub(crate) async fn e2e_round(&mut self) -> Result<E2eSample, String> {
+        let t0 = Instant::now();
+        self.broadcast(|| Cmd::E2e)?;
+        let (round, last) = self.collect_done().await?;
+        Ok(E2eSample {
+            round,
+            ms: last.duration_since(t0).as_secs_f64() * 1e3,
+        })
+    }
+
+    /// Runs one prepared round (only the relay's path and the frames' travel inside the
+    /// clock).
+    pub(crate) async fn prepared_round(&mut self) -> Result<PreparedSample, String> {
+        let t0 = Instant::now();
+        self.broadcast(|| Cmd::Prepare)?;
+        let n = self.n;
+        let mut by_you: Vec<Option<Shares>> = (0..n).map(|_| None).collect();
+        let mut idx_of_you = vec![usize::MAX; n];
+        for _ in 0..n {
+            match self.next_report().await? {
+                Report::Shares { idx, you, shares } => {
+                    let slot = you
+                        .checked_sub(1)
+                        .map(|i| i as usize)
+                        .filter(|&i| i < n)
+                        .ok_or_else(|| format!("patient {idx}: roster index {you}"))?;
+                    idx_of_you[slot] = idx;
+                    by_you[slot] = Some(shares);
+                }
+                other => return Err(format!("unexpected report {other:?}")),
+            }
+        }
+        let by_you: Vec<Shares> = by_you
+            .into_iter()
+            .map(|s| s.ok_or("a roster index had no patient"))
+            .collect::<Result<_, _>>()?;
+        let round = by_you[0].round;
+        for (j0, &idx) in idx_of_you.iter().enumerate() {
+            let d = transpose(&by_you, j0 as u32 + 1, round)?;
+            self.cmds[idx]
+                .send(Cmd::Deliver(Box::new(d)))
+                .map_err(|_| "a patient task has stopped".to_string())?;
+        }
+        for _ in 0..n {
+            match self.next_report().await? {
+                Report::Ready => {}
+                other => return Err(format!("unexpected report {other:?}")),
+            }
+        }
+        let prepare_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let released = Instant::now();
+        self.broadcast(|| Cmd::Go)?;
+        let (r, last) = self.collect_done().await?;
+        if r != round {
+            return Err(format!("prepared round {round} but finished {r}"));
+        }
+        let window_ms = last.duration_since(released).as_secs_f64() * 1e3;
+        self.broadcast(|| Cmd::Verify)?;
+        for _ in 0..n {
+            match self.next_report().await? {
+                Report::Verified => {}
+                other => return Err(format!("unexpected report {other:?}")),
+            }
+        }
+        Ok(PreparedSample {
+            round,
+            prepare_ms,
+            window_ms,
+        })
+    }
+
+    /// Closes every connection.
+    pub(crate) async fn close(mut self) {
+        let _ = self.broadcast(|| Cmd::Close);
+        self.cmds.clear();
+        while self.reports.recv().await.is_some() {}
+    }
+}
+
+/// The delivery the relay owes roster member `to` when every member contributed: the share
+/// from each other member, in index order (as the core's Hospital builds it).
+fn transpose(by_you: &[Shares], to: u32, round: u64) -> Result<Delivery, String> {
+    let n = by_you.len() as u32;
+    let mut shares = Vec::with_capacity(n as usize - 1);
+    for from in (1..=n).filter(|&i| i != to) {
+        let sent = &by_you[from as usize - 1].shares;
+        // A patient lists its shares in roster order, skipping itself.
+        let pos = if to < from { to - 1 } else { to - 2 } as usize;
+        let s = match sent.get(pos) {
+            Some(s) if s.to == to => s,
+            _ => sent
+                .iter()
+                .find(|s| s.to == to)
+                .ok_or_else(|| format!("member {from} sent nothing to {to}"))?,
+        };
+        shares.push(ShareFrom {
+            from,
+            sealed: s.sealed.clone(),
+        });
+    }
+    Ok(Delivery {
+        v: PROTOCOL_VERSION,
+        round,
+        contributors: (1..=n).collect(),
+        shares,
+    })
+}
+
+fn os_rng() -> ChaCha20Rng {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).expect("the operating system's random generator failed");
+    ChaCha20Rng::from_seed(seed)
+}
+
+/// A prepared patient, between `Prepare` and the end of the round.
+struct Prepared {
+    patient: Patient,
+    shares_text: String,
+    partial_text: Option<String>,
+    synthetic: Option<Box<Delivery>>,
+    received: Option<Utf8Bytes>,
+}
+
+struct PatientTask {
+    idx: usize,
+    ws: Ws,
+    value: Decimal,
+    study: Arc<str>,
+    expected: Expected,
+    clock: Clock,
+    rng: ChaCha20Rng,
+    prepared: Option<Prepared>,
+    reports: mpsc::UnboundedSender<Report>,
+}
+
+async fn next_text(ws: &mut Ws) -> Result<Utf8Bytes, String> {
+    loop {
+        match ws.next().await {
+            None => return Err("the relay closed the connection".into()),
+            Some(Err(e)) => return Err(format!("connection lost: {e}")),
+            Some(Ok(Message::Text(t))) => return Ok(t),
+            Some(Ok(Message::Close(_))) => return Err("the relay closed the connection".into()),
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+fn decode(text: &str) -> Result<RelayToPatient, String> {
+    RelayToPatient::decode_with_limit(text, MAX_FRAME).map_err(|e| format!("bad frame: {e}"))
+}
+
+/// Turns the end-of-round events into a result or an error.
+fn outcome(ev: PatientEvent) -> Option<Result<RoundResult, String>> {
+    match ev {
+        PatientEvent::Completed(r) => Some(Ok(r)),
+        PatientEvent::Abandoned { round, reason } => {
+            Some(Err(format!("round {round} abandoned: {reason}")))
+        }
+        PatientEvent::Refused(e) => Some(Err(format!("patient refused: {e}"))),
+        PatientEvent::RelayError { code, message } => {
+            Some(Err(format!("relay refused: {message} ({code:?})")))
+        }
+        _ => None,
+    }
+}
+
+impl PatientTask {
+    async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
+        while let Some(cmd) = cmds.recv().await {
+            let idx = self.idx;
+            let report = match cmd {
+                Cmd::E2e => self
+                    .e2e()
+                    .await
+                    .map(|(round, at)| Report::Done { idx, round, at }),
+                Cmd::Prepare => {
+                    self.prepare()
+                        .await
+                        .map(|(you, shares)| Report::Shares { idx, you, shares })
+                }
+                Cmd::Deliver(d) => self.precompute(d).map(|()| Report::Ready),
+                Cmd::Go => self
+                    .go()
+                    .await
+                    .map(|(round, at)| Report::Done { idx, round, at }),
+                Cmd::Verify => self.verify().map(|()| Report::Verified),
+                Cmd::Close => {
+                    let _ = self.ws.close(None).await;
+                    break;
+                }
+            };
+            let report = report.unwrap_or_else(|error| Report::Failed { idx, error });
+            if self.reports.send(report).is_err() {
+                break;
+            }
+        }
+    }
+
+    fn new_patient(&mut self) -> Result<Patient, String> {
+        Patient::new(
+            self.clock.now_ms(),
+            &self.study,
+            self.value,
+            None,
+            None,
+            &mut self.rng,
+        )
+        .map_err(|e| format!("cannot make a patient: {e}"))
+    }
+
+    async fn send(&mut self, text: String) -> Result<(), String> {
+        self.ws
+            .send(Message::text(text))
+            .await
+            .map_err(|e| format!("send failed: {e}"))
+    }
+
+    /// A whole round: join, roster, shares, delivery, partial sum, result.
+    async fn e2e(&mut self) -> Result<(u64, Instant), String> {
+        let mut p = self.new_patient()?;
+        loop {
+            while let Some(m) = p.poll_output() {
+                self.send(m.encode()).await?;
+            }
+            while let Some(ev) = p.poll_event() {
+                if let Some(end) = outcome(ev) {
+                    let at = Instant::now();
+                    let r = end?;
+                    self.expected.check(&r)?;
+                    return Ok((r.round, at));
+                }
+            }
+            let text = next_text(&mut self.ws).await?;
+            let _ = p.handle(self.clock.now_ms(), decode(&text)?);
+        }
+    }
+
+    /// Joins and turns the roster into the sealed shares, which are kept, not sent.
+    async fn prepare(&mut self) -> Result<(u32, Shares), String> {
+        let mut p = self.new_patient()?;
+        let mut you = None;
+        loop {
+            // Events first: the roster's event (our index) precedes the shares it produced.
+            while let Some(ev) = p.poll_event() {
+                if let PatientEvent::RosterFrozen { you: me, .. } = ev {
+                    you = Some(me);
+                } else if let Some(end) = outcome(ev) {
+                    end?;
+                    return Err("the round ended before the roster".into());
+                }
+            }
+            while let Some(m) = p.poll_output() {
+                match m {
+                    PatientToRelay::Shares(s) => {
+                        let you = you.ok_or("shares before the roster")?;
+                        self.prepared = Some(Prepared {
+                            patient: p,
+                            shares_text: PatientToRelay::Shares(s.clone()).encode(),
+                            partial_text: None,
+                            synthetic: None,
+                            received: None,
+                        });
+                        return Ok((you, s));
+                    }
+                    other => self.send(other.encode()).await?,
+                }
+            }
+            let text = next_text(&mut self.ws).await?;
+            let _ = p.handle(self.clock.now_ms(), decode(&text)?);
+        }
+    }
+
+    /// Computes the partial sum from the delivery the relay will send.
+    fn precompute(&mut self, d: Box<Delivery>) -> Result<(), String> {
+        let prep = self.prepared.as_mut().ok_or("not prepared")?;
+        prep.patient
+            .handle(self.clock.now_ms(), RelayToPatient::Delivery((*d).clone()))
+            .map_err(|e| format!("precomputed delivery refused: {e}"))?;
+        match prep.patient.poll_output() {
+            Some(m @ PatientToRelay::PartialSum(_)) => prep.partial_text = Some(m.encode()),
+            other => return Err(format!("expected a partial sum, got {other:?}")),
+        }
+        prep.synthetic = Some(d);
+        Ok(())
+    }
+
+    /// Sends the prepared shares, answers the delivery at once, waits for the result.
+    async fn go(&mut self) -> Result<(u64, Instant), String> {
+        let mut prep = self.prepared.take().ok_or("not prepared")?;
+        let partial = prep.partial_text.take().ok_or("no partial sum")?;
+        let shares = std::mem::take(&mut prep.shares_text);
+        self.send(shares).await?;
+        let mut partial = Some(partial);
+        let result = loop {
+            let text = next_text(&mut self.ws).await?;
+            if partial.is_some() && text.as_str().starts_with(r#"{"type":"delivery""#) {
+                self.send(partial.take().expect("checked")).await?;
+                prep.received = Some(text);
+                continue;
+            }
+            let _ = prep.patient.handle(self.clock.now_ms(), decode(&text)?);
+            let mut end = None;
+            while let Some(ev) = prep.patient.poll_event() {
+                if let Some(e) = outcome(ev) {
+                    end = Some(e);
+                }
+            }
+            if let Some(end) = end {
+                break (Instant::now(), end);
+            }
+        };
+        let (at, r) = result;
+        let r = r?;
+        self.expected.check(&r)?;
+        self.prepared = Some(prep);
+        Ok((r.round, at))
+    }
+
+    /// Checks that the relay delivered exactly the shares the partial sum was computed from.
+    fn verify(&mut self) -> Result<(), String> {
+        let prep = self.prepared.take().ok_or("not prepared")?;
+        let text = prep.received.ok_or("no delivery was received")?;
+        let want = prep.synthetic.ok_or("no precomputed delivery")?;
+        match decode(&text)? {
+            RelayToPatient::Delivery(d) if d == *want => Ok(()),
+            RelayToPatient::Delivery(_) => {
+                Err("the relay's delivery differs from the shares the patients sent".into())
+            }
+            other => Err(format!("expected a delivery, got {}", other.kind())),
+        }
+    }
+}

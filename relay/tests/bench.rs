@@ -1,0 +1,124 @@
+//! cohort-bench's core loop, small: a `cohort-relay` child process, 3 native patients over WSS,
+//! 2 end-to-end and 2 prepared rounds. Checks what the bench reports (counts, consistency of
+//! its statistics, the relay's own timing and resource readings, every round's result), never
+//! how fast anything was.
+#![allow(missing_docs)]
+
+#[path = "../src/bench/mod.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod bench;
+
+use std::path::PathBuf;
+
+use bench::{Common, Mode, RoundsConfig};
+use serde_json::Value;
+
+const RELAY: &str = env!("CARGO_BIN_EXE_cohort-relay");
+const BENCH: &str = env!("CARGO_BIN_EXE_cohort-bench");
+
+fn tmp(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_patients_two_rounds_of_each_kind() {
+    let common = Common {
+        relay_bin: RELAY.into(),
+        tmp: tmp("bench-loop"),
+        concurrency: 8,
+        log_filter: None,
+        quiet: true,
+        keep: false,
+    };
+    let cfg = RoundsConfig {
+        patients: 3,
+        rounds: 2,
+        warmup: 0,
+        mode: Mode::Both,
+    };
+    // Every round's result is checked inside (count 3, exact sum, full roster), and every
+    // prepared delivery is compared with the shares the patients sent; any mismatch is an Err.
+    let rep = bench::run_rounds(&common, &cfg).await.expect("bench loop");
+    assert_eq!((rep.patients, rep.rounds, rep.warmup), (3, 2, 0));
+    assert_eq!(rep.e2e.len(), 2);
+    assert_eq!(rep.prepared.len(), 2);
+    assert_eq!(rep.e2e_relay_path_ms.len(), 2);
+    assert_eq!(rep.relay_path_ms.len(), 2);
+    // Round ids come from the relay: consecutive, end-to-end rounds first.
+    let rounds: Vec<u64> = rep
+        .e2e
+        .iter()
+        .map(|s| s.round)
+        .chain(rep.prepared.iter().map(|s| s.round))
+        .collect();
+    assert_eq!(rounds, vec![1, 2, 3, 4]);
+    assert!(rep.e2e.iter().all(|s| s.ms > 0.0));
+    assert!(rep.prepared.iter().all(|s| s.window_ms > 0.0));
+    assert!(rep.relay_path_ms.iter().all(|&ms| ms > 0.0));
+    assert!(rep.cpu_e2e_ms.is_some_and(|c| c >= 0.0));
+    assert!(rep.cpu_prepared_ms.is_some_and(|c| c >= 0.0));
+    let (rss, peak) = (rep.rss_connected_kib.unwrap(), rep.peak_rss_kib.unwrap());
+    assert!(rss > 0 && peak >= rss, "rss {rss} peak {peak}");
+
+    let line = rep.to_json().to_string();
+    let v: Value = serde_json::from_str(&line).expect("one JSON object");
+    for key in [
+        "patients",
+        "rounds",
+        "p50_ms",
+        "p99_ms",
+        "relay_p50_ms",
+        "relay_cpu_ms_per_round",
+        "relay_peak_rss_mb",
+    ] {
+        assert!(v[key].is_number(), "{key} missing in {line}");
+    }
+    assert_eq!(v["patients"], 3);
+    assert_eq!(v["rounds"], 2);
+    let f = |k: &str| v[k].as_f64().unwrap();
+    for p in ["", "relay_", "relay_seen_"] {
+        let (min, p50, p99, max) = (
+            f(&format!("{p}min_ms")),
+            f(&format!("{p}p50_ms")),
+            f(&format!("{p}p99_ms")),
+            f(&format!("{p}max_ms")),
+        );
+        assert!(min <= p50 && p50 <= p99 && p99 <= max, "{p}: {line}");
+        // Two samples, nearest rank: the median is the smaller, p99 the larger.
+        assert_eq!(min, p50, "{p}: {line}");
+        assert_eq!(p99, max, "{p}: {line}");
+    }
+    assert!(
+        !common
+            .tmp
+            .join(format!("bench3-{}", std::process::id()))
+            .exists()
+    );
+}
+
+#[test]
+fn binary_quick_mode_prints_one_json_line_per_configuration() {
+    let out = std::process::Command::new(BENCH)
+        .args(["--patients", "3,4", "--rounds", "2", "--warmup", "0"])
+        .arg("--relay-bin")
+        .arg(RELAY)
+        .arg("--tmp")
+        .arg(tmp("bench-bin"))
+        .output()
+        .expect("cohort-bench runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 2, "stdout: {stdout}");
+    assert_eq!(lines[0]["patients"], 3);
+    assert_eq!(lines[1]["patients"], 4);
+    assert!(lines.iter().all(|l| l["results_checked"] == true));
+    assert!(
+        stderr.contains("bench3"),
+        "progress goes to stderr: {stderr}"
+    );
+}
