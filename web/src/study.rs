@@ -72,7 +72,10 @@ mod tests {
         for (bad, want) in [
             ("300.1", "outside the study's allowed range"),
             ("-1", "outside the study's allowed range"),
-            ("170.25", "too many digits after the decimal point (at most 1)"),
+            (
+                "170.25",
+                "too many digits after the decimal point (at most 1)",
+            ),
             (
                 "12,5",
                 "not a number: use digits with an optional '-' and '.'",

@@ -228,7 +228,10 @@ fn values_are_checked_before_anything_is_queued() {
 
     for (bad, message) in [
         ("300.5", "outside the study's allowed range"),
-        ("12.34", "too many digits after the decimal point (at most 1)"),
+        (
+            "12.34",
+            "too many digits after the decimal point (at most 1)",
+        ),
         (
             "tall",
             "not a number: use digits with an optional '-' and '.'",
