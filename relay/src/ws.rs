@@ -415,6 +415,7 @@ fn route(
 ) -> Option<Message> {
     if let PatientToRelay::Join(j) = &msg {
         if at.study.is_some() {
+            info!(peer = peer.0, "second join on one connection refused");
             return Some(error_frame(&ProtocolError::AlreadyJoined));
         }
         let Some(h) = registry.get(&j.study) else {
@@ -437,6 +438,11 @@ fn route(
         return None;
     }
     let Some(h) = at.study.clone() else {
+        info!(
+            peer = peer.0,
+            kind = msg.kind(),
+            "round message before joining refused"
+        );
         return Some(error_frame(&ProtocolError::WrongState {
             state: "not joined",
             got: msg.kind(),

@@ -892,3 +892,34 @@ async fn connection_floods_from_one_address_and_oversized_studies_are_refused() 
     normal_round_works(&t, 653).await;
     t.relay.shutdown().await;
 }
+
+/// The relay fuzzer's seeds and every committed crasher (`relay/fuzz/regressions/`), replayed
+/// through the same in-memory connection the `connection` fuzz target uses: each finishes
+/// without a panic or a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuzz_corpus_and_regressions_replay_over_an_in_memory_stream() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut inputs = Vec::new();
+    for dir in ["corpus/connection", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for e in entries {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if dir == "regressions" || name.starts_with("seed-") {
+                inputs.push((name, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    assert!(inputs.len() >= 7, "seeds found: {}", inputs.len());
+    let web = TmpDir::new("harness");
+    let (handler, _closing) = cohort_relay::harness::handler(web.path("web"));
+    for (name, data) in inputs {
+        let bytes = cohort_relay::harness::connection_bytes(&data);
+        let out = cohort_relay::harness::serve_bytes(handler.clone(), &bytes, LIMIT).await;
+        if name == "seed-http_get" {
+            assert_eq!(status_of(&out), Some(200), "{name}");
+        }
+    }
+}
