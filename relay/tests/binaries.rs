@@ -706,3 +706,57 @@ async fn invite_codes_through_the_api_and_the_cli() {
     }
     t.relay.shutdown().await;
 }
+
+/// Each class of bad input gives exactly one log line at the default level, without the input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_bad_input_gives_one_log_line() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = TmpDir::new("badlog");
+    let env = [("COHORT_ADMIN_TOKEN", TOKEN)];
+    let mut relay = RelayProc::spawn(&dir, "relay", &["--study", HEIGHT], &env).await;
+    let port: u16 = relay.base.rsplit(':').next().unwrap().parse().unwrap();
+    let ca = dir.path("certs/ca.pem");
+    let raw = |bytes: &'static [u8]| async move {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        s.write_all(bytes).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(LIMIT, s.read_to_end(&mut out)).await;
+        out
+    };
+    raw(b"GET /secret-path-xyz HTTP/1.1\r\n\r\n").await;
+    raw(b"\x00garbage-xyz").await;
+    let r = https(&relay.base, &ca, "BREW", "/ /secret-xyz", None, None).await;
+    assert_eq!(r.status, 400);
+    let mut ws = cohort_relay::client::connect(&relay.ws, &ca).await.unwrap();
+    for _ in 0..3 {
+        ws.send(Message::text("not json secret-xyz")).await.unwrap();
+        let _ = wait_for(&mut ws, |_| true).await;
+    }
+    drop(ws);
+    let pid = relay.child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = tokio::time::timeout(LIMIT, relay.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success());
+    let log = relay.log_text();
+    let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("plain HTTP on the TLS port"), 1, "{log}");
+    assert_eq!(count("not TLS; closing"), 1, "{log}");
+    assert_eq!(count("malformed HTTP request"), 1, "{log}");
+    assert_eq!(
+        count("undecodable message"),
+        1,
+        "first at warn, the rest at debug: {log}"
+    );
+    assert!(!log.contains("xyz"), "no input in the log: {log}");
+}
