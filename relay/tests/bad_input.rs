@@ -923,3 +923,24 @@ async fn fuzz_corpus_and_regressions_replay_over_an_in_memory_stream() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_above_the_global_limit_are_refused() {
+    let t = TestRelay::start_with(&[S], |c| c.max_connections = 2).await;
+    let a = tls(&t).await;
+    let b = tls(&t).await;
+    assert!(tls_from(&t, None).await.is_err(), "the third is refused");
+    drop((a, b));
+    let freed = async {
+        while t.relay.open_connections() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(LIMIT, freed).await.expect("freed");
+    let mut c = tls(&t).await;
+    c.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(status_of(&read_all(&mut c).await), Some(200));
+    t.relay.shutdown().await;
+}
