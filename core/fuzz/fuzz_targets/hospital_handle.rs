@@ -123,6 +123,8 @@ fn round_of(h: &Hospital, sel: &RoundSel) -> u64 {
 #[derive(Default)]
 struct Seen {
     index: [Option<u32>; 8],
+    /// Size of the last contributor set delivered.
+    contributors: u64,
 }
 
 fn drain(h: &mut Hospital, seen: &mut Seen) {
@@ -135,6 +137,9 @@ fn drain(h: &mut Hospital, seen: &mut Seen) {
                         seen.index = [None; 8];
                     }
                     seen.index[to.0 as usize % 8] = Some(r.you);
+                }
+                if let RelayToPatient::Delivery(d) = &msg {
+                    seen.contributors = d.contributors.len() as u64;
                 }
             }
             HospitalOutput::Event(e) => common::probe(match e {
@@ -193,9 +198,12 @@ fn honest(
             h.handle(now, peer(p), msg)
         }
         (Some(r), Some(me)) => {
-            // Additive: member 1 carries the value, the others zeros; Shamir: all send it.
+            // The aggregate is `contributors` copies of one encoded value (its count must be the
+            // contributor set). Additive: member 1 carries it, the others zeros; Shamir: a
+            // constant polynomial, everyone sends it.
             let sum = if r.threshold < r.roster_size || me == 1 {
-                encoded(*value)
+                let k = Fe::new(seen.contributors);
+                encoded(*value).into_iter().map(|x| x * k).collect()
             } else {
                 vec![Fe::ZERO; params.vector_len()]
             };
