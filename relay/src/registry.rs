@@ -35,8 +35,9 @@ pub const FEED_CAPACITY: usize = 1024;
 pub struct Outbound {
     /// The sending study's id.
     pub study: Arc<str>,
-    /// The message.
-    pub msg: RelayToPatient,
+    /// The message, boxed: every connection's queue allocates slots for 32 of these up front,
+    /// and an unboxed message would make that about 6 KiB per idle connection.
+    pub msg: Box<RelayToPatient>,
 }
 
 /// How a study task reaches a patient connection.
@@ -379,7 +380,7 @@ impl StudyTask {
         });
         let _ = link.tx.try_send(Outbound {
             study: self.id.clone(),
-            msg,
+            msg: Box::new(msg),
         });
     }
 
@@ -467,7 +468,7 @@ impl StudyTask {
                 };
                 let out = Outbound {
                     study: self.id.clone(),
-                    msg,
+                    msg: Box::new(msg),
                 };
                 match link.tx.try_send(out) {
                     Ok(()) => {

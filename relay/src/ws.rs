@@ -155,9 +155,16 @@ pub const MAX_BAD_FRAMES: u32 = 16;
 /// The close code sent to a dashboard with a wrong token.
 pub const CLOSE_UNAUTHORIZED: u16 = 4401;
 
+/// How much a WebSocket reads from the TLS stream at a time. tungstenite's default (128 KiB)
+/// is zero-filled before every read, which made it the relay's largest CPU cost with large
+/// frames and kept 128 KiB resident per idle connection (cohort-bench, docs/BENCHMARKS.md).
+/// A large message still gets a buffer of its own size when its header arrives.
+pub const READ_BUFFER_BYTES: usize = 4096;
+
 /// The WebSocket configuration with message and frame size limits.
 pub fn config(max_message_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(Some(max_message_bytes))
         .max_frame_size(Some(max_message_bytes))
 }
@@ -243,7 +250,7 @@ impl Attachment {
         if !ours {
             return;
         }
-        match &out.msg {
+        match &*out.msg {
             RelayToPatient::Welcome(_) => self.joining = false,
             RelayToPatient::Error(_) if self.joining => {
                 self.detach();
@@ -360,11 +367,11 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
             out = rx.recv() => {
                 let Some(out) = out else { break };
                 at.observe(&out);
-                if matches!(out.msg, RelayToPatient::Welcome(_) | RelayToPatient::Result(_)) {
+                if matches!(*out.msg, RelayToPatient::Welcome(_) | RelayToPatient::Result(_)) {
                     // Progress: the budget for bad or refused messages starts over.
                     bad = 0;
                 }
-                let refused = matches!(out.msg, RelayToPatient::Error(_));
+                let refused = matches!(*out.msg, RelayToPatient::Error(_));
                 if !send(&mut ws, Message::text(out.msg.encode()), wt, peer.0).await {
                     break;
                 }
