@@ -49,12 +49,23 @@ impl Sealed {
     }
 }
 
+/// Which bytes may appear in base64url text (a table: this check runs on every byte of every
+/// share the relay routes).
+static BASE64URL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+        b += 1;
+    }
+    t
+};
+
 impl<'de> Deserialize<'de> for Sealed {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Sealed, D::Error> {
         let s = String::deserialize(d)?;
-        if s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if s.bytes().all(|b| BASE64URL[usize::from(b)]) {
             Ok(Sealed(s))
         } else {
             Err(serde::de::Error::custom("sealed share must be base64url"))
@@ -363,7 +374,11 @@ macro_rules! versioned {
 
             /// Decodes one message of at most `max` bytes and checks its version.
             pub fn decode_with_limit(text: &str, max: usize) -> Result<Self, DecodeError> {
-                let msg: Self = decode_json(text, max)?;
+                let fast = if text.len() <= max { Self::decode_tag_first(text) } else { None };
+                let msg: Self = match fast {
+                    Some(m) => m,
+                    None => decode_json(text, max)?,
+                };
                 match msg.version() {
                     PROTOCOL_VERSION => Ok(msg),
                     got => Err(DecodeError::UnsupportedVersion { got }),
@@ -381,6 +396,53 @@ macro_rules! versioned {
             }
         }
     };
+}
+
+/// Splits `{"type":"<tag>",<rest>` into the tag and `{<rest>`, the variant's own object.
+fn split_tag(text: &str) -> Option<(&str, String)> {
+    let rest = text.strip_prefix(r#"{"type":""#)?;
+    let (tag, after) = rest.split_at(rest.find('"')?);
+    if tag.is_empty() || !tag.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        return None;
+    }
+    let after = after.strip_prefix("\",")?;
+    let mut body = String::with_capacity(after.len() + 1);
+    body.push('{');
+    body.push_str(after);
+    Some((tag, body))
+}
+
+impl PatientToRelay {
+    /// The fast path of decoding: our encoders write `"type"` first, and then the variant's
+    /// struct is decoded directly instead of through serde's buffered internally-tagged path.
+    /// `None` for anything else, which then takes the general path (and gets its errors).
+    fn decode_tag_first(text: &str) -> Option<PatientToRelay> {
+        let (tag, body) = split_tag(text)?;
+        Some(match tag {
+            "join" => PatientToRelay::Join(serde_json::from_str(&body).ok()?),
+            "shares" => PatientToRelay::Shares(serde_json::from_str(&body).ok()?),
+            "partial_sum" => PatientToRelay::PartialSum(serde_json::from_str(&body).ok()?),
+            "leave" => PatientToRelay::Leave(serde_json::from_str(&body).ok()?),
+            _ => return None,
+        })
+    }
+}
+
+impl RelayToPatient {
+    /// See [`PatientToRelay::decode_tag_first`].
+    fn decode_tag_first(text: &str) -> Option<RelayToPatient> {
+        let (tag, body) = split_tag(text)?;
+        Some(match tag {
+            "welcome" => RelayToPatient::Welcome(serde_json::from_str(&body).ok()?),
+            "enrolment" => RelayToPatient::Enrolment(serde_json::from_str(&body).ok()?),
+            "roster" => RelayToPatient::Roster(serde_json::from_str(&body).ok()?),
+            "delivery" => RelayToPatient::Delivery(serde_json::from_str(&body).ok()?),
+            "result" => RelayToPatient::Result(serde_json::from_str(&body).ok()?),
+            "abandoned" => RelayToPatient::Abandoned(serde_json::from_str(&body).ok()?),
+            "error" => RelayToPatient::Error(serde_json::from_str(&body).ok()?),
+            _ => return None,
+        })
+    }
 }
 
 versioned!(PatientToRelay {
@@ -484,6 +546,72 @@ mod tests {
         let err = PatientToRelay::decode(&text).unwrap_err();
         assert!(!alloc::string::ToString::to_string(&err).contains(secret));
         assert!(!format!("{err:?}").contains(secret));
+    }
+
+    #[test]
+    fn tag_first_fast_path_agrees_with_the_general_decoder() {
+        let sealed = Sealed::from_bytes(&[7u8; 48]);
+        let to_relay = [
+            PatientToRelay::Join(Join {
+                v: 1,
+                study: "demo".into(),
+                public_key: PublicKey([7; 32]),
+                invite: Some("x".into()),
+            }),
+            PatientToRelay::Shares(Shares {
+                v: 1,
+                round: 3,
+                shares: vec![ShareTo {
+                    to: 2,
+                    sealed: sealed.clone(),
+                }],
+            }),
+            PatientToRelay::PartialSum(PartialSum {
+                v: 1,
+                round: 3,
+                sum: vec![Fe::new(5); 13],
+            }),
+            PatientToRelay::Leave(Leave { v: 1 }),
+        ];
+        for m in &to_relay {
+            let text = m.encode();
+            assert_eq!(PatientToRelay::decode_tag_first(&text).as_ref(), Some(m));
+            assert_eq!(
+                decode_json::<PatientToRelay>(&text, usize::MAX).as_ref(),
+                Ok(m)
+            );
+            // `type` elsewhere than first: not the fast path, same message.
+            let (head, rest) = text.split_once(',').unwrap();
+            let moved = format!("{{{},{}}}", &rest[..rest.len() - 1], &head[1..]);
+            assert_eq!(PatientToRelay::decode_tag_first(&moved), None, "{moved}");
+            assert_eq!(PatientToRelay::decode(&moved).as_ref(), Ok(m), "{moved}");
+        }
+        let d = RelayToPatient::Delivery(Delivery {
+            v: 1,
+            round: 3,
+            contributors: vec![1, 2],
+            shares: vec![ShareFrom { from: 2, sealed }],
+        });
+        assert_eq!(
+            RelayToPatient::decode_tag_first(&d.encode()),
+            Some(d.clone())
+        );
+        // Whatever the fast path refuses goes to the general decoder, errors included.
+        for bad in [
+            r#"{"type":"leave"}"#,
+            r#"{"type":"leave","v":1,"type":"leave"}"#,
+            r#"{"type":"shares","v":1,"round":1,"shares":[{"to":2,"sealed":"a+b/"}]}"#,
+            r#"{"type":"Leave","v":1}"#,
+            r#"{"type":"","v":1}"#,
+            r#"{"type":"leave","v":1} x"#,
+        ] {
+            assert_eq!(PatientToRelay::decode_tag_first(bad), None, "{bad}");
+            assert_eq!(
+                PatientToRelay::decode(bad),
+                decode_json::<PatientToRelay>(bad, MAX_MESSAGE_BYTES).map(|_| unreachable!()),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
