@@ -83,6 +83,9 @@ pub(crate) struct RoundsReport {
     pub(crate) cpu_e2e_ms: Option<f64>,
     /// Relay CPU per measured prepared round, ms.
     pub(crate) cpu_prepared_ms: Option<f64>,
+    /// CPU of this process (every patient task, the coordinator) per measured end-to-end
+    /// round, ms.
+    pub(crate) patients_cpu_e2e_ms: Option<f64>,
     /// Relay resident memory with every patient connected, before any round, KiB.
     pub(crate) rss_connected_kib: Option<u64>,
     /// Relay peak resident memory (VmHWM) over the whole configuration, KiB.
@@ -119,6 +122,7 @@ impl RoundsReport {
         let prep: Vec<f64> = self.prepared.iter().map(|s| s.prepare_ms).collect();
         o.insert("prepare_p50_ms", opt(Summary::of(&prep).map(|s| s.p50)));
         o.insert("relay_cpu_ms_per_round", opt(self.cpu_e2e_ms));
+        o.insert("patients_cpu_ms_per_round", opt(self.patients_cpu_e2e_ms));
         o.insert("relay_cpu_ms_per_prepared_round", opt(self.cpu_prepared_ms));
         o.insert("relay_peak_rss_mb", mb(self.peak_rss_kib));
         o.insert("relay_rss_connected_mb", mb(self.rss_connected_kib));
@@ -145,6 +149,11 @@ fn relay_for(
         log_filter: common.log_filter.clone(),
     })?;
     Ok((relay, dir))
+}
+
+/// CPU time of this process so far, ms.
+fn own_cpu_ms() -> Option<f64> {
+    relay_proc::sched_ms_of(std::process::id())
 }
 
 /// The relay's path for `round`, or an error naming its log.
@@ -203,9 +212,11 @@ pub(crate) async fn run_rounds(
     if matches!(cfg.mode, Mode::Both | Mode::E2e) {
         let mut bar = Progress::new(format!("{label} end-to-end"), total, common.quiet);
         let mut cpu0 = None;
+        let mut own0 = None;
         for i in 0..total {
             if i == cfg.warmup {
                 cpu0 = relay.cpu_ms();
+                own0 = own_cpu_ms();
             }
             let s = fleet.e2e_round().await?;
             let path = path_ms(&mut relay, s.round).await?;
@@ -215,6 +226,9 @@ pub(crate) async fn run_rounds(
             }
             bar.set(i + 1, &format!("last {:.2} ms", s.ms));
         }
+        rep.patients_cpu_e2e_ms = own0
+            .zip(own_cpu_ms())
+            .map(|(a, b)| (b - a) / cfg.rounds.max(1) as f64);
         rep.cpu_e2e_ms = cpu0
             .zip(relay.cpu_ms())
             .map(|(a, b)| (b - a) / cfg.rounds.max(1) as f64);
