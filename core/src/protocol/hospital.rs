@@ -18,7 +18,6 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use subtle::ConstantTimeEq;
-use x25519_dalek::{PublicKey as DalekPublic, StaticSecret};
 
 use crate::encoding::{Statistics, decode};
 use crate::envelope::PublicKey;
@@ -220,13 +219,51 @@ impl core::fmt::Debug for Hospital {
     }
 }
 
+/// The encodings of X25519 public keys of low order, top bit clear (libsodium's list): 0, 1,
+/// the two points of order 8, p − 1, and the non-canonical p and p + 1 (p = 2^255 − 19). A
+/// clamped scalar is a multiple of the cofactor and below the prime order, so X25519 with
+/// one of these (and only these) gives an all-zero shared secret.
+const LOW_ORDER: [[u8; 32]; 7] = [
+    [0; 32],
+    [
+        0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00,
+    ],
+    [
+        0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4,
+        0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49,
+        0xb8, 0x00,
+    ],
+    [
+        0x5f, 0x9c, 0x95, 0xbc, 0xa3, 0x50, 0x8c, 0x24, 0xb1, 0xd0, 0xb1, 0x55, 0x9c, 0x83, 0xef,
+        0x5b, 0x04, 0x44, 0x5c, 0xc4, 0x58, 0x1c, 0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f,
+        0x11, 0x57,
+    ],
+    [
+        0xec, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+    [
+        0xed, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+    [
+        0xee, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xff, 0x7f,
+    ],
+];
+
 /// Whether an X25519 public key is a low-order point (its shared secret with anyone is zero).
+/// A table lookup: it runs on every join, in the study's one task, and an X25519 probe there
+/// cost about 53 µs per join (cohort-bench, docs/BENCHMARKS.md).
 fn is_weak_key(key: &PublicKey) -> bool {
-    // Any clamped scalar is a multiple of the cofactor, so a low-order point maps to zero.
-    let probe = StaticSecret::from([0x5a; 32]);
-    !probe
-        .diffie_hellman(&DalekPublic::from(key.0))
-        .was_contributory()
+    let mut u = key.0;
+    u[31] &= 0x7f; // X25519 ignores the top bit.
+    LOW_ORDER.contains(&u)
 }
 
 impl Hospital {
@@ -883,6 +920,7 @@ mod tests {
     use alloc::vec;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
+    use x25519_dalek::{PublicKey as DalekPublic, StaticSecret};
 
     fn spec(s: &str) -> StudySpec {
         s.parse().unwrap()
@@ -939,6 +977,49 @@ mod tests {
             round,
             shares,
         })
+    }
+
+    /// The former check: X25519 with a fixed clamped scalar, zero output = low order.
+    fn probe_says_weak(key: &[u8; 32]) -> bool {
+        !StaticSecret::from([0x5a; 32])
+            .diffie_hellman(&DalekPublic::from(*key))
+            .was_contributory()
+    }
+
+    #[test]
+    fn weak_key_table_agrees_with_an_x25519_probe() {
+        let mut keys: Vec<[u8; 32]> = Vec::new();
+        for low in LOW_ORDER {
+            keys.push(low);
+            let mut high = low;
+            high[31] |= 0x80;
+            keys.push(high);
+        }
+        // Small values and everything from p − 300 to 2^256 − 1 (non-canonical encodings).
+        for i in 0u16..300 {
+            let mut k = [0u8; 32];
+            k[..2].copy_from_slice(&i.to_le_bytes());
+            keys.push(k);
+            let mut top = [0xff; 32];
+            top[..2].copy_from_slice(&(0xffff - i).to_le_bytes());
+            keys.push(top);
+            top[31] = 0x7f;
+            keys.push(top);
+        }
+        let mut rng = ChaCha20Rng::seed_from_u64(99);
+        for _ in 0..2000 {
+            keys.push(KeyPair::generate(&mut rng).public().0);
+            let mut k = [0u8; 32];
+            rand_core::Rng::fill_bytes(&mut rng, &mut k);
+            keys.push(k);
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let weak = keys.iter().filter(|k| is_weak_key(&PublicKey(**k))).count();
+        assert_eq!(weak, 14, "7 encodings, each with the top bit clear or set");
+        for k in &keys {
+            assert_eq!(is_weak_key(&PublicKey(*k)), probe_says_weak(k), "{k:02x?}");
+        }
     }
 
     #[test]
