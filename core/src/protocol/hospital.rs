@@ -887,7 +887,7 @@ impl Hospital {
         if !core::mem::replace(&mut r.live[i as usize - 1], false) {
             return;
         }
-        let (live, t) = (r.live_count(), r.roster.threshold);
+        let t = r.roster.threshold;
         match &r.state {
             RoundState::AwaitingShares { .. } => {
                 if self.all_live_reported() {
@@ -906,7 +906,6 @@ impl Hospital {
                 } else if self.all_live_reported() {
                     self.finish(now_ms);
                 }
-                let _ = live;
             }
         }
     }
