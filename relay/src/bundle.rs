@@ -6,7 +6,8 @@
 //! - At start the relay hashes every servable file of its web directory (SHA-256) and renders
 //!   the HTML pages: each `integrity="@"` placeholder in a `<script src>` or `<link href>` tag
 //!   becomes that file's Subresource Integrity value (`sha256-…`). The scripts, the modules
-//!   they import (through `<link rel="modulepreload">`) and the wasm module (fetched with
+//!   they import (through `<link rel="modulepreload">`) and the wasm module (named by a
+//!   `data-integrity="@"` attribute, which the placeholder also fills, and fetched with
 //!   `fetch(…, { integrity })`) are therefore all bound to the page: the browser refuses to run
 //!   a sub-resource whose bytes differ from what the page names, so the page's hash covers the
 //!   whole application.
@@ -123,9 +124,9 @@ pub fn sri(bytes: &[u8]) -> String {
 
 fn served(name: &str) -> bool {
     !name.starts_with('.')
-        && name.rsplit_once('.').is_some_and(|(_, ext)| {
-            SERVED_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str())
-        })
+        && name
+            .rsplit_once('.')
+            .is_some_and(|(_, ext)| SERVED_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()))
         && !name.ends_with(".d.ts")
 }
 
@@ -280,9 +281,8 @@ impl Bundle {
             }
         }
         let manifest = Manifest::new(files);
-        let manifest_json = Arc::new(
-            serde_json::to_vec_pretty(&manifest).expect("a manifest always serialises"),
-        );
+        let manifest_json =
+            Arc::new(serde_json::to_vec_pretty(&manifest).expect("a manifest always serialises"));
         Ok(Bundle {
             pages,
             manifest,
@@ -294,9 +294,8 @@ impl Bundle {
     /// An empty bundle (no web directory): no pages, an empty manifest.
     pub fn empty() -> Bundle {
         let manifest = Manifest::new(BTreeMap::new());
-        let manifest_json = Arc::new(
-            serde_json::to_vec_pretty(&manifest).expect("a manifest always serialises"),
-        );
+        let manifest_json =
+            Arc::new(serde_json::to_vec_pretty(&manifest).expect("a manifest always serialises"));
         Bundle {
             pages: BTreeMap::new(),
             manifest,
@@ -594,8 +593,14 @@ mod tests {
     #[test]
     fn references_resolve_inside_the_bundle() {
         assert_eq!(resolve("index.html", "js/a.js").as_deref(), Some("js/a.js"));
-        assert_eq!(resolve("x/p.html", "../pkg/w.wasm").as_deref(), Some("pkg/w.wasm"));
-        assert_eq!(resolve("x/p.html", "/style.css?v=1").as_deref(), Some("style.css"));
+        assert_eq!(
+            resolve("x/p.html", "../pkg/w.wasm").as_deref(),
+            Some("pkg/w.wasm")
+        );
+        assert_eq!(
+            resolve("x/p.html", "/style.css?v=1").as_deref(),
+            Some("style.css")
+        );
         assert_eq!(resolve("index.html", "https://cdn.example/x.js"), None);
         assert_eq!(resolve("index.html", "//cdn.example/x.js"), None);
         assert_eq!(resolve("index.html", "../../x.js"), None);
@@ -607,10 +612,7 @@ mod tests {
             parse_https("https://127.0.0.1:8443").unwrap(),
             ("127.0.0.1".into(), 8443)
         );
-        assert_eq!(
-            parse_https("https://[::1]:9/x").unwrap(),
-            ("::1".into(), 9)
-        );
+        assert_eq!(parse_https("https://[::1]:9/x").unwrap(), ("::1".into(), 9));
         assert_eq!(
             parse_https("https://localhost").unwrap(),
             ("localhost".into(), 443)

@@ -124,12 +124,19 @@ async fn verify_page_accepts_this_build_and_names_a_changed_file() {
     // and its published manifest all differ from this build.
     let evil = TestRelay::start_with(&[], |cfg| {
         write_web(&cfg.web);
-        std::fs::write(cfg.web.join("js/dom.js"), "export const $ = (id) => id + 1;\n").unwrap();
+        std::fs::write(
+            cfg.web.join("js/dom.js"),
+            "export const $ = (id) => id + 1;\n",
+        )
+        .unwrap();
     })
     .await;
     let (code, json, stderr) = verify_page(&evil, &web_copy).await;
     assert_eq!(code, Some(7), "{stderr}");
-    assert_eq!(json["different"], serde_json::json!(["index.html", "js/dom.js"]));
+    assert_eq!(
+        json["different"],
+        serde_json::json!(["index.html", "js/dom.js"])
+    );
     assert_eq!(json["manifest_matches"], false);
 }
 
@@ -161,7 +168,10 @@ fn the_real_pages_name_only_files_that_exist() {
     for page in ["index.html", "hospital.html"] {
         let text = String::from_utf8(b.page(page).unwrap().to_vec()).unwrap();
         assert!(text.contains("<script type=\"module\""), "{page}");
-        for line in text.lines().filter(|l| l.contains("<script") || l.contains("<link")) {
+        for line in text
+            .lines()
+            .filter(|l| l.contains("<script") || l.contains("<link"))
+        {
             if line.contains("rel=\"icon\"") {
                 continue;
             }
@@ -173,6 +183,9 @@ fn the_real_pages_name_only_files_that_exist() {
         }
     }
     for m in b.missing() {
-        assert!(m.starts_with("pkg/"), "a page names {m}, which does not exist");
+        assert!(
+            m.starts_with("pkg/"),
+            "a page names {m}, which does not exist"
+        );
     }
 }

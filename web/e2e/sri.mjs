@@ -74,8 +74,8 @@ try {
     await page.waitForSelector('#loading', { state: 'hidden', timeout: 20_000 });
     const bad = consoleLines.filter((l) => /integrity/i.test(l));
     check(bad.length === 0, `genuine page reported integrity problems: ${bad.join(' | ')}`);
-    const integrity = await page.$$eval('script[type=module], link[rel=modulepreload], link#wasm-module',
-      (els) => els.map((e) => e.integrity));
+    const integrity = await page.$$eval('script[type=module], link[rel=modulepreload], #wasm-module',
+      (els) => els.map((e) => e.integrity || e.dataset.integrity || ''));
     check(integrity.length >= 6 && integrity.every((v) => v.startsWith('sha256-')),
       `every script, module and the wasm carry integrity: ${JSON.stringify(integrity)}`);
     log('genuine page started, every script and the wasm carry integrity');

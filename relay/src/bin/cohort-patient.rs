@@ -82,7 +82,11 @@ async fn verify_page(args: VerifyArgs) -> ExitCode {
             }
             eprintln!(
                 "{}: {} files, bundle {}",
-                if v.verified { "verified" } else { "NOT VERIFIED" },
+                if v.verified {
+                    "verified"
+                } else {
+                    "NOT VERIFIED"
+                },
                 v.files,
                 v.bundle
             );
