@@ -14,6 +14,7 @@
 //! The HTTP, WebSocket and CLI contract is docs/API.md.
 
 pub mod api;
+pub mod bundle;
 pub mod certs;
 pub mod client;
 pub mod clock;

@@ -17,6 +17,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tracing::{debug, info, warn};
 
+use crate::bundle::{self, Bundle};
 use crate::certs::{self, CertError, CertOrigin};
 use crate::clock::Clock;
 use crate::http::{self, ReadError, Request, Response};
@@ -137,6 +138,7 @@ pub struct Handler {
     registry: Arc<Registry>,
     token: AdminToken,
     web: PathBuf,
+    bundle: Arc<Bundle>,
     ws_config: WebSocketConfig,
     limits: ws::SessionLimits,
     handshake_timeout: Duration,
@@ -161,10 +163,24 @@ impl Handler {
         handshake_timeout: Duration,
         closing: watch::Receiver<bool>,
     ) -> Arc<Handler> {
+        let bundle = match Bundle::load(&web) {
+            Ok(b) => {
+                if !b.missing().is_empty() {
+                    warn!(files = ?b.missing(), "pages name files the web directory lacks (wasm bundle not built?); their integrity is left out");
+                }
+                b
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot read the web directory; serving no pages");
+                Bundle::empty()
+            }
+        };
+        info!(bundle = %bundle.manifest().bundle, files = bundle.manifest().files.len(), "served code hashed");
         Arc::new(Handler {
             registry,
             token,
             web,
+            bundle: Arc::new(bundle),
             ws_config: ws::config(limits.max_message_bytes),
             limits,
             handshake_timeout,
@@ -635,7 +651,16 @@ async fn route(ctx: &Handler, req: &Request) -> Response {
         return api::handle(&ctx.registry, &ctx.token, req).await;
     }
     match req.method.as_str() {
-        "GET" | "HEAD" => http::static_file(&ctx.web, &req.path).await,
+        "GET" | "HEAD" => {
+            if req.path == bundle::MANIFEST_PATH {
+                let body = ctx.bundle.manifest_json().to_vec();
+                return Response::new(200, "application/json", body);
+            }
+            match bundle::page_for(&req.path).and_then(|p| ctx.bundle.page(p)) {
+                Some(page) => Response::new(200, "text/html; charset=utf-8", page.to_vec()),
+                None => http::static_file(&ctx.web, &req.path).await,
+            }
+        }
         _ => Response::error(405, "method not allowed").with_header("Allow", "GET, HEAD"),
     }
 }

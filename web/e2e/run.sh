@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Browser end-to-end test of cohort. Builds the release wasm bundle (web/www/pkg) and the relay,
 # starts the relay on a free port with temporary certificates and data, then runs e2e.mjs:
-# three patient tabs and the hospital dashboard in headless Chromium over HTTPS/WSS.
+# three patient tabs and the hospital dashboard in headless Chromium over HTTPS/WSS, then
+# sri.mjs: swapped scripts and wasm are refused (Subresource Integrity).
 # Screenshots go to $E2E_OUT (default target/e2e). Honours CARGO_TARGET_DIR. Exits non-zero
 # on any failure and always stops the relay it started.
 set -euo pipefail
@@ -59,6 +60,9 @@ echo "e2e: relay at $url"
 rc=0
 t0=$SECONDS
 node web/e2e/e2e.mjs "$url/" "$token" "$out" || rc=$?
+if [ "$rc" = 0 ]; then
+    node web/e2e/sri.mjs "$url/" || rc=$?
+fi
 echo "e2e: browser test took $((SECONDS - t0))s (exit $rc)"
 if [ "$rc" != 0 ]; then
     echo "e2e: relay log:" >&2

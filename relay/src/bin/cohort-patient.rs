@@ -43,8 +43,72 @@ struct Args {
     timeout_s: u64,
 }
 
+/// `cohort-patient verify-page`: checks that the code a relay serves to browser patients is the
+/// bundle built from this source (see docs/SECURITY.md, "Served code").
+#[derive(Parser, Debug)]
+#[command(name = "cohort-patient verify-page", version)]
+struct VerifyArgs {
+    /// The relay's base URL, e.g. https://127.0.0.1:8443.
+    #[arg(long, value_name = "URL")]
+    relay: String,
+
+    /// PEM file of the CA that signed the relay's certificate. Verification is always on.
+    #[arg(long, value_name = "FILE", default_value = "certs/ca.pem")]
+    ca: PathBuf,
+
+    /// The web directory built from this source (pages, scripts and web/www/pkg), to compare
+    /// with what the relay serves.
+    #[arg(long, value_name = "DIR", default_value = "web/www")]
+    web: PathBuf,
+}
+
+/// Compares the served bundle with the local one: one line per differing file on stderr, the
+/// verification as one JSON line on stdout; exit 0 if identical, 7 if not, 6 if the relay could
+/// not be checked.
+async fn verify_page(args: VerifyArgs) -> ExitCode {
+    match cohort_relay::bundle::verify(&args.relay, &args.ca, &args.web).await {
+        Ok(v) => {
+            for f in &v.different {
+                eprintln!("DIFFERENT  {f}");
+            }
+            for f in &v.not_served {
+                eprintln!("NOT SERVED {f}");
+            }
+            for f in &v.extra {
+                eprintln!("EXTRA      {f}");
+            }
+            if !v.manifest_matches {
+                eprintln!("the relay's published manifest differs from this build's");
+            }
+            eprintln!(
+                "{}: {} files, bundle {}",
+                if v.verified {
+                    "verified"
+                } else {
+                    "NOT VERIFIED"
+                },
+                v.files,
+                v.bundle
+            );
+            println!("{}", serde_json::to_string(&v).unwrap_or_default());
+            if v.verified {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(7)
+            }
+        }
+        Err(e) => {
+            eprintln!("cohort-patient verify-page: {e}");
+            ExitCode::from(6)
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("verify-page") {
+        return verify_page(VerifyArgs::parse_from(std::env::args().skip(1))).await;
+    }
     let args = Args::parse();
     let mut opts = PatientOptions::new(&args.relay, &args.ca, &args.study, &args.value);
     opts.invite = args.invite;

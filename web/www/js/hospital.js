@@ -1,7 +1,8 @@
 // The hospital dashboard: studies, live enrolment (/ws/dashboard), starting rounds, results,
 // downloads and the relay's safety code. The admin token lives in sessionStorage at most.
 
-import init, { checkStudySpec } from '../pkg/cohort_web.js';
+import { checkStudySpec } from '../pkg/cohort_web.js';
+import { loadWasm } from './wasm.js';
 import { histogram } from './chart.js';
 import { $, el, replace, show } from './dom.js';
 import { human, patients, plain, rangeText } from './format.js';
@@ -39,7 +40,7 @@ main();
 
 async function main() {
   try {
-    await init();
+    await loadWasm();
     wasmReady = true;
   } catch (e) {
     console.warn(`cohort: wasm did not load (${e.message}); study specs are checked by the relay only`);

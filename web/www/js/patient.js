@@ -2,7 +2,8 @@
 // machine) owns every byte of protocol and is the only holder of the value once a round starts.
 // The value is never put in the URL, in storage, or in any message in clear.
 
-import init, { Patient, checkValue, bucketEdges } from '../pkg/cohort_web.js';
+import { Patient, checkValue, bucketEdges } from '../pkg/cohort_web.js';
+import { loadWasm } from './wasm.js';
 import { histogram } from './chart.js';
 import { $, el, replace, show } from './dom.js';
 import { human, patients, plain, rangeText } from './format.js';
@@ -54,7 +55,7 @@ main();
 
 async function main() {
   try {
-    await init();
+    await loadWasm();
   } catch (e) {
     notice(`The program that protects your value could not start in this browser (${e.message}).`, true);
     return;
