@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::encoding::Statistics;
 use crate::envelope::{PublicKey, TAG_LEN};
-use crate::error::{DecodeError, ErrorCode};
+use crate::error::{DecodeError, ErrorCode, ProtocolError};
 use crate::field::Fe;
 use crate::roster::{Roster, SafetyCode};
 use crate::study::StudyParams;
@@ -255,6 +255,8 @@ pub enum AbandonReason {
     Shutdown,
     /// The relay restarted while the round was in flight.
     RelayRestarted,
+    /// The study's state machine failed inside the relay and was restarted.
+    StudyRestarted,
 }
 
 impl core::fmt::Display for AbandonReason {
@@ -274,6 +276,9 @@ impl core::fmt::Display for AbandonReason {
             AbandonReason::Shutdown => f.write_str("the hospital's relay is shutting down"),
             AbandonReason::RelayRestarted => {
                 f.write_str("the hospital's relay restarted during the round")
+            }
+            AbandonReason::StudyRestarted => {
+                f.write_str("the study failed on the hospital's relay and was restarted")
             }
         }
     }
@@ -303,6 +308,18 @@ pub struct ErrorMsg {
     pub code: ErrorCode,
     /// Human-readable explanation (never contains values, shares or keys).
     pub message: String,
+}
+
+impl ErrorMsg {
+    /// The wire reply that refuses a message for this reason (its code and its text, which
+    /// never holds a value, share or key).
+    pub fn refusing(e: &ProtocolError) -> ErrorMsg {
+        ErrorMsg {
+            v: PROTOCOL_VERSION,
+            code: e.code(),
+            message: alloc::string::ToString::to_string(e),
+        }
+    }
 }
 
 /// Messages from the relay to a patient.

@@ -24,8 +24,8 @@ use crate::envelope::PublicKey;
 use crate::error::{ProtocolError, StudyError};
 use crate::field::Fe;
 use crate::message::{
-    AbandonReason, Abandoned, Delivery, Enrolment, Join, PROTOCOL_VERSION, PatientToRelay,
-    RelayToPatient, RosterMsg, RoundResult, ShareFrom, ShareTo, Welcome,
+    AbandonReason, Abandoned, Delivery, Enrolment, ErrorMsg, Join, PROTOCOL_VERSION,
+    PatientToRelay, RelayToPatient, RosterMsg, RoundResult, ShareFrom, ShareTo, Welcome,
 };
 use crate::roster::{Member, Roster, SafetyCode};
 use crate::sharing::Scheme;
@@ -50,6 +50,19 @@ pub enum HospitalOutput {
     },
     /// Something the dashboard and the store should know.
     Event(HospitalEvent),
+    /// `peer`'s join was accepted: it is a member of this study until a matching
+    /// [`HospitalOutput::Detached`]. The driver routes the connection's messages here.
+    Attached {
+        /// The connection.
+        peer: PeerId,
+    },
+    /// `peer` is not (or no longer) a member of this study: its join was refused, it left or
+    /// disconnected, or its round ended (after the `result` or `abandoned` sent to it). The
+    /// driver stops routing the connection's messages here; the connection may join again.
+    Detached {
+        /// The connection.
+        peer: PeerId,
+    },
 }
 
 /// A completed round, as stored and shown on the dashboard.
@@ -409,13 +422,18 @@ impl Hospital {
     }
 
     /// Handles one message from connection `from`.
+    ///
+    /// A refused message is answered here: the `error` reply to send is queued as a
+    /// [`HospitalOutput::Send`] (and a refused join is followed by
+    /// [`HospitalOutput::Detached`]), so the driver only logs the returned error.
     pub fn handle(
         &mut self,
         now_ms: u64,
         from: PeerId,
         msg: PatientToRelay,
     ) -> Result<(), ProtocolError> {
-        match msg {
+        let is_join = matches!(msg, PatientToRelay::Join(_));
+        let r = match msg {
             PatientToRelay::Join(j) => self.on_join(now_ms, from, j),
             PatientToRelay::Shares(s) => self.on_shares(now_ms, from, s.round, s.shares),
             PatientToRelay::PartialSum(p) => self.on_partial(now_ms, from, p.round, p.sum),
@@ -423,7 +441,14 @@ impl Hospital {
                 self.handle_disconnect(now_ms, from);
                 Ok(())
             }
+        };
+        if let Err(e) = &r {
+            self.emit(from, RelayToPatient::Error(ErrorMsg::refusing(e)));
+            if is_join && !self.is_member(from) {
+                self.out.push_back(HospitalOutput::Detached { peer: from });
+            }
         }
+        r
     }
 
     fn is_member(&self, peer: PeerId) -> bool {
@@ -461,6 +486,7 @@ impl Hospital {
         if self.enrol_started.is_none() {
             self.enrol_started = Some(now_ms);
         }
+        self.out.push_back(HospitalOutput::Attached { peer: from });
         self.emit(
             from,
             RelayToPatient::Welcome(Welcome {
@@ -805,6 +831,7 @@ impl Hospital {
         for (i, p) in r.peers.iter().enumerate() {
             if r.live[i] {
                 self.emit(*p, RelayToPatient::Result(result.clone()));
+                self.out.push_back(HospitalOutput::Detached { peer: *p });
             }
         }
         self.event(HospitalEvent::Completed(RoundOutcome {
@@ -834,6 +861,7 @@ impl Hospital {
         for (i, p) in r.peers.iter().enumerate() {
             if r.live[i] {
                 self.emit(*p, RelayToPatient::Abandoned(msg.clone()));
+                self.out.push_back(HospitalOutput::Detached { peer: *p });
             }
         }
         self.event(HospitalEvent::Abandoned {
@@ -849,15 +877,23 @@ impl Hospital {
 
     /// Shuts the study down: abandons the running round and tells enrolled patients.
     pub fn shutdown(&mut self, now_ms: u64) {
-        self.abandon(now_ms, AbandonReason::Shutdown);
+        self.halt(now_ms, AbandonReason::Shutdown);
+    }
+
+    /// Stops the study for `reason`: abandons the running round and tells every member,
+    /// enrolled ones included, which are all detached. The driver may then drop this machine
+    /// (e.g. to restart the study with a fresh one).
+    pub fn halt(&mut self, now_ms: u64, reason: AbandonReason) {
+        self.abandon(now_ms, reason.clone());
         let msg = Abandoned {
             v: PROTOCOL_VERSION,
             round: self.next_round,
-            reason: AbandonReason::Shutdown,
-            message: AbandonReason::Shutdown.to_string(),
+            message: reason.to_string(),
+            reason,
         };
         for (p, _) in core::mem::take(&mut self.enrolling) {
             self.emit(p, RelayToPatient::Abandoned(msg.clone()));
+            self.out.push_back(HospitalOutput::Detached { peer: p });
         }
         self.broadcast_due = None;
         self.enrol_started = None;
@@ -869,9 +905,11 @@ impl Hospital {
         }
     }
 
-    /// The connection `peer` closed or left.
+    /// The connection `peer` closed or left. If it was a member, [`HospitalOutput::Detached`]
+    /// says so before anything else this causes.
     pub fn handle_disconnect(&mut self, now_ms: u64, peer: PeerId) {
         if let Some(pos) = self.enrolling.iter().position(|(p, _)| *p == peer) {
+            self.out.push_back(HospitalOutput::Detached { peer });
             self.enrolling.remove(pos);
             if self.enrolling.is_empty() {
                 self.enrol_started = None;
@@ -887,6 +925,7 @@ impl Hospital {
         if !core::mem::replace(&mut r.live[i as usize - 1], false) {
             return;
         }
+        self.out.push_back(HospitalOutput::Detached { peer });
         let t = r.roster.threshold;
         match &r.state {
             RoundState::AwaitingShares { .. } => {
