@@ -1355,4 +1355,66 @@ mod tests {
             .count();
         assert_eq!(told, 4);
     }
+
+    #[test]
+    fn membership_and_refusals_are_outputs() {
+        use crate::error::ErrorCode;
+        let mut h = Hospital::new(spec("id=s,size=2,min_cohort=2"), 1).unwrap();
+        h.handle(0, PeerId(1), join("s", 1, None)).unwrap();
+        let out = drain(&mut h);
+        assert!(matches!(
+            out[0],
+            HospitalOutput::Attached { peer: PeerId(1) }
+        ));
+        // A refused join: the error reply, then the detach.
+        let e = h.handle(0, PeerId(2), join("s", 1, None)).unwrap_err();
+        assert_eq!(e, ProtocolError::DuplicateKey);
+        let out = drain(&mut h);
+        assert!(matches!(
+            &out[..],
+            [
+                HospitalOutput::Send { to: PeerId(2), msg: RelayToPatient::Error(m) },
+                HospitalOutput::Detached { peer: PeerId(2) },
+            ] if m.code == ErrorCode::Duplicate
+        ));
+        // A refused round message from a member: the reply only, it stays attached.
+        h.handle(0, PeerId(1), shares_from(1, 2, 7)).unwrap_err();
+        let out = drain(&mut h);
+        assert!(matches!(
+            &out[..],
+            [HospitalOutput::Send {
+                to: PeerId(1),
+                msg: RelayToPatient::Error(_)
+            }]
+        ));
+        // The round runs; each member is detached right after its result or abandonment.
+        h.handle(0, PeerId(2), join("s", 2, None)).unwrap();
+        h.handle(0, PeerId(1), shares_from(1, 2, 1)).unwrap();
+        h.handle(0, PeerId(2), shares_from(2, 2, 1)).unwrap();
+        drain(&mut h);
+        h.handle(1, PeerId(1), PatientToRelay::Leave(Leave { v: 1 }))
+            .unwrap();
+        let out = drain(&mut h);
+        let detached: Vec<PeerId> = out
+            .iter()
+            .filter_map(|o| match o {
+                HospitalOutput::Detached { peer } => Some(*peer),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(detached, vec![PeerId(1), PeerId(2)]);
+        let abandoned_then_detached = out.windows(2).any(|w| {
+            matches!(
+                w,
+                [
+                    HospitalOutput::Send {
+                        to: PeerId(2),
+                        msg: RelayToPatient::Abandoned(_)
+                    },
+                    HospitalOutput::Detached { peer: PeerId(2) },
+                ]
+            )
+        });
+        assert!(abandoned_then_detached);
+    }
 }
