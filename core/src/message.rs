@@ -259,6 +259,21 @@ pub enum AbandonReason {
     StudyRestarted,
 }
 
+impl AbandonReason {
+    /// The machine-readable kind, as in the `kind` field on the wire, e.g.
+    /// `"too_few_partial_sums"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AbandonReason::TooFewContributors { .. } => "too_few_contributors",
+            AbandonReason::TooFewPartialSums { .. } => "too_few_partial_sums",
+            AbandonReason::InconsistentAggregate => "inconsistent_aggregate",
+            AbandonReason::Shutdown => "shutdown",
+            AbandonReason::RelayRestarted => "relay_restarted",
+            AbandonReason::StudyRestarted => "study_restarted",
+        }
+    }
+}
+
 impl core::fmt::Display for AbandonReason {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
@@ -481,6 +496,41 @@ versioned!(RelayToPatient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_agree_with_the_wire() {
+        use crate::error::ErrorCode;
+        use crate::protocol::RoundPhase;
+        let reasons = [
+            AbandonReason::TooFewContributors { got: 1, needed: 3 },
+            AbandonReason::TooFewPartialSums { got: 1, needed: 2 },
+            AbandonReason::InconsistentAggregate,
+            AbandonReason::Shutdown,
+            AbandonReason::RelayRestarted,
+            AbandonReason::StudyRestarted,
+        ];
+        for r in reasons {
+            let v = serde_json::to_value(&r).unwrap();
+            assert_eq!(v["kind"], r.kind());
+        }
+        let codes = [
+            ErrorCode::BadMessage,
+            ErrorCode::Unexpected,
+            ErrorCode::UnknownStudy,
+            ErrorCode::Forbidden,
+            ErrorCode::Duplicate,
+            ErrorCode::Invalid,
+            ErrorCode::TooFew,
+            ErrorCode::RateLimited,
+            ErrorCode::Unavailable,
+        ];
+        for c in codes {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+        for p in [RoundPhase::AwaitingShares, RoundPhase::AwaitingPartialSums] {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+        }
+    }
     use alloc::vec;
 
     #[test]

@@ -17,6 +17,7 @@
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::encoding::{Statistics, decode};
@@ -66,7 +67,7 @@ pub enum HospitalOutput {
 }
 
 /// A completed round, as stored and shown on the dashboard.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RoundOutcome {
     /// Study id.
     pub study: String,
@@ -148,13 +149,42 @@ pub enum HospitalEvent {
     },
 }
 
-/// The running round's phase and counters, for the dashboard.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a running round waits for. On the wire and in the API: `"awaiting shares"` or
+/// `"awaiting partial sums"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoundPhase {
+    /// Each member's `shares`.
+    #[serde(rename = "awaiting shares")]
+    AwaitingShares,
+    /// Each member's `partial_sum`.
+    #[serde(rename = "awaiting partial sums")]
+    AwaitingPartialSums,
+}
+
+impl RoundPhase {
+    /// The phase as shown in the API and in errors, e.g. `"awaiting shares"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoundPhase::AwaitingShares => "awaiting shares",
+            RoundPhase::AwaitingPartialSums => "awaiting partial sums",
+        }
+    }
+}
+
+impl core::fmt::Display for RoundPhase {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The running round's phase and counters, for the dashboard and the API (`running` in
+/// docs/API.md's `StudyStatus`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoundStatus {
     /// Round id.
     pub round: u64,
-    /// `"awaiting shares"` or `"awaiting partial sums"`.
-    pub phase: &'static str,
+    /// What the round waits for.
+    pub phase: RoundPhase,
     /// Roster size.
     pub roster_size: u32,
     /// Threshold.
@@ -168,7 +198,7 @@ pub struct RoundStatus {
 }
 
 /// A study's status, for the dashboard.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StudyStatus {
     /// Round being enrolled.
     pub enrolling_round: u64,
@@ -308,9 +338,11 @@ impl Hospital {
             size: self.spec.params.size,
             running: self.round.as_ref().map(|r| {
                 let (phase, received) = match &r.state {
-                    RoundState::AwaitingShares { count, .. } => ("awaiting shares", *count),
+                    RoundState::AwaitingShares { count, .. } => {
+                        (RoundPhase::AwaitingShares, *count)
+                    }
                     RoundState::AwaitingPartialSums { count, .. } => {
-                        ("awaiting partial sums", *count)
+                        (RoundPhase::AwaitingPartialSums, *count)
                     }
                 };
                 RoundStatus {
@@ -630,7 +662,7 @@ impl Hospital {
         let len = r.scheme.payload_len(r.roster.study.vector_len());
         let RoundState::AwaitingShares { received, count } = &mut r.state else {
             return Err(ProtocolError::WrongState {
-                state: "awaiting partial sums",
+                state: RoundPhase::AwaitingPartialSums.as_str(),
                 got: "shares",
             });
         };
@@ -755,7 +787,7 @@ impl Hospital {
         } = &mut r.state
         else {
             return Err(ProtocolError::WrongState {
-                state: "awaiting shares",
+                state: RoundPhase::AwaitingShares.as_str(),
                 got: "partial_sum",
             });
         };

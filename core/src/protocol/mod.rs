@@ -9,6 +9,9 @@ pub mod hospital;
 pub mod membership;
 pub mod patient;
 
-pub use hospital::{Hospital, HospitalEvent, HospitalOutput, PeerId, RoundOutcome, StudyStatus};
+pub use hospital::{
+    Hospital, HospitalEvent, HospitalOutput, PeerId, RoundOutcome, RoundPhase, RoundStatus,
+    StudyStatus,
+};
 pub use membership::{Membership, Route};
 pub use patient::{Patient, PatientEvent};
