@@ -298,6 +298,15 @@ pub enum ProtocolError {
     /// A message could not be decoded.
     #[error("undecodable message: {0}")]
     Decode(#[from] DecodeError),
+    /// The connection sent a binary frame where only JSON text frames are accepted.
+    #[error("binary frames are not accepted; send JSON text frames")]
+    BinaryFrame,
+    /// The connection sends frames faster than its relay allows.
+    #[error("too many messages; slow down")]
+    RateLimited,
+    /// The study exists but its state machine is not running (stopping or restarting).
+    #[error("the study is not running")]
+    StudyUnavailable,
 }
 
 /// Machine-readable error codes sent on the wire in `error` messages.
@@ -325,12 +334,31 @@ pub enum ErrorCode {
     Unavailable,
 }
 
+impl ErrorCode {
+    /// The code as on the wire, e.g. `"bad_message"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadMessage => "bad_message",
+            ErrorCode::Unexpected => "unexpected",
+            ErrorCode::UnknownStudy => "unknown_study",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Duplicate => "duplicate",
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::TooFew => "too_few",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+}
+
 impl ProtocolError {
     /// The wire code for this error.
     pub fn code(&self) -> ErrorCode {
         use ProtocolError as E;
         match self {
-            E::Decode(_) => ErrorCode::BadMessage,
+            E::Decode(_) | E::BinaryFrame => ErrorCode::BadMessage,
+            E::RateLimited => ErrorCode::RateLimited,
+            E::StudyUnavailable => ErrorCode::Unavailable,
             E::WrongState { .. } | E::WrongRound { .. } | E::WrongStudy | E::NotInRoster => {
                 ErrorCode::Unexpected
             }

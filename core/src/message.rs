@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::encoding::Statistics;
 use crate::envelope::{PublicKey, TAG_LEN};
-use crate::error::{DecodeError, ErrorCode};
+use crate::error::{DecodeError, ErrorCode, ProtocolError};
 use crate::field::Fe;
 use crate::roster::{Roster, SafetyCode};
 use crate::study::StudyParams;
@@ -255,6 +255,23 @@ pub enum AbandonReason {
     Shutdown,
     /// The relay restarted while the round was in flight.
     RelayRestarted,
+    /// The study's state machine failed inside the relay and was restarted.
+    StudyRestarted,
+}
+
+impl AbandonReason {
+    /// The machine-readable kind, as in the `kind` field on the wire, e.g.
+    /// `"too_few_partial_sums"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AbandonReason::TooFewContributors { .. } => "too_few_contributors",
+            AbandonReason::TooFewPartialSums { .. } => "too_few_partial_sums",
+            AbandonReason::InconsistentAggregate => "inconsistent_aggregate",
+            AbandonReason::Shutdown => "shutdown",
+            AbandonReason::RelayRestarted => "relay_restarted",
+            AbandonReason::StudyRestarted => "study_restarted",
+        }
+    }
 }
 
 impl core::fmt::Display for AbandonReason {
@@ -274,6 +291,9 @@ impl core::fmt::Display for AbandonReason {
             AbandonReason::Shutdown => f.write_str("the hospital's relay is shutting down"),
             AbandonReason::RelayRestarted => {
                 f.write_str("the hospital's relay restarted during the round")
+            }
+            AbandonReason::StudyRestarted => {
+                f.write_str("the study failed on the hospital's relay and was restarted")
             }
         }
     }
@@ -303,6 +323,18 @@ pub struct ErrorMsg {
     pub code: ErrorCode,
     /// Human-readable explanation (never contains values, shares or keys).
     pub message: String,
+}
+
+impl ErrorMsg {
+    /// The wire reply that refuses a message for this reason (its code and its text, which
+    /// never holds a value, share or key).
+    pub fn refusing(e: &ProtocolError) -> ErrorMsg {
+        ErrorMsg {
+            v: PROTOCOL_VERSION,
+            code: e.code(),
+            message: alloc::string::ToString::to_string(e),
+        }
+    }
 }
 
 /// Messages from the relay to a patient.
@@ -464,6 +496,41 @@ versioned!(RelayToPatient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_agree_with_the_wire() {
+        use crate::error::ErrorCode;
+        use crate::protocol::RoundPhase;
+        let reasons = [
+            AbandonReason::TooFewContributors { got: 1, needed: 3 },
+            AbandonReason::TooFewPartialSums { got: 1, needed: 2 },
+            AbandonReason::InconsistentAggregate,
+            AbandonReason::Shutdown,
+            AbandonReason::RelayRestarted,
+            AbandonReason::StudyRestarted,
+        ];
+        for r in reasons {
+            let v = serde_json::to_value(&r).unwrap();
+            assert_eq!(v["kind"], r.kind());
+        }
+        let codes = [
+            ErrorCode::BadMessage,
+            ErrorCode::Unexpected,
+            ErrorCode::UnknownStudy,
+            ErrorCode::Forbidden,
+            ErrorCode::Duplicate,
+            ErrorCode::Invalid,
+            ErrorCode::TooFew,
+            ErrorCode::RateLimited,
+            ErrorCode::Unavailable,
+        ];
+        for c in codes {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
+        for p in [RoundPhase::AwaitingShares, RoundPhase::AwaitingPartialSums] {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+        }
+    }
     use alloc::vec;
 
     #[test]

@@ -114,6 +114,7 @@ pub(crate) fn run_round(
                         .expect("patient accepts hospital messages");
                 }
                 HospitalOutput::Event(e) => events.push(e),
+                HospitalOutput::Attached { .. } | HospitalOutput::Detached { .. } => {}
             }
         }
         if !progressed {

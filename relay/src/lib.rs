@@ -24,6 +24,7 @@ pub mod logging;
 pub mod registry;
 pub mod server;
 pub mod store;
+mod study;
 pub mod tls;
 pub mod token;
 pub mod views;

@@ -1,28 +1,28 @@
-//! Studies at run time: one tokio task per study owns that study's core [`Hospital`] and is
-//! the only place its protocol state changes. Connections talk to it over a channel.
+//! Studies at run time, seen from outside: the [`Registry`] of every study and the
+//! [`StudyHandle`] through which connections and the API reach one study's task (the actor
+//! itself is in [`crate::study`]).
 //!
-//! The task feeds the Hospital messages, disconnects and the clock, drains its outputs, sends
-//! each message to the connection it names, persists round events before telling anyone about
-//! them (so a result a patient has seen is always readable through the API), and publishes
-//! them on the dashboard feed. Studies share nothing but the store and the feed, so rounds of
-//! different studies run in parallel and never mix.
+//! Each study has a bounded command queue: a connection that sends faster than its study
+//! works waits for room (back-pressure), it never grows the queue. Studies share nothing but
+//! the store and the feed, so rounds of different studies run in parallel and never mix.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cohort_core::error::{ProtocolError, StudyError};
-use cohort_core::message::{ErrorMsg, PROTOCOL_VERSION, PatientToRelay, RelayToPatient};
-use cohort_core::protocol::{Hospital, HospitalEvent, HospitalOutput, PeerId};
+use cohort_core::message::{PatientToRelay, RelayToPatient};
+use cohort_core::protocol::{Hospital, PeerId};
 use cohort_core::study::StudySpec;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tracing::{debug, error, info, warn};
+use tracing::info;
 
 use crate::clock::Clock;
-use crate::store::{RoundStart, Store, StoreError};
-use crate::views::{DashboardMsg, ResultRow, StudyStatusView, reason_kind};
+use crate::store::{Store, StoreError};
+use crate::study::StudyTask;
+use crate::views::{DashboardMsg, StudyStatusView};
 
 /// Messages a connection may have queued before it counts as too slow and is dropped.
 pub const PEER_QUEUE: usize = 256;
@@ -30,14 +30,19 @@ pub const PEER_QUEUE: usize = 256;
 /// Dashboard feed frames buffered per subscriber before it lags (and gets a fresh snapshot).
 pub const FEED_CAPACITY: usize = 1024;
 
-/// A message for one patient connection, tagged with the study that sent it.
+/// Commands a study's queue holds before senders wait for room.
+pub const STUDY_QUEUE: usize = 1024;
+
+/// What a study task sends one patient connection.
 #[derive(Debug)]
-pub struct Outbound {
-    /// The sending study's id.
-    pub study: Arc<str>,
-    /// The message, boxed: every connection's queue allocates slots for 32 of these up front,
-    /// and an unboxed message would make that about 6 KiB per idle connection.
-    pub msg: Box<RelayToPatient>,
+pub enum Outbound {
+    /// A message to send. Boxed: every connection's queue allocates slots for 32 of these up
+    /// front, and an unboxed message would make that about 6 KiB per idle connection.
+    Message(Box<RelayToPatient>),
+    /// The study with this id attached the connection (its join was accepted).
+    Attached(Arc<str>),
+    /// The study with this id detached the connection (refused join, round over, dropped).
+    Detached(Arc<str>),
 }
 
 /// How a study task reaches a patient connection.
@@ -81,6 +86,9 @@ pub enum StudyCmd {
         /// Signalled once done.
         done: oneshot::Sender<()>,
     },
+    /// Make the study task panic (tests of its recovery only).
+    #[cfg(test)]
+    Panic,
 }
 
 /// A handle on a running study.
@@ -88,7 +96,7 @@ pub enum StudyCmd {
 pub struct StudyHandle {
     id: Arc<str>,
     spec: Arc<StudySpec>,
-    tx: mpsc::UnboundedSender<StudyCmd>,
+    tx: mpsc::Sender<StudyCmd>,
 }
 
 impl StudyHandle {
@@ -102,22 +110,23 @@ impl StudyHandle {
         &self.spec
     }
 
-    /// Sends a command; `false` if the study task has stopped.
-    pub fn send(&self, cmd: StudyCmd) -> bool {
-        self.tx.send(cmd).is_ok()
+    /// Sends a command, waiting while the study's queue is full; `false` if the study task
+    /// has stopped.
+    pub async fn send(&self, cmd: StudyCmd) -> bool {
+        self.tx.send(cmd).await.is_ok()
     }
 
     /// The study's status (`None` if it has stopped).
     pub async fn status(&self) -> Option<StudyStatusView> {
         let (reply, rx) = oneshot::channel();
-        self.send(StudyCmd::Status { reply });
+        self.send(StudyCmd::Status { reply }).await;
         rx.await.ok()
     }
 
     /// Starts the round now. `Err(None)` if the study has stopped.
     pub async fn start_round(&self) -> Result<StudyStatusView, Option<ProtocolError>> {
         let (reply, rx) = oneshot::channel();
-        self.send(StudyCmd::Start { reply });
+        self.send(StudyCmd::Start { reply }).await;
         match rx.await {
             Ok(r) => r.map_err(Some),
             Err(_) => Err(None),
@@ -263,7 +272,7 @@ impl Registry {
         let completed = self.store.completed_count(&id)?;
         let id: Arc<str> = id.into();
         let spec = Arc::new(spec);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(STUDY_QUEUE);
         let handle = StudyHandle {
             id: id.clone(),
             spec: spec.clone(),
@@ -275,6 +284,7 @@ impl Registry {
             spec,
             hospital,
             peers: HashMap::new(),
+            current: None,
             store: self.store.clone(),
             feed: self.feed.clone(),
             clock: self.clock,
@@ -304,7 +314,7 @@ impl Registry {
         let mut waits = Vec::new();
         for h in self.list() {
             let (done, rx) = oneshot::channel();
-            if h.send(StudyCmd::Shutdown { done }) {
+            if h.send(StudyCmd::Shutdown { done }).await {
                 waits.push(rx);
             }
         }
@@ -314,293 +324,5 @@ impl Registry {
             }
         };
         let _ = tokio::time::timeout(grace, all).await;
-    }
-}
-
-struct StudyTask {
-    id: Arc<str>,
-    spec: Arc<StudySpec>,
-    hospital: Hospital,
-    peers: HashMap<PeerId, PeerLink>,
-    store: Arc<Store>,
-    feed: broadcast::Sender<Arc<str>>,
-    clock: Clock,
-    completed: u64,
-    /// When the running round's first accepted `shares` frame reached this task.
-    first_shares: Option<Instant>,
-    /// A completed round and its first-shares instant, logged as `round relay path` once its
-    /// results are queued to every member (cohort-bench reads that line).
-    path_done: Option<(u64, Instant)>,
-}
-
-impl StudyTask {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<StudyCmd>) {
-        loop {
-            let deadline = self
-                .hospital
-                .poll_timeout()
-                .map(|t| self.clock.instant_at(t));
-            let timer = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at.into()).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                cmd = rx.recv() => match cmd {
-                    Some(StudyCmd::Shutdown { done }) => {
-                        self.hospital.shutdown(self.clock.now_ms());
-                        self.flush();
-                        info!(study = %self.id, "study stopped");
-                        let _ = done.send(());
-                        return;
-                    }
-                    Some(cmd) => self.on_cmd(cmd),
-                    None => return,
-                },
-                () = timer => self.hospital.handle_timeout(self.clock.now_ms()),
-            }
-            self.flush();
-            if let Some((round, first)) = self.path_done.take() {
-                let relay_path_us = first.elapsed().as_micros() as u64;
-                info!(study = %self.id, round, relay_path_us, "round relay path");
-            }
-        }
-    }
-
-    fn status(&self) -> StudyStatusView {
-        StudyStatusView::new(&self.spec, &self.hospital.status(), self.completed)
-    }
-
-    fn reply_error(&self, link: &PeerLink, e: &ProtocolError) {
-        let msg = RelayToPatient::Error(ErrorMsg {
-            v: PROTOCOL_VERSION,
-            code: e.code(),
-            message: e.to_string(),
-        });
-        let _ = link.tx.try_send(Outbound {
-            study: self.id.clone(),
-            msg: Box::new(msg),
-        });
-    }
-
-    fn on_cmd(&mut self, cmd: StudyCmd) {
-        let now = self.clock.now_ms();
-        match cmd {
-            StudyCmd::Patient { peer, msg, link } => {
-                let arrived = Instant::now();
-                let is_shares = matches!(msg, PatientToRelay::Shares(_));
-                let kind = msg.kind();
-                let is_join = matches!(msg, PatientToRelay::Join(_));
-                let is_leave = matches!(msg, PatientToRelay::Leave(_));
-                let known = self.peers.contains_key(&peer);
-                if is_join && !known {
-                    self.peers.insert(peer, link.clone());
-                }
-                match self.hospital.handle(now, peer, msg) {
-                    Ok(()) => {
-                        if is_shares && self.first_shares.is_none() {
-                            self.first_shares = Some(arrived);
-                        }
-                        if is_join {
-                            info!(study = %self.id, peer = peer.0, "patient joined");
-                        } else {
-                            debug!(study = %self.id, peer = peer.0, kind, "message accepted");
-                        }
-                        if is_leave {
-                            info!(study = %self.id, peer = peer.0, "patient left");
-                            self.peers.remove(&peer);
-                        }
-                    }
-                    Err(e) => {
-                        info!(study = %self.id, peer = peer.0, kind, code = ?e.code(), "message refused");
-                        if is_join && !known {
-                            self.peers.remove(&peer);
-                        }
-                        self.reply_error(&link, &e);
-                    }
-                }
-            }
-            StudyCmd::Disconnect { peer } => {
-                if self.peers.remove(&peer).is_some() {
-                    debug!(study = %self.id, peer = peer.0, "member disconnected");
-                }
-                self.hospital.handle_disconnect(now, peer);
-            }
-            StudyCmd::Start { reply } => {
-                let r = self.hospital.start_round(now);
-                if let Err(e) = &r {
-                    info!(study = %self.id, code = ?e.code(), "start refused");
-                }
-                // The roster goes out before the reply.
-                self.flush();
-                let _ = reply.send(r.map(|()| self.status()));
-            }
-            StudyCmd::Status { reply } => {
-                let _ = reply.send(self.status());
-            }
-            StudyCmd::Shutdown { .. } => unreachable!("handled by run"),
-        }
-    }
-
-    /// Drains the Hospital: persists and publishes events, then delivers messages.
-    fn flush(&mut self) {
-        loop {
-            let mut sends = Vec::new();
-            while let Some(out) = self.hospital.poll_output() {
-                match out {
-                    HospitalOutput::Send { to, msg } => sends.push((to, msg)),
-                    HospitalOutput::Event(e) => self.on_event(e),
-                }
-            }
-            if sends.is_empty() {
-                return;
-            }
-            let mut dropped = Vec::new();
-            for (to, msg) in sends {
-                let last = matches!(
-                    msg,
-                    RelayToPatient::Result(_) | RelayToPatient::Abandoned(_)
-                );
-                let Some(link) = self.peers.get(&to) else {
-                    debug!(study = %self.id, peer = to.0, "no connection for message");
-                    continue;
-                };
-                let out = Outbound {
-                    study: self.id.clone(),
-                    msg: Box::new(msg),
-                };
-                match link.tx.try_send(out) {
-                    Ok(()) => {
-                        if last {
-                            // The round is over for this connection.
-                            self.peers.remove(&to);
-                        }
-                    }
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        warn!(study = %self.id, peer = to.0, "connection too slow; dropping it");
-                        link.kick.notify_one();
-                        dropped.push(to);
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => dropped.push(to),
-                }
-            }
-            if dropped.is_empty() {
-                return;
-            }
-            let now = self.clock.now_ms();
-            for p in dropped {
-                self.peers.remove(&p);
-                self.hospital.handle_disconnect(now, p);
-            }
-        }
-    }
-
-    fn publish(&self, msg: DashboardMsg) {
-        let _ = self.feed.send(msg.to_json().into());
-    }
-
-    fn on_event(&mut self, e: HospitalEvent) {
-        match e {
-            HospitalEvent::Enrolment {
-                study,
-                round,
-                enrolled,
-                size,
-            } => {
-                debug!(study = %study, round, enrolled, size, "enrolment");
-                self.publish(DashboardMsg::Enrolment {
-                    study,
-                    round,
-                    enrolled,
-                    size,
-                });
-            }
-            HospitalEvent::RoundStarted {
-                study,
-                round,
-                roster_size,
-                threshold,
-                safety_code,
-                started_ms,
-            } => {
-                info!(study = %study, round, n = roster_size, threshold, safety_code = %safety_code, "round started");
-                let start = RoundStart {
-                    study: &study,
-                    round,
-                    roster_size,
-                    threshold,
-                    safety_code: safety_code.as_str(),
-                    started_at_ms: started_ms,
-                };
-                if let Err(e) = self.store.round_started(&start) {
-                    error!(study = %study, round, error = %e, "cannot store round start");
-                }
-                self.publish(DashboardMsg::RoundStarted {
-                    study,
-                    round,
-                    roster_size,
-                    threshold,
-                    safety_code: safety_code.to_string(),
-                });
-            }
-            HospitalEvent::SharesDelivered {
-                study,
-                round,
-                contributors,
-            } => {
-                info!(study = %study, round, contributors, "shares delivered");
-                self.publish(DashboardMsg::SharesDelivered {
-                    study,
-                    round,
-                    contributors,
-                });
-            }
-            HospitalEvent::Completed(o) => {
-                self.path_done = self.first_shares.take().map(|t| (o.round, t));
-                info!(
-                    study = %o.study,
-                    round = o.round,
-                    n = o.roster_size,
-                    contributors = o.contributors.len(),
-                    partial_sums = o.partial_sums,
-                    safety_code = %o.safety_code,
-                    "round completed"
-                );
-                if let Err(e) = self.store.round_completed(&o) {
-                    error!(study = %o.study, round = o.round, error = %e, "cannot store result");
-                }
-                self.completed += 1;
-                self.publish(DashboardMsg::Completed {
-                    result: ResultRow::from_outcome(&self.spec.params, &o),
-                });
-            }
-            HospitalEvent::Abandoned {
-                study,
-                round,
-                reason,
-                finished_ms,
-                ..
-            } => {
-                self.first_shares = None;
-                let kind = reason_kind(&reason);
-                info!(study = %study, round, reason = %kind, "round abandoned");
-                if let Err(e) = self
-                    .store
-                    .round_abandoned(&study, round, &reason, finished_ms)
-                {
-                    error!(study = %study, round, error = %e, "cannot store abandonment");
-                }
-                self.publish(DashboardMsg::Abandoned {
-                    study,
-                    round,
-                    reason: kind,
-                    message: reason.to_string(),
-                });
-            }
-            other => {
-                debug!(study = %self.id, event = ?std::mem::discriminant(&other), "unhandled event")
-            }
-        }
     }
 }

@@ -4,8 +4,8 @@
 //! aggregates. Nothing carries a value, a share, a sealed payload, a partial sum or a key.
 
 use cohort_core::message::AbandonReason;
-use cohort_core::protocol::StudyStatus as CoreStatus;
 use cohort_core::protocol::hospital::RoundOutcome;
+use cohort_core::protocol::{RoundStatus, StudyStatus as CoreStatus};
 use cohort_core::study::{Deadlines, StudyParams, StudySpec};
 use serde::{Deserialize, Serialize};
 
@@ -22,8 +22,8 @@ pub struct StudyStatusView {
     pub enrolling_round: u64,
     /// Patients enrolled for it.
     pub enrolled: u32,
-    /// The running round, if any.
-    pub running: Option<RunningView>,
+    /// The running round, if any (the core's own status type: same JSON fields).
+    pub running: Option<RoundStatus>,
     /// Rounds completed so far (including before restarts).
     pub completed_rounds: u64,
 }
@@ -37,15 +37,7 @@ impl StudyStatusView {
             deadlines: spec.deadlines.clone(),
             enrolling_round: status.enrolling_round,
             enrolled: status.enrolled,
-            running: status.running.as_ref().map(|r| RunningView {
-                round: r.round,
-                phase: r.phase.to_string(),
-                roster_size: r.roster_size,
-                threshold: r.threshold,
-                live: r.live,
-                received: r.received,
-                safety_code: r.safety_code.to_string(),
-            }),
+            running: status.running.clone(),
             completed_rounds,
         }
     }
@@ -59,25 +51,6 @@ impl StudyStatusView {
             enrolled: self.enrolled,
         }
     }
-}
-
-/// The running round of a study.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunningView {
-    /// Round id.
-    pub round: u64,
-    /// `"awaiting shares"` or `"awaiting partial sums"`.
-    pub phase: String,
-    /// Roster size.
-    pub roster_size: u32,
-    /// Threshold.
-    pub threshold: u32,
-    /// Members still connected.
-    pub live: u32,
-    /// Shares frames or partial sums received in this phase.
-    pub received: u32,
-    /// The relay's safety code.
-    pub safety_code: String,
 }
 
 /// What `GET /api/public/studies` lists for each study.
@@ -193,12 +166,10 @@ pub struct RoundRow {
     pub finished_at_ms: Option<u64>,
 }
 
-/// The machine-readable kind of an abandonment, e.g. `"too_few_partial_sums"`.
+/// The machine-readable kind of an abandonment, e.g. `"too_few_partial_sums"`
+/// ([`AbandonReason::kind`], owned for the store and the feed).
 pub fn reason_kind(reason: &AbandonReason) -> String {
-    serde_json::to_value(reason)
-        .ok()
-        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| "unknown".into())
+    reason.kind().to_owned()
 }
 
 /// One frame of the dashboard feed (`/ws/dashboard`).
@@ -300,5 +271,24 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
         assert_eq!(v["type"], "abandoned");
         assert_eq!(v["round"], 2);
+    }
+
+    #[test]
+    fn running_round_json_keeps_its_fields() {
+        let json = serde_json::json!({
+            "round": 4,
+            "phase": "awaiting partial sums",
+            "roster_size": 5,
+            "threshold": 3,
+            "live": 4,
+            "received": 2,
+            "safety_code": "1234 5678 9012",
+        });
+        let r: RoundStatus = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(
+            r.phase,
+            cohort_core::protocol::RoundPhase::AwaitingPartialSums
+        );
+        assert_eq!(serde_json::to_value(&r).unwrap(), json);
     }
 }

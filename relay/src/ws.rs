@@ -1,30 +1,28 @@
-//! WebSocket sessions on the shared TLS port: the patient socket (`/ws`) and the dashboard
-//! feed (`/ws/dashboard`).
-//!
-//! A patient session decodes frames with the core's strict decoder and routes them to the
-//! study the connection joined; it holds no protocol state beyond *which* study that is
-//! (learnt from the study's own replies: `welcome` attaches, a refused join, `result` or
-//! `abandoned` detaches). Frames are never logged.
+//! WebSocket sessions on the shared TLS port: the transport pieces both sessions share
+//! (limits, upgrade, sending with a timeout, closing, the bad-frame budget), the patient
+//! socket `/ws` ([`patient`]) and the dashboard feed `/ws/dashboard` ([`dashboard`]).
+//! Frames are never logged.
 
-use std::sync::Arc;
+pub mod dashboard;
+pub mod patient;
+
+pub use dashboard::dashboard_session;
+pub use patient::patient_session;
+
 use std::time::Duration;
 
-use cohort_core::error::{ErrorCode, ProtocolError};
-use cohort_core::message::{ErrorMsg, PROTOCOL_VERSION, PatientToRelay, RelayToPatient};
+use cohort_core::error::ErrorCode;
+use cohort_core::message::RelayToPatient;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Notify, mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::http::{Request, Response};
-use crate::registry::{Outbound, PEER_QUEUE, PeerLink, Registry, StudyCmd, StudyHandle};
-use crate::token::AdminToken;
-use crate::views::DashboardMsg;
 
 /// Default largest WebSocket message (and frame), in bytes: the core decoder's own limit.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = cohort_core::message::MAX_MESSAGE_BYTES;
@@ -110,7 +108,7 @@ fn read_failure(e: &tokio_tungstenite::tungstenite::Error) -> Option<(CloseCode,
 }
 
 /// Sends one message within the write timeout; `false` if the connection must end.
-async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn send<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     msg: Message,
     limit: Duration,
@@ -127,7 +125,7 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Handles a failed read: one log line, and a close frame for a transport refusal.
-async fn on_read_error<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn on_read_error<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     e: &tokio_tungstenite::tungstenite::Error,
     peer: u64,
@@ -200,20 +198,8 @@ pub fn accept(req: &Request) -> Result<String, Response> {
     ))
 }
 
-fn error_frame(e: &ProtocolError) -> Message {
-    error_frame_raw(e.code(), e.to_string())
-}
-
-fn error_frame_raw(code: ErrorCode, message: String) -> Message {
-    let msg = RelayToPatient::Error(ErrorMsg {
-        v: PROTOCOL_VERSION,
-        code,
-        message,
-    });
-    Message::text(msg.encode())
-}
-
-async fn close_with<S: AsyncRead + AsyncWrite + Unpin>(
+/// Sends a close frame and lets the peer answer it, briefly.
+pub(crate) async fn close_with<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     code: CloseCode,
     reason: &str,
@@ -229,329 +215,55 @@ async fn close_with<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Which study a patient connection belongs to.
-#[derive(Default)]
-struct Attachment {
-    study: Option<StudyHandle>,
-    /// A join was forwarded and its answer has not arrived yet.
-    joining: bool,
-}
+/// Undecodable or refused messages on one connection since its last progress (a join
+/// accepted, a round ended): more than [`MAX_BAD_FRAMES`] close it.
+#[derive(Debug, Default)]
+pub(crate) struct BadFrames(u32);
 
-impl Attachment {
-    fn detach(&mut self) -> Option<StudyHandle> {
-        self.joining = false;
-        self.study.take()
+impl BadFrames {
+    /// Progress: the budget starts over.
+    pub(crate) fn reset(&mut self) {
+        self.0 = 0;
     }
 
-    /// Follows the study's replies: `welcome` confirms the join; a refused join, `result` or
-    /// `abandoned` ends the membership.
-    fn observe(&mut self, out: &Outbound) {
-        let ours = self.study.as_ref().is_some_and(|h| **h.id() == *out.study);
-        if !ours {
-            return;
-        }
-        match &*out.msg {
-            RelayToPatient::Welcome(_) => self.joining = false,
-            RelayToPatient::Error(_) if self.joining => {
-                self.detach();
-            }
-            RelayToPatient::Result(_) | RelayToPatient::Abandoned(_) => {
-                self.detach();
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Runs a patient connection until it closes.
-pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
-    mut ws: WebSocketStream<S>,
-    registry: Arc<Registry>,
-    limits: SessionLimits,
-    mut closing: watch::Receiver<bool>,
-) {
-    let peer = registry.peer_id();
-    let (tx, mut rx) = mpsc::channel(PEER_QUEUE);
-    let kick = Arc::new(Notify::new());
-    let link = PeerLink {
-        tx,
-        kick: kick.clone(),
-    };
-    let mut at = Attachment::default();
-    let mut bad = 0u32;
-    let mut rate = RateLimit::new(limits.messages_per_second);
-    let wt = limits.write_timeout;
-    let mut ping = tokio::time::interval(PING_EVERY);
-    ping.tick().await;
-    info!(peer = peer.0, "patient connected");
-    loop {
-        tokio::select! {
-            frame = ws.next() => {
-                let frame = match frame {
-                    None => break,
-                    Some(Err(e)) => {
-                        on_read_error(&mut ws, &e, peer.0, &limits).await;
-                        break;
-                    }
-                    Some(Ok(f)) => f,
-                };
-                if !matches!(frame, Message::Close(_)) && !rate.allow() {
-                    warn!(peer = peer.0, "too many messages; closing");
-                    let reply = error_frame_raw(
-                        ErrorCode::RateLimited,
-                        "too many messages; slow down".into(),
-                    );
-                    let _ = send(&mut ws, reply, wt, peer.0).await;
-                    let _ = tokio::time::timeout(wt, close_with(&mut ws, CloseCode::Policy, "too many messages")).await;
-                    break;
-                }
-                let text = match frame {
-                    Message::Text(t) => t,
-                    Message::Binary(_) => {
-                        bad += 1;
-                        if bad == 1 {
-                            warn!(peer = peer.0, "binary frame refused");
-                        } else {
-                            debug!(peer = peer.0, "binary frame refused");
-                        }
-                        let reply = error_frame_raw(
-                            ErrorCode::BadMessage,
-                            "binary frames are not accepted; send JSON text frames".into(),
-                        );
-                        if !send(&mut ws, reply, wt, peer.0).await {
-                            break;
-                        }
-                        if bad > MAX_BAD_FRAMES {
-                            warn!(peer = peer.0, "too many bad messages; closing");
-                            close_with(&mut ws, CloseCode::Policy, "too many bad messages").await;
-                            break;
-                        }
-                        continue;
-                    }
-                    // Pings are answered by tungstenite; a close is answered on the next read.
-                    _ => continue,
-                };
-                let msg = match PatientToRelay::decode_with_limit(&text, limits.max_message_bytes) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        bad += 1;
-                        if bad == 1 {
-                            warn!(peer = peer.0, error = %e, "undecodable message");
-                        } else {
-                            debug!(peer = peer.0, error = %e, "undecodable message");
-                        }
-                        let reply = error_frame(&ProtocolError::Decode(e));
-                        if !send(&mut ws, reply, wt, peer.0).await {
-                            break;
-                        }
-                        if bad > MAX_BAD_FRAMES {
-                            warn!(peer = peer.0, "too many bad messages; closing");
-                            close_with(&mut ws, CloseCode::Policy, "too many bad messages").await;
-                            break;
-                        }
-                        continue;
-                    }
-                };
-                if let Some(reply) = route(&registry, &mut at, peer, msg, &link) {
-                    bad += 1;
-                    if !send(&mut ws, reply, wt, peer.0).await {
-                        break;
-                    }
-                    if bad > MAX_BAD_FRAMES {
-                        warn!(peer = peer.0, "too many refused messages; closing");
-                        close_with(&mut ws, CloseCode::Policy, "too many refused messages").await;
-                        break;
-                    }
-                }
-            }
-            out = rx.recv() => {
-                let Some(out) = out else { break };
-                at.observe(&out);
-                if matches!(*out.msg, RelayToPatient::Welcome(_) | RelayToPatient::Result(_)) {
-                    // Progress: the budget for bad or refused messages starts over.
-                    bad = 0;
-                }
-                let refused = matches!(*out.msg, RelayToPatient::Error(_));
-                if !send(&mut ws, Message::text(out.msg.encode()), wt, peer.0).await {
-                    break;
-                }
-                if refused {
-                    bad += 1;
-                    if bad > MAX_BAD_FRAMES {
-                        warn!(peer = peer.0, "too many refused messages; closing");
-                        close_with(&mut ws, CloseCode::Policy, "too many refused messages").await;
-                        break;
-                    }
-                }
-            }
-            () = kick.notified() => {
-                let _ = tokio::time::timeout(wt, close_with(&mut ws, CloseCode::Policy, "too slow")).await;
-                break;
-            }
-            _ = ping.tick() => {
-                if !send(&mut ws, Message::Ping(Default::default()), wt, peer.0).await {
-                    break;
-                }
-            }
-            _ = closing.changed() => {
-                // Deliver what the studies queued (e.g. "abandoned: shutting down"), then go.
-                while let Ok(out) = rx.try_recv() {
-                    if !send(&mut ws, Message::text(out.msg.encode()), wt, peer.0).await {
-                        break;
-                    }
-                }
-                let _ = tokio::time::timeout(wt, close_with(&mut ws, CloseCode::Away, "relay shutting down")).await;
-                break;
-            }
-        }
-    }
-    if let Some(h) = at.detach() {
-        h.send(StudyCmd::Disconnect { peer });
-    }
-    info!(peer = peer.0, "patient disconnected");
-}
-
-/// Routes one decoded message; returns a reply to send at once if the connection itself
-/// must refuse it.
-fn route(
-    registry: &Registry,
-    at: &mut Attachment,
-    peer: cohort_core::protocol::PeerId,
-    msg: PatientToRelay,
-    link: &PeerLink,
-) -> Option<Message> {
-    if let PatientToRelay::Join(j) = &msg {
-        if at.study.is_some() {
-            info!(peer = peer.0, "second join on one connection refused");
-            return Some(error_frame(&ProtocolError::AlreadyJoined));
-        }
-        let Some(h) = registry.get(&j.study) else {
-            info!(peer = peer.0, "join for an unknown study");
-            return Some(error_frame(&ProtocolError::UnknownStudy));
-        };
-        let cmd = StudyCmd::Patient {
+    /// Sends the `error` reply for one bad or refused message and counts it; `false` if the
+    /// connection must end (write failed, or the budget is spent and a close was sent).
+    pub(crate) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        ws: &mut WebSocketStream<S>,
+        reply: &RelayToPatient,
+        limits: &SessionLimits,
+        peer: u64,
+    ) -> bool {
+        if !send(
+            ws,
+            Message::text(reply.encode()),
+            limits.write_timeout,
             peer,
-            msg,
-            link: link.clone(),
-        };
-        if !h.send(cmd) {
-            return Some(error_frame_raw(
-                ErrorCode::Unavailable,
-                "the study is not running".into(),
-            ));
-        }
-        at.study = Some(h);
-        at.joining = true;
-        return None;
-    }
-    let Some(h) = at.study.clone() else {
-        info!(
-            peer = peer.0,
-            kind = msg.kind(),
-            "round message before joining refused"
-        );
-        return Some(error_frame(&ProtocolError::WrongState {
-            state: "not joined",
-            got: msg.kind(),
-        }));
-    };
-    let leave = matches!(msg, PatientToRelay::Leave(_));
-    h.send(StudyCmd::Patient {
-        peer,
-        msg,
-        link: link.clone(),
-    });
-    if leave {
-        at.detach();
-    }
-    None
-}
-
-#[derive(serde::Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-enum DashboardIn {
-    Auth { token: String },
-}
-
-/// Runs a dashboard connection: authenticate, then snapshot and live feed.
-pub async fn dashboard_session<S: AsyncRead + AsyncWrite + Unpin>(
-    mut ws: WebSocketStream<S>,
-    registry: Arc<Registry>,
-    token: AdminToken,
-    limits: SessionLimits,
-    mut closing: watch::Receiver<bool>,
-) {
-    let wt = limits.write_timeout;
-    let first = tokio::time::timeout(limits.auth_timeout, ws.next()).await;
-    let authed = match first {
-        Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<DashboardIn>(&t) {
-            Ok(DashboardIn::Auth { token: given }) => token.verify(&given),
-            Err(_) => false,
-        },
-        Ok(Some(Err(e))) => {
-            on_read_error(&mut ws, &e, 0, &limits).await;
-            return;
-        }
-        _ => false,
-    };
-    if !authed {
-        info!("dashboard refused: unauthorized");
-        let _ = tokio::time::timeout(
-            wt,
-            close_with(&mut ws, CloseCode::from(CLOSE_UNAUTHORIZED), "unauthorized"),
         )
-        .await;
-        return;
-    }
-    info!("dashboard connected");
-    let mut feed = registry.subscribe();
-    let mut rate = RateLimit::new(limits.messages_per_second);
-    let snapshot = |studies| Message::text(DashboardMsg::Snapshot { studies }.to_json());
-    if !send(&mut ws, snapshot(registry.statuses().await), wt, 0).await {
-        return;
-    }
-    let mut ping = tokio::time::interval(PING_EVERY);
-    ping.tick().await;
-    loop {
-        tokio::select! {
-            item = feed.recv() => match item {
-                Ok(text) => {
-                    if !send(&mut ws, Message::text(text.to_string()), wt, 0).await {
-                        break;
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    if !send(&mut ws, snapshot(registry.statuses().await), wt, 0).await {
-                        break;
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            },
-            frame = ws.next() => match frame {
-                None => break,
-                Some(Err(e)) => {
-                    on_read_error(&mut ws, &e, 0, &limits).await;
-                    break;
-                }
-                Some(Ok(Message::Close(_))) => {}
-                Some(Ok(_)) => {
-                    if !rate.allow() {
-                        warn!("dashboard: too many messages; closing");
-                        let _ = tokio::time::timeout(wt, close_with(&mut ws, CloseCode::Policy, "too many messages")).await;
-                        break;
-                    }
-                }
-            },
-            _ = ping.tick() => {
-                if !send(&mut ws, Message::Ping(Default::default()), wt, 0).await {
-                    break;
-                }
-            }
-            _ = closing.changed() => {
-                let _ = tokio::time::timeout(wt, close_with(&mut ws, CloseCode::Away, "relay shutting down")).await;
-                break;
-            }
+        .await
+        {
+            return false;
         }
+        self.0 += 1;
+        if self.0 > MAX_BAD_FRAMES {
+            let undecodable =
+                matches!(reply, RelayToPatient::Error(e) if e.code == ErrorCode::BadMessage);
+            let reason = if undecodable {
+                "too many bad messages"
+            } else {
+                "too many refused messages"
+            };
+            warn!(peer, reason, "closing");
+            let close = close_with(ws, CloseCode::Policy, reason);
+            let _ = tokio::time::timeout(limits.write_timeout, close).await;
+            return false;
+        }
+        true
     }
-    info!("dashboard disconnected");
+
+    /// Whether this is the first bad message since the last progress (logged louder).
+    pub(crate) fn is_first(&self) -> bool {
+        self.0 == 0
+    }
 }

@@ -97,6 +97,7 @@ impl Net {
                             .expect("a good relay's frames are accepted");
                     }
                     HospitalOutput::Event(e) => self.hospital_events.push(e),
+                    HospitalOutput::Attached { .. } | HospitalOutput::Detached { .. } => {}
                 }
             }
             if !moved {

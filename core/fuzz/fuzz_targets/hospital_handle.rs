@@ -180,7 +180,7 @@ fn honest(
     let value = &value;
     let encoded = |x: u16| encoded(params, x);
     match (h.status().running, seen.index[usize::from(p % 8)]) {
-        (Some(r), Some(me)) if r.phase == "awaiting shares" => {
+        (Some(r), Some(me)) if r.phase == cohort_core::protocol::RoundPhase::AwaitingShares => {
             let len = Scheme::new(r.roster_size, r.threshold)
                 .map_or(32, |s| s.payload_len(params.vector_len()));
             let shares = (1..=r.roster_size)

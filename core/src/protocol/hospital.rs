@@ -17,6 +17,7 @@
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::encoding::{Statistics, decode};
@@ -24,8 +25,8 @@ use crate::envelope::PublicKey;
 use crate::error::{ProtocolError, StudyError};
 use crate::field::Fe;
 use crate::message::{
-    AbandonReason, Abandoned, Delivery, Enrolment, Join, PROTOCOL_VERSION, PatientToRelay,
-    RelayToPatient, RosterMsg, RoundResult, ShareFrom, ShareTo, Welcome,
+    AbandonReason, Abandoned, Delivery, Enrolment, ErrorMsg, Join, PROTOCOL_VERSION,
+    PatientToRelay, RelayToPatient, RosterMsg, RoundResult, ShareFrom, ShareTo, Welcome,
 };
 use crate::roster::{Member, Roster, SafetyCode};
 use crate::sharing::Scheme;
@@ -50,10 +51,23 @@ pub enum HospitalOutput {
     },
     /// Something the dashboard and the store should know.
     Event(HospitalEvent),
+    /// `peer`'s join was accepted: it is a member of this study until a matching
+    /// [`HospitalOutput::Detached`]. The driver routes the connection's messages here.
+    Attached {
+        /// The connection.
+        peer: PeerId,
+    },
+    /// `peer` is not (or no longer) a member of this study: its join was refused, it left or
+    /// disconnected, or its round ended (after the `result` or `abandoned` sent to it). The
+    /// driver stops routing the connection's messages here; the connection may join again.
+    Detached {
+        /// The connection.
+        peer: PeerId,
+    },
 }
 
 /// A completed round, as stored and shown on the dashboard.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RoundOutcome {
     /// Study id.
     pub study: String,
@@ -135,13 +149,42 @@ pub enum HospitalEvent {
     },
 }
 
-/// The running round's phase and counters, for the dashboard.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a running round waits for. On the wire and in the API: `"awaiting shares"` or
+/// `"awaiting partial sums"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoundPhase {
+    /// Each member's `shares`.
+    #[serde(rename = "awaiting shares")]
+    AwaitingShares,
+    /// Each member's `partial_sum`.
+    #[serde(rename = "awaiting partial sums")]
+    AwaitingPartialSums,
+}
+
+impl RoundPhase {
+    /// The phase as shown in the API and in errors, e.g. `"awaiting shares"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoundPhase::AwaitingShares => "awaiting shares",
+            RoundPhase::AwaitingPartialSums => "awaiting partial sums",
+        }
+    }
+}
+
+impl core::fmt::Display for RoundPhase {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The running round's phase and counters, for the dashboard and the API (`running` in
+/// docs/API.md's `StudyStatus`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoundStatus {
     /// Round id.
     pub round: u64,
-    /// `"awaiting shares"` or `"awaiting partial sums"`.
-    pub phase: &'static str,
+    /// What the round waits for.
+    pub phase: RoundPhase,
     /// Roster size.
     pub roster_size: u32,
     /// Threshold.
@@ -155,7 +198,7 @@ pub struct RoundStatus {
 }
 
 /// A study's status, for the dashboard.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StudyStatus {
     /// Round being enrolled.
     pub enrolling_round: u64,
@@ -295,9 +338,11 @@ impl Hospital {
             size: self.spec.params.size,
             running: self.round.as_ref().map(|r| {
                 let (phase, received) = match &r.state {
-                    RoundState::AwaitingShares { count, .. } => ("awaiting shares", *count),
+                    RoundState::AwaitingShares { count, .. } => {
+                        (RoundPhase::AwaitingShares, *count)
+                    }
                     RoundState::AwaitingPartialSums { count, .. } => {
-                        ("awaiting partial sums", *count)
+                        (RoundPhase::AwaitingPartialSums, *count)
                     }
                 };
                 RoundStatus {
@@ -409,13 +454,18 @@ impl Hospital {
     }
 
     /// Handles one message from connection `from`.
+    ///
+    /// A refused message is answered here: the `error` reply to send is queued as a
+    /// [`HospitalOutput::Send`] (and a refused join is followed by
+    /// [`HospitalOutput::Detached`]), so the driver only logs the returned error.
     pub fn handle(
         &mut self,
         now_ms: u64,
         from: PeerId,
         msg: PatientToRelay,
     ) -> Result<(), ProtocolError> {
-        match msg {
+        let is_join = matches!(msg, PatientToRelay::Join(_));
+        let r = match msg {
             PatientToRelay::Join(j) => self.on_join(now_ms, from, j),
             PatientToRelay::Shares(s) => self.on_shares(now_ms, from, s.round, s.shares),
             PatientToRelay::PartialSum(p) => self.on_partial(now_ms, from, p.round, p.sum),
@@ -423,7 +473,14 @@ impl Hospital {
                 self.handle_disconnect(now_ms, from);
                 Ok(())
             }
+        };
+        if let Err(e) = &r {
+            self.emit(from, RelayToPatient::Error(ErrorMsg::refusing(e)));
+            if is_join && !self.is_member(from) {
+                self.out.push_back(HospitalOutput::Detached { peer: from });
+            }
         }
+        r
     }
 
     fn is_member(&self, peer: PeerId) -> bool {
@@ -461,6 +518,7 @@ impl Hospital {
         if self.enrol_started.is_none() {
             self.enrol_started = Some(now_ms);
         }
+        self.out.push_back(HospitalOutput::Attached { peer: from });
         self.emit(
             from,
             RelayToPatient::Welcome(Welcome {
@@ -604,7 +662,7 @@ impl Hospital {
         let len = r.scheme.payload_len(r.roster.study.vector_len());
         let RoundState::AwaitingShares { received, count } = &mut r.state else {
             return Err(ProtocolError::WrongState {
-                state: "awaiting partial sums",
+                state: RoundPhase::AwaitingPartialSums.as_str(),
                 got: "shares",
             });
         };
@@ -729,7 +787,7 @@ impl Hospital {
         } = &mut r.state
         else {
             return Err(ProtocolError::WrongState {
-                state: "awaiting shares",
+                state: RoundPhase::AwaitingShares.as_str(),
                 got: "partial_sum",
             });
         };
@@ -805,6 +863,7 @@ impl Hospital {
         for (i, p) in r.peers.iter().enumerate() {
             if r.live[i] {
                 self.emit(*p, RelayToPatient::Result(result.clone()));
+                self.out.push_back(HospitalOutput::Detached { peer: *p });
             }
         }
         self.event(HospitalEvent::Completed(RoundOutcome {
@@ -834,6 +893,7 @@ impl Hospital {
         for (i, p) in r.peers.iter().enumerate() {
             if r.live[i] {
                 self.emit(*p, RelayToPatient::Abandoned(msg.clone()));
+                self.out.push_back(HospitalOutput::Detached { peer: *p });
             }
         }
         self.event(HospitalEvent::Abandoned {
@@ -849,15 +909,23 @@ impl Hospital {
 
     /// Shuts the study down: abandons the running round and tells enrolled patients.
     pub fn shutdown(&mut self, now_ms: u64) {
-        self.abandon(now_ms, AbandonReason::Shutdown);
+        self.halt(now_ms, AbandonReason::Shutdown);
+    }
+
+    /// Stops the study for `reason`: abandons the running round and tells every member,
+    /// enrolled ones included, which are all detached. The driver may then drop this machine
+    /// (e.g. to restart the study with a fresh one).
+    pub fn halt(&mut self, now_ms: u64, reason: AbandonReason) {
+        self.abandon(now_ms, reason.clone());
         let msg = Abandoned {
             v: PROTOCOL_VERSION,
             round: self.next_round,
-            reason: AbandonReason::Shutdown,
-            message: AbandonReason::Shutdown.to_string(),
+            message: reason.to_string(),
+            reason,
         };
         for (p, _) in core::mem::take(&mut self.enrolling) {
             self.emit(p, RelayToPatient::Abandoned(msg.clone()));
+            self.out.push_back(HospitalOutput::Detached { peer: p });
         }
         self.broadcast_due = None;
         self.enrol_started = None;
@@ -869,9 +937,11 @@ impl Hospital {
         }
     }
 
-    /// The connection `peer` closed or left.
+    /// The connection `peer` closed or left. If it was a member, [`HospitalOutput::Detached`]
+    /// says so before anything else this causes.
     pub fn handle_disconnect(&mut self, now_ms: u64, peer: PeerId) {
         if let Some(pos) = self.enrolling.iter().position(|(p, _)| *p == peer) {
+            self.out.push_back(HospitalOutput::Detached { peer });
             self.enrolling.remove(pos);
             if self.enrolling.is_empty() {
                 self.enrol_started = None;
@@ -887,6 +957,7 @@ impl Hospital {
         if !core::mem::replace(&mut r.live[i as usize - 1], false) {
             return;
         }
+        self.out.push_back(HospitalOutput::Detached { peer });
         let t = r.roster.threshold;
         match &r.state {
             RoundState::AwaitingShares { .. } => {
@@ -1315,5 +1386,67 @@ mod tests {
             .filter(|o| matches!(o, HospitalOutput::Send { msg: RelayToPatient::Abandoned(a), .. } if a.reason == AbandonReason::Shutdown))
             .count();
         assert_eq!(told, 4);
+    }
+
+    #[test]
+    fn membership_and_refusals_are_outputs() {
+        use crate::error::ErrorCode;
+        let mut h = Hospital::new(spec("id=s,size=2,min_cohort=2"), 1).unwrap();
+        h.handle(0, PeerId(1), join("s", 1, None)).unwrap();
+        let out = drain(&mut h);
+        assert!(matches!(
+            out[0],
+            HospitalOutput::Attached { peer: PeerId(1) }
+        ));
+        // A refused join: the error reply, then the detach.
+        let e = h.handle(0, PeerId(2), join("s", 1, None)).unwrap_err();
+        assert_eq!(e, ProtocolError::DuplicateKey);
+        let out = drain(&mut h);
+        assert!(matches!(
+            &out[..],
+            [
+                HospitalOutput::Send { to: PeerId(2), msg: RelayToPatient::Error(m) },
+                HospitalOutput::Detached { peer: PeerId(2) },
+            ] if m.code == ErrorCode::Duplicate
+        ));
+        // A refused round message from a member: the reply only, it stays attached.
+        h.handle(0, PeerId(1), shares_from(1, 2, 7)).unwrap_err();
+        let out = drain(&mut h);
+        assert!(matches!(
+            &out[..],
+            [HospitalOutput::Send {
+                to: PeerId(1),
+                msg: RelayToPatient::Error(_)
+            }]
+        ));
+        // The round runs; each member is detached right after its result or abandonment.
+        h.handle(0, PeerId(2), join("s", 2, None)).unwrap();
+        h.handle(0, PeerId(1), shares_from(1, 2, 1)).unwrap();
+        h.handle(0, PeerId(2), shares_from(2, 2, 1)).unwrap();
+        drain(&mut h);
+        h.handle(1, PeerId(1), PatientToRelay::Leave(Leave { v: 1 }))
+            .unwrap();
+        let out = drain(&mut h);
+        let detached: Vec<PeerId> = out
+            .iter()
+            .filter_map(|o| match o {
+                HospitalOutput::Detached { peer } => Some(*peer),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(detached, vec![PeerId(1), PeerId(2)]);
+        let abandoned_then_detached = out.windows(2).any(|w| {
+            matches!(
+                w,
+                [
+                    HospitalOutput::Send {
+                        to: PeerId(2),
+                        msg: RelayToPatient::Abandoned(_)
+                    },
+                    HospitalOutput::Detached { peer: PeerId(2) },
+                ]
+            )
+        });
+        assert!(abandoned_then_detached);
     }
 }

@@ -6,7 +6,12 @@
 //! (`poll_output`), and wakes the machine at `poll_timeout()` via `handle_timeout(now_ms)`.
 
 pub mod hospital;
+pub mod membership;
 pub mod patient;
 
-pub use hospital::{Hospital, HospitalEvent, HospitalOutput, PeerId, RoundOutcome, StudyStatus};
+pub use hospital::{
+    Hospital, HospitalEvent, HospitalOutput, PeerId, RoundOutcome, RoundPhase, RoundStatus,
+    StudyStatus,
+};
+pub use membership::{Membership, Route};
 pub use patient::{Patient, PatientEvent};

@@ -157,6 +157,7 @@ pub(crate) fn run_round(
                         .expect("patient accepts hospital messages");
                 }
                 HospitalOutput::Event(e) => out.events.push(e),
+                HospitalOutput::Attached { .. } | HospitalOutput::Detached { .. } => {}
             }
         }
         if !progressed {

@@ -1,0 +1,518 @@
+//! The study actor: one tokio task per study owns that study's core [`Hospital`] and is the
+//! only place its protocol state changes. Connections and the API reach it through a
+//! [`StudyHandle`](crate::registry::StudyHandle).
+//!
+//! The task feeds the Hospital messages, disconnects and the clock, drains its outputs, sends
+//! each message (and each attach / detach) to the connection it names, persists round events
+//! before telling anyone about them (so a result a patient has seen is always readable
+//! through the API), and publishes them on the dashboard feed.
+//!
+//! A panic while the Hospital handles a step is caught and logged; the study's running round
+//! is abandoned with reason `study_restarted` (stored, and sent to its members) and the study
+//! goes on with a fresh Hospital. It is never left silently dead.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Instant;
+
+use cohort_core::message::{AbandonReason, PatientToRelay};
+use cohort_core::protocol::{Hospital, HospitalEvent, HospitalOutput, PeerId};
+use cohort_core::study::StudySpec;
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, error, info, warn};
+
+use crate::clock::Clock;
+use crate::registry::{Outbound, PeerLink, StudyCmd};
+use crate::store::{RoundStart, Store};
+use crate::views::{DashboardMsg, ResultRow, StudyStatusView, reason_kind};
+
+/// One study's actor state.
+pub(crate) struct StudyTask {
+    pub(crate) id: Arc<str>,
+    pub(crate) spec: Arc<StudySpec>,
+    pub(crate) hospital: Hospital,
+    /// Connections attached to this study.
+    pub(crate) peers: HashMap<PeerId, PeerLink>,
+    /// The connection whose message is being handled, until it is attached or refused.
+    pub(crate) current: Option<(PeerId, PeerLink)>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) feed: broadcast::Sender<Arc<str>>,
+    pub(crate) clock: Clock,
+    pub(crate) completed: u64,
+    /// When the running round's first accepted `shares` frame reached this task.
+    pub(crate) first_shares: Option<Instant>,
+    /// A completed round and its first-shares instant, logged as `round relay path` once its
+    /// results are queued to every member (cohort-bench reads that line).
+    pub(crate) path_done: Option<(u64, Instant)>,
+}
+
+/// What one step of the actor asks of its loop.
+enum Step {
+    Continue,
+    Stop,
+}
+
+impl StudyTask {
+    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<StudyCmd>) {
+        loop {
+            let deadline = self
+                .hospital
+                .poll_timeout()
+                .map(|t| self.clock.instant_at(t));
+            let timer = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let step = tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => self.guarded(|t| t.on_cmd(cmd)),
+                    None => return,
+                },
+                () = timer => self.guarded(|t| {
+                    t.hospital.handle_timeout(t.clock.now_ms());
+                    Step::Continue
+                }),
+            };
+            if let Step::Stop = step {
+                return;
+            }
+            if let Some((round, first)) = self.path_done.take() {
+                let relay_path_us = first.elapsed().as_micros() as u64;
+                info!(study = %self.id, round, relay_path_us, "round relay path");
+            }
+        }
+    }
+
+    /// Runs one step and drains the Hospital; a panic in either restarts the study.
+    fn guarded(&mut self, f: impl FnOnce(&mut StudyTask) -> Step) -> Step {
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            let step = f(self);
+            self.flush();
+            step
+        }));
+        match r {
+            Ok(step) => step,
+            Err(_) => {
+                self.restart();
+                Step::Continue
+            }
+        }
+    }
+
+    /// After a panic: abandon the running round (reason `study_restarted`), tell and detach
+    /// every member, and continue with a fresh Hospital for the next round.
+    fn restart(&mut self) {
+        error!(study = %self.id, "study task panicked; abandoning its round and restarting the study");
+        self.current = None;
+        self.first_shares = None;
+        self.path_done = None;
+        let now = self.clock.now_ms();
+        let halted = catch_unwind(AssertUnwindSafe(|| {
+            self.hospital.halt(now, AbandonReason::StudyRestarted);
+            self.flush();
+        }));
+        if halted.is_err() {
+            error!(study = %self.id, "the study could not be halted cleanly; its members are detached");
+            let running = catch_unwind(AssertUnwindSafe(|| self.hospital.status().running))
+                .ok()
+                .flatten();
+            if let Some(r) = running {
+                let reason = AbandonReason::StudyRestarted;
+                if let Err(e) = self.store.round_abandoned(&self.id, r.round, &reason, now) {
+                    error!(study = %self.id, round = r.round, error = %e, "cannot store abandonment");
+                }
+            }
+            for link in std::mem::take(&mut self.peers).into_values() {
+                let _ = link.tx.try_send(Outbound::Detached(self.id.clone()));
+            }
+        }
+        self.peers.clear();
+        let fresh = self
+            .store
+            .next_round(&self.id)
+            .map_err(|e| e.to_string())
+            .and_then(|first| {
+                Hospital::new((*self.spec).clone(), first).map_err(|e| e.to_string())
+            });
+        match fresh {
+            Ok(h) => {
+                self.hospital = h;
+                info!(study = %self.id, "study restarted");
+            }
+            Err(e) => {
+                error!(study = %self.id, error = %e, "study restart failed; keeping the halted state machine")
+            }
+        }
+        let status = self.status();
+        self.publish(DashboardMsg::StudyCreated { study: status });
+    }
+
+    fn status(&self) -> StudyStatusView {
+        StudyStatusView::new(&self.spec, &self.hospital.status(), self.completed)
+    }
+
+    fn on_cmd(&mut self, cmd: StudyCmd) -> Step {
+        let now = self.clock.now_ms();
+        match cmd {
+            StudyCmd::Patient { peer, msg, link } => {
+                let arrived = Instant::now();
+                let is_shares = matches!(msg, PatientToRelay::Shares(_));
+                let kind = msg.kind();
+                if !self.peers.contains_key(&peer) {
+                    self.current = Some((peer, link));
+                }
+                match self.hospital.handle(now, peer, msg) {
+                    Ok(()) => {
+                        if is_shares && self.first_shares.is_none() {
+                            self.first_shares = Some(arrived);
+                        }
+                        debug!(study = %self.id, peer = peer.0, kind, "message accepted");
+                    }
+                    Err(e) => {
+                        info!(study = %self.id, peer = peer.0, kind, code = e.code().as_str(), "message refused");
+                    }
+                }
+            }
+            StudyCmd::Disconnect { peer } => {
+                if self.peers.remove(&peer).is_some() {
+                    debug!(study = %self.id, peer = peer.0, "member disconnected");
+                }
+                self.hospital.handle_disconnect(now, peer);
+            }
+            StudyCmd::Start { reply } => {
+                let r = self.hospital.start_round(now);
+                if let Err(e) = &r {
+                    info!(study = %self.id, code = e.code().as_str(), "start refused");
+                }
+                // The roster goes out before the reply.
+                self.flush();
+                let _ = reply.send(r.map(|()| self.status()));
+            }
+            StudyCmd::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            StudyCmd::Shutdown { done } => {
+                self.hospital.shutdown(now);
+                self.flush();
+                info!(study = %self.id, "study stopped");
+                let _ = done.send(());
+                return Step::Stop;
+            }
+            #[cfg(test)]
+            StudyCmd::Panic => panic!("study task panic requested by a test"),
+        }
+        Step::Continue
+    }
+
+    /// The link to `peer`: an attached connection, or the one whose message is being handled.
+    fn link(&self, peer: PeerId) -> Option<&PeerLink> {
+        self.peers.get(&peer).or(match &self.current {
+            Some((p, l)) if *p == peer => Some(l),
+            _ => None,
+        })
+    }
+
+    /// Drains the Hospital: persists and publishes events, then delivers messages, attaches
+    /// and detaches in the order the Hospital gave them.
+    fn flush(&mut self) {
+        loop {
+            let mut deliveries = Vec::new();
+            while let Some(out) = self.hospital.poll_output() {
+                match out {
+                    HospitalOutput::Event(e) => self.on_event(e),
+                    other => deliveries.push(other),
+                }
+            }
+            if deliveries.is_empty() {
+                self.current = None;
+                return;
+            }
+            let mut dropped = Vec::new();
+            for out in deliveries {
+                let (to, item) = match out {
+                    HospitalOutput::Send { to, msg } => (to, Outbound::Message(Box::new(msg))),
+                    HospitalOutput::Attached { peer } => {
+                        if let Some((p, link)) = self.current.take_if(|(p, _)| *p == peer) {
+                            info!(study = %self.id, peer = peer.0, "patient joined");
+                            self.peers.insert(p, link);
+                        }
+                        (peer, Outbound::Attached(self.id.clone()))
+                    }
+                    HospitalOutput::Detached { peer } => {
+                        let item = Outbound::Detached(self.id.clone());
+                        if let Some(link) = self.peers.remove(&peer) {
+                            debug!(study = %self.id, peer = peer.0, "patient detached");
+                            if deliver(&link, item).is_err() {
+                                dropped.push(peer);
+                            }
+                            continue;
+                        }
+                        (peer, item)
+                    }
+                    HospitalOutput::Event(_) => unreachable!("events were handled above"),
+                };
+                let Some(link) = self.link(to) else {
+                    debug!(study = %self.id, peer = to.0, "no connection for message");
+                    continue;
+                };
+                if let Err(slow) = deliver(link, item) {
+                    if slow {
+                        warn!(study = %self.id, peer = to.0, "connection too slow; dropping it");
+                    }
+                    dropped.push(to);
+                }
+            }
+            if dropped.is_empty() {
+                continue;
+            }
+            let now = self.clock.now_ms();
+            for p in dropped {
+                self.peers.remove(&p);
+                self.hospital.handle_disconnect(now, p);
+            }
+        }
+    }
+
+    fn publish(&self, msg: DashboardMsg) {
+        let _ = self.feed.send(msg.to_json().into());
+    }
+
+    fn on_event(&mut self, e: HospitalEvent) {
+        match e {
+            HospitalEvent::Enrolment {
+                study,
+                round,
+                enrolled,
+                size,
+            } => {
+                debug!(study = %study, round, enrolled, size, "enrolment");
+                self.publish(DashboardMsg::Enrolment {
+                    study,
+                    round,
+                    enrolled,
+                    size,
+                });
+            }
+            HospitalEvent::RoundStarted {
+                study,
+                round,
+                roster_size,
+                threshold,
+                safety_code,
+                started_ms,
+            } => {
+                info!(study = %study, round, n = roster_size, threshold, safety_code = %safety_code, "round started");
+                let start = RoundStart {
+                    study: &study,
+                    round,
+                    roster_size,
+                    threshold,
+                    safety_code: safety_code.as_str(),
+                    started_at_ms: started_ms,
+                };
+                if let Err(e) = self.store.round_started(&start) {
+                    error!(study = %study, round, error = %e, "cannot store round start");
+                }
+                self.publish(DashboardMsg::RoundStarted {
+                    study,
+                    round,
+                    roster_size,
+                    threshold,
+                    safety_code: safety_code.to_string(),
+                });
+            }
+            HospitalEvent::SharesDelivered {
+                study,
+                round,
+                contributors,
+            } => {
+                info!(study = %study, round, contributors, "shares delivered");
+                self.publish(DashboardMsg::SharesDelivered {
+                    study,
+                    round,
+                    contributors,
+                });
+            }
+            HospitalEvent::Completed(o) => {
+                self.path_done = self.first_shares.take().map(|t| (o.round, t));
+                info!(
+                    study = %o.study,
+                    round = o.round,
+                    n = o.roster_size,
+                    contributors = o.contributors.len(),
+                    partial_sums = o.partial_sums,
+                    safety_code = %o.safety_code,
+                    "round completed"
+                );
+                if let Err(e) = self.store.round_completed(&o) {
+                    error!(study = %o.study, round = o.round, error = %e, "cannot store result");
+                }
+                self.completed += 1;
+                self.publish(DashboardMsg::Completed {
+                    result: ResultRow::from_outcome(&self.spec.params, &o),
+                });
+            }
+            HospitalEvent::Abandoned {
+                study,
+                round,
+                reason,
+                finished_ms,
+                ..
+            } => {
+                self.first_shares = None;
+                let kind = reason_kind(&reason);
+                info!(study = %study, round, reason = %kind, "round abandoned");
+                if let Err(e) = self
+                    .store
+                    .round_abandoned(&study, round, &reason, finished_ms)
+                {
+                    error!(study = %study, round, error = %e, "cannot store abandonment");
+                }
+                self.publish(DashboardMsg::Abandoned {
+                    study,
+                    round,
+                    reason: kind,
+                    message: reason.to_string(),
+                });
+            }
+            other => {
+                debug!(study = %self.id, event = ?std::mem::discriminant(&other), "unhandled event")
+            }
+        }
+    }
+}
+
+/// Queues one item for a connection. `Err(true)`: the connection fell too far behind and was
+/// told to close; `Err(false)`: it is gone.
+fn deliver(link: &PeerLink, item: Outbound) -> Result<(), bool> {
+    match link.tx.try_send(item) {
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            link.kick.notify_one();
+            Err(true)
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Registry;
+    use cohort_core::envelope::KeyPair;
+    use cohort_core::message::{Join, PROTOCOL_VERSION, RelayToPatient};
+    use cohort_core::study::StudyParams;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+    use std::time::Duration;
+    use tokio::sync::Notify;
+
+    fn join(i: u64) -> PatientToRelay {
+        PatientToRelay::Join(Join {
+            v: PROTOCOL_VERSION,
+            study: StudyParams::demo().id,
+            public_key: KeyPair::generate(&mut ChaCha20Rng::seed_from_u64(i)).public(),
+            invite: None,
+        })
+    }
+
+    fn link() -> (PeerLink, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(64);
+        let kick = Arc::new(Notify::new());
+        (PeerLink { tx, kick }, rx)
+    }
+
+    /// Everything queued for one connection until (and including) its detach.
+    async fn until_detached(rx: &mut mpsc::Receiver<Outbound>) -> Vec<Outbound> {
+        let mut got = Vec::new();
+        loop {
+            let out = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("the study answers")
+                .expect("the study keeps the link");
+            let done = matches!(out, Outbound::Detached(_));
+            got.push(out);
+            if done {
+                return got;
+            }
+        }
+    }
+
+    #[test]
+    fn a_panicking_study_abandons_its_round_and_recovers() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let store = Arc::new(Store::open_in_memory().unwrap());
+            let reg = Registry::new(store.clone(), Clock::new());
+            let h = reg
+                .create(StudySpec {
+                    params: StudyParams::demo(),
+                    deadlines: Default::default(),
+                    invite: None,
+                })
+                .unwrap();
+            let size = StudyParams::demo().size as u64;
+            let mut rxs = Vec::new();
+            for i in 0..size {
+                let (link, rx) = link();
+                let cmd = StudyCmd::Patient {
+                    peer: PeerId(i),
+                    msg: join(i),
+                    link,
+                };
+                assert!(h.send(cmd).await);
+                rxs.push(rx);
+            }
+            let round = h
+                .status()
+                .await
+                .unwrap()
+                .running
+                .expect("round running")
+                .round;
+
+            assert!(h.send(StudyCmd::Panic).await);
+
+            for rx in &mut rxs {
+                let got = until_detached(rx).await;
+                let abandoned = got.iter().any(|o| {
+                    matches!(o, Outbound::Message(m) if matches!(&**m,
+                        RelayToPatient::Abandoned(a)
+                            if a.round == round && a.reason == AbandonReason::StudyRestarted))
+                });
+                assert!(abandoned, "every member hears why its round ended");
+            }
+            let rows = store.rounds(&StudyParams::demo().id).unwrap();
+            let row = rows
+                .iter()
+                .find(|r| r.round == round)
+                .expect("round stored");
+            assert_eq!(row.status, "abandoned");
+            assert_eq!(row.reason.as_deref(), Some("study_restarted"));
+
+            // The study runs again: a fresh round to enrol, and joins are accepted.
+            let status = h.status().await.expect("the study answers after the panic");
+            assert!(status.running.is_none());
+            assert!(status.enrolling_round > round);
+            let (link, mut rx) = link();
+            let cmd = StudyCmd::Patient {
+                peer: PeerId(99),
+                msg: join(99),
+                link,
+            };
+            assert!(h.send(cmd).await);
+            let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(matches!(first, Outbound::Attached(_)), "join accepted");
+            assert_eq!(h.status().await.unwrap().enrolled, 1);
+        });
+    }
+}

@@ -1,0 +1,175 @@
+//! The patient socket (`/ws`): decodes frames with the core's strict decoder and hands each
+//! message to the study the core's [`Membership`] routes it to. The session keeps no protocol
+//! rule of its own: which study it belongs to changes only by the core's decisions (its
+//! routing of a `join` or `leave`, and the study's attach / detach outputs).
+
+use std::sync::Arc;
+
+use cohort_core::error::ProtocolError;
+use cohort_core::message::{ErrorMsg, PatientToRelay, RelayToPatient};
+use cohort_core::protocol::{Membership, PeerId, Route};
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tracing::{debug, info, warn};
+
+use super::{BadFrames, PING_EVERY, RateLimit, SessionLimits, close_with, on_read_error, send};
+use crate::registry::{Outbound, PEER_QUEUE, PeerLink, Registry, StudyCmd, StudyHandle};
+
+fn refusal(e: &ProtocolError) -> RelayToPatient {
+    RelayToPatient::Error(ErrorMsg::refusing(e))
+}
+
+/// Runs a patient connection until it closes.
+pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocketStream<S>,
+    registry: Arc<Registry>,
+    limits: SessionLimits,
+    mut closing: watch::Receiver<bool>,
+) {
+    let peer = registry.peer_id();
+    let (tx, mut rx) = mpsc::channel(PEER_QUEUE);
+    let kick = Arc::new(Notify::new());
+    let link = PeerLink {
+        tx,
+        kick: kick.clone(),
+    };
+    let mut at: Membership<StudyHandle> = Membership::new();
+    let mut bad = BadFrames::default();
+    let mut rate = RateLimit::new(limits.messages_per_second);
+    let wt = limits.write_timeout;
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    info!(peer = peer.0, "patient connected");
+    loop {
+        tokio::select! {
+            frame = ws.next() => {
+                let frame = match frame {
+                    None => break,
+                    Some(Err(e)) => {
+                        on_read_error(&mut ws, &e, peer.0, &limits).await;
+                        break;
+                    }
+                    Some(Ok(f)) => f,
+                };
+                if !matches!(frame, Message::Close(_)) && !rate.allow() {
+                    warn!(peer = peer.0, "too many messages; closing");
+                    let reply = refusal(&ProtocolError::RateLimited);
+                    let _ = send(&mut ws, Message::text(reply.encode()), wt, peer.0).await;
+                    let _ = tokio::time::timeout(wt, close_with(&mut ws, CloseCode::Policy, "too many messages")).await;
+                    break;
+                }
+                let decoded = match frame {
+                    Message::Text(t) => PatientToRelay::decode_with_limit(&t, limits.max_message_bytes)
+                        .map_err(ProtocolError::Decode),
+                    Message::Binary(_) => Err(ProtocolError::BinaryFrame),
+                    // Pings are answered by tungstenite; a close is answered on the next read.
+                    _ => continue,
+                };
+                let reply = match decoded {
+                    Ok(msg) => route(&registry, &mut at, peer, msg, &link).await,
+                    Err(e) => {
+                        if bad.is_first() {
+                            warn!(peer = peer.0, error = %e, "undecodable message");
+                        } else {
+                            debug!(peer = peer.0, error = %e, "undecodable message");
+                        }
+                        Some(refusal(&e))
+                    }
+                };
+                if let Some(reply) = reply
+                    && !bad.refuse(&mut ws, &reply, &limits, peer.0).await
+                {
+                    break;
+                }
+            }
+            out = rx.recv() => {
+                let Some(out) = out else { break };
+                match out {
+                    Outbound::Message(msg) => {
+                        if matches!(*msg, RelayToPatient::Error(_)) {
+                            // The study refused one of this connection's messages.
+                            if !bad.refuse(&mut ws, &msg, &limits, peer.0).await {
+                                break;
+                            }
+                        } else if !send(&mut ws, Message::text(msg.encode()), wt, peer.0).await {
+                            break;
+                        }
+                    }
+                    // Progress (a join accepted, a round over): the budget starts over.
+                    Outbound::Attached(study) => {
+                        if at.attached(&study) {
+                            bad.reset();
+                        }
+                    }
+                    Outbound::Detached(study) => {
+                        if at.detached(&study) {
+                            bad.reset();
+                        }
+                    }
+                }
+            }
+            () = kick.notified() => {
+                let _ = tokio::time::timeout(wt, close_with(&mut ws, CloseCode::Policy, "too slow")).await;
+                break;
+            }
+            _ = ping.tick() => {
+                if !send(&mut ws, Message::Ping(Default::default()), wt, peer.0).await {
+                    break;
+                }
+            }
+            _ = closing.changed() => {
+                // Deliver what the studies queued (e.g. "abandoned: shutting down"), then go.
+                while let Ok(out) = rx.try_recv() {
+                    if let Outbound::Message(msg) = out
+                        && !send(&mut ws, Message::text(msg.encode()), wt, peer.0).await
+                    {
+                        break;
+                    }
+                }
+                let _ = tokio::time::timeout(wt, close_with(&mut ws, CloseCode::Away, "relay shutting down")).await;
+                break;
+            }
+        }
+    }
+    if let Some(h) = at.take() {
+        h.send(StudyCmd::Disconnect { peer }).await;
+    }
+    info!(peer = peer.0, "patient disconnected");
+}
+
+/// Hands one decoded message to the study the core routes it to; returns the reply to send
+/// at once if it goes nowhere.
+async fn route(
+    registry: &Registry,
+    at: &mut Membership<StudyHandle>,
+    peer: PeerId,
+    msg: PatientToRelay,
+    link: &PeerLink,
+) -> Option<RelayToPatient> {
+    let kind = msg.kind();
+    match at.route(&msg, |id| registry.get(id)) {
+        Route::Refuse(reply) => {
+            info!(
+                peer = peer.0,
+                kind, "message refused by the connection's membership"
+            );
+            Some(reply)
+        }
+        Route::Study(h) => {
+            let cmd = StudyCmd::Patient {
+                peer,
+                msg,
+                link: link.clone(),
+            };
+            if h.send(cmd).await {
+                None
+            } else {
+                Some(at.unavailable())
+            }
+        }
+    }
+}
