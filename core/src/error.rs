@@ -187,6 +187,9 @@ pub enum DecodeError {
         /// 1-based column (0 when the decoder cannot tell).
         column: usize,
     },
+    /// A binary frame that is malformed (see [`crate::frame`]).
+    #[error("{0}")]
+    Frame(crate::frame::FrameError),
     /// A protocol version other than this one.
     #[error(
         "unsupported protocol version {got} (this side speaks {})",
