@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cohort_core::error::{ErrorCode, ProtocolError};
-use cohort_core::message::{ErrorMsg, PROTOCOL_VERSION, PatientToRelay, RelayToPatient};
+use cohort_core::message::{ErrorMsg, PROTOCOL_VERSION, PatientToRelay, RelayToPatient, Wire};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc, watch};
@@ -200,6 +200,15 @@ pub fn accept(req: &Request) -> Result<String, Response> {
     ))
 }
 
+/// The WebSocket message for one encoded wire message: text for control messages, binary for
+/// the bulk frames.
+pub fn to_message(wire: Wire) -> Message {
+    match wire {
+        Wire::Text(t) => Message::text(t),
+        Wire::Binary(b) => Message::binary(b),
+    }
+}
+
 fn error_frame(e: &ProtocolError) -> Message {
     error_frame_raw(e.code(), e.to_string())
 }
@@ -210,7 +219,7 @@ fn error_frame_raw(code: ErrorCode, message: String) -> Message {
         code,
         message,
     });
-    Message::text(msg.encode())
+    to_message(msg.encode())
 }
 
 async fn close_with<S: AsyncRead + AsyncWrite + Unpin>(
@@ -305,33 +314,14 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
                     let _ = tokio::time::timeout(wt, close_with(&mut ws, CloseCode::Policy, "too many messages")).await;
                     break;
                 }
-                let text = match frame {
-                    Message::Text(t) => t,
-                    Message::Binary(_) => {
-                        bad += 1;
-                        if bad == 1 {
-                            warn!(peer = peer.0, "binary frame refused");
-                        } else {
-                            debug!(peer = peer.0, "binary frame refused");
-                        }
-                        let reply = error_frame_raw(
-                            ErrorCode::BadMessage,
-                            "binary frames are not accepted; send JSON text frames".into(),
-                        );
-                        if !send(&mut ws, reply, wt, peer.0).await {
-                            break;
-                        }
-                        if bad > MAX_BAD_FRAMES {
-                            warn!(peer = peer.0, "too many bad messages; closing");
-                            close_with(&mut ws, CloseCode::Policy, "too many bad messages").await;
-                            break;
-                        }
-                        continue;
-                    }
+                // Control messages are JSON text; the bulk messages are binary frames.
+                let decoded = match &frame {
+                    Message::Text(t) => PatientToRelay::decode_with_limit(t, limits.max_message_bytes),
+                    Message::Binary(b) => PatientToRelay::decode_binary_with_limit(b, limits.max_message_bytes),
                     // Pings are answered by tungstenite; a close is answered on the next read.
                     _ => continue,
                 };
-                let msg = match PatientToRelay::decode_with_limit(&text, limits.max_message_bytes) {
+                let msg = match decoded {
                     Ok(m) => m,
                     Err(e) => {
                         bad += 1;
@@ -372,7 +362,7 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
                     bad = 0;
                 }
                 let refused = matches!(*out.msg, RelayToPatient::Error(_));
-                if !send(&mut ws, Message::text(out.msg.encode()), wt, peer.0).await {
+                if !send(&mut ws, to_message(out.msg.encode()), wt, peer.0).await {
                     break;
                 }
                 if refused {
@@ -396,7 +386,7 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
             _ = closing.changed() => {
                 // Deliver what the studies queued (e.g. "abandoned: shutting down"), then go.
                 while let Ok(out) = rx.try_recv() {
-                    if !send(&mut ws, Message::text(out.msg.encode()), wt, peer.0).await {
+                    if !send(&mut ws, to_message(out.msg.encode()), wt, peer.0).await {
                         break;
                     }
                 }
