@@ -12,7 +12,11 @@ fuzz_target!(|data: &[u8]| {
     match PatientToRelay::decode_binary(data) {
         Ok(msg) => {
             assert!(msg.is_binary());
-            assert_eq!(msg.encode(), Wire::Binary(data.to_vec()), "re-encoding differs");
+            assert_eq!(
+                msg.encode(),
+                Wire::Binary(data.to_vec()),
+                "re-encoding differs"
+            );
             common::patient_round_trip(&msg);
         }
         Err(e) => {
@@ -21,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
     }
     match RelayToPatient::decode_binary(data) {
         Ok(msg) => {
-            assert_eq!(msg.encode(), Wire::Binary(data.to_vec()), "re-encoding differs");
+            assert_eq!(
+                msg.encode(),
+                Wire::Binary(data.to_vec()),
+                "re-encoding differs"
+            );
             common::relay_round_trip(&msg);
         }
         Err(e) => {

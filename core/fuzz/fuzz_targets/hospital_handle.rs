@@ -278,7 +278,9 @@ fuzz_target!(|input: Input| {
                     l
                 } else {
                     // A frame has one sealed length: the first entry's.
-                    let one = shares.first().map_or_else(|| sealed(&LenSel::Right), |s| sealed(&s.len));
+                    let one = shares
+                        .first()
+                        .map_or_else(|| sealed(&LenSel::Right), |s| sealed(&s.len));
                     let mut l = ShareList::with_capacity(one.len(), 16);
                     for s in shares.iter().take(16) {
                         l.push(u32::from(s.to % 10), &one);
