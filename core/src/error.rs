@@ -187,6 +187,9 @@ pub enum DecodeError {
         /// 1-based column (0 when the decoder cannot tell).
         column: usize,
     },
+    /// A binary frame that is malformed (see [`crate::frame`]).
+    #[error("{0}")]
+    Frame(crate::frame::FrameError),
     /// A protocol version other than this one.
     #[error(
         "unsupported protocol version {got} (this side speaks {})",
@@ -298,9 +301,6 @@ pub enum ProtocolError {
     /// A message could not be decoded.
     #[error("undecodable message: {0}")]
     Decode(#[from] DecodeError),
-    /// The connection sent a binary frame where only JSON text frames are accepted.
-    #[error("binary frames are not accepted; send JSON text frames")]
-    BinaryFrame,
     /// The connection sends frames faster than its relay allows.
     #[error("too many messages; slow down")]
     RateLimited,
@@ -356,7 +356,7 @@ impl ProtocolError {
     pub fn code(&self) -> ErrorCode {
         use ProtocolError as E;
         match self {
-            E::Decode(_) | E::BinaryFrame => ErrorCode::BadMessage,
+            E::Decode(_) => ErrorCode::BadMessage,
             E::RateLimited => ErrorCode::RateLimited,
             E::StudyUnavailable => ErrorCode::Unavailable,
             E::WrongState { .. } | E::WrongRound { .. } | E::WrongStudy | E::NotInRoster => {

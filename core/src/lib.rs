@@ -8,7 +8,7 @@
 //! Modules, one concept each: [`field`] (GF(2^61 − 1)), [`decimal`] (exact user input),
 //! [`study`] (parameters and their checks), [`encoding`] (the statistics vector), [`sharing`]
 //! (additive and Shamir), [`envelope`] (X25519 + HKDF + ChaCha20-Poly1305), [`roster`] (roster
-//! and safety code), [`message`] (wire types), [`protocol`] (state machines), [`error`].
+//! and safety code), [`message`] (wire types), [`frame`] (binary frames of the bulk messages), [`protocol`] (state machines), [`error`].
 
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
@@ -24,6 +24,7 @@ pub mod encoding;
 pub mod envelope;
 pub mod error;
 pub mod field;
+pub mod frame;
 pub mod message;
 pub mod protocol;
 pub mod roster;

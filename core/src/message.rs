@@ -4,74 +4,21 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::encoding::Statistics;
-use crate::envelope::{PublicKey, TAG_LEN};
+use crate::envelope::PublicKey;
 use crate::error::{DecodeError, ErrorCode, ProtocolError};
 use crate::field::Fe;
+use crate::frame::{self, Decoded, FrameError, ShareList};
 use crate::roster::{Roster, SafetyCode};
 use crate::study::StudyParams;
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest message either side accepts by default, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
-
-/// A sealed share in transit, as base64url text. The relay routes it without decoding it;
-/// only the recipient opens it. `Debug` shows its length only.
-#[derive(Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Sealed(String);
-
-impl core::fmt::Debug for Sealed {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "Sealed({} chars)", self.0.len())
-    }
-}
-
-impl Sealed {
-    /// Wraps sealed bytes.
-    pub fn from_bytes(bytes: &[u8]) -> Sealed {
-        Sealed(crate::b64::encode(bytes))
-    }
-
-    /// The sealed bytes.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, &'static str> {
-        crate::b64::decode(&self.0)
-    }
-
-    /// Whether this is the base64url length of a sealed payload of `plain_len` bytes.
-    pub fn has_len_for(&self, plain_len: usize) -> bool {
-        let bytes = plain_len + TAG_LEN;
-        self.0.len() == (bytes * 4).div_ceil(3)
-    }
-}
-
-/// Which bytes may appear in base64url text (a table: this check runs on every byte of every
-/// share the relay routes).
-static BASE64URL: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        let c = b as u8;
-        t[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
-        b += 1;
-    }
-    t
-};
-
-impl<'de> Deserialize<'de> for Sealed {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Sealed, D::Error> {
-        let s = String::deserialize(d)?;
-        if s.bytes().all(|b| BASE64URL[usize::from(b)]) {
-            Ok(Sealed(s))
-        } else {
-            Err(serde::de::Error::custom("sealed share must be base64url"))
-        }
-    }
-}
 
 /// Join a study's next round with a fresh public key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,37 +35,23 @@ pub struct Join {
     pub invite: Option<String>,
 }
 
-/// One sealed share addressed to a roster member.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShareTo {
-    /// Recipient's roster index.
-    pub to: u32,
-    /// The sealed share.
-    pub sealed: Sealed,
-}
-
-/// All of a patient's sealed shares for the round, one per other member, in one frame.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// All of a patient's sealed shares for the round, one per other member in ascending roster
+/// order, in one binary frame ([`crate::frame`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Shares {
-    /// Protocol version.
-    pub v: u32,
     /// Round id.
     pub round: u64,
-    /// One sealed share per other roster member.
-    pub shares: Vec<ShareTo>,
+    /// One sealed share per other roster member, tagged with the recipient's index.
+    pub shares: ShareList,
 }
 
-/// A patient's partial sum: the sum of the shares it holds from the contributor set.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A patient's partial sum: the sum of the shares it holds from the contributor set. A binary
+/// frame ([`crate::frame`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartialSum {
-    /// Protocol version.
-    pub v: u32,
     /// Round id.
     pub round: u64,
-    /// The partial sum vector (field elements as integers below 2^61 − 1).
+    /// The partial sum vector (field elements below 2^61 − 1).
     pub sum: Vec<Fe>,
 }
 
@@ -136,9 +69,11 @@ pub struct Leave {
 pub enum PatientToRelay {
     /// See [`Join`].
     Join(Join),
-    /// See [`Shares`].
+    /// See [`Shares`]. A binary frame.
+    #[serde(skip)]
     Shares(Shares),
-    /// See [`PartialSum`].
+    /// See [`PartialSum`]. A binary frame.
+    #[serde(skip)]
     PartialSum(PartialSum),
     /// See [`Leave`].
     Leave(Leave),
@@ -184,28 +119,17 @@ pub struct RosterMsg {
     pub you: u32,
 }
 
-/// One sealed share delivered to its recipient.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShareFrom {
-    /// Sender's roster index.
-    pub from: u32,
-    /// The sealed share.
-    pub sealed: Sealed,
-}
-
-/// The contributor set and every share addressed to the recipient from it, in one frame.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The contributor set and every share addressed to the recipient from it, in one binary
+/// frame ([`crate::frame`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
-    /// Protocol version.
-    pub v: u32,
     /// Round id.
     pub round: u64,
     /// Roster indices whose shares were delivered, ascending.
     pub contributors: Vec<u32>,
-    /// The shares addressed to the recipient from each other contributor.
-    pub shares: Vec<ShareFrom>,
+    /// The shares addressed to the recipient from each other contributor, tagged with the
+    /// sender's index.
+    pub shares: ShareList,
 }
 
 /// A completed round's result.
@@ -348,7 +272,8 @@ pub enum RelayToPatient {
     Enrolment(Enrolment),
     /// See [`RosterMsg`].
     Roster(RosterMsg),
-    /// See [`Delivery`].
+    /// See [`Delivery`]. A binary frame.
+    #[serde(skip)]
     Delivery(Delivery),
     /// See [`RoundResult`].
     Result(RoundResult),
@@ -391,20 +316,79 @@ fn decode_json<'a, T: Deserialize<'a>>(text: &'a str, max: usize) -> Result<T, D
     serde_json::from_str(text).map_err(|e| classify(&e))
 }
 
+/// One encoded message, as it goes into one WebSocket message.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Wire {
+    /// A control message: JSON in a text message.
+    Text(String),
+    /// A bulk message: a binary frame ([`crate::frame`]) in a binary message.
+    Binary(Vec<u8>),
+}
+
+impl core::fmt::Debug for Wire {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Wire::Text(t) => write!(f, "Text({} bytes)", t.len()),
+            Wire::Binary(b) => write!(f, "Binary({} bytes)", b.len()),
+        }
+    }
+}
+
+impl Wire {
+    /// The text, if this is a text message.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Wire::Text(t) => Some(t),
+            Wire::Binary(_) => None,
+        }
+    }
+
+    /// The bytes of the message (UTF-8 text or the binary frame).
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Wire::Text(t) => t.as_bytes(),
+            Wire::Binary(b) => b,
+        }
+    }
+}
+
+/// Checks a binary frame's size and version, then decodes it.
+fn decode_frame(bytes: &[u8], max: usize) -> Result<Decoded, DecodeError> {
+    if bytes.len() > max {
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            max,
+        });
+    }
+    match frame::version(bytes) {
+        Some(v) if u32::from(v) != PROTOCOL_VERSION => {
+            Err(DecodeError::UnsupportedVersion { got: u32::from(v) })
+        }
+        _ => frame::decode(bytes).map_err(DecodeError::Frame),
+    }
+}
+
 macro_rules! versioned {
-    ($ty:ident { $($variant:ident),* }) => {
+    ($ty:ident { $($variant:ident),* } binary { $($bin:ident),* }) => {
         impl $ty {
-            /// The protocol version the message carries.
+            /// The protocol version the message carries (binary frames: the version this crate
+            /// speaks, checked when decoding).
             pub fn version(&self) -> u32 {
-                match self { $( $ty::$variant(m) => m.v, )* }
+                match self {
+                    $( $ty::$variant(m) => m.v, )*
+                    $( $ty::$bin(_) => PROTOCOL_VERSION, )*
+                }
             }
 
             /// The message type as on the wire, for logs and errors.
             pub fn kind(&self) -> &'static str {
-                match self { $( $ty::$variant(_) => stringify!($variant), )* }
+                match self {
+                    $( $ty::$variant(_) => stringify!($variant), )*
+                    $( $ty::$bin(_) => stringify!($bin), )*
+                }
             }
 
-            /// Decodes one message of at most `max` bytes and checks its version.
+            /// Decodes one JSON text message of at most `max` bytes and checks its version.
             pub fn decode_with_limit(text: &str, max: usize) -> Result<Self, DecodeError> {
                 let fast = if text.len() <= max { Self::decode_tag_first(text) } else { None };
                 let msg: Self = match fast {
@@ -417,17 +401,91 @@ macro_rules! versioned {
                 }
             }
 
-            /// Decodes one message of at most [`MAX_MESSAGE_BYTES`].
+            /// Decodes one JSON text message of at most [`MAX_MESSAGE_BYTES`].
             pub fn decode(text: &str) -> Result<Self, DecodeError> {
                 Self::decode_with_limit(text, MAX_MESSAGE_BYTES)
             }
 
-            /// Encodes as JSON text.
-            pub fn encode(&self) -> String {
-                serde_json::to_string(self).expect("wire messages always serialize")
+            /// Decodes one binary frame of at most [`MAX_MESSAGE_BYTES`].
+            pub fn decode_binary(bytes: &[u8]) -> Result<Self, DecodeError> {
+                Self::decode_binary_with_limit(bytes, MAX_MESSAGE_BYTES)
+            }
+
+            /// Decodes one message as received: a text or a binary WebSocket message.
+            pub fn decode_wire(wire: &Wire) -> Result<Self, DecodeError> {
+                match wire {
+                    Wire::Text(t) => Self::decode(t),
+                    Wire::Binary(b) => Self::decode_binary(b),
+                }
+            }
+
+            /// Whether this message travels as a binary frame.
+            pub fn is_binary(&self) -> bool {
+                matches!(self, $( $ty::$bin(_) )|*)
             }
         }
     };
+}
+
+impl PatientToRelay {
+    /// Decodes one binary frame of at most `max` bytes: `shares` or `partial_sum`.
+    pub fn decode_binary_with_limit(bytes: &[u8], max: usize) -> Result<Self, DecodeError> {
+        match decode_frame(bytes, max)? {
+            Decoded::Shares { round, shares } => {
+                Ok(PatientToRelay::Shares(Shares { round, shares }))
+            }
+            Decoded::PartialSum { round, sum } => {
+                Ok(PatientToRelay::PartialSum(PartialSum { round, sum }))
+            }
+            Decoded::Delivery { .. } => Err(DecodeError::Frame(FrameError::UnknownKind {
+                kind: frame::FrameKind::Delivery as u8,
+            })),
+        }
+    }
+
+    /// Encodes the message: JSON text for control messages, a binary frame for `shares` and
+    /// `partial_sum`.
+    pub fn encode(&self) -> Wire {
+        match self {
+            PatientToRelay::Shares(s) => Wire::Binary(frame::encode_shares(s.round, &s.shares)),
+            PatientToRelay::PartialSum(p) => {
+                Wire::Binary(frame::encode_partial_sum(p.round, &p.sum))
+            }
+            m => Wire::Text(serde_json::to_string(m).expect("wire messages always serialize")),
+        }
+    }
+}
+
+impl RelayToPatient {
+    /// Decodes one binary frame of at most `max` bytes: `delivery`.
+    pub fn decode_binary_with_limit(bytes: &[u8], max: usize) -> Result<Self, DecodeError> {
+        match decode_frame(bytes, max)? {
+            Decoded::Delivery {
+                round,
+                contributors,
+                shares,
+            } => Ok(RelayToPatient::Delivery(Delivery {
+                round,
+                contributors,
+                shares,
+            })),
+            Decoded::Shares { .. } | Decoded::PartialSum { .. } => {
+                Err(DecodeError::Frame(FrameError::UnknownKind {
+                    kind: bytes[3],
+                }))
+            }
+        }
+    }
+
+    /// Encodes the message: JSON text for control messages, a binary frame for `delivery`.
+    pub fn encode(&self) -> Wire {
+        match self {
+            RelayToPatient::Delivery(d) => {
+                Wire::Binary(frame::encode_delivery(d.round, &d.contributors, &d.shares))
+            }
+            m => Wire::Text(serde_json::to_string(m).expect("wire messages always serialize")),
+        }
+    }
 }
 
 /// Splits `{"type":"<tag>",<rest>` into the tag and `{<rest>`, the variant's own object.
@@ -452,8 +510,6 @@ impl PatientToRelay {
         let (tag, body) = split_tag(text)?;
         Some(match tag {
             "join" => PatientToRelay::Join(serde_json::from_str(&body).ok()?),
-            "shares" => PatientToRelay::Shares(serde_json::from_str(&body).ok()?),
-            "partial_sum" => PatientToRelay::PartialSum(serde_json::from_str(&body).ok()?),
             "leave" => PatientToRelay::Leave(serde_json::from_str(&body).ok()?),
             _ => return None,
         })
@@ -468,7 +524,6 @@ impl RelayToPatient {
             "welcome" => RelayToPatient::Welcome(serde_json::from_str(&body).ok()?),
             "enrolment" => RelayToPatient::Enrolment(serde_json::from_str(&body).ok()?),
             "roster" => RelayToPatient::Roster(serde_json::from_str(&body).ok()?),
-            "delivery" => RelayToPatient::Delivery(serde_json::from_str(&body).ok()?),
             "result" => RelayToPatient::Result(serde_json::from_str(&body).ok()?),
             "abandoned" => RelayToPatient::Abandoned(serde_json::from_str(&body).ok()?),
             "error" => RelayToPatient::Error(serde_json::from_str(&body).ok()?),
@@ -477,21 +532,8 @@ impl RelayToPatient {
     }
 }
 
-versioned!(PatientToRelay {
-    Join,
-    Shares,
-    PartialSum,
-    Leave
-});
-versioned!(RelayToPatient {
-    Welcome,
-    Enrolment,
-    Roster,
-    Delivery,
-    Result,
-    Abandoned,
-    Error
-});
+versioned!(PatientToRelay { Join, Leave } binary { Shares, PartialSum });
+versioned!(RelayToPatient { Welcome, Enrolment, Roster, Result, Abandoned, Error } binary { Delivery });
 
 #[cfg(test)]
 mod tests {
@@ -536,26 +578,31 @@ mod tests {
     #[test]
     fn join_round_trips_and_is_strict() {
         let m = PatientToRelay::Join(Join {
-            v: 1,
+            v: PROTOCOL_VERSION,
             study: "demo".into(),
             public_key: PublicKey([7; 32]),
             invite: None,
         });
-        let text = m.encode();
+        let Wire::Text(text) = m.encode() else {
+            panic!("join is a text message")
+        };
         assert!(
-            text.starts_with(r#"{"type":"join","v":1,"study":"demo","public_key":""#),
+            text.starts_with(r#"{"type":"join","v":2,"study":"demo","public_key":""#),
             "{text}"
         );
         assert_eq!(PatientToRelay::decode(&text).unwrap(), m);
-        let extra = text.replacen("\"v\":1", "\"v\":1,\"x\":2", 1);
+        let extra = text.replacen("\"v\":2", "\"v\":2,\"x\":2", 1);
         assert!(matches!(
             PatientToRelay::decode(&extra),
             Err(DecodeError::UnknownField { .. })
         ));
-        let v2 = text.replacen("\"v\":1", "\"v\":2", 1);
+        // An old (version 1) client is told which version this side speaks.
+        let v1 = text.replacen("\"v\":2", "\"v\":1", 1);
+        let err = PatientToRelay::decode(&v1).unwrap_err();
+        assert_eq!(err, DecodeError::UnsupportedVersion { got: 1 });
         assert_eq!(
-            PatientToRelay::decode(&v2),
-            Err(DecodeError::UnsupportedVersion { got: 2 })
+            alloc::string::ToString::to_string(&err),
+            "unsupported protocol version 1 (this side speaks 2)"
         );
     }
 
@@ -574,21 +621,17 @@ mod tests {
             (r#"{"type":"leave"}"#, |e| {
                 matches!(e, DecodeError::MissingField { .. })
             }),
-            (
-                r#"{"type":"partial_sum","v":1,"round":1,"sum":[2305843009213693951]}"#,
-                |e| matches!(e, DecodeError::Schema { .. }),
-            ),
-            (r#"{"type":"partial_sum","v":1,"round":-1,"sum":[]}"#, |e| {
-                matches!(e, DecodeError::Schema { .. })
+            // Bulk messages are binary frames only.
+            (r#"{"type":"partial_sum","v":2,"round":1,"sum":[1]}"#, |e| {
+                matches!(e, DecodeError::UnknownType { .. })
             }),
             (
                 r#"{"type":"join","v":1,"study":"d","public_key":"AAAA"}"#,
                 |e| matches!(e, DecodeError::Schema { .. }),
             ),
-            (
-                r#"{"type":"shares","v":1,"round":1,"shares":[{"to":2,"sealed":"a+b/"}]}"#,
-                |e| matches!(e, DecodeError::Schema { .. }),
-            ),
+            (r#"{"type":"shares","v":2,"round":1,"shares":[]}"#, |e| {
+                matches!(e, DecodeError::UnknownType { .. })
+            }),
             (r#"{"type":"leave","v":1e400}"#, |e| {
                 matches!(e, DecodeError::Syntax { .. } | DecodeError::Schema { .. })
             }),
@@ -617,31 +660,21 @@ mod tests {
 
     #[test]
     fn tag_first_fast_path_agrees_with_the_general_decoder() {
-        let sealed = Sealed::from_bytes(&[7u8; 48]);
         let to_relay = [
             PatientToRelay::Join(Join {
-                v: 1,
+                v: PROTOCOL_VERSION,
                 study: "demo".into(),
                 public_key: PublicKey([7; 32]),
                 invite: Some("x".into()),
             }),
-            PatientToRelay::Shares(Shares {
-                v: 1,
-                round: 3,
-                shares: vec![ShareTo {
-                    to: 2,
-                    sealed: sealed.clone(),
-                }],
+            PatientToRelay::Leave(Leave {
+                v: PROTOCOL_VERSION,
             }),
-            PatientToRelay::PartialSum(PartialSum {
-                v: 1,
-                round: 3,
-                sum: vec![Fe::new(5); 13],
-            }),
-            PatientToRelay::Leave(Leave { v: 1 }),
         ];
         for m in &to_relay {
-            let text = m.encode();
+            let Wire::Text(text) = m.encode() else {
+                panic!("control messages are text")
+            };
             assert_eq!(PatientToRelay::decode_tag_first(&text).as_ref(), Some(m));
             assert_eq!(
                 decode_json::<PatientToRelay>(&text, usize::MAX).as_ref(),
@@ -653,24 +686,14 @@ mod tests {
             assert_eq!(PatientToRelay::decode_tag_first(&moved), None, "{moved}");
             assert_eq!(PatientToRelay::decode(&moved).as_ref(), Ok(m), "{moved}");
         }
-        let d = RelayToPatient::Delivery(Delivery {
-            v: 1,
-            round: 3,
-            contributors: vec![1, 2],
-            shares: vec![ShareFrom { from: 2, sealed }],
-        });
-        assert_eq!(
-            RelayToPatient::decode_tag_first(&d.encode()),
-            Some(d.clone())
-        );
         // Whatever the fast path refuses goes to the general decoder, errors included.
         for bad in [
             r#"{"type":"leave"}"#,
-            r#"{"type":"leave","v":1,"type":"leave"}"#,
-            r#"{"type":"shares","v":1,"round":1,"shares":[{"to":2,"sealed":"a+b/"}]}"#,
-            r#"{"type":"Leave","v":1}"#,
-            r#"{"type":"","v":1}"#,
-            r#"{"type":"leave","v":1} x"#,
+            r#"{"type":"leave","v":2,"type":"leave"}"#,
+            r#"{"type":"shares","v":2,"round":1,"shares":[]}"#,
+            r#"{"type":"Leave","v":2}"#,
+            r#"{"type":"","v":2}"#,
+            r#"{"type":"leave","v":2} x"#,
         ] {
             assert_eq!(PatientToRelay::decode_tag_first(bad), None, "{bad}");
             assert_eq!(
@@ -682,17 +705,62 @@ mod tests {
     }
 
     #[test]
-    fn sealed_length_check() {
-        let s = Sealed::from_bytes(&[0u8; 13 * 8 + TAG_LEN]);
-        assert!(s.has_len_for(13 * 8));
-        assert!(!s.has_len_for(12 * 8));
-        assert_eq!(format!("{s:?}"), "Sealed(160 chars)");
+    fn bulk_messages_are_binary_and_round_trip() {
+        let mut shares = ShareList::with_capacity(48, 2);
+        assert!(shares.push(2, &[7; 48]));
+        assert!(shares.push(3, &[8; 48]));
+        let up = [
+            PatientToRelay::Shares(Shares {
+                round: 3,
+                shares: shares.clone(),
+            }),
+            PatientToRelay::PartialSum(PartialSum {
+                round: 3,
+                sum: vec![Fe::new(5); 13],
+            }),
+        ];
+        for m in &up {
+            assert!(m.is_binary());
+            let Wire::Binary(b) = m.encode() else {
+                panic!("bulk messages are binary")
+            };
+            assert_eq!(PatientToRelay::decode_binary(&b).as_ref(), Ok(m));
+            // A patient's frame is not a relay's, and the other way round.
+            assert!(matches!(
+                RelayToPatient::decode_binary(&b),
+                Err(DecodeError::Frame(FrameError::UnknownKind { .. }))
+            ));
+        }
         let d = RelayToPatient::Delivery(Delivery {
-            v: 1,
             round: 3,
-            contributors: vec![1, 2],
-            shares: vec![ShareFrom { from: 2, sealed: s }],
+            contributors: vec![1, 2, 3],
+            shares,
         });
-        assert_eq!(RelayToPatient::decode(&d.encode()).unwrap(), d);
+        let Wire::Binary(b) = d.encode() else {
+            panic!("delivery is binary")
+        };
+        assert_eq!(RelayToPatient::decode_binary(&b), Ok(d));
+        assert!(matches!(
+            PatientToRelay::decode_binary(&b),
+            Err(DecodeError::Frame(FrameError::UnknownKind { kind: 2 }))
+        ));
+        // A frame of another version gets the version error, not a shape error.
+        let mut old = b.clone();
+        old[2] = 1;
+        assert_eq!(
+            RelayToPatient::decode_binary(&old),
+            Err(DecodeError::UnsupportedVersion { got: 1 })
+        );
+        assert_eq!(
+            RelayToPatient::decode_binary_with_limit(&b, 10),
+            Err(DecodeError::TooLarge {
+                len: b.len(),
+                max: 10
+            })
+        );
+        assert_eq!(
+            format!("{:?}", Wire::Binary(b.clone())),
+            format!("Binary({} bytes)", b.len())
+        );
     }
 }

@@ -108,7 +108,7 @@ pub(crate) fn run_round(
                         continue; // a real driver drops frames for a closed connection
                     }
                     // Through the wire format, as a real driver would.
-                    let msg = RelayToPatient::decode(&msg.encode()).expect("round trip");
+                    let msg = RelayToPatient::decode_wire(&msg.encode()).expect("round trip");
                     patients[i]
                         .handle(now, msg)
                         .expect("patient accepts hospital messages");

@@ -115,6 +115,8 @@ fn every_file_is_checked() {
         "bad_messages.json",
         "bad_values.json",
         "bad_studies.json",
+        // Checked by tests/frames.rs.
+        "frames.json",
         "README.md",
     ]);
     for entry in std::fs::read_dir(dir()).expect("vectors dir") {

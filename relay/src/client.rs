@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cohort_core::decimal::Decimal;
 use cohort_core::error::{DecodeError, ErrorCode, ProtocolError, ValueError};
-use cohort_core::message::{AbandonReason, PatientToRelay, RelayToPatient, RoundResult};
+use cohort_core::message::{AbandonReason, PatientToRelay, RelayToPatient, RoundResult, Wire};
 use cohort_core::protocol::{Patient, PatientEvent};
 use cohort_core::roster::SafetyCode;
 use futures_util::{SinkExt, StreamExt};
@@ -98,7 +98,7 @@ pub struct PatientReport {
     /// Threshold of the round.
     pub threshold: Option<u32>,
     /// Every frame sent, if recording was asked for.
-    pub sent_frames: Vec<String>,
+    pub sent_frames: Vec<Wire>,
 }
 
 /// Why a run failed. Never contains the value.
@@ -300,11 +300,11 @@ pub async fn run_patient(
                 PatientToRelay::Shares(s) => Some(s.round),
                 _ => None,
             };
-            let text = msg.encode();
+            let wire = msg.encode();
             if opts.record_frames {
-                report.sent_frames.push(text.clone());
+                report.sent_frames.push(wire.clone());
             }
-            ws.send(Message::text(text)).await.map_err(lost)?;
+            ws.send(crate::ws::to_message(wire)).await.map_err(lost)?;
             if let (Some(round), true) = (shares_round, opts.drop_after_shares) {
                 // Drain the events so the caller still sees the safety code.
                 while let Some(ev) = patient.poll_event() {
@@ -362,7 +362,7 @@ pub async fn run_patient(
         if let Some(done) = done {
             // Send what the machine queued last (e.g. its `leave`), then close politely.
             while let Some(msg) = patient.poll_output() {
-                let _ = ws.send(Message::text(msg.encode())).await;
+                let _ = ws.send(crate::ws::to_message(msg.encode())).await;
             }
             let _ = ws.close(None).await;
             let drain = async { while let Some(Ok(_)) = ws.next().await {} };
@@ -387,6 +387,11 @@ pub async fn run_patient(
                         .map_err(PatientError::BadMessage)?;
                     // Fatal errors surface as `Refused` events; others (a stale message) are
                     // ignored, as the machine's state is unchanged.
+                    let _ = patient.handle(clock.now_ms(), msg);
+                }
+                Some(Ok(Message::Binary(b))) => {
+                    let msg = RelayToPatient::decode_binary_with_limit(&b, MAX_MESSAGE_BYTES)
+                        .map_err(PatientError::BadMessage)?;
                     let _ = patient.handle(clock.now_ms(), msg);
                 }
                 Some(Ok(Message::Close(_))) => {

@@ -12,7 +12,7 @@ pub use patient::patient_session;
 use std::time::Duration;
 
 use cohort_core::error::ErrorCode;
-use cohort_core::message::RelayToPatient;
+use cohort_core::message::{RelayToPatient, Wire};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
@@ -199,6 +199,15 @@ pub fn accept(req: &Request) -> Result<String, Response> {
 }
 
 /// Sends a close frame and lets the peer answer it, briefly.
+/// The WebSocket message for one encoded wire message: text for control messages, binary for
+/// the bulk frames.
+pub fn to_message(wire: Wire) -> Message {
+    match wire {
+        Wire::Text(t) => Message::text(t),
+        Wire::Binary(b) => Message::binary(b),
+    }
+}
+
 pub(crate) async fn close_with<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
     code: CloseCode,
@@ -235,14 +244,7 @@ impl BadFrames {
         limits: &SessionLimits,
         peer: u64,
     ) -> bool {
-        if !send(
-            ws,
-            Message::text(reply.encode()),
-            limits.write_timeout,
-            peer,
-        )
-        .await
-        {
+        if !send(ws, to_message(reply.encode()), limits.write_timeout, peer).await {
             return false;
         }
         self.0 += 1;

@@ -7,10 +7,11 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use cohort_core::message::{PatientToRelay, RelayToPatient};
+use cohort_core::message::{PatientToRelay, RelayToPatient, Wire};
 use cohort_core::protocol::{Patient, PatientEvent};
 use cohort_relay::client::WsClient;
 use cohort_relay::clock::Clock;
+use cohort_relay::ws::to_message;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use rand_chacha::ChaCha20Rng;
@@ -260,18 +261,18 @@ impl Manual {
         }
     }
 
-    async fn send_held(&mut self) -> Vec<String> {
+    async fn send_held(&mut self) -> Vec<Wire> {
         let mut sent = Vec::new();
         for m in std::mem::take(&mut self.held) {
-            let t = m.encode();
-            self.ws.send(Message::text(t.clone())).await.unwrap();
-            sent.push(t);
+            let w = m.encode();
+            self.ws.send(to_message(w.clone())).await.unwrap();
+            sent.push(w);
         }
         sent
     }
 
-    async fn send_text(&mut self, t: &str) {
-        self.ws.send(Message::text(t.to_string())).await.unwrap();
+    async fn send_binary(&mut self, b: &[u8]) {
+        self.ws.send(Message::binary(b.to_vec())).await.unwrap();
     }
 
     /// Feeds relay messages to the machine until an event matches.
@@ -291,6 +292,11 @@ impl Manual {
                 match self.ws.next().await {
                     Some(Ok(Message::Text(t))) => {
                         let msg = RelayToPatient::decode(&t).unwrap();
+                        let _ = self.p.handle(self.clock.now_ms(), msg);
+                        self.collect();
+                    }
+                    Some(Ok(Message::Binary(b))) => {
+                        let msg = RelayToPatient::decode_binary(&b).unwrap();
                         let _ = self.p.handle(self.clock.now_ms(), msg);
                         self.collect();
                     }
@@ -634,7 +640,7 @@ async fn bad_websocket_frames_close_with_the_right_code() {
     let (op, p) = read_frame(&mut s).await.unwrap();
     assert_eq!(op, 1);
     assert_eq!(error_code(std::str::from_utf8(&p).unwrap()), "bad_message");
-    s.write_all(&text("{\"type\":\"leave\",\"v\":1}"))
+    s.write_all(&text("{\"type\":\"leave\",\"v\":2}"))
         .await
         .unwrap();
     let (_, p) = read_frame(&mut s).await.unwrap();
@@ -681,14 +687,16 @@ async fn hostile_json_gets_bad_message_and_floods_of_it_are_closed() {
         "\"join\"".into(),
         "null".into(),
         "{}".into(),
-        r#"{"type":"hack","v":1}"#.into(),
-        r#"{"type":"join","v":1,"study":"s","public_key":"AAAA","admin":true}"#.into(),
+        r#"{"type":"hack","v":2}"#.into(),
+        r#"{"type":"join","v":2,"study":"s","public_key":"AAAA","admin":true}"#.into(),
+        // A client of protocol version 1.
+        r#"{"type":"leave","v":1}"#.into(),
         deep_arrays,
         deep_objects,
         r#"{"type":"leave","v":1e999999}"#.into(),
         r#"{"type":"leave","v":-1}"#.into(),
-        r#"{"type":"partial_sum","v":1,"round":18446744073709551616,"sum":[1]}"#.into(),
-        r#"{"type":"partial_sum","v":1,"round":1,"sum":[2305843009213693951]}"#.into(),
+        // Bulk messages are binary frames only.
+        r#"{"type":"partial_sum","v":2,"round":1,"sum":[1]}"#.into(),
     ];
     // Up to 16 bad messages on a connection get an error each.
     let mut ws = cohort_relay::client::connect(&t.ws_url(), &t.ca())
@@ -729,6 +737,94 @@ async fn hostile_json_gets_bad_message_and_floods_of_it_are_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_binary_frames_get_bad_message_and_floods_of_them_are_closed() {
+    let t = relay().await;
+    let in_flight = InFlight::start(&t, 651).await;
+    let mut shares = b"CO\x02\x01\0\0\0\0".to_vec();
+    shares.extend_from_slice(&1u64.to_le_bytes());
+    shares.extend_from_slice(&1u32.to_le_bytes());
+    shares.extend_from_slice(&48u32.to_le_bytes());
+    shares.extend_from_slice(&2u32.to_le_bytes());
+    shares.extend_from_slice(&[7; 48]);
+    let mut cases: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        b"C".to_vec(),
+        b"{\"type\":\"leave\",\"v\":2}".to_vec(),
+        vec![0xff; 64],
+    ];
+    // Each field of a well-formed `shares` frame broken in turn.
+    let mut old = shares.clone();
+    old[2] = 1;
+    let mut kind = shares.clone();
+    kind[3] = 9;
+    let mut reserved = shares.clone();
+    reserved[4] = 1;
+    let mut huge = shares.clone();
+    huge[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut long = shares.clone();
+    long[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut extra = shares.clone();
+    extra.push(0);
+    let mut delivery = shares.clone();
+    delivery[3] = 2;
+    let mut partial = b"CO\x02\x03\0\0\0\0".to_vec();
+    partial.extend_from_slice(&1u64.to_le_bytes());
+    partial.extend_from_slice(&1u32.to_le_bytes());
+    partial.extend_from_slice(&u64::MAX.to_le_bytes());
+    cases.extend([
+        old,
+        kind,
+        reserved,
+        huge,
+        long,
+        extra,
+        shares[..shares.len() - 1].to_vec(),
+        shares[..20].to_vec(),
+        delivery,
+        partial,
+        shares[..8].to_vec(),
+        vec![0; 1000],
+    ]);
+    assert_eq!(cases.len(), 16);
+    let mut ws = cohort_relay::client::connect(&t.ws_url(), &t.ca())
+        .await
+        .unwrap();
+    for (i, c) in cases.iter().enumerate() {
+        ws.send(Message::binary(c.clone())).await.unwrap();
+        match wait_for(&mut ws, |_| true).await {
+            RelayToPatient::Error(e) => {
+                let code = serde_json::to_value(e.code).unwrap();
+                let old_version = i == 4;
+                assert_eq!(code, "bad_message", "case {i}");
+                if old_version {
+                    assert!(e.message.contains("version 1"), "{}", e.message);
+                }
+                assert!(e.message.len() < 200, "no echo: {}", e.message);
+            }
+            other => panic!("case {i}: {other:?}"),
+        }
+    }
+    // The 17th closes the connection (1008).
+    ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    let close = async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(Some(f)))) => return (u16::from(f.code), f.reason),
+                Some(Ok(_)) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let (code, reason) = tokio::time::timeout(LIMIT, close).await.unwrap();
+    assert_eq!(code, 1008);
+    assert_eq!(reason.as_str(), "too many bad messages");
+
+    in_flight.finish().await;
+    normal_round_works(&t, 652).await;
+    t.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_turn_replayed_and_impersonating_round_messages_are_refused() {
     let t = relay().await;
     let in_flight = InFlight::start(&t, 641).await;
@@ -742,71 +838,75 @@ async fn out_of_turn_replayed_and_impersonating_round_messages_are_refused() {
             .await;
     }
     let (a, rest) = ps.split_first_mut().unwrap();
-    let shares = a.held[0].encode();
-    let v: serde_json::Value = serde_json::from_str(&shares).unwrap();
+    let Wire::Binary(shares) = a.held[0].encode() else {
+        panic!("shares are a binary frame")
+    };
     let round = a.round;
 
-    // Shares for another round.
-    let mut wrong_round = v.clone();
-    wrong_round["round"] = (round + 1).into();
-    a.send_text(&wrong_round.to_string()).await;
+    // Shares for another round (the round id is bytes 8..16 of the frame).
+    let mut wrong_round = shares.clone();
+    wrong_round[8..16].copy_from_slice(&(round + 1).to_le_bytes());
+    a.send_binary(&wrong_round).await;
     assert_eq!(a.refused().await, "unexpected");
-    // Shares claiming to come from another roster index: there is no such field.
-    let mut claim = v.clone();
-    claim["from"] = ((a.you % 3) + 1).into();
-    a.send_text(&claim.to_string()).await;
+    // A patient sending a delivery frame (claiming which shares came from whom).
+    let delivery = RelayToPatient::Delivery(cohort_core::message::Delivery {
+        round,
+        contributors: vec![1, 2, 3],
+        shares: cohort_core::frame::ShareList::with_capacity(48, 0),
+    });
+    let Wire::Binary(delivery) = delivery.encode() else {
+        panic!("deliveries are binary frames")
+    };
+    a.send_binary(&delivery).await;
     assert_eq!(a.refused().await, "bad_message");
-    // Shares addressed to the sender itself.
-    let mut to_self = v.clone();
-    to_self["shares"][0]["to"] = a.you.into();
-    a.send_text(&to_self.to_string()).await;
+    // Shares addressed to the sender itself (the first entry's recipient is bytes 24..28).
+    let mut to_self = shares.clone();
+    to_self[24..28].copy_from_slice(&a.you.to_le_bytes());
+    a.send_binary(&to_self).await;
     assert_eq!(a.refused().await, "invalid");
     // A partial sum before the shares phase is over.
-    let early = format!(
-        r#"{{"type":"partial_sum","v":1,"round":{round},"sum":[{}]}}"#,
-        vec!["0"; 13].join(",")
-    );
-    a.send_text(&early).await;
+    let early = PatientToRelay::PartialSum(cohort_core::message::PartialSum {
+        round,
+        sum: vec![cohort_core::field::Fe::ZERO; 13],
+    });
+    a.ws.send(to_message(early.encode())).await.unwrap();
     assert_eq!(a.refused().await, "unexpected");
     // The real shares, then the same frame again (a replay).
     a.send_held().await;
-    a.send_text(&shares).await;
+    a.send_binary(&shares).await;
     assert_eq!(a.refused().await, "duplicate");
     // Someone else replays them: a patient of another study...
     let mut stranger = Manual::join(&t, "spare", "100.0", 6429).await;
     stranger
         .until(|e| matches!(e, PatientEvent::Welcomed { .. }))
         .await;
-    stranger.send_text(&shares).await;
+    stranger.send_binary(&shares).await;
     assert_eq!(stranger.refused().await, "unexpected");
     // ...and a connection that never joined.
     let mut nobody = cohort_relay::client::connect(&t.ws_url(), &t.ca())
         .await
         .unwrap();
-    nobody.send(Message::text(shares.clone())).await.unwrap();
+    nobody.send(Message::binary(shares.clone())).await.unwrap();
     match wait_for(&mut nobody, |_| true).await {
         RelayToPatient::Error(e) => assert_eq!(serde_json::to_value(e.code).unwrap(), "unexpected"),
         other => panic!("{other:?}"),
     }
     // A join for a study that does not exist, and a second join while a member.
     let join_other = PatientToRelay::Join(cohort_core::message::Join {
-        v: 1,
+        v: cohort_core::message::PROTOCOL_VERSION,
         study: "no-such-study".into(),
         public_key: cohort_core::envelope::KeyPair::generate(&mut ChaCha20Rng::seed_from_u64(1))
             .public(),
         invite: None,
     });
-    nobody
-        .send(Message::text(join_other.encode()))
-        .await
-        .unwrap();
+    nobody.send(to_message(join_other.encode())).await.unwrap();
     match wait_for(&mut nobody, |_| true).await {
         RelayToPatient::Error(e) => {
             assert_eq!(serde_json::to_value(e.code).unwrap(), "unknown_study")
         }
         other => panic!("{other:?}"),
     }
-    a.send_text(&join_other.encode()).await;
+    a.ws.send(to_message(join_other.encode())).await.unwrap();
     assert_eq!(a.refused().await, "duplicate");
 
     for p in rest.iter_mut() {
@@ -815,13 +915,15 @@ async fn out_of_turn_replayed_and_impersonating_round_messages_are_refused() {
     // Partial sums: A's twice, and one for a wrong round.
     a.until(|e| matches!(e, PatientEvent::PartialSumSent { .. }))
         .await;
-    let sum = a.held[0].encode();
-    let mut wrong = serde_json::from_str::<serde_json::Value>(&sum).unwrap();
-    wrong["round"] = (round + 7).into();
-    a.send_text(&wrong.to_string()).await;
+    let Wire::Binary(sum) = a.held[0].encode() else {
+        panic!("partial sums are binary frames")
+    };
+    let mut wrong = sum.clone();
+    wrong[8..16].copy_from_slice(&(round + 7).to_le_bytes());
+    a.send_binary(&wrong).await;
     assert_eq!(a.refused().await, "unexpected");
     a.send_held().await;
-    a.send_text(&sum).await;
+    a.send_binary(&sum).await;
     assert_eq!(a.refused().await, "duplicate");
     for p in rest.iter_mut() {
         p.until(|e| matches!(e, PatientEvent::PartialSumSent { .. }))

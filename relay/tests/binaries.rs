@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use cohort_core::message::{AbandonReason, PatientToRelay, RelayToPatient};
+use cohort_core::message::{AbandonReason, PatientToRelay, RelayToPatient, Wire};
 use common::*;
 use futures_util::SinkExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -308,22 +308,26 @@ fn value_needles(v: &str, decimals: u32) -> Vec<String> {
 
 /// What the relay saw from a patient that must never reach a log: public keys, sealed shares
 /// (and their prefixes) and partial sums.
-fn frame_needles(frames: &[String]) -> Vec<String> {
+fn frame_needles(frames: &[Wire]) -> Vec<String> {
     let mut out = Vec::new();
     for f in frames {
-        match PatientToRelay::decode(f).unwrap() {
+        match PatientToRelay::decode_wire(f).unwrap() {
             PatientToRelay::Join(j) => {
                 let key = serde_json::to_value(j.public_key).unwrap();
                 out.push(key.as_str().unwrap().to_string());
             }
             PatientToRelay::Shares(s) => {
-                for share in s.shares {
-                    let text = serde_json::to_value(&share.sealed).unwrap();
-                    let text = text.as_str().unwrap().to_string();
+                // Sealed shares travel as raw bytes; a log could only show them as text,
+                // base64url or hex.
+                for (_, sealed) in s.shares.iter() {
+                    let text = cohort_core::b64::encode(sealed);
                     assert!(text.len() > 40);
                     out.push(text[..24].to_string());
                     out.push(text[text.len() - 24..].to_string());
                     out.push(text);
+                    let hex: String = sealed.iter().map(|b| format!("{b:02x}")).collect();
+                    out.push(hex[..24].to_string());
+                    out.push(hex);
                 }
             }
             PatientToRelay::PartialSum(p) => {

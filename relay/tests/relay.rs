@@ -492,8 +492,8 @@ async fn bad_frames_get_typed_errors_without_echo() {
         ),
         ("not json 172.5", "bad_message"),
         (
-            "{\"type\":\"partial_sum\",\"v\":1,\"round\":1,\"sum\":[1]}",
-            "unexpected",
+            "{\"type\":\"partial_sum\",\"v\":2,\"round\":1,\"sum\":[1]}",
+            "bad_message",
         ),
     ];
     for (frame, code) in cases {
@@ -511,11 +511,26 @@ async fn bad_frames_get_typed_errors_without_echo() {
         wait_for(&mut ws, |_| true).await,
         RelayToPatient::Error(_)
     ));
+    // A well-formed partial sum (a binary frame) before joining: refused as out of turn.
+    let early =
+        cohort_core::message::PatientToRelay::PartialSum(cohort_core::message::PartialSum {
+            round: 1,
+            sum: vec![cohort_core::field::Fe::ONE],
+        });
+    ws.send(cohort_relay::ws::to_message(early.encode()))
+        .await
+        .unwrap();
+    match wait_for(&mut ws, |_| true).await {
+        RelayToPatient::Error(e) => {
+            assert_eq!(serde_json::to_value(e.code).unwrap(), "unexpected")
+        }
+        other => panic!("{other:?}"),
+    }
     // A second join on the same connection is refused; leaving then joining again works.
     let mut p = stalling_patient(&t.ws_url(), &t.ca(), "s", 7).await;
     wait_for(&mut p, |m| matches!(m, RelayToPatient::Welcome(_))).await;
     let again = cohort_core::message::PatientToRelay::Join(cohort_core::message::Join {
-        v: 1,
+        v: cohort_core::message::PROTOCOL_VERSION,
         study: "s".into(),
         public_key: cohort_core::envelope::KeyPair::generate(
             &mut <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(8),
@@ -523,14 +538,22 @@ async fn bad_frames_get_typed_errors_without_echo() {
         .public(),
         invite: None,
     });
-    p.send(Message::text(again.encode())).await.unwrap();
+    p.send(cohort_relay::ws::to_message(again.encode()))
+        .await
+        .unwrap();
     match wait_for(&mut p, |m| matches!(m, RelayToPatient::Error(_))).await {
         RelayToPatient::Error(e) => assert_eq!(serde_json::to_value(e.code).unwrap(), "duplicate"),
         _ => unreachable!(),
     }
-    let leave = cohort_core::message::PatientToRelay::Leave(cohort_core::message::Leave { v: 1 });
-    p.send(Message::text(leave.encode())).await.unwrap();
-    p.send(Message::text(again.encode())).await.unwrap();
+    let leave = cohort_core::message::PatientToRelay::Leave(cohort_core::message::Leave {
+        v: cohort_core::message::PROTOCOL_VERSION,
+    });
+    p.send(cohort_relay::ws::to_message(leave.encode()))
+        .await
+        .unwrap();
+    p.send(cohort_relay::ws::to_message(again.encode()))
+        .await
+        .unwrap();
     match wait_for(&mut p, |m| matches!(m, RelayToPatient::Welcome(_))).await {
         RelayToPatient::Welcome(w) => {
             assert_eq!(w.enrolled, 1, "the left patient is no longer enrolled")

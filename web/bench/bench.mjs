@@ -22,6 +22,11 @@ function summary(xs) {
   };
 }
 
+// Frames as in the fixture: {text} for a text message, {hex} for a binary one.
+const hexOf = (b) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+const bytesOf = (h) => new Uint8Array(h.match(/../g).map((x) => parseInt(x, 16)));
+const sameFrame = (m, f) => (typeof m === 'string' ? m === f.text : hexOf(m) === f.hex);
+
 function drainOutputs(p, sent) {
   for (let m; (m = p.pollOutput()) !== undefined;) sent.push(m);
 }
@@ -43,7 +48,8 @@ function oneRound(fx, paramsJson) {
   times.start = t - t0;
   for (const frame of fx.from_relay) {
     const a = performance.now();
-    p.handle(Date.now(), frame.text);
+    if (frame.text !== undefined) p.handle(Date.now(), frame.text);
+    else p.handleBinary(Date.now(), frame.bytes);
     drainOutputs(p, sent);
     drainEvents(p, events);
     t = performance.now();
@@ -58,6 +64,8 @@ window.runBench = async (n, reps, warmup) => {
   const res = await fetch(`/fixtures/round-${n}.json`);
   if (!res.ok) throw new Error(`fixture round-${n}.json: HTTP ${res.status}`);
   const fx = await res.json();
+  // Binary frames decoded from hex once, outside the timed calls.
+  for (const f of fx.from_relay) if (f.hex !== undefined) f.bytes = bytesOf(f.hex);
   const paramsJson = JSON.stringify(fx.params);
   const steps = {};
   const agree = [];
@@ -66,7 +74,7 @@ window.runBench = async (n, reps, warmup) => {
     const { times, sent, events } = oneRound(fx, paramsJson);
     // Correctness, outside the timed calls: the same frames as the native patient of the
     // fixture, and the round completed.
-    if (sent.length !== fx.to_relay.length || sent.some((m, i) => m !== fx.to_relay[i])) {
+    if (sent.length !== fx.to_relay.length || sent.some((m, i) => !sameFrame(m, fx.to_relay[i]))) {
       throw new Error(`repetition ${r}: the wasm patient's frames differ from the fixture's`);
     }
     const done = events.find((e) => e.kind === 'completed');

@@ -14,7 +14,12 @@
 //! const p = new Patient(Date.now(), params.id, text, JSON.stringify(params), undefined);
 //! ws.onopen = () => { for (let m; (m = p.pollOutput()) !== undefined;) ws.send(m); };
 //! ws.onmessage = (e) => {
-//!   try { p.handle(Date.now(), e.data); } catch (err) { /* err.name, err.message */ }
+//!   // ws.binaryType = 'arraybuffer': the delivery is a binary frame; pollOutput() gives a
+//!   // string (text) or a Uint8Array (binary) to pass to ws.send as is.
+//!   try {
+//!     if (typeof e.data === 'string') p.handle(Date.now(), e.data);
+//!     else p.handleBinary(Date.now(), new Uint8Array(e.data));
+//!   } catch (err) { /* err.name, err.message */ }
 //!   for (let m; (m = p.pollOutput()) !== undefined;) ws.send(m);
 //!   for (let ev; (ev = p.pollEvent()) !== undefined;) show(ev); // ev.kind: "welcomed", …
 //! };

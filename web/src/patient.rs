@@ -1,6 +1,6 @@
 //! `Patient`: core's patient machine for one round, driven from JavaScript.
 
-use cohort_core::message::RelayToPatient;
+use cohort_core::message::{RelayToPatient, Wire};
 use cohort_core::protocol::Patient;
 use cohort_core::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -97,7 +97,7 @@ impl WasmPatient {
         )
     }
 
-    /// `handle(nowMs, frameText)`: one text frame from the relay. Throws `DecodeError` for a
+    /// `handle(nowMs, frameText)`: one text message from the relay. Throws `DecodeError` for a
     /// malformed frame and `ProtocolError` for a message the machine cannot accept; after a
     /// throw as after a return, drain `pollOutput()` and `pollEvent()` (a refusal queues a
     /// `leave` and a `refused` event).
@@ -107,10 +107,24 @@ impl WasmPatient {
         Ok(())
     }
 
-    /// `pollOutput()`: the next frame to send to the relay, or `undefined`.
+    /// `handleBinary(nowMs, bytes)`: one binary message from the relay (a `Uint8Array`; set the
+    /// WebSocket's `binaryType` to `"arraybuffer"`). Throws as `handle` does.
+    #[wasm_bindgen(js_name = handleBinary)]
+    pub fn handle_binary(&mut self, now_ms: f64, frame: &[u8]) -> Result<(), WebError> {
+        let msg = RelayToPatient::decode_binary(frame)?;
+        self.0.handle(ms(now_ms), msg)?;
+        Ok(())
+    }
+
+    /// `pollOutput()`: the next message to send to the relay: a string (send as text), a
+    /// `Uint8Array` (send as binary) or `undefined`.
     #[wasm_bindgen(js_name = pollOutput)]
-    pub fn poll_output(&mut self) -> Option<String> {
-        self.0.poll_output().map(|m| m.encode())
+    pub fn poll_output(&mut self) -> JsValue {
+        match self.poll_wire() {
+            Some(Wire::Text(t)) => JsValue::from_str(&t),
+            Some(Wire::Binary(b)) => js_sys::Uint8Array::from(b.as_slice()).into(),
+            None => JsValue::UNDEFINED,
+        }
     }
 
     /// `pollEvent()`: the next event for the page as a plain object `{kind, …}` (see
@@ -164,6 +178,22 @@ impl WasmPatient {
     }
 }
 
+/// The Rust side of the JS methods, for Rust drivers and tests (not exported to JS).
+impl WasmPatient {
+    /// The next encoded message for the relay (what `pollOutput` hands to JS).
+    pub fn poll_wire(&mut self) -> Option<Wire> {
+        self.0.poll_output().map(|m| m.encode())
+    }
+
+    /// One message from the relay, text or binary (what `handle` / `handleBinary` take).
+    pub fn handle_wire(&mut self, now_ms: f64, wire: &Wire) -> Result<(), WebError> {
+        match wire {
+            Wire::Text(t) => self.handle(now_ms, t),
+            Wire::Binary(b) => self.handle_binary(now_ms, b),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,13 +215,15 @@ mod tests {
         let shown = format!("{p:?} {}", p.to_js_string());
         assert!(!shown.contains("172"), "{shown}");
         assert!(shown.contains("awaiting welcome"), "{shown}");
-        let join = p.poll_output().unwrap();
+        let Some(Wire::Text(join)) = p.poll_wire() else {
+            panic!("join is a text message")
+        };
         assert!(
-            join.starts_with(r#"{"type":"join","v":1,"study":"demo""#),
+            join.starts_with(r#"{"type":"join","v":2,"study":"demo""#),
             "{join}"
         );
         assert!(!join.contains("172"), "{join}");
-        assert!(p.poll_output().is_none());
+        assert!(p.poll_wire().is_none());
         let err = WasmPatient::with_seed(0.0, "demo", "301".into(), Some(params), None, [7; 32])
             .unwrap_err();
         assert_eq!(err, WebError::Value(ValueError::OutOfRange));

@@ -100,6 +100,6 @@ mod tests {
         let edges = bucket_edges(&demo()).unwrap();
         assert_eq!(edges.len(), 11);
         assert_eq!((edges[0], edges[10]), (0.0, 300.0));
-        assert_eq!(protocol_version(), 1);
+        assert_eq!(protocol_version(), 2);
     }
 }

@@ -5,7 +5,7 @@
 
 #![cfg(target_arch = "wasm32")]
 
-use cohort_core::message::{PatientToRelay, RelayToPatient};
+use cohort_core::message::{PatientToRelay, Wire};
 use cohort_core::protocol::{Hospital, HospitalEvent, HospitalOutput, PeerId};
 use cohort_core::study::{StudyParams, StudySpec};
 use cohort_web::{WasmPatient, bucket_edges, check_study_spec, check_value};
@@ -47,7 +47,7 @@ struct Net {
     patients: Vec<WasmPatient>,
     events: Vec<Vec<JsValue>>,
     hospital_events: Vec<HospitalEvent>,
-    sent: Vec<String>,
+    sent: Vec<Wire>,
     now: f64,
 }
 
@@ -77,9 +77,10 @@ impl Net {
         for _ in 0..1000 {
             let mut moved = false;
             for (i, p) in self.patients.iter_mut().enumerate() {
-                while let Some(frame) = p.poll_output() {
+                while let Some(frame) = p.poll_wire() {
                     moved = true;
-                    let msg = PatientToRelay::decode(&frame).expect("patients send valid frames");
+                    let msg =
+                        PatientToRelay::decode_wire(&frame).expect("patients send valid frames");
                     self.sent.push(frame);
                     let _ = self.hospital.handle(self.now as u64, PeerId(i as u64), msg);
                 }
@@ -91,9 +92,9 @@ impl Net {
                 moved = true;
                 match out {
                     HospitalOutput::Send { to, msg } => {
-                        let frame = RelayToPatient::encode(&msg);
+                        let frame = msg.encode();
                         let p = &mut self.patients[to.0 as usize];
-                        p.handle(self.now, &frame)
+                        p.handle_wire(self.now, &frame)
                             .expect("a good relay's frames are accepted");
                     }
                     HospitalOutput::Event(e) => self.hospital_events.push(e),
@@ -186,17 +187,31 @@ fn a_whole_round_of_three_patients() {
         .map(|v| v.replace('.', "").parse::<u64>().unwrap())
         .flat_map(|x| [x, x * x])
         .collect();
+    let mut binary = 0;
     for frame in &net.sent {
         for v in VALUES {
-            assert!(!frame.contains(v), "a frame carries a value in clear");
+            let clear = frame.as_bytes().windows(v.len()).any(|w| w == v.as_bytes());
+            assert!(!clear, "a frame carries a value in clear");
         }
         let mut numbers = Vec::new();
-        collect_numbers(&serde_json::from_str(frame).unwrap(), &mut numbers);
+        match frame {
+            Wire::Text(t) => collect_numbers(&serde_json::from_str(t).unwrap(), &mut numbers),
+            Wire::Binary(_) => {
+                binary += 1;
+                if let PatientToRelay::PartialSum(p) = PatientToRelay::decode_wire(frame).unwrap() {
+                    numbers.extend(p.sum.iter().map(|e| e.value()));
+                }
+            }
+        }
         assert!(
             !numbers.iter().any(|n| scaled.contains(n)),
             "a frame carries a scaled value"
         );
     }
+    assert_eq!(
+        binary, 6,
+        "shares and partial sum from each, as binary frames"
+    );
 }
 
 fn collect_numbers(v: &serde_json::Value, out: &mut Vec<u64>) {
@@ -257,11 +272,11 @@ fn values_are_checked_before_anything_is_queued() {
 #[wasm_bindgen_test]
 fn a_relay_that_sends_another_study_is_refused() {
     let mut p = WasmPatient::new(0.0, "demo", "172.5".into(), Some(params_json()), None).unwrap();
-    p.poll_output().expect("join");
+    p.poll_wire().expect("join");
     let mut other = params();
     other.max = "250".parse().unwrap();
     let welcome = format!(
-        r#"{{"type":"welcome","v":1,"study":{},"round":1,"enrolled":1}}"#,
+        r#"{{"type":"welcome","v":2,"study":{},"round":1,"enrolled":1}}"#,
         serde_json::to_string(&other).unwrap()
     );
     let (name, message) = js_error(p.handle(1.0, &welcome).unwrap_err().into());
@@ -273,8 +288,8 @@ fn a_relay_that_sends_another_study_is_refused() {
     let ev = p.poll_event().unwrap();
     assert_eq!(text(&ev, "kind"), "refused");
     assert_eq!(
-        p.poll_output().as_deref(),
-        Some(r#"{"type":"leave","v":1}"#)
+        p.poll_wire().as_ref().and_then(Wire::as_text),
+        Some(r#"{"type":"leave","v":2}"#)
     );
     assert!(p.is_finished());
 }
@@ -282,11 +297,11 @@ fn a_relay_that_sends_another_study_is_refused() {
 #[wasm_bindgen_test]
 fn malformed_frames_and_relay_errors() {
     let mut p = WasmPatient::new(0.0, "demo", "172.5".into(), None, None).unwrap();
-    p.poll_output().expect("join");
+    p.poll_wire().expect("join");
     let (name, _) = js_error(p.handle(1.0, "{\"type\":").unwrap_err().into());
     assert_eq!(name, "DecodeError");
     let (name, message) = js_error(
-        p.handle(1.0, r#"{"type":"hello","v":1}"#)
+        p.handle(1.0, r#"{"type":"hello","v":2}"#)
             .unwrap_err()
             .into(),
     );
@@ -294,7 +309,7 @@ fn malformed_frames_and_relay_errors() {
     assert!(message.starts_with("unknown message type"), "{message}");
     assert!(!p.is_finished(), "garbage alone does not end the round");
 
-    let err = r#"{"type":"error","v":1,"code":"unknown_study","message":"no such study"}"#;
+    let err = r#"{"type":"error","v":2,"code":"unknown_study","message":"no such study"}"#;
     p.handle(2.0, err).unwrap();
     let ev = p.poll_event().unwrap();
     assert_eq!(text(&ev, "kind"), "relay_error");
@@ -309,7 +324,8 @@ fn neither_debug_nor_javascript_shows_the_value() {
     let debug = format!("{p:?}");
     assert!(!debug.contains("172"), "{debug}");
     assert_eq!(p.to_js_string(), debug);
-    let join = p.poll_output().unwrap();
+    let join = p.poll_wire().unwrap();
+    let join = join.as_text().expect("join is text");
     assert!(!join.contains("172"), "{join}");
 
     let js: JsValue = p.into();
@@ -348,10 +364,10 @@ fn timeouts_pass_through() {
     let ev = p.poll_event().unwrap();
     assert_eq!(text(&ev, "kind"), "refused");
     assert_eq!(text(&ev, "message"), "timed out waiting for the relay");
-    p.poll_output().expect("join");
+    p.poll_wire().expect("join");
     assert_eq!(
-        p.poll_output().as_deref(),
-        Some(r#"{"type":"leave","v":1}"#)
+        p.poll_wire().as_ref().and_then(Wire::as_text),
+        Some(r#"{"type":"leave","v":2}"#)
     );
 
     let mut q = WasmPatient::new(0.0, "demo", "1".into(), None, None).unwrap();

@@ -63,16 +63,16 @@ pub fn probe(what: &str) {
 /// Whatever either side sends must decode, on the other side, to exactly what was sent.
 pub fn relay_round_trip(msg: &RelayToPatient) {
     let text = msg.encode();
-    let back = RelayToPatient::decode(&text)
-        .unwrap_or_else(|e| panic!("relay message does not decode: {e:?}: {text}"));
+    let back = RelayToPatient::decode_wire(&text)
+        .unwrap_or_else(|e| panic!("relay message does not decode: {e:?}: {text:?}"));
     assert_eq!(&back, msg, "relay message changed on the wire");
 }
 
 /// See [`relay_round_trip`].
 pub fn patient_round_trip(msg: &PatientToRelay) {
     let text = msg.encode();
-    let back = PatientToRelay::decode(&text)
-        .unwrap_or_else(|e| panic!("patient message does not decode: {e:?}: {text}"));
+    let back = PatientToRelay::decode_wire(&text)
+        .unwrap_or_else(|e| panic!("patient message does not decode: {e:?}: {text:?}"));
     assert_eq!(&back, msg, "patient message changed on the wire");
 }
 

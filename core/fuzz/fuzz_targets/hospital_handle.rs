@@ -8,9 +8,10 @@ use cohort_core::decimal::Decimal;
 use cohort_core::encoding::encode;
 use cohort_core::error::ProtocolError;
 use cohort_core::field::Fe;
+use cohort_core::frame::ShareList;
 use cohort_core::message::{
     AbandonReason, Join, Leave, PROTOCOL_VERSION, PartialSum, PatientToRelay, RelayToPatient,
-    Sealed, ShareTo, Shares,
+    Shares,
 };
 use cohort_core::protocol::{Hospital, HospitalEvent, HospitalOutput, PeerId};
 use cohort_core::sharing::Scheme;
@@ -183,15 +184,12 @@ fn honest(
         (Some(r), Some(me)) if r.phase == cohort_core::protocol::RoundPhase::AwaitingShares => {
             let len = Scheme::new(r.roster_size, r.threshold)
                 .map_or(32, |s| s.payload_len(params.vector_len()));
-            let shares = (1..=r.roster_size)
-                .filter(|&j| j != me)
-                .map(|to| ShareTo {
-                    to,
-                    sealed: Sealed::from_bytes(&vec![7; len + 16]),
-                })
-                .collect();
+            let sealed = vec![7; len + 16];
+            let mut shares = ShareList::with_capacity(sealed.len(), r.roster_size as usize);
+            for to in (1..=r.roster_size).filter(|&j| j != me) {
+                shares.push(to, &sealed);
+            }
             let msg = PatientToRelay::Shares(Shares {
-                v: PROTOCOL_VERSION,
                 round: r.round,
                 shares,
             });
@@ -208,7 +206,6 @@ fn honest(
                 vec![Fe::ZERO; params.vector_len()]
             };
             let msg = PatientToRelay::PartialSum(PartialSum {
-                v: PROTOCOL_VERSION,
                 round: r.round,
                 sum,
             });
@@ -268,30 +265,29 @@ fuzz_target!(|input: Input| {
                         LenSel::Right => right,
                         LenSel::Bytes(b) => usize::from(*b % 2048),
                     };
-                    Sealed::from_bytes(&vec![0xa5; bytes + 16])
+                    vec![0xa5; bytes + 16]
                 };
-                let list: Vec<ShareTo> = if *all {
+                let list = if *all {
                     // One well-formed share for every other member, as an honest patient sends.
                     let me = seen.index[usize::from(p % 8)].unwrap_or(0);
-                    (1..=n)
-                        .filter(|&j| j != me)
-                        .map(|to| ShareTo {
-                            to,
-                            sealed: sealed(&LenSel::Right),
-                        })
-                        .collect()
+                    let one = sealed(&LenSel::Right);
+                    let mut l = ShareList::with_capacity(one.len(), n as usize);
+                    for to in (1..=n).filter(|&j| j != me) {
+                        l.push(to, &one);
+                    }
+                    l
                 } else {
-                    shares
-                        .iter()
-                        .take(16)
-                        .map(|s| ShareTo {
-                            to: u32::from(s.to % 10),
-                            sealed: sealed(&s.len),
-                        })
-                        .collect()
+                    // A frame has one sealed length: the first entry's.
+                    let one = shares
+                        .first()
+                        .map_or_else(|| sealed(&LenSel::Right), |s| sealed(&s.len));
+                    let mut l = ShareList::with_capacity(one.len(), 16);
+                    for s in shares.iter().take(16) {
+                        l.push(u32::from(s.to % 10), &one);
+                    }
+                    l
                 };
                 let msg = PatientToRelay::Shares(Shares {
-                    v: PROTOCOL_VERSION,
                     round: round_of(&h, round),
                     shares: list,
                 });
@@ -309,7 +305,6 @@ fuzz_target!(|input: Input| {
                     SumSel::Elements(v) => v.iter().take(2048).map(|&x| Fe::new(x)).collect(),
                 };
                 let msg = PatientToRelay::PartialSum(PartialSum {
-                    v: PROTOCOL_VERSION,
                     round: round_of(&h, round),
                     sum,
                 });

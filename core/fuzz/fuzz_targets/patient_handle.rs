@@ -10,9 +10,10 @@ use cohort_core::encoding::Statistics;
 use cohort_core::envelope::{Binding, PublicKey};
 use cohort_core::error::ErrorCode;
 use cohort_core::field::Fe;
+use cohort_core::frame::ShareList;
 use cohort_core::message::{
     AbandonReason, Abandoned, Delivery, Enrolment, ErrorMsg, PROTOCOL_VERSION, RelayToPatient,
-    RosterMsg, RoundResult, Sealed, ShareFrom, Welcome,
+    RosterMsg, RoundResult, Welcome,
 };
 use cohort_core::protocol::{Patient, PatientEvent};
 use cohort_core::rand_core::SeedableRng;
@@ -306,17 +307,14 @@ fuzz_target!(|input: Input| {
                         Err(_) => plain.to_vec(),
                     }
                 };
-                let list: Vec<ShareFrom> = if *all {
+                let entries: Vec<(u32, Vec<u8>)> = if *all {
                     contributors
                         .iter()
                         .filter(|&&c| c != me)
                         .map(|&from| {
                             let plain: Vec<u8> =
                                 (0..payload_len).map(|i| (i as u8) & 0x0f).collect();
-                            ShareFrom {
-                                from,
-                                sealed: Sealed::from_bytes(&seal(from, &plain)),
-                            }
+                            (from, seal(from, &plain))
                         })
                         .collect()
                 } else {
@@ -330,22 +328,25 @@ fuzz_target!(|input: Input| {
                                     let mut plain: Vec<u8> =
                                         xs.iter().flat_map(|&x| Fe::new(x).to_le_bytes()).collect();
                                     plain.resize(payload_len, 0);
-                                    Sealed::from_bytes(&seal(from, &plain))
+                                    seal(from, &plain)
                                 }
-                                PayloadSel::SealedLen(b) => Sealed::from_bytes(&seal(from, b)),
-                                PayloadSel::Garbage(b) => Sealed::from_bytes(b),
-                                PayloadSel::BadText(k) => {
-                                    let text = "A".repeat(usize::from(k % 8) * 4 + 1);
-                                    serde_json::from_value(serde_json::Value::String(text))
-                                        .expect("base64url alphabet")
-                                }
+                                PayloadSel::SealedLen(b) => seal(from, b),
+                                PayloadSel::Garbage(b) => b.clone(),
+                                PayloadSel::BadText(k) => vec![0x41; usize::from(k % 8) * 3 + 1],
                             };
-                            ShareFrom { from, sealed }
+                            (from, sealed)
                         })
                         .collect()
                 };
+                // A binary frame has one sealed length: the first entry's (others are cut or
+                // padded to it).
+                let len = entries.first().map_or(payload_len + 16, |(_, s)| s.len());
+                let mut list = ShareList::with_capacity(len, entries.len());
+                for (from, mut sealed) in entries {
+                    sealed.resize(len, 0);
+                    list.push(from, &sealed);
+                }
                 Some(RelayToPatient::Delivery(Delivery {
-                    v: PROTOCOL_VERSION,
                     round,
                     contributors,
                     shares: list,
@@ -411,7 +412,7 @@ fuzz_target!(|input: Input| {
         if let Some(msg) = msg {
             // What the relay sends survives the wire (so the patient sees what was meant).
             let text = msg.encode();
-            if let Ok(back) = RelayToPatient::decode(&text) {
+            if let Ok(back) = RelayToPatient::decode_wire(&text) {
                 if let Err(e) = p.handle(now, back) {
                     let _ = (e.to_string(), e.code());
                 }

@@ -24,9 +24,10 @@ use crate::encoding::{Statistics, decode};
 use crate::envelope::PublicKey;
 use crate::error::{ProtocolError, StudyError};
 use crate::field::Fe;
+use crate::frame::ShareList;
 use crate::message::{
     AbandonReason, Abandoned, Delivery, Enrolment, ErrorMsg, Join, PROTOCOL_VERSION,
-    PatientToRelay, RelayToPatient, RosterMsg, RoundResult, ShareFrom, ShareTo, Welcome,
+    PatientToRelay, RelayToPatient, RosterMsg, RoundResult, Welcome,
 };
 use crate::roster::{Member, Roster, SafetyCode};
 use crate::sharing::Scheme;
@@ -212,7 +213,10 @@ pub struct StudyStatus {
 
 enum RoundState {
     AwaitingShares {
-        received: Vec<Option<Vec<ShareTo>>>,
+        /// Each sender's sealed shares as they arrived: one buffer per sender, entries in
+        /// ascending recipient order (checked), so recipient `j`'s share from sender `c` is
+        /// entry `j − 1` if `j < c`, else `j − 2`.
+        received: Vec<Option<ShareList>>,
         count: u32,
     },
     AwaitingPartialSums {
@@ -654,7 +658,7 @@ impl Hospital {
         now_ms: u64,
         from: PeerId,
         round: u64,
-        shares: Vec<ShareTo>,
+        shares: ShareList,
     ) -> Result<(), ProtocolError> {
         let me = self.member_index(from, round)?;
         let r = self.round.as_mut().expect("member_index checked");
@@ -669,20 +673,17 @@ impl Hospital {
         if received[me as usize - 1].is_some() {
             return Err(ProtocolError::DuplicateShares);
         }
-        if shares.len() != n as usize - 1 {
+        // Exactly one share for every other member, in ascending roster order, each as long
+        // as a sealed payload of this round's scheme.
+        if shares.len() != n as usize - 1 || shares.sealed_len() != len + crate::envelope::TAG_LEN {
             return Err(ProtocolError::BadShares);
         }
-        let mut seen = alloc::vec![false; n as usize + 1];
-        for s in &shares {
-            let ok = s.to >= 1
-                && s.to <= n
-                && s.to != me
-                && !seen[s.to as usize]
-                && s.sealed.has_len_for(len);
-            if !ok {
-                return Err(ProtocolError::BadShares);
-            }
-            seen[s.to as usize] = true;
+        let in_order = shares
+            .iter()
+            .zip((1..=n).filter(|&j| j != me))
+            .all(|((to, _), want)| to == want);
+        if !in_order {
+            return Err(ProtocolError::BadShares);
         }
         received[me as usize - 1] = Some(shares);
         *count += 1;
@@ -732,22 +733,25 @@ impl Hospital {
             self.abandon(now_ms, AbandonReason::TooFewPartialSums { got, needed: t });
             return;
         }
-        // Transpose: one frame per recipient with the share from every other contributor.
-        let mut inbox: Vec<Vec<ShareFrom>> = (0..n)
-            .map(|_| Vec::with_capacity(contributors.len()))
-            .collect();
-        for &c in &contributors {
-            for s in received[c as usize - 1].take().into_iter().flatten() {
-                inbox[s.to as usize - 1].push(ShareFrom {
-                    from: c,
-                    sealed: s.sealed,
-                });
-            }
-        }
-        for (i, shares) in inbox.into_iter().enumerate() {
+        // Transpose without decoding: each live recipient's delivery is one buffer, built by
+        // copying its fixed-size entry out of every other contributor's frame.
+        let sealed_len =
+            r.scheme.payload_len(r.roster.study.vector_len()) + crate::envelope::TAG_LEN;
+        for i in 0..n {
             if r.live[i] {
+                let to = i as u32 + 1;
+                let mut shares = ShareList::with_capacity(sealed_len, contributors.len());
+                for &c in contributors.iter().filter(|&&c| c != to) {
+                    let from = received[c as usize - 1]
+                        .as_ref()
+                        .expect("contributors sent shares");
+                    let at = if to < c { to - 1 } else { to - 2 };
+                    let (got, sealed) = from.get(at as usize);
+                    debug_assert_eq!(got, to);
+                    let pushed = shares.push(c, sealed);
+                    debug_assert!(pushed, "lengths checked on arrival");
+                }
                 let msg = Delivery {
-                    v: PROTOCOL_VERSION,
                     round: r.roster.round,
                     contributors: contributors.clone(),
                     shares,
@@ -986,7 +990,7 @@ impl Hospital {
 mod tests {
     use super::*;
     use crate::envelope::KeyPair;
-    use crate::message::{Leave, PartialSum, Sealed, Shares};
+    use crate::message::{Leave, PartialSum, Shares};
     use alloc::vec;
     use rand_chacha::ChaCha20Rng;
     use rand_core::SeedableRng;
@@ -1034,19 +1038,19 @@ mod tests {
     }
 
     fn shares_of_len(me: u32, n: u32, round: u64, plain: usize) -> PatientToRelay {
-        let sealed = Sealed::from_bytes(&vec![0u8; plain + crate::envelope::TAG_LEN]);
-        let shares = (1..=n)
-            .filter(|&j| j != me)
-            .map(|to| ShareTo {
-                to,
-                sealed: sealed.clone(),
-            })
-            .collect();
+        let sealed = vec![0u8; plain + crate::envelope::TAG_LEN];
         PatientToRelay::Shares(Shares {
-            v: 1,
             round,
-            shares,
+            shares: list(&sealed, (1..=n).filter(|&j| j != me)),
         })
+    }
+
+    fn list(sealed: &[u8], to: impl Iterator<Item = u32>) -> ShareList {
+        let mut l = ShareList::with_capacity(sealed.len(), 0);
+        for j in to {
+            assert!(l.push(j, sealed));
+        }
+        l
     }
 
     /// The former check: X25519 with a fixed clamped scalar, zero output = low order.
@@ -1224,42 +1228,25 @@ mod tests {
             })
         );
         // Wrong count, self-addressed, duplicate recipient, wrong length.
-        let PatientToRelay::Shares(mut bad) = shares_from(1, 3, round) else {
-            unreachable!()
-        };
-        bad.shares.pop();
-        assert_eq!(
-            h.handle(1, PeerId(0), PatientToRelay::Shares(bad.clone())),
-            Err(ProtocolError::BadShares)
-        );
-        bad.shares.push(ShareTo {
-            to: 1,
-            sealed: bad.shares[0].sealed.clone(),
-        });
-        assert_eq!(
-            h.handle(1, PeerId(0), PatientToRelay::Shares(bad.clone())),
-            Err(ProtocolError::BadShares)
-        );
-        bad.shares[1].to = 2;
-        assert_eq!(
-            h.handle(1, PeerId(0), PatientToRelay::Shares(bad.clone())),
-            Err(ProtocolError::BadShares)
-        );
-        bad.shares[1] = ShareTo {
-            to: 3,
-            sealed: Sealed::from_bytes(&[0u8; 40]),
-        };
-        assert_eq!(
-            h.handle(1, PeerId(0), PatientToRelay::Shares(bad)),
-            Err(ProtocolError::BadShares)
-        );
+        // Wrong count, self-addressed, duplicate recipient, out of order, wrong length.
+        let seed = [0u8; 48];
+        for bad in [
+            list(&seed, [2].into_iter()),
+            list(&seed, [2, 3, 1].into_iter()),
+            list(&seed, [1, 3].into_iter()),
+            list(&seed, [2, 2].into_iter()),
+            list(&seed, [3, 2].into_iter()),
+            list(&[0u8; 40], [2, 3].into_iter()),
+        ] {
+            let msg = PatientToRelay::Shares(Shares { round, shares: bad });
+            assert_eq!(h.handle(1, PeerId(0), msg), Err(ProtocolError::BadShares));
+        }
         h.handle(1, PeerId(0), shares_from(1, 3, round)).unwrap();
         assert_eq!(
             h.handle(1, PeerId(0), shares_from(1, 3, round)),
             Err(ProtocolError::DuplicateShares)
         );
         let early = PatientToRelay::PartialSum(PartialSum {
-            v: 1,
             round,
             sum: vec![Fe::ZERO; 13],
         });
@@ -1283,10 +1270,9 @@ mod tests {
         for (to, d) in &deliveries {
             assert_eq!(d.contributors, vec![1, 2, 3]);
             assert_eq!(d.shares.len(), 2);
-            assert!(d.shares.iter().all(|s| u64::from(s.from) != to.0 + 1));
+            assert!(d.shares.iter().all(|(from, _)| u64::from(from) != to.0 + 1));
         }
         let short = PatientToRelay::PartialSum(PartialSum {
-            v: 1,
             round,
             sum: vec![Fe::ZERO; 12],
         });
@@ -1295,7 +1281,6 @@ mod tests {
             Err(ProtocolError::BadPartialSum)
         );
         let ok = PatientToRelay::PartialSum(PartialSum {
-            v: 1,
             round,
             sum: vec![Fe::ZERO; 13],
         });
@@ -1319,7 +1304,7 @@ mod tests {
             h.handle(
                 2,
                 PeerId(i),
-                PatientToRelay::PartialSum(PartialSum { v: 1, round, sum }),
+                PatientToRelay::PartialSum(PartialSum { round, sum }),
             )
             .unwrap();
         }

@@ -155,7 +155,6 @@ mod tests {
 
     fn partial() -> PatientToRelay {
         PatientToRelay::PartialSum(PartialSum {
-            v: PROTOCOL_VERSION,
             round: 1,
             sum: Vec::new(),
         })

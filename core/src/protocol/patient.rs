@@ -29,9 +29,10 @@ use crate::encoding::{check_value, encode};
 use crate::envelope::{Binding, DirectionKey, KeyPair, PublicKey};
 use crate::error::{ErrorCode, ProtocolError, SealError};
 use crate::field::Fe;
+use crate::frame::ShareList;
 use crate::message::{
     AbandonReason, Delivery, Join, Leave, PROTOCOL_VERSION, PartialSum, PatientToRelay,
-    RelayToPatient, RosterMsg, RoundResult, Sealed, ShareTo, Shares,
+    RelayToPatient, RosterMsg, RoundResult, Shares,
 };
 use crate::roster::{Roster, SafetyCode};
 use crate::study::StudyParams;
@@ -429,7 +430,8 @@ impl Patient {
         let encoded = encode(params, &self.value)?;
         let mut deal = scheme.deal(encoded.as_slice(), me, &mut self.rng);
         let my_key = self.keys.public();
-        let mut sealed = Vec::with_capacity(n as usize - 1);
+        let sealed_len = scheme.payload_len(encoded.as_slice().len()) + crate::envelope::TAG_LEN;
+        let mut sealed = ShareList::with_capacity(sealed_len, n as usize - 1);
         let mut from_keys: Vec<Option<DirectionKey>> = Vec::with_capacity(n as usize);
         let mut payloads = deal.payloads.iter();
         for m in &roster.members {
@@ -458,10 +460,8 @@ impl Patient {
             };
             let (j, payload) = payloads.next().expect("one payload per other member");
             debug_assert_eq!(*j, m.index);
-            sealed.push(ShareTo {
-                to: m.index,
-                sealed: Sealed::from_bytes(&pair.direction_key(&to).seal_bytes(payload)),
-            });
+            let pushed = sealed.push(m.index, &pair.direction_key(&to).seal_bytes(payload));
+            debug_assert!(pushed, "every payload of a scheme has one length");
             from_keys.push(Some(pair.direction_key(&from)));
         }
         let own = core::mem::take(&mut deal.own);
@@ -473,7 +473,6 @@ impl Patient {
             safety_code: roster.safety_code(),
         });
         self.out.push_back(PatientToRelay::Shares(Shares {
-            v: PROTOCOL_VERSION,
             round: roster.round,
             shares: sealed,
         }));
@@ -515,7 +514,7 @@ impl Patient {
             });
         }
         let expected: Vec<u32> = c.iter().copied().filter(|&i| i != me).collect();
-        let mut got: Vec<u32> = d.shares.iter().map(|s| s.from).collect();
+        let mut got: Vec<u32> = d.shares.iter().map(|(from, _)| from).collect();
         got.sort_unstable();
         if got != expected {
             return Err(ProtocolError::BadDelivery);
@@ -528,22 +527,15 @@ impl Patient {
         } else {
             vec![Fe::ZERO; len]
         };
-        for s in &d.shares {
-            let key = from_keys[s.from as usize - 1]
+        for (from, sealed) in d.shares.iter() {
+            let key = from_keys[from as usize - 1]
                 .as_ref()
                 .ok_or(ProtocolError::BadDelivery)?;
-            let bytes = s
-                .sealed
-                .to_bytes()
-                .map_err(|_| ProtocolError::BadDelivery)?;
-            let payload =
-                key.open_bytes(&bytes, payload_len)
-                    .map_err(|source| ProtocolError::Seal {
-                        from: s.from,
-                        source,
-                    })?;
+            let payload = key
+                .open_bytes(sealed, payload_len)
+                .map_err(|source| ProtocolError::Seal { from, source })?;
             let mut share = scheme.receive(&payload, len).ok_or(ProtocolError::Seal {
-                from: s.from,
+                from,
                 source: SealError::OpenFailed,
             })?;
             for (a, b) in sum.iter_mut().zip(&share) {
@@ -552,7 +544,6 @@ impl Patient {
             share.zeroize();
         }
         self.out.push_back(PatientToRelay::PartialSum(PartialSum {
-            v: PROTOCOL_VERSION,
             round: roster.round,
             sum,
         }));
@@ -576,7 +567,7 @@ fn is_fatal(e: &ProtocolError) -> bool {
 mod tests {
     use super::*;
     use crate::envelope::PublicKey;
-    use crate::message::{Enrolment, ErrorMsg, ShareFrom, Welcome};
+    use crate::message::{Enrolment, ErrorMsg, Welcome};
     use crate::roster::Member;
     use rand_chacha::ChaCha20Rng;
 
@@ -725,14 +716,12 @@ mod tests {
         };
         assert_eq!(sent.shares.len(), 3);
         // Contributor set {1, 2}: below the minimum cohort of 3.
+        let mut one = ShareList::with_capacity(sent.shares.sealed_len(), 1);
+        assert!(one.push(2, sent.shares.get(0).1));
         let small = Delivery {
-            v: 1,
             round: 7,
             contributors: vec![1, 2],
-            shares: vec![ShareFrom {
-                from: 2,
-                sealed: sent.shares[0].sealed.clone(),
-            }],
+            shares: one,
         };
         let err = ProtocolError::BelowMinimumCohort { got: 2, min: 3 };
         assert_eq!(p.handle(3, RelayToPatient::Delivery(small)), Err(err));
@@ -746,16 +735,11 @@ mod tests {
         };
         // Our own sealed shares (to 2, 3, 4) replayed as if from 2, 3, 4: keys differ, so they
         // must fail to open.
-        let forged: Vec<ShareFrom> = sent
-            .shares
-            .iter()
-            .map(|s| ShareFrom {
-                from: s.to,
-                sealed: s.sealed.clone(),
-            })
-            .collect();
+        // (The entries of a `shares` list are tagged with the recipient; read as a delivery they
+        // claim to come from it.)
+        let forged = sent.shares.clone();
+        assert_eq!(forged.iter().map(|(i, _)| i).collect::<Vec<_>>(), [2, 3, 4]);
         let d = Delivery {
-            v: 1,
             round: 7,
             contributors: vec![1, 2, 3, 4],
             shares: forged,
@@ -774,10 +758,9 @@ mod tests {
     fn wrong_state_messages_are_typed_errors_not_panics() {
         let mut p = welcomed(7);
         let d = Delivery {
-            v: 1,
             round: 7,
             contributors: vec![],
-            shares: vec![],
+            shares: ShareList::with_capacity(48, 0),
         };
         assert!(matches!(
             p.handle(2, RelayToPatient::Delivery(d)),

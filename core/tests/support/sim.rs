@@ -3,7 +3,7 @@
 //! tests and the wasm tests, so both run exactly the same code paths.
 
 use cohort_core::decimal::Decimal;
-use cohort_core::message::{AbandonReason, PatientToRelay, RelayToPatient, RoundResult};
+use cohort_core::message::{AbandonReason, PatientToRelay, RelayToPatient, RoundResult, Wire};
 use cohort_core::protocol::{
     Hospital, HospitalEvent, HospitalOutput, Patient, PatientEvent, PeerId,
 };
@@ -37,7 +37,7 @@ pub(crate) struct Frame {
     pub(crate) dir: Dir,
     pub(crate) peer: u64,
     pub(crate) now_ms: u64,
-    pub(crate) text: String,
+    pub(crate) wire: Wire,
 }
 
 /// What a round produced.
@@ -104,13 +104,13 @@ pub(crate) fn run_round(
                     hospital.handle_disconnect(now, PeerId(i as u64));
                     continue;
                 }
-                let text = msg.encode();
-                let msg = PatientToRelay::decode(&text).expect("patient messages decode");
+                let wire = msg.encode();
+                let msg = PatientToRelay::decode_wire(&wire).expect("patient messages decode");
                 out.frames.push(Frame {
                     dir: Dir::Up,
                     peer: i as u64,
                     now_ms: now,
-                    text,
+                    wire,
                 });
                 if let Err(e) = hospital.handle(now, PeerId(i as u64), msg) {
                     // Only a message that crossed the end of the round on the wire may be refused.
@@ -144,13 +144,13 @@ pub(crate) fn run_round(
                     if gone[i] {
                         continue; // a real driver drops frames for a closed connection
                     }
-                    let text = msg.encode();
-                    let msg = RelayToPatient::decode(&text).expect("relay messages decode");
+                    let wire = msg.encode();
+                    let msg = RelayToPatient::decode_wire(&wire).expect("relay messages decode");
                     out.frames.push(Frame {
                         dir: Dir::Down,
                         peer: to.0,
                         now_ms: now,
-                        text,
+                        wire,
                     });
                     patients[i]
                         .handle(now, msg)
@@ -262,11 +262,11 @@ pub(crate) fn check_round(
                     .iter()
                     .any(|e| matches!(e, HospitalEvent::Completed(_)))
             );
-            assert!(
-                !out.frames
-                    .iter()
-                    .any(|f| f.text.contains("\"type\":\"result\""))
-            );
+            assert!(!out.frames.iter().any(|f| {
+                f.wire
+                    .as_text()
+                    .is_some_and(|t| t.contains("\"type\":\"result\""))
+            }));
         }
     }
     out

@@ -1237,18 +1237,18 @@ fn round_case(name: &str, spec: &str, seed: u64, behaviour: &[Behaviour]) -> Rou
         .iter()
         .map(|f| {
             let (dir, kind) = match f.dir {
-                Dir::Up => ("up", PatientToRelay::decode(&f.text).unwrap().kind()),
-                Dir::Down => ("down", RelayToPatient::decode(&f.text).unwrap().kind()),
+                Dir::Up => ("up", PatientToRelay::decode_wire(&f.wire).unwrap().kind()),
+                Dir::Down => ("down", RelayToPatient::decode_wire(&f.wire).unwrap().kind()),
             };
-            transcript.update((f.text.len() as u64).to_be_bytes());
-            transcript.update(f.text.as_bytes());
+            transcript.update((f.wire.as_bytes().len() as u64).to_be_bytes());
+            transcript.update(f.wire.as_bytes());
             FrameCase {
                 dir: dir.into(),
                 peer: f.peer,
                 now_ms: f.now_ms,
                 kind: kind.into(),
-                bytes: f.text.len(),
-                sha256: sha256_hex(f.text.as_bytes()),
+                bytes: f.wire.as_bytes().len(),
+                sha256: sha256_hex(f.wire.as_bytes()),
             }
         })
         .collect();

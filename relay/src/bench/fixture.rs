@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use cohort_core::decimal::Decimal;
-use cohort_core::message::RelayToPatient;
+use cohort_core::message::{RelayToPatient, Wire};
 use cohort_core::protocol::{Hospital, HospitalOutput, Patient, PeerId};
 use cohort_core::study::{StudyParams, StudySpec};
 use rand_chacha::ChaCha20Rng;
@@ -59,15 +59,14 @@ pub(crate) fn round(n: usize) -> Result<String, String> {
                 .map_err(|e| e.to_string())?,
         );
     }
-    let mut to_relay: Vec<String> = Vec::new();
-    let mut to_patient: Vec<String> = Vec::new();
+    let mut to_relay: Vec<serde_json::Value> = Vec::new();
+    let mut to_patient: Vec<Wire> = Vec::new();
     loop {
         let mut moved = false;
         for (i, p) in patients.iter_mut().enumerate() {
             while let Some(m) = p.poll_output() {
-                let text = m.encode();
                 if i == 0 {
-                    to_relay.push(text);
+                    to_relay.push(wire_json(&m.encode()));
                 }
                 hospital
                     .handle(0, PeerId(i as u64), m)
@@ -106,7 +105,7 @@ pub(crate) fn round(n: usize) -> Result<String, String> {
     let kinds: Vec<String> = to_patient
         .iter()
         .map(|t| {
-            RelayToPatient::decode(t)
+            RelayToPatient::decode_wire(t)
                 .map(|m| m.kind().to_lowercase())
                 .unwrap_or_default()
         })
@@ -117,7 +116,11 @@ pub(crate) fn round(n: usize) -> Result<String, String> {
     let frames: Vec<_> = kinds
         .iter()
         .zip(&to_patient)
-        .map(|(k, t)| json!({"kind": k, "text": t}))
+        .map(|(k, t)| {
+            let mut f = wire_json(t);
+            f["kind"] = json!(k);
+            f
+        })
         .collect();
     let fixture = json!({
         "patients": n,
@@ -129,6 +132,14 @@ pub(crate) fn round(n: usize) -> Result<String, String> {
         "to_relay": to_relay,
     });
     Ok(fixture.to_string())
+}
+
+/// A frame as JSON: `{"text": …}` for a text message, `{"hex": …}` for a binary one.
+fn wire_json(w: &Wire) -> serde_json::Value {
+    match w {
+        Wire::Text(t) => json!({ "text": t }),
+        Wire::Binary(b) => json!({ "hex": hex(b) }),
+    }
 }
 
 /// Writes `round-<n>.json` for each n into `dir`.
@@ -167,16 +178,13 @@ mod tests {
             .map(|f| f["kind"].as_str().unwrap())
             .collect();
         assert_eq!(kinds, ["welcome", "roster", "delivery", "result"]);
-        let sent: Vec<&str> = v["to_relay"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t.as_str().unwrap())
-            .collect();
+        let sent = v["to_relay"].as_array().unwrap();
         assert_eq!(sent.len(), 3, "join, shares, partial sum");
-        assert!(sent[0].starts_with(r#"{"type":"join""#));
-        assert!(sent[1].starts_with(r#"{"type":"shares""#));
-        assert!(sent[2].starts_with(r#"{"type":"partial_sum""#));
+        let join = sent[0]["text"].as_str().unwrap();
+        assert!(join.starts_with(r#"{"type":"join""#));
+        // Binary frames: magic "CO", version 2, kind 1 (shares) and 3 (partial sum).
+        assert!(sent[1]["hex"].as_str().unwrap().starts_with("434f0201"));
+        assert!(sent[2]["hex"].as_str().unwrap().starts_with("434f0203"));
         assert_eq!(round(4).unwrap(), round(4).unwrap(), "deterministic");
     }
 }

@@ -18,11 +18,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cohort_core::decimal::Decimal;
-use cohort_core::message::{
-    Delivery, PROTOCOL_VERSION, PatientToRelay, RelayToPatient, RoundResult, ShareFrom, Shares,
-};
+use cohort_core::frame::ShareList;
+use cohort_core::message::{Delivery, PatientToRelay, RelayToPatient, RoundResult, Shares};
 use cohort_core::protocol::{Patient, PatientEvent};
 use cohort_relay::clock::Clock;
+use cohort_relay::ws::to_message;
 use futures_util::{SinkExt, StreamExt};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -33,7 +33,6 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsConnector;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// A patient's connection.
@@ -375,25 +374,26 @@ impl Fleet {
 /// from each other member, in index order (as the core's Hospital builds it).
 fn transpose(by_you: &[Shares], to: u32, round: u64) -> Result<Delivery, String> {
     let n = by_you.len() as u32;
-    let mut shares = Vec::with_capacity(n as usize - 1);
+    let sealed_len = by_you[0].shares.sealed_len();
+    let mut shares = ShareList::with_capacity(sealed_len, n as usize - 1);
     for from in (1..=n).filter(|&i| i != to) {
         let sent = &by_you[from as usize - 1].shares;
         // A patient lists its shares in roster order, skipping itself.
         let pos = if to < from { to - 1 } else { to - 2 } as usize;
-        let s = match sent.get(pos) {
-            Some(s) if s.to == to => s,
-            _ => sent
-                .iter()
-                .find(|s| s.to == to)
-                .ok_or_else(|| format!("member {from} sent nothing to {to}"))?,
+        let sealed = match (pos < sent.len()).then(|| sent.get(pos)) {
+            Some((j, s)) if j == to => s,
+            _ => {
+                sent.iter()
+                    .find(|(j, _)| *j == to)
+                    .ok_or_else(|| format!("member {from} sent nothing to {to}"))?
+                    .1
+            }
         };
-        shares.push(ShareFrom {
-            from,
-            sealed: s.sealed.clone(),
-        });
+        if !shares.push(from, sealed) {
+            return Err(format!("member {from}'s shares have another length"));
+        }
     }
     Ok(Delivery {
-        v: PROTOCOL_VERSION,
         round,
         contributors: (1..=n).collect(),
         shares,
@@ -409,10 +409,10 @@ fn os_rng() -> ChaCha20Rng {
 /// A prepared patient, between `Prepare` and the end of the round.
 struct Prepared {
     patient: Patient,
-    shares_text: String,
-    partial_text: Option<String>,
+    shares_msg: Message,
+    partial_msg: Option<Message>,
     synthetic: Option<Box<Delivery>>,
-    received: Option<Utf8Bytes>,
+    received: Option<Message>,
 }
 
 struct PatientTask {
@@ -427,20 +427,25 @@ struct PatientTask {
     reports: mpsc::UnboundedSender<Report>,
 }
 
-async fn next_text(ws: &mut Ws) -> Result<Utf8Bytes, String> {
+/// The next text or binary message from the relay.
+async fn next_frame(ws: &mut Ws) -> Result<Message, String> {
     loop {
         match ws.next().await {
             None => return Err("the relay closed the connection".into()),
             Some(Err(e)) => return Err(format!("connection lost: {e}")),
-            Some(Ok(Message::Text(t))) => return Ok(t),
+            Some(Ok(m @ (Message::Text(_) | Message::Binary(_)))) => return Ok(m),
             Some(Ok(Message::Close(_))) => return Err("the relay closed the connection".into()),
             Some(Ok(_)) => {}
         }
     }
 }
 
-fn decode(text: &str) -> Result<RelayToPatient, String> {
-    RelayToPatient::decode_with_limit(text, MAX_FRAME).map_err(|e| format!("bad frame: {e}"))
+fn decode(frame: &Message) -> Result<RelayToPatient, String> {
+    match frame {
+        Message::Text(t) => RelayToPatient::decode_with_limit(t, MAX_FRAME),
+        _ => RelayToPatient::decode_binary_with_limit(&frame.clone().into_data(), MAX_FRAME),
+    }
+    .map_err(|e| format!("bad frame: {e}"))
 }
 
 /// Turns the end-of-round events into a result or an error.
@@ -502,9 +507,9 @@ impl PatientTask {
         .map_err(|e| format!("cannot make a patient: {e}"))
     }
 
-    async fn send(&mut self, text: String) -> Result<(), String> {
+    async fn send(&mut self, msg: Message) -> Result<(), String> {
         self.ws
-            .send(Message::text(text))
+            .send(msg)
             .await
             .map_err(|e| format!("send failed: {e}"))
     }
@@ -514,7 +519,7 @@ impl PatientTask {
         let mut p = self.new_patient()?;
         loop {
             while let Some(m) = p.poll_output() {
-                self.send(m.encode()).await?;
+                self.send(to_message(m.encode())).await?;
             }
             while let Some(ev) = p.poll_event() {
                 if let Some(end) = outcome(ev) {
@@ -524,8 +529,8 @@ impl PatientTask {
                     return Ok((r.round, at));
                 }
             }
-            let text = next_text(&mut self.ws).await?;
-            let _ = p.handle(self.clock.now_ms(), decode(&text)?);
+            let frame = next_frame(&mut self.ws).await?;
+            let _ = p.handle(self.clock.now_ms(), decode(&frame)?);
         }
     }
 
@@ -549,18 +554,18 @@ impl PatientTask {
                         let you = you.ok_or("shares before the roster")?;
                         self.prepared = Some(Prepared {
                             patient: p,
-                            shares_text: PatientToRelay::Shares(s.clone()).encode(),
-                            partial_text: None,
+                            shares_msg: to_message(PatientToRelay::Shares(s.clone()).encode()),
+                            partial_msg: None,
                             synthetic: None,
                             received: None,
                         });
                         return Ok((you, s));
                     }
-                    other => self.send(other.encode()).await?,
+                    other => self.send(to_message(other.encode())).await?,
                 }
             }
-            let text = next_text(&mut self.ws).await?;
-            let _ = p.handle(self.clock.now_ms(), decode(&text)?);
+            let frame = next_frame(&mut self.ws).await?;
+            let _ = p.handle(self.clock.now_ms(), decode(&frame)?);
         }
     }
 
@@ -571,7 +576,9 @@ impl PatientTask {
             .handle(self.clock.now_ms(), RelayToPatient::Delivery((*d).clone()))
             .map_err(|e| format!("precomputed delivery refused: {e}"))?;
         match prep.patient.poll_output() {
-            Some(m @ PatientToRelay::PartialSum(_)) => prep.partial_text = Some(m.encode()),
+            Some(m @ PatientToRelay::PartialSum(_)) => {
+                prep.partial_msg = Some(to_message(m.encode()));
+            }
             other => return Err(format!("expected a partial sum, got {other:?}")),
         }
         prep.synthetic = Some(d);
@@ -581,18 +588,19 @@ impl PatientTask {
     /// Sends the prepared shares, answers the delivery at once, waits for the result.
     async fn go(&mut self) -> Result<(u64, Instant), String> {
         let mut prep = self.prepared.take().ok_or("not prepared")?;
-        let partial = prep.partial_text.take().ok_or("no partial sum")?;
-        let shares = std::mem::take(&mut prep.shares_text);
+        let partial = prep.partial_msg.take().ok_or("no partial sum")?;
+        let shares = std::mem::replace(&mut prep.shares_msg, Message::binary(Vec::new()));
         self.send(shares).await?;
         let mut partial = Some(partial);
         let result = loop {
-            let text = next_text(&mut self.ws).await?;
-            if partial.is_some() && text.as_str().starts_with(r#"{"type":"delivery""#) {
+            let frame = next_frame(&mut self.ws).await?;
+            // The delivery is the relay's only binary message.
+            if partial.is_some() && frame.is_binary() {
                 self.send(partial.take().expect("checked")).await?;
-                prep.received = Some(text);
+                prep.received = Some(frame);
                 continue;
             }
-            let _ = prep.patient.handle(self.clock.now_ms(), decode(&text)?);
+            let _ = prep.patient.handle(self.clock.now_ms(), decode(&frame)?);
             let mut end = None;
             while let Some(ev) = prep.patient.poll_event() {
                 if let Some(e) = outcome(ev) {
@@ -613,9 +621,9 @@ impl PatientTask {
     /// Checks that the relay delivered exactly the shares the partial sum was computed from.
     fn verify(&mut self) -> Result<(), String> {
         let prep = self.prepared.take().ok_or("not prepared")?;
-        let text = prep.received.ok_or("no delivery was received")?;
+        let frame = prep.received.ok_or("no delivery was received")?;
         let want = prep.synthetic.ok_or("no precomputed delivery")?;
-        match decode(&text)? {
+        match decode(&frame)? {
             RelayToPatient::Delivery(d) if d == *want => Ok(()),
             RelayToPatient::Delivery(_) => {
                 Err("the relay's delivery differs from the shares the patients sent".into())

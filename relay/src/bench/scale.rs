@@ -47,7 +47,7 @@ async fn join(ws: &mut Ws, study: &str) -> Result<(), String> {
         public_key: key,
         invite: None,
     });
-    ws.send(Message::text(msg.encode()))
+    ws.send(cohort_relay::ws::to_message(msg.encode()))
         .await
         .map_err(|e| e.to_string())?;
     loop {

@@ -16,7 +16,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tracing::{debug, info, warn};
 
-use super::{BadFrames, PING_EVERY, RateLimit, SessionLimits, close_with, on_read_error, send};
+use super::{
+    BadFrames, PING_EVERY, RateLimit, SessionLimits, close_with, on_read_error, send, to_message,
+};
 use crate::registry::{Outbound, PEER_QUEUE, PeerLink, Registry, StudyCmd, StudyHandle};
 
 fn refusal(e: &ProtocolError) -> RelayToPatient {
@@ -58,14 +60,15 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
                 if !matches!(frame, Message::Close(_)) && !rate.allow() {
                     warn!(peer = peer.0, "too many messages; closing");
                     let reply = refusal(&ProtocolError::RateLimited);
-                    let _ = send(&mut ws, Message::text(reply.encode()), wt, peer.0).await;
+                    let _ = send(&mut ws, to_message(reply.encode()), wt, peer.0).await;
                     let _ = tokio::time::timeout(wt, close_with(&mut ws, CloseCode::Policy, "too many messages")).await;
                     break;
                 }
                 let decoded = match frame {
                     Message::Text(t) => PatientToRelay::decode_with_limit(&t, limits.max_message_bytes)
                         .map_err(ProtocolError::Decode),
-                    Message::Binary(_) => Err(ProtocolError::BinaryFrame),
+                    Message::Binary(b) => PatientToRelay::decode_binary_with_limit(&b, limits.max_message_bytes)
+                        .map_err(ProtocolError::Decode),
                     // Pings are answered by tungstenite; a close is answered on the next read.
                     _ => continue,
                 };
@@ -95,7 +98,7 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
                             if !bad.refuse(&mut ws, &msg, &limits, peer.0).await {
                                 break;
                             }
-                        } else if !send(&mut ws, Message::text(msg.encode()), wt, peer.0).await {
+                        } else if !send(&mut ws, to_message(msg.encode()), wt, peer.0).await {
                             break;
                         }
                     }
@@ -125,7 +128,7 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
                 // Deliver what the studies queued (e.g. "abandoned: shutting down"), then go.
                 while let Ok(out) = rx.try_recv() {
                     if let Outbound::Message(msg) = out
-                        && !send(&mut ws, Message::text(msg.encode()), wt, peer.0).await
+                        && !send(&mut ws, to_message(msg.encode()), wt, peer.0).await
                     {
                         break;
                     }

@@ -354,12 +354,14 @@ pub async fn stalling_patient(ws_url: &str, ca: &Path, study: &str, seed: u64) -
     let mut ws = client::connect(ws_url, ca).await.unwrap();
     let key = KeyPair::generate(&mut ChaCha20Rng::seed_from_u64(seed)).public();
     let join = PatientToRelay::Join(Join {
-        v: 1,
+        v: cohort_core::message::PROTOCOL_VERSION,
         study: study.into(),
         public_key: key,
         invite: None,
     });
-    ws.send(Message::text(join.encode())).await.unwrap();
+    ws.send(cohort_relay::ws::to_message(join.encode()))
+        .await
+        .unwrap();
     ws
 }
 
@@ -373,6 +375,12 @@ pub async fn wait_for(
             match ws.next().await {
                 Some(Ok(Message::Text(t))) => {
                     let m = RelayToPatient::decode(&t).unwrap();
+                    if pred(&m) {
+                        return m;
+                    }
+                }
+                Some(Ok(Message::Binary(b))) => {
+                    let m = RelayToPatient::decode_binary(&b).unwrap();
                     if pred(&m) {
                         return m;
                     }

@@ -217,6 +217,8 @@ function connect(s) {
     dropped(s);
     return;
   }
+  // The bulk messages (the delivery) arrive as binary frames: hand them to wasm as bytes.
+  ws.binaryType = 'arraybuffer';
   s.ws = ws;
   ws.addEventListener('open', () => {
     if (session !== s) return;
@@ -226,9 +228,10 @@ function connect(s) {
     drain(s);
   });
   ws.addEventListener('message', (ev) => {
-    if (session !== s || typeof ev.data !== 'string') return;
+    if (session !== s) return;
     try {
-      s.patient.handle(Date.now(), ev.data);
+      if (typeof ev.data === 'string') s.patient.handle(Date.now(), ev.data);
+      else s.patient.handleBinary(Date.now(), new Uint8Array(ev.data));
     } catch (e) {
       // Core's errors never contain the value; the machine has already decided what to do.
       console.warn(`cohort: ${e.name}: ${e.message}`);

@@ -1,0 +1,460 @@
+//! Binary frames: the compact encoding of the three bulk messages (`shares`, `delivery`,
+//! `partial_sum`), sent as WebSocket binary messages. Control messages stay JSON
+//! ([`crate::message`]).
+//!
+//! Every field has a fixed size and every integer is little-endian. A frame starts with an
+//! 8-byte header, then the kind's fixed fields, then its entries:
+//!
+//! ```text
+//! header       "CO" | version u8 | kind u8 | reserved u32 = 0
+//! shares      (kind 1)  header | round u64 | count u32 | sealed_len u32
+//!                       | count × (to u32 | sealed [sealed_len])
+//! delivery    (kind 2)  header | round u64 | contributors u32 | count u32 | sealed_len u32
+//!                       | contributors × u32 | count × (from u32 | sealed [sealed_len])
+//! partial_sum (kind 3)  header | round u64 | len u32 | len × element u64 (< 2^61 − 1)
+//! ```
+//!
+//! Decoding checks the header, the kind, every count against [`MAX_ENTRIES`] and
+//! `sealed_len` against [`MAX_SEALED_LEN`] before it computes the expected total length, and
+//! refuses a frame whose length is not exactly that. The sealed shares of a frame stay in one
+//! buffer ([`ShareList`]): no allocation per share.
+
+use alloc::vec::Vec;
+
+use crate::field::Fe;
+
+/// The two bytes every binary frame starts with.
+pub const MAGIC: [u8; 2] = *b"CO";
+
+/// Length of the common header (magic, version, kind, reserved).
+pub const HEADER_LEN: usize = 8;
+
+/// Most entries (shares, contributors or elements) a frame may carry: the largest cohort.
+pub const MAX_ENTRIES: u32 = crate::study::MAX_COHORT;
+
+/// Largest sealed share a frame may carry: a Shamir share of the longest statistics vector
+/// (`MAX_BUCKETS + 3` elements of 8 bytes) plus the AEAD tag.
+pub const MAX_SEALED_LEN: u32 =
+    ((crate::study::MAX_BUCKETS as usize + 3) * 8 + crate::envelope::TAG_LEN) as u32;
+
+/// Which bulk message a binary frame carries (its byte 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// A patient's sealed shares, one per other roster member.
+    Shares = 1,
+    /// The shares delivered to one patient, with the contributor set.
+    Delivery = 2,
+    /// A patient's partial sum.
+    PartialSum = 3,
+}
+
+/// Why a binary frame was refused. Never carries a byte of the frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// Shorter than the header and fixed fields of its kind.
+    #[error("binary frame is shorter than its fixed fields")]
+    Short,
+    /// Does not start with the magic bytes `CO`.
+    #[error("binary frame does not start with the cohort magic")]
+    BadMagic,
+    /// The kind byte names no binary message, or one this side does not accept.
+    #[error("binary frame of an unknown or unexpected kind {kind}")]
+    UnknownKind {
+        /// The kind byte.
+        kind: u8,
+    },
+    /// The reserved header bytes are not zero.
+    #[error("binary frame has non-zero reserved bytes")]
+    Reserved,
+    /// A count or a sealed length is over the frame limits.
+    #[error("binary frame declares more entries or longer shares than allowed")]
+    OverLimit,
+    /// The length is not exactly what the fixed fields declare.
+    #[error("binary frame of {len} bytes, its fields declare {declared}")]
+    Length {
+        /// The frame's length.
+        len: usize,
+        /// The length its counts declare.
+        declared: usize,
+    },
+    /// A field element is not below the field's modulus.
+    #[error("binary frame holds a field element out of range")]
+    BadElement,
+}
+
+/// Sealed shares of one round, all of one length and each tagged with a roster index, in one
+/// contiguous buffer of `count × (4 + sealed_len)` bytes, exactly as in a frame. `Debug` shows
+/// the count and the length only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ShareList {
+    sealed_len: usize,
+    bytes: Vec<u8>,
+}
+
+impl core::fmt::Debug for ShareList {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "ShareList({} × {} bytes)", self.len(), self.sealed_len)
+    }
+}
+
+impl ShareList {
+    /// An empty list of sealed shares of `sealed_len` bytes, with room for `count`.
+    pub fn with_capacity(sealed_len: usize, count: usize) -> ShareList {
+        ShareList {
+            sealed_len,
+            bytes: Vec::with_capacity(count * (4 + sealed_len)),
+        }
+    }
+
+    /// Appends one sealed share tagged with `index`. Returns `false` (and appends nothing) if
+    /// `sealed` is not `sealed_len` bytes long.
+    pub fn push(&mut self, index: u32, sealed: &[u8]) -> bool {
+        if sealed.len() != self.sealed_len {
+            return false;
+        }
+        self.bytes.extend_from_slice(&index.to_le_bytes());
+        self.bytes.extend_from_slice(sealed);
+        true
+    }
+
+    /// Length of each sealed share in bytes.
+    pub fn sealed_len(&self) -> usize {
+        self.sealed_len
+    }
+
+    /// Number of shares.
+    pub fn len(&self) -> usize {
+        self.bytes.len() / (4 + self.sealed_len)
+    }
+
+    /// Whether the list holds no share.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The `i`-th entry: its roster index and its sealed bytes. Panics if `i ≥ len()`.
+    pub fn get(&self, i: usize) -> (u32, &[u8]) {
+        let stride = 4 + self.sealed_len;
+        entry(&self.bytes[i * stride..(i + 1) * stride])
+    }
+
+    /// The entries in order: roster index and sealed bytes.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (u32, &[u8])> + '_ {
+        self.bytes.chunks_exact(4 + self.sealed_len).map(entry)
+    }
+
+    /// The entries as they appear in a frame.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+fn entry(e: &[u8]) -> (u32, &[u8]) {
+    let (i, s) = e.split_at(4);
+    (u32::from_le_bytes([i[0], i[1], i[2], i[3]]), s)
+}
+
+/// A decoded bulk message, borrowed from nothing: the shares are copied once, into one
+/// [`ShareList`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decoded {
+    /// `shares`: round and the sealed shares tagged with their recipients.
+    Shares {
+        /// Round id.
+        round: u64,
+        /// The sealed shares, tagged with the recipient's roster index.
+        shares: ShareList,
+    },
+    /// `delivery`: round, contributor set and the sealed shares tagged with their senders.
+    Delivery {
+        /// Round id.
+        round: u64,
+        /// Contributor set as sent (the patient checks it).
+        contributors: Vec<u32>,
+        /// The sealed shares, tagged with the sender's roster index.
+        shares: ShareList,
+    },
+    /// `partial_sum`: round and the sum vector.
+    PartialSum {
+        /// Round id.
+        round: u64,
+        /// The partial sum.
+        sum: Vec<Fe>,
+    },
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn new(kind: FrameKind, round: u64, capacity: usize) -> Writer {
+        let mut b = Vec::with_capacity(capacity);
+        b.extend_from_slice(&MAGIC);
+        b.push(crate::message::PROTOCOL_VERSION as u8);
+        b.push(kind as u8);
+        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(&round.to_le_bytes());
+        Writer(b)
+    }
+
+    fn u32(&mut self, v: usize) {
+        let v = u32::try_from(v).expect("frame counts fit u32");
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Encodes a `shares` frame.
+pub fn encode_shares(round: u64, shares: &ShareList) -> Vec<u8> {
+    let mut w = Writer::new(FrameKind::Shares, round, 24 + shares.as_bytes().len());
+    w.u32(shares.len());
+    w.u32(shares.sealed_len());
+    w.0.extend_from_slice(shares.as_bytes());
+    w.0
+}
+
+/// Encodes a `delivery` frame.
+pub fn encode_delivery(round: u64, contributors: &[u32], shares: &ShareList) -> Vec<u8> {
+    let cap = 28 + contributors.len() * 4 + shares.as_bytes().len();
+    let mut w = Writer::new(FrameKind::Delivery, round, cap);
+    w.u32(contributors.len());
+    w.u32(shares.len());
+    w.u32(shares.sealed_len());
+    for c in contributors {
+        w.0.extend_from_slice(&c.to_le_bytes());
+    }
+    w.0.extend_from_slice(shares.as_bytes());
+    w.0
+}
+
+/// Encodes a `partial_sum` frame.
+pub fn encode_partial_sum(round: u64, sum: &[Fe]) -> Vec<u8> {
+    let mut w = Writer::new(FrameKind::PartialSum, round, 20 + sum.len() * 8);
+    w.u32(sum.len());
+    for e in sum {
+        w.0.extend_from_slice(&e.value().to_le_bytes());
+    }
+    w.0
+}
+
+/// Reads the fixed fields of a frame in order.
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn u32(&mut self) -> Result<u32, FrameError> {
+        let s = self.b.get(self.at..self.at + 4).ok_or(FrameError::Short)?;
+        self.at += 4;
+        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, FrameError> {
+        let lo = u64::from(self.u32()?);
+        let hi = u64::from(self.u32()?);
+        Ok(lo | hi << 32)
+    }
+
+    fn count(&mut self) -> Result<usize, FrameError> {
+        let c = self.u32()?;
+        if c > MAX_ENTRIES {
+            return Err(FrameError::OverLimit);
+        }
+        Ok(c as usize)
+    }
+
+    fn sealed_len(&mut self) -> Result<usize, FrameError> {
+        let l = self.u32()?;
+        if l > MAX_SEALED_LEN {
+            return Err(FrameError::OverLimit);
+        }
+        Ok(l as usize)
+    }
+
+    /// Checks that exactly `rest` bytes follow.
+    fn expect_rest(&self, rest: usize) -> Result<(), FrameError> {
+        let declared = self.at + rest;
+        if self.b.len() != declared {
+            return Err(FrameError::Length {
+                len: self.b.len(),
+                declared,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Reads the version byte of a frame that starts with the magic, if it does.
+pub fn version(frame: &[u8]) -> Option<u8> {
+    match frame {
+        [a, b, v, ..] if [*a, *b] == MAGIC => Some(*v),
+        _ => None,
+    }
+}
+
+/// Decodes one binary frame. The version byte is checked by the caller
+/// ([`crate::message`]); everything else here.
+pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
+    if frame.len() < HEADER_LEN {
+        return Err(if frame.len() >= 2 && frame[..2] != MAGIC {
+            FrameError::BadMagic
+        } else {
+            FrameError::Short
+        });
+    }
+    if frame[..2] != MAGIC {
+        return Err(FrameError::BadMagic);
+    }
+    if frame[4..8] != [0; 4] {
+        return Err(FrameError::Reserved);
+    }
+    let kind = frame[3];
+    let mut r = Reader {
+        b: frame,
+        at: HEADER_LEN,
+    };
+    match kind {
+        k if k == FrameKind::Shares as u8 => {
+            let round = r.u64()?;
+            let count = r.count()?;
+            let sealed_len = r.sealed_len()?;
+            r.expect_rest(count * (4 + sealed_len))?;
+            Ok(Decoded::Shares {
+                round,
+                shares: ShareList {
+                    sealed_len,
+                    bytes: frame[r.at..].to_vec(),
+                },
+            })
+        }
+        k if k == FrameKind::Delivery as u8 => {
+            let round = r.u64()?;
+            let nc = r.count()?;
+            let count = r.count()?;
+            let sealed_len = r.sealed_len()?;
+            r.expect_rest(nc * 4 + count * (4 + sealed_len))?;
+            let mut contributors = Vec::with_capacity(nc);
+            for _ in 0..nc {
+                contributors.push(r.u32()?);
+            }
+            Ok(Decoded::Delivery {
+                round,
+                contributors,
+                shares: ShareList {
+                    sealed_len,
+                    bytes: frame[r.at..].to_vec(),
+                },
+            })
+        }
+        k if k == FrameKind::PartialSum as u8 => {
+            let round = r.u64()?;
+            let len = r.count()?;
+            r.expect_rest(len * 8)?;
+            let mut sum = Vec::with_capacity(len);
+            for _ in 0..len {
+                sum.push(Fe::from_canonical(r.u64()?).ok_or(FrameError::BadElement)?);
+            }
+            Ok(Decoded::PartialSum { round, sum })
+        }
+        kind => Err(FrameError::UnknownKind { kind }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn list(sealed_len: usize, entries: &[(u32, u8)]) -> ShareList {
+        let mut l = ShareList::with_capacity(sealed_len, entries.len());
+        for &(i, b) in entries {
+            assert!(l.push(i, &vec![b; sealed_len]));
+        }
+        l
+    }
+
+    #[test]
+    fn round_trips_each_kind() {
+        let shares = list(48, &[(2, 0xaa), (3, 0xbb)]);
+        let f = encode_shares(7, &shares);
+        assert_eq!(f.len(), 24 + 2 * 52);
+        assert_eq!(&f[..4], b"CO\x02\x01");
+        assert_eq!(
+            decode(&f),
+            Ok(Decoded::Shares {
+                round: 7,
+                shares: shares.clone()
+            })
+        );
+        let f = encode_delivery(7, &[1, 2, 3], &shares);
+        assert_eq!(
+            decode(&f),
+            Ok(Decoded::Delivery {
+                round: 7,
+                contributors: vec![1, 2, 3],
+                shares
+            })
+        );
+        let sum = vec![Fe::new(0), Fe::new(5), Fe::new(crate::field::MODULUS - 1)];
+        let f = encode_partial_sum(u64::MAX, &sum);
+        assert_eq!(
+            decode(&f),
+            Ok(Decoded::PartialSum {
+                round: u64::MAX,
+                sum
+            })
+        );
+    }
+
+    #[test]
+    fn share_list_is_one_buffer_with_fixed_entries() {
+        let mut l = list(3, &[(9, 1), (4, 2)]);
+        assert!(!l.push(5, &[0; 4]), "wrong length refused");
+        assert_eq!(l.len(), 2);
+        assert_eq!(l.get(1), (4, &[2u8, 2, 2][..]));
+        let all: Vec<(u32, &[u8])> = l.iter().collect();
+        assert_eq!(all, vec![(9, &[1u8, 1, 1][..]), (4, &[2u8, 2, 2][..])]);
+        assert_eq!(l.as_bytes(), &[9, 0, 0, 0, 1, 1, 1, 4, 0, 0, 0, 2, 2, 2]);
+        assert_eq!(format!("{l:?}"), "ShareList(2 × 3 bytes)");
+        assert!(ShareList::with_capacity(3, 0).is_empty());
+    }
+
+    #[test]
+    fn refuses_malformed_frames() {
+        let good = encode_shares(1, &list(20, &[(2, 1)]));
+        assert_eq!(decode(&good[..5]), Err(FrameError::Short));
+        assert_eq!(decode(b"{\"type\""), Err(FrameError::BadMagic));
+        let mut bad = good.clone();
+        bad[3] = 9;
+        assert_eq!(decode(&bad), Err(FrameError::UnknownKind { kind: 9 }));
+        let mut bad = good.clone();
+        bad[5] = 1;
+        assert_eq!(decode(&bad), Err(FrameError::Reserved));
+        let mut bad = good.clone();
+        bad.push(0);
+        assert_eq!(
+            decode(&bad),
+            Err(FrameError::Length {
+                len: good.len() + 1,
+                declared: good.len()
+            })
+        );
+        assert!(matches!(
+            decode(&good[..good.len() - 1]),
+            Err(FrameError::Length { .. })
+        ));
+        // Counts over the limit are refused before any length arithmetic.
+        let mut bad = good.clone();
+        bad[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode(&bad), Err(FrameError::OverLimit));
+        let mut bad = good.clone();
+        bad[20..24].copy_from_slice(&(MAX_SEALED_LEN + 1).to_le_bytes());
+        assert_eq!(decode(&bad), Err(FrameError::OverLimit));
+        let mut ps = encode_partial_sum(1, &[Fe::new(1)]);
+        ps[20..28].copy_from_slice(&crate::field::MODULUS.to_le_bytes());
+        assert_eq!(decode(&ps), Err(FrameError::BadElement));
+        assert_eq!(version(&good), Some(2));
+        assert_eq!(version(b"{}"), None);
+    }
+}
