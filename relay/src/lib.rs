@@ -17,6 +17,7 @@ pub mod api;
 pub mod certs;
 pub mod client;
 pub mod clock;
+#[cfg(feature = "test-util")]
 pub mod harness;
 pub mod http;
 pub mod logging;
