@@ -62,7 +62,8 @@ pub fn round(n: usize) -> Result<String, String> {
         );
     }
     // Core's simulated network, keeping only patient 0's frames.
-    let mut net = Network::new(hospital, patients, vec![Behaviour::Honest; n]).record(Record::Peer(0));
+    let mut net =
+        Network::new(hospital, patients, vec![Behaviour::Honest; n]).record(Record::Peer(0));
     net.run_with(deliver_in_parallel);
     let mut to_relay: Vec<String> = Vec::new();
     let mut to_patient: Vec<String> = Vec::new();
@@ -109,7 +110,11 @@ fn deliver_in_parallel(net: &mut Network<Patient>) {
     let chunk = n.div_ceil(threads).max(1);
     let refused = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
-        for (ps, msgs) in net.patients.chunks_mut(chunk).zip(net.inbox.chunks_mut(chunk)) {
+        for (ps, msgs) in net
+            .patients
+            .chunks_mut(chunk)
+            .zip(net.inbox.chunks_mut(chunk))
+        {
             let refused = &refused;
             s.spawn(move || {
                 for (p, msgs) in ps.iter_mut().zip(msgs.iter_mut()) {

@@ -171,10 +171,7 @@ async fn path_ms(relay: &mut RelayProc, round: u64) -> Result<f64, String> {
 }
 
 /// Runs one configuration: a fresh relay, P connected patients, the rounds.
-pub async fn run_rounds(
-    common: &Common,
-    cfg: &RoundsConfig,
-) -> Result<RoundsReport, String> {
+pub async fn run_rounds(common: &Common, cfg: &RoundsConfig) -> Result<RoundsReport, String> {
     let n = cfg.patients;
     if n < 3 {
         return Err("at least 3 patients (the minimum cohort)".into());

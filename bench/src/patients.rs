@@ -18,9 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cohort_core::decimal::Decimal;
-use cohort_core::message::{
-    Delivery, PROTOCOL_VERSION, PatientToRelay, RelayToPatient, RoundResult, ShareFrom, Shares,
-};
+use cohort_core::message::{Delivery, PatientToRelay, RelayToPatient, RoundResult, Shares};
 use cohort_core::protocol::{Patient, PatientEvent};
 use cohort_core::testing::transpose;
 use cohort_relay::clock::Clock;
@@ -107,6 +105,7 @@ pub struct Expected {
 }
 
 impl Expected {
+    /// What a round of `n` bench patients must produce.
     pub fn for_n(n: usize) -> Expected {
         Expected {
             n,

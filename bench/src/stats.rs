@@ -31,12 +31,19 @@ impl std::fmt::Display for Line {
 /// samples `p99` is the largest one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
+    /// Samples.
     pub n: usize,
+    /// Smallest.
     pub min: f64,
+    /// Median (nearest rank).
     pub p50: f64,
+    /// 90th percentile (nearest rank).
     pub p90: f64,
+    /// 99th percentile (nearest rank).
     pub p99: f64,
+    /// Largest.
     pub max: f64,
+    /// Arithmetic mean.
     pub mean: f64,
 }
 

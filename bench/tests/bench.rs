@@ -20,7 +20,10 @@ fn relay_bin() -> PathBuf {
         .get_or_init(|| {
             let bench = PathBuf::from(BENCH);
             let dir = bench.parent().expect("the bench binary's directory");
-            let profile = dir.file_name().and_then(|p| p.to_str()).expect("profile dir");
+            let profile = dir
+                .file_name()
+                .and_then(|p| p.to_str())
+                .expect("profile dir");
             let relay = dir.join(format!("cohort-relay{}", std::env::consts::EXE_SUFFIX));
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut build = std::process::Command::new(cargo);
@@ -58,7 +61,9 @@ async fn three_patients_two_rounds_of_each_kind() {
     };
     // Every round's result is checked inside (count 3, exact sum, full roster), and every
     // prepared delivery is compared with the shares the patients sent; any mismatch is an Err.
-    let rep = cohort_bench::run_rounds(&common, &cfg).await.expect("bench loop");
+    let rep = cohort_bench::run_rounds(&common, &cfg)
+        .await
+        .expect("bench loop");
     assert_eq!((rep.patients, rep.rounds, rep.warmup), (3, 2, 0));
     assert_eq!(rep.e2e.len(), 2);
     assert_eq!(rep.prepared.len(), 2);

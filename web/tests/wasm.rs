@@ -157,10 +157,7 @@ fn a_whole_round_of_three_patients() {
         assert_eq!(net.patients[i].inner.state_name(), "finished");
     }
 
-    assert!(
-        sent.len() >= 9,
-        "join, shares and partial sum from each"
-    );
+    assert!(sent.len() >= 9, "join, shares and partial sum from each");
     // In clear, a value would be its text, or its fixed-point form x' = 10·x (or x'²) as a
     // number; base64 has no '.', and random field elements are never these small numbers.
     let scaled: Vec<u64> = VALUES
