@@ -8,7 +8,9 @@
 //! Modules, one concept each: [`field`] (GF(2^61 − 1)), [`decimal`] (exact user input),
 //! [`study`] (parameters and their checks), [`encoding`] (the statistics vector), [`sharing`]
 //! (additive and Shamir), [`envelope`] (X25519 + HKDF + ChaCha20-Poly1305), [`roster`] (roster
-//! and safety code), [`message`] (wire types), [`frame`] (binary frames of the bulk messages), [`protocol`] (state machines), [`error`].
+//! and safety code), [`message`] (wire types), [`frame`] (binary frames of the bulk messages),
+//! [`protocol`] (state machines), [`error`]. With the `test-util` feature, `testing` holds the
+//! simulated network used by tests and benchmarks.
 
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
@@ -30,8 +32,7 @@ pub mod protocol;
 pub mod roster;
 pub mod sharing;
 pub mod study;
-
-#[cfg(test)]
-mod sim;
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 pub use rand_core;

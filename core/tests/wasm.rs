@@ -15,9 +15,9 @@ use cohort_core::error::{SealError, ValueError};
 use cohort_core::field::Fe;
 use cohort_core::message::AbandonReason;
 use cohort_core::study::StudyParams;
+use cohort_core::testing::{Behaviour, check_round};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use support::sim::{Behaviour, check_round};
 use support::vectors::{GOOD, check_bad_messages, check_bad_studies, check_bad_values};
 
 use Behaviour::{Honest as H, VanishAfterShares as A, VanishBeforeShares as B};

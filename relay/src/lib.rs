@@ -18,6 +18,7 @@ pub mod bundle;
 pub mod certs;
 pub mod client;
 pub mod clock;
+#[cfg(feature = "test-util")]
 pub mod harness;
 pub mod http;
 pub mod logging;

@@ -1,4 +1,4 @@
-// Times one patient's whole round in wasm (the release bundle in ../www/pkg), replaying a
+// Times one patient's whole round in wasm (the release bundle built with the `bench` feature in ./pkg), replaying a
 // fixture made natively by `cohort-bench --wasm-fixtures` (a round of n patients simulated
 // with core's Patient and Hospital). The patient is re-created from the fixture's seed with
 // benchPatient(), so it is the fixture's own patient: every frame it sends must equal the
@@ -6,7 +6,7 @@
 //
 // window.runBench(n, reps, warmup) -> summary object (milliseconds), used by run.mjs.
 
-import init, { benchPatient, BenchAgreement } from '../www/pkg/cohort_web.js';
+import init, { benchPatient, BenchAgreement } from './pkg/cohort_web.js';
 
 const statusEl = document.getElementById('status');
 const outEl = document.getElementById('out');

@@ -2,9 +2,9 @@
 //
 //   node web/bench/run.mjs --fixtures DIR [--sizes 100,1000] [--reps 20] [--warmup 3]
 //
-// Serves web/ (the page, ../www/pkg) and the fixtures over plain HTTP on 127.0.0.1 with
-// cross-origin isolation headers (COOP/COEP: performance.now() resolution 5 µs instead of
-// 100 µs), opens web/bench/bench.html in /usr/bin/chromium (playwright-core from web/e2e),
+// Serves web/ (the page and its own bundle, built with the `bench` feature into bench/pkg) and
+// the fixtures over plain HTTP on 127.0.0.1 with cross-origin isolation headers (COOP/COEP:
+// performance.now() resolution 5 µs instead of 100 µs), opens web/bench/bench.html in /usr/bin/chromium (playwright-core from web/e2e),
 // and calls window.runBench(n, reps, warmup) for each size. Progress goes to stderr.
 
 import { createServer } from 'node:http';

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The wasm patient timing: builds the release wasm bundle (web/www/pkg) and cohort-bench,
+# The wasm patient timing: builds its own release wasm bundle with the `bench`
+# feature (web/bench/pkg; the production bundle web/www/pkg has no bench exports) and cohort-bench,
 # makes the simulated-round fixtures once (cached in $CARGO_TARGET_DIR/wasm-bench-fixtures),
 # then times one patient's round in headless Chromium. One JSON line per size on stdout.
 #   web/bench/run.sh [--sizes 100,1000] [--reps 20] [--warmup 3]
@@ -18,8 +19,8 @@ done
 if [ ! -f web/e2e/node_modules/playwright-core/package.json ]; then
     (cd web/e2e && npm ci --no-audit --no-fund) >&2
 fi
-wasm-pack build web --target web --release --mode no-install --out-dir www/pkg >&2
-cargo build --release --locked -p cohort-relay --bin cohort-bench >&2
+wasm-pack build web --target web --release --mode no-install --out-dir bench/pkg -- --features bench >&2
+cargo build --release --locked -p cohort-bench --bin cohort-bench >&2
 fixtures=$target/wasm-bench-fixtures
 missing=()
 for n in ${sizes//,/ }; do

@@ -21,6 +21,8 @@ fi
 t0=$SECONDS
 wasm-pack build web --target web --release --mode no-install --out-dir www/pkg
 echo "e2e: wasm bundle built in $((SECONDS - t0))s"
+# The production bundle must not export the benchmark-only (seeded) API of the `bench` feature.
+node web/e2e/exports.mjs web/www/pkg
 t0=$SECONDS
 cargo build --locked -p cohort-relay
 echo "e2e: relay built in $((SECONDS - t0))s"

@@ -28,6 +28,7 @@
 //! Errors reach JavaScript as `Error` objects whose `name` is the Rust error type (see
 //! [`WebError`]) and whose message is core's explanation, which never quotes a value.
 
+#[cfg(feature = "bench")]
 mod bench;
 mod error;
 mod event;

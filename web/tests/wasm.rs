@@ -5,9 +5,10 @@
 
 #![cfg(target_arch = "wasm32")]
 
-use cohort_core::message::{PatientToRelay, Wire};
-use cohort_core::protocol::{Hospital, HospitalEvent, HospitalOutput, PeerId};
+use cohort_core::message::{PatientToRelay, RelayToPatient, Wire};
+use cohort_core::protocol::{Hospital, HospitalEvent};
 use cohort_core::study::{StudyParams, StudySpec};
+use cohort_core::testing::{Behaviour, Network, SimPatient};
 use cohort_web::{WasmPatient, bucket_edges, check_study_spec, check_value};
 use js_sys::{JSON, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
@@ -40,85 +41,65 @@ fn js_error(e: JsValue) -> (String, String) {
     (e.name().into(), e.message().into())
 }
 
-/// One relay with core's Hospital and three patients; returns each patient's events, the
-/// hospital's events and every frame the patients sent.
-struct Net {
-    hospital: Hospital,
-    patients: Vec<WasmPatient>,
-    events: Vec<Vec<JsValue>>,
-    hospital_events: Vec<HospitalEvent>,
+/// A `WasmPatient` on core's simulated network, driven only through the methods its
+/// JavaScript-facing calls use (text and binary frames in and out); keeps every frame it sent.
+struct JsPatient {
+    inner: WasmPatient,
     sent: Vec<Wire>,
-    now: f64,
 }
 
-impl Net {
-    fn new(values: &[&str]) -> Net {
-        let spec = StudySpec {
-            params: params(),
-            deadlines: Default::default(),
-            invite: None,
-        };
-        let patients = values
-            .iter()
-            .map(|v| WasmPatient::new(0.0, "demo", (*v).into(), Some(params_json()), None).unwrap())
-            .collect();
-        Net {
-            hospital: Hospital::new(spec, 1).unwrap(),
-            patients,
-            events: vec![Vec::new(); values.len()],
-            hospital_events: Vec::new(),
-            sent: Vec::new(),
-            now: 0.0,
-        }
+impl SimPatient for JsPatient {
+    type Event = JsValue;
+
+    fn poll_output(&mut self) -> Option<PatientToRelay> {
+        let frame = self.inner.poll_wire()?;
+        let msg = PatientToRelay::decode_wire(&frame).expect("patients send valid frames");
+        self.sent.push(frame);
+        Some(msg)
     }
 
-    /// Delivers everything until nothing moves, advancing the clock to deadlines as needed.
-    fn run(&mut self) {
-        for _ in 0..1000 {
-            let mut moved = false;
-            for (i, p) in self.patients.iter_mut().enumerate() {
-                while let Some(frame) = p.poll_wire() {
-                    moved = true;
-                    let msg =
-                        PatientToRelay::decode_wire(&frame).expect("patients send valid frames");
-                    self.sent.push(frame);
-                    let _ = self.hospital.handle(self.now as u64, PeerId(i as u64), msg);
-                }
-                while let Some(ev) = p.poll_event() {
-                    self.events[i].push(ev);
-                }
-            }
-            while let Some(out) = self.hospital.poll_output() {
-                moved = true;
-                match out {
-                    HospitalOutput::Send { to, msg } => {
-                        let frame = msg.encode();
-                        let p = &mut self.patients[to.0 as usize];
-                        p.handle_wire(self.now, &frame)
-                            .expect("a good relay's frames are accepted");
-                    }
-                    HospitalOutput::Event(e) => self.hospital_events.push(e),
-                    HospitalOutput::Attached { .. } | HospitalOutput::Detached { .. } => {}
-                }
-            }
-            if !moved {
-                match self.hospital.poll_timeout() {
-                    Some(t) if self.patients.iter().any(|p| !p.is_finished()) => {
-                        self.now = self.now.max(t as f64);
-                        self.hospital.handle_timeout(self.now as u64);
-                    }
-                    _ => return,
-                }
-            }
-        }
-        panic!("the round did not settle");
+    fn handle(&mut self, now_ms: u64, msg: RelayToPatient) -> Result<(), String> {
+        let frame = msg.encode();
+        self.inner
+            .handle_wire(now_ms as f64, &frame)
+            .map_err(|e| e.to_string())
     }
+
+    fn poll_event(&mut self) -> Option<JsValue> {
+        self.inner.poll_event()
+    }
+
+    fn is_finished(&self) -> bool {
+        self.inner.is_finished()
+    }
+}
+
+/// One relay with core's Hospital and three patients on core's simulated network.
+fn network(values: &[&str]) -> Network<JsPatient> {
+    let spec = StudySpec {
+        params: params(),
+        deadlines: Default::default(),
+        invite: None,
+    };
+    let patients = values
+        .iter()
+        .map(|v| JsPatient {
+            inner: WasmPatient::new(0.0, "demo", (*v).into(), Some(params_json()), None).unwrap(),
+            sent: Vec::new(),
+        })
+        .collect();
+    Network::new(
+        Hospital::new(spec, 1).unwrap(),
+        patients,
+        vec![Behaviour::Honest; values.len()],
+    )
 }
 
 #[wasm_bindgen_test]
 fn a_whole_round_of_three_patients() {
-    let mut net = Net::new(&VALUES);
+    let mut net = network(&VALUES);
     net.run();
+    let sent: Vec<Wire> = net.patients.iter().flat_map(|p| p.sent.clone()).collect();
 
     let relay_code = net
         .hospital_events
@@ -172,14 +153,11 @@ fn a_whole_round_of_three_patients() {
         let hist: Vec<f64> = hist.iter().map(|x| x.as_f64().unwrap()).collect();
         // 0–300 cm in 10 buckets of 30: 150.5 and 172.3 in [150, 180), 181.1 in [180, 210).
         assert_eq!(hist, [0., 0., 0., 0., 0., 2., 1., 0., 0., 0.]);
-        assert!(net.patients[i].is_finished());
-        assert_eq!(net.patients[i].state_name(), "finished");
+        assert!(net.patients[i].inner.is_finished());
+        assert_eq!(net.patients[i].inner.state_name(), "finished");
     }
 
-    assert!(
-        net.sent.len() >= 9,
-        "join, shares and partial sum from each"
-    );
+    assert!(sent.len() >= 9, "join, shares and partial sum from each");
     // In clear, a value would be its text, or its fixed-point form x' = 10·x (or x'²) as a
     // number; base64 has no '.', and random field elements are never these small numbers.
     let scaled: Vec<u64> = VALUES
@@ -188,7 +166,7 @@ fn a_whole_round_of_three_patients() {
         .flat_map(|x| [x, x * x])
         .collect();
     let mut binary = 0;
-    for frame in &net.sent {
+    for frame in &sent {
         for v in VALUES {
             let clear = frame.as_bytes().windows(v.len()).any(|w| w == v.as_bytes());
             assert!(!clear, "a frame carries a value in clear");

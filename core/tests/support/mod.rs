@@ -1,5 +1,5 @@
-//! Code shared by the integration tests (native and wasm32).
+//! Code shared by the integration tests (native and wasm32). The simulated network is
+//! `cohort_core::testing` (feature `test-util`).
 #![allow(dead_code)]
 
-pub(crate) mod sim;
 pub(crate) mod vectors;

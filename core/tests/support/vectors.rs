@@ -21,7 +21,7 @@ use rand_core::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::sim::{Behaviour, Dir, run_round};
+use cohort_core::testing::{Behaviour, Dir, run_round};
 
 /// The seed every generator starts from (each adds its own offset).
 pub(crate) const SEED: u64 = 0x636f_686f_7274; // "cohort"
@@ -1229,7 +1229,7 @@ fn behaviour_of(s: &str) -> Behaviour {
 
 fn round_case(name: &str, spec: &str, seed: u64, behaviour: &[Behaviour]) -> RoundCase {
     let s: StudySpec = spec.parse().expect("valid");
-    let values = super::sim::values(behaviour.len(), seed);
+    let values = cohort_core::testing::values(behaviour.len(), seed);
     let out = run_round(&s, &values, behaviour, seed);
     let mut transcript = Sha256::new();
     let frames = out

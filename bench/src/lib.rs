@@ -1,12 +1,12 @@
-//! The machinery of `cohort-bench`, shared by the binary and its test: a relay child process,
+//! `cohort-bench` as a library, shared by the binary and its test: a relay child process,
 //! P native patients over WSS, round runners, and the idle-connection run.
 
-pub(crate) mod fixture;
-pub(crate) mod patients;
-pub(crate) mod progress;
-pub(crate) mod relay_proc;
-pub(crate) mod scale;
-pub(crate) mod stats;
+pub mod fixture;
+pub mod patients;
+pub mod progress;
+pub mod relay_proc;
+pub mod scale;
+pub mod stats;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use stats::{Line, Summary, put, r3};
 
 /// Which rounds to run per configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Mode {
+pub enum Mode {
     /// End-to-end rounds, then prepared rounds.
     Both,
     /// End-to-end rounds only (every patient's work inside the clock).
@@ -32,66 +32,66 @@ pub(crate) enum Mode {
 
 /// What is common to every run.
 #[derive(Clone, Debug)]
-pub(crate) struct Common {
+pub struct Common {
     /// The `cohort-relay` binary.
-    pub(crate) relay_bin: PathBuf,
+    pub relay_bin: PathBuf,
     /// Where the relays' temporary directories go.
-    pub(crate) tmp: PathBuf,
+    pub tmp: PathBuf,
     /// Handshakes in flight while connecting.
-    pub(crate) concurrency: usize,
+    pub concurrency: usize,
     /// `RUST_LOG` for the relay (`None`: its default, `info`).
-    pub(crate) log_filter: Option<String>,
+    pub log_filter: Option<String>,
     /// No progress output.
-    pub(crate) quiet: bool,
+    pub quiet: bool,
     /// Keep the relays' directories (and logs).
-    pub(crate) keep: bool,
+    pub keep: bool,
 }
 
 /// One round-latency configuration.
 #[derive(Clone, Debug)]
-pub(crate) struct RoundsConfig {
+pub struct RoundsConfig {
     /// Patients (= the study's cohort size and threshold).
-    pub(crate) patients: usize,
+    pub patients: usize,
     /// Measured rounds of each kind.
-    pub(crate) rounds: usize,
+    pub rounds: usize,
     /// Unmeasured rounds of each kind run first.
-    pub(crate) warmup: usize,
+    pub warmup: usize,
     /// Which kinds.
-    pub(crate) mode: Mode,
+    pub mode: Mode,
 }
 
 /// What one configuration measured.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct RoundsReport {
+pub struct RoundsReport {
     /// Patients.
-    pub(crate) patients: usize,
+    pub patients: usize,
     /// Measured rounds of each kind.
-    pub(crate) rounds: usize,
+    pub rounds: usize,
     /// Unmeasured warm-up rounds of each kind.
-    pub(crate) warmup: usize,
+    pub warmup: usize,
     /// End-to-end rounds.
-    pub(crate) e2e: Vec<E2eSample>,
+    pub e2e: Vec<E2eSample>,
     /// The relay's own path (first shares in → result out) in end-to-end rounds, ms.
-    pub(crate) e2e_relay_path_ms: Vec<f64>,
+    pub e2e_relay_path_ms: Vec<f64>,
     /// Prepared rounds.
-    pub(crate) prepared: Vec<PreparedSample>,
+    pub prepared: Vec<PreparedSample>,
     /// The relay's own path in prepared rounds, ms.
-    pub(crate) relay_path_ms: Vec<f64>,
+    pub relay_path_ms: Vec<f64>,
     /// Time to connect every patient (TCP + TLS + WebSocket), ms.
-    pub(crate) connect_ms: f64,
+    pub connect_ms: f64,
     /// Relay CPU (user + system) per measured end-to-end round, ms.
-    pub(crate) cpu_e2e_ms: Option<f64>,
+    pub cpu_e2e_ms: Option<f64>,
     /// Relay CPU per measured prepared round, ms.
-    pub(crate) cpu_prepared_ms: Option<f64>,
+    pub cpu_prepared_ms: Option<f64>,
     /// CPU of this process (every patient task, the coordinator) per measured end-to-end
     /// round, ms.
-    pub(crate) patients_cpu_e2e_ms: Option<f64>,
+    pub patients_cpu_e2e_ms: Option<f64>,
     /// Relay resident memory with every patient connected, before any round, KiB.
-    pub(crate) rss_connected_kib: Option<u64>,
+    pub rss_connected_kib: Option<u64>,
     /// Relay peak resident memory (VmHWM) over the whole configuration, KiB.
-    pub(crate) peak_rss_kib: Option<u64>,
+    pub peak_rss_kib: Option<u64>,
     /// 1-minute load average before and after.
-    pub(crate) load: (Option<f64>, Option<f64>),
+    pub load: (Option<f64>, Option<f64>),
 }
 
 fn mb(kib: Option<u64>) -> Value {
@@ -104,7 +104,7 @@ fn opt(x: Option<f64>) -> Value {
 
 impl RoundsReport {
     /// The JSON line for this configuration.
-    pub(crate) fn to_json(&self) -> Line {
+    pub fn to_json(&self) -> Line {
         let mut o = Line::default();
         o.insert("patients", json!(self.patients));
         o.insert("rounds", json!(self.rounds));
@@ -171,10 +171,7 @@ async fn path_ms(relay: &mut RelayProc, round: u64) -> Result<f64, String> {
 }
 
 /// Runs one configuration: a fresh relay, P connected patients, the rounds.
-pub(crate) async fn run_rounds(
-    common: &Common,
-    cfg: &RoundsConfig,
-) -> Result<RoundsReport, String> {
+pub async fn run_rounds(common: &Common, cfg: &RoundsConfig) -> Result<RoundsReport, String> {
     let n = cfg.patients;
     if n < 3 {
         return Err("at least 3 patients (the minimum cohort)".into());
@@ -275,17 +272,17 @@ pub(crate) async fn run_rounds(
 
 /// The connection-scale configuration.
 #[derive(Clone, Debug)]
-pub(crate) struct IdleConfig {
+pub struct IdleConfig {
     /// Connections to hold.
-    pub(crate) connections: usize,
+    pub connections: usize,
     /// Join each connection to a study that never fills.
-    pub(crate) join: bool,
+    pub join: bool,
     /// How long to hold them before the second memory reading (pings every 25 s).
-    pub(crate) hold: Duration,
+    pub hold: Duration,
 }
 
 /// Opens N idle connections to one relay; reports admission time and memory per connection.
-pub(crate) async fn run_idle(common: &Common, cfg: &IdleConfig) -> Result<Line, String> {
+pub async fn run_idle(common: &Common, cfg: &IdleConfig) -> Result<Line, String> {
     let n = cfg.connections;
     ensure_nofile(n as u64 + 256)?;
     let load_before = load1();

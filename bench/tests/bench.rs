@@ -4,17 +4,40 @@
 //! how fast anything was.
 #![allow(missing_docs)]
 
-#[path = "../src/bench/mod.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod bench;
-
 use std::path::PathBuf;
 
-use bench::{Common, Mode, RoundsConfig};
+use cohort_bench::{Common, Mode, RoundsConfig};
 use serde_json::Value;
 
-const RELAY: &str = env!("CARGO_BIN_EXE_cohort-relay");
 const BENCH: &str = env!("CARGO_BIN_EXE_cohort-bench");
+
+/// The `cohort-relay` binary of this build (same profile, same target directory), built first
+/// with the cargo that runs this test if it is not there yet: it belongs to another package, so
+/// cargo does not hand its path to this test.
+fn relay_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let bench = PathBuf::from(BENCH);
+            let dir = bench.parent().expect("the bench binary's directory");
+            let profile = dir
+                .file_name()
+                .and_then(|p| p.to_str())
+                .expect("profile dir");
+            let relay = dir.join(format!("cohort-relay{}", std::env::consts::EXE_SUFFIX));
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut build = std::process::Command::new(cargo);
+            build.args(["build", "-p", "cohort-relay", "--bin", "cohort-relay"]);
+            if profile != "debug" {
+                build.args(["--profile", profile]);
+            }
+            let status = build.status().expect("run cargo build for cohort-relay");
+            assert!(status.success(), "building cohort-relay failed");
+            assert!(relay.is_file(), "no cohort-relay at {}", relay.display());
+            relay
+        })
+        .clone()
+}
 
 fn tmp(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()))
@@ -23,7 +46,7 @@ fn tmp(name: &str) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_patients_two_rounds_of_each_kind() {
     let common = Common {
-        relay_bin: RELAY.into(),
+        relay_bin: relay_bin(),
         tmp: tmp("bench-loop"),
         concurrency: 8,
         log_filter: None,
@@ -38,7 +61,9 @@ async fn three_patients_two_rounds_of_each_kind() {
     };
     // Every round's result is checked inside (count 3, exact sum, full roster), and every
     // prepared delivery is compared with the shares the patients sent; any mismatch is an Err.
-    let rep = bench::run_rounds(&common, &cfg).await.expect("bench loop");
+    let rep = cohort_bench::run_rounds(&common, &cfg)
+        .await
+        .expect("bench loop");
     assert_eq!((rep.patients, rep.rounds, rep.warmup), (3, 2, 0));
     assert_eq!(rep.e2e.len(), 2);
     assert_eq!(rep.prepared.len(), 2);
@@ -101,7 +126,7 @@ fn binary_quick_mode_prints_one_json_line_per_configuration() {
     let out = std::process::Command::new(BENCH)
         .args(["--patients", "3,4", "--rounds", "2", "--warmup", "0"])
         .arg("--relay-bin")
-        .arg(RELAY)
+        .arg(relay_bin())
         .arg("--tmp")
         .arg(tmp("bench-bin"))
         .output()

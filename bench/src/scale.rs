@@ -13,18 +13,18 @@ use rustls::ClientConfig;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::patients::{Ws, client_ws_config, connect};
+use crate::patients::{Ws, client_ws_config, connect};
 
 /// N held connections.
-pub(crate) struct IdleFleet {
+pub struct IdleFleet {
     stop: watch::Sender<bool>,
     closed: mpsc::UnboundedReceiver<()>,
     /// Connections established.
-    pub(crate) n: usize,
+    pub n: usize,
     /// From the first connect to the last connection admitted (joined, if asked), in ms.
-    pub(crate) admit_ms: f64,
+    pub admit_ms: f64,
     /// Per-connection time to admit (TCP + TLS + WebSocket upgrade [+ join]), in ms.
-    pub(crate) each_ms: Vec<f64>,
+    pub each_ms: Vec<f64>,
 }
 
 impl std::fmt::Debug for IdleFleet {
@@ -69,7 +69,7 @@ async fn join(ws: &mut Ws, study: &str) -> Result<(), String> {
 impl IdleFleet {
     /// Opens `n` connections with at most `concurrency` handshakes in flight, each joining
     /// `study` if given, and keeps them open (answering pings) until [`IdleFleet::close`].
-    pub(crate) async fn open(
+    pub async fn open(
         addr: SocketAddr,
         tls: Arc<ClientConfig>,
         n: usize,
@@ -147,7 +147,7 @@ impl IdleFleet {
     }
 
     /// Closes every connection (waits at most `limit`).
-    pub(crate) async fn close(mut self, limit: Duration) {
+    pub async fn close(mut self, limit: Duration) {
         let _ = self.stop.send(true);
         let all = async {
             for _ in 0..self.n {

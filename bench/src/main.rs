@@ -9,16 +9,13 @@
 //! admission time and memory per connection. With `--wasm-fixtures DIR` it writes the
 //! simulated rounds that the wasm timing page (web/bench/) replays. See docs/BENCHMARKS.md.
 
-#[path = "../bench/mod.rs"]
-mod bench;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 
-use bench::{Common, IdleConfig, Mode, RoundsConfig};
+use cohort_bench::{Common, IdleConfig, Mode, RoundsConfig};
 
 /// Benchmarks a cohort relay with simulated native patients.
 #[derive(Parser, Debug)]
@@ -95,7 +92,7 @@ fn default_relay_bin() -> PathBuf {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(dir) = &args.wasm_fixtures {
-        return match bench::fixture::write_all(dir, &args.patients, args.quiet) {
+        return match cohort_bench::fixture::write_all(dir, &args.patients, args.quiet) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("cohort-bench: {e}");
@@ -138,7 +135,7 @@ fn main() -> ExitCode {
                 join: args.idle_join,
                 hold: Duration::from_secs(args.idle_hold_s),
             };
-            let line = bench::run_idle(&common, &cfg).await?;
+            let line = cohort_bench::run_idle(&common, &cfg).await?;
             println!("{line}");
             return Ok(());
         }
@@ -152,7 +149,7 @@ fn main() -> ExitCode {
                 warmup: args.warmup,
                 mode: args.mode,
             };
-            let report = bench::run_rounds(&common, &cfg).await?;
+            let report = cohort_bench::run_rounds(&common, &cfg).await?;
             println!("{}", report.to_json());
         }
         Ok(())

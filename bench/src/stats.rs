@@ -4,11 +4,11 @@ use serde_json::{Value, json};
 
 /// A JSON object that keeps its keys in insertion order (the output lines).
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Line(Vec<(String, Value)>);
+pub struct Line(Vec<(String, Value)>);
 
 impl Line {
     /// Adds a field.
-    pub(crate) fn insert(&mut self, key: impl Into<String>, value: impl Into<Value>) {
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<Value>) {
         self.0.push((key.into(), value.into()));
     }
 }
@@ -30,18 +30,25 @@ impl std::fmt::Display for Line {
 /// smallest sample with at least XX % of the samples at or below it, so with fewer than 100
 /// samples `p99` is the largest one.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Summary {
-    pub(crate) n: usize,
-    pub(crate) min: f64,
-    pub(crate) p50: f64,
-    pub(crate) p90: f64,
-    pub(crate) p99: f64,
-    pub(crate) max: f64,
-    pub(crate) mean: f64,
+pub struct Summary {
+    /// Samples.
+    pub n: usize,
+    /// Smallest.
+    pub min: f64,
+    /// Median (nearest rank).
+    pub p50: f64,
+    /// 90th percentile (nearest rank).
+    pub p90: f64,
+    /// 99th percentile (nearest rank).
+    pub p99: f64,
+    /// Largest.
+    pub max: f64,
+    /// Arithmetic mean.
+    pub mean: f64,
 }
 
 /// The nearest-rank `q`-quantile (0 < q ≤ 1) of sorted samples.
-pub(crate) fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
+pub fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
     assert!(!sorted.is_empty(), "no samples");
     let rank = (q * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
@@ -49,7 +56,7 @@ pub(crate) fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
 
 impl Summary {
     /// Summarises the samples; `None` if there are none.
-    pub(crate) fn of(samples: &[f64]) -> Option<Summary> {
+    pub fn of(samples: &[f64]) -> Option<Summary> {
         if samples.is_empty() {
             return None;
         }
@@ -68,13 +75,13 @@ impl Summary {
 }
 
 /// Rounds to 3 decimals (microsecond resolution for milliseconds) for the JSON output.
-pub(crate) fn r3(x: f64) -> f64 {
+pub fn r3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
 /// `{prefix}_p50_ms`, `_p90_ms`, `_p99_ms`, `_min_ms`, `_max_ms`, `_mean_ms` fields (`null`
 /// when there are no samples) into `obj`.
-pub(crate) fn put(obj: &mut Line, prefix: &str, s: Option<&Summary>) {
+pub fn put(obj: &mut Line, prefix: &str, s: Option<&Summary>) {
     let f = |get: fn(&Summary) -> f64| s.map_or(Value::Null, |s| json!(r3(get(s))));
     obj.insert(format!("{prefix}p50_ms"), f(|s| s.p50));
     obj.insert(format!("{prefix}p90_ms"), f(|s| s.p90));

@@ -7,7 +7,7 @@
 //!   delivery and sends its partial sum; the clock stops when the last patient has the result.
 //! - **prepared** ([`Fleet::prepared_round`]): before the clock, every patient joins and turns
 //!   the roster into its sealed `shares` frame; the coordinator transposes all shares into each
-//!   patient's delivery and has the patient's `Patient` compute its partial sum from it. Then
+//!   patient's delivery (`cohort_core::testing::transpose`) and has the patient's `Patient` compute its partial sum from it. Then
 //!   the clock starts, every prepared `shares` frame is released at once, and each patient
 //!   answers the relay's delivery frame with its precomputed partial sum without decoding it.
 //!   Afterwards each patient checks that the delivery the relay sent equals the one it
@@ -18,9 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cohort_core::decimal::Decimal;
-use cohort_core::frame::ShareList;
 use cohort_core::message::{Delivery, PatientToRelay, RelayToPatient, RoundResult, Shares};
 use cohort_core::protocol::{Patient, PatientEvent};
+use cohort_core::testing::transpose;
 use cohort_relay::clock::Clock;
 use cohort_relay::ws::to_message;
 use futures_util::{SinkExt, StreamExt};
@@ -36,17 +36,17 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// A patient's connection.
-pub(crate) type Ws = WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
+pub type Ws = WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>;
 
 /// Largest frame a bench patient accepts.
-pub(crate) const MAX_FRAME: usize = cohort_relay::client::MAX_MESSAGE_BYTES;
+pub const MAX_FRAME: usize = cohort_relay::client::MAX_MESSAGE_BYTES;
 
 /// How long any one phase of a round may take before the bench gives up.
-pub(crate) const PHASE_LIMIT: Duration = Duration::from_secs(900);
+pub const PHASE_LIMIT: Duration = Duration::from_secs(900);
 
 /// The client TLS configuration: trusts the relay's CA, and never resumes sessions (every
 /// patient is a separate device, so every handshake is a full one).
-pub(crate) fn client_tls(ca: &std::path::Path) -> Result<Arc<ClientConfig>, String> {
+pub fn client_tls(ca: &std::path::Path) -> Result<Arc<ClientConfig>, String> {
     let cfg = cohort_relay::tls::client_config(ca).map_err(|e| e.to_string())?;
     let mut cfg = (*cfg).clone();
     cfg.resumption = rustls::client::Resumption::disabled();
@@ -54,13 +54,13 @@ pub(crate) fn client_tls(ca: &std::path::Path) -> Result<Arc<ClientConfig>, Stri
 }
 
 /// The WebSocket configuration of bench patients.
-pub(crate) fn client_ws_config() -> WebSocketConfig {
+pub fn client_ws_config() -> WebSocketConfig {
     cohort_relay::ws::config(MAX_FRAME)
 }
 
 /// Opens one WSS connection to the relay's patient socket (TCP, TLS 1.3 with certificate
 /// verification, WebSocket upgrade).
-pub(crate) async fn connect(
+pub async fn connect(
     addr: SocketAddr,
     tls: Arc<ClientConfig>,
     ws_config: WebSocketConfig,
@@ -83,14 +83,14 @@ pub(crate) async fn connect(
 
 /// The study specification for a bench of `n` patients (additive: threshold = n), with
 /// deadlines long enough for a loaded 2-core box at n = 1000.
-pub(crate) fn study_spec(n: usize) -> String {
+pub fn study_spec(n: usize) -> String {
     format!(
         "id=bench{n},size={n},threshold={n},min_cohort=3,min=0,max=300,decimals=1,buckets=10,shares_s=3600,partials_s=3600"
     )
 }
 
 /// The value patient `i` contributes (cm, one decimal).
-pub(crate) fn value_of(i: usize) -> (Decimal, f64) {
+pub fn value_of(i: usize) -> (Decimal, f64) {
     let whole = 150 + (i % 50) as i64;
     let tenth = (i % 10) as i64;
     let d = Decimal::new(whole * 10 + tenth, 1).expect("in range");
@@ -99,13 +99,14 @@ pub(crate) fn value_of(i: usize) -> (Decimal, f64) {
 
 /// What every round's result must say.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Expected {
+pub struct Expected {
     n: usize,
     sum: f64,
 }
 
 impl Expected {
-    pub(crate) fn for_n(n: usize) -> Expected {
+    /// What a round of `n` bench patients must produce.
+    pub fn for_n(n: usize) -> Expected {
         Expected {
             n,
             sum: (0..n).map(|i| value_of(i).1).sum(),
@@ -113,7 +114,7 @@ impl Expected {
     }
 
     /// Checks a round's result: every patient counted, the exact sum, the full roster.
-    pub(crate) fn check(&self, r: &RoundResult) -> Result<(), String> {
+    pub fn check(&self, r: &RoundResult) -> Result<(), String> {
         let s = &r.statistics;
         let sum_ok = (s.sum - self.sum).abs() <= 1e-6 * self.sum.abs().max(1.0);
         if s.count != self.n as u64
@@ -168,27 +169,27 @@ enum Report {
 
 /// One end-to-end round.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct E2eSample {
+pub struct E2eSample {
     /// Round id.
-    pub(crate) round: u64,
+    pub round: u64,
     /// From the start signal to the last patient holding the checked result, in ms.
-    pub(crate) ms: f64,
+    pub ms: f64,
 }
 
 /// One prepared round.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct PreparedSample {
+pub struct PreparedSample {
     /// Round id.
-    pub(crate) round: u64,
+    pub round: u64,
     /// Untimed preparation (join, roster, sealing, precomputed partial sums), in ms.
-    pub(crate) prepare_ms: f64,
+    pub prepare_ms: f64,
     /// From the release of the prepared `shares` frames to the last patient holding the
     /// checked result, as the patients see it, in ms.
-    pub(crate) window_ms: f64,
+    pub window_ms: f64,
 }
 
 /// P connected patients.
-pub(crate) struct Fleet {
+pub struct Fleet {
     cmds: Vec<mpsc::UnboundedSender<Cmd>>,
     reports: mpsc::UnboundedReceiver<Report>,
     n: usize,
@@ -203,7 +204,7 @@ impl std::fmt::Debug for Fleet {
 impl Fleet {
     /// Connects `n` patients to the relay at `addr` (at most `concurrency` handshakes at a
     /// time) and starts their tasks. `progress` sees the number connected so far.
-    pub(crate) async fn connect(
+    pub async fn connect(
         addr: SocketAddr,
         tls: Arc<ClientConfig>,
         study: &str,
@@ -291,7 +292,7 @@ impl Fleet {
     }
 
     /// Runs one end-to-end round (everything inside the clock).
-    pub(crate) async fn e2e_round(&mut self) -> Result<E2eSample, String> {
+    pub async fn e2e_round(&mut self) -> Result<E2eSample, String> {
         let t0 = Instant::now();
         self.broadcast(|| Cmd::E2e)?;
         let (round, last) = self.collect_done().await?;
@@ -303,7 +304,7 @@ impl Fleet {
 
     /// Runs one prepared round (only the relay's path and the frames' travel inside the
     /// clock).
-    pub(crate) async fn prepared_round(&mut self) -> Result<PreparedSample, String> {
+    pub async fn prepared_round(&mut self) -> Result<PreparedSample, String> {
         let t0 = Instant::now();
         self.broadcast(|| Cmd::Prepare)?;
         let n = self.n;
@@ -329,7 +330,9 @@ impl Fleet {
             .collect::<Result<_, _>>()?;
         let round = by_you[0].round;
         for (j0, &idx) in idx_of_you.iter().enumerate() {
-            let d = transpose(&by_you, j0 as u32 + 1, round)?;
+            let to = j0 as u32 + 1;
+            let d = transpose(&by_you, to, round)
+                .ok_or_else(|| format!("a member sent nothing to member {to}"))?;
             self.cmds[idx]
                 .send(Cmd::Deliver(Box::new(d)))
                 .map_err(|_| "a patient task has stopped".to_string())?;
@@ -363,41 +366,11 @@ impl Fleet {
     }
 
     /// Closes every connection.
-    pub(crate) async fn close(mut self) {
+    pub async fn close(mut self) {
         let _ = self.broadcast(|| Cmd::Close);
         self.cmds.clear();
         while self.reports.recv().await.is_some() {}
     }
-}
-
-/// The delivery the relay owes roster member `to` when every member contributed: the share
-/// from each other member, in index order (as the core's Hospital builds it).
-fn transpose(by_you: &[Shares], to: u32, round: u64) -> Result<Delivery, String> {
-    let n = by_you.len() as u32;
-    let sealed_len = by_you[0].shares.sealed_len();
-    let mut shares = ShareList::with_capacity(sealed_len, n as usize - 1);
-    for from in (1..=n).filter(|&i| i != to) {
-        let sent = &by_you[from as usize - 1].shares;
-        // A patient lists its shares in roster order, skipping itself.
-        let pos = if to < from { to - 1 } else { to - 2 } as usize;
-        let sealed = match (pos < sent.len()).then(|| sent.get(pos)) {
-            Some((j, s)) if j == to => s,
-            _ => {
-                sent.iter()
-                    .find(|(j, _)| *j == to)
-                    .ok_or_else(|| format!("member {from} sent nothing to {to}"))?
-                    .1
-            }
-        };
-        if !shares.push(from, sealed) {
-            return Err(format!("member {from}'s shares have another length"));
-        }
-    }
-    Ok(Delivery {
-        round,
-        contributors: (1..=n).collect(),
-        shares,
-    })
 }
 
 fn os_rng() -> ChaCha20Rng {

@@ -1,5 +1,6 @@
 //! Fixtures for the wasm patient timing (web/bench/): one whole round of n patients simulated
-//! natively with core's `Patient` and `Hospital` (no sockets), recording every frame the relay
+//! natively with core's `Patient` and `Hospital` on core's simulated network
+//! (`cohort_core::testing`, no sockets), recording every frame the relay
 //! sends to patient 1 and every frame patient 1 sends. Patient 1's keys and randomness come
 //! from a fixed seed, so the browser can re-create exactly that patient (`benchPatient`) and
 //! replay its side of the round; its frames must come out byte for byte the same.
@@ -8,26 +9,27 @@ use std::path::Path;
 
 use cohort_core::decimal::Decimal;
 use cohort_core::message::{RelayToPatient, Wire};
-use cohort_core::protocol::{Hospital, HospitalOutput, Patient, PeerId};
+use cohort_core::protocol::{Hospital, Patient};
 use cohort_core::study::{StudyParams, StudySpec};
+use cohort_core::testing::{Behaviour, Dir, Network, Record};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use serde_json::json;
 
-use super::patients::value_of;
+use crate::patients::value_of;
 
 /// The measured patient's seed (public: a benchmark patient has no secrets).
-pub(crate) const SEED: [u8; 32] = *b"cohort-bench wasm patient seed!!";
+pub const SEED: [u8; 32] = *b"cohort-bench wasm patient seed!!";
 
 /// The measured patient's value.
-pub(crate) const VALUE: &str = "172.5";
+pub const VALUE: &str = "172.5";
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Simulates one round of `n` patients; returns the fixture JSON.
-pub(crate) fn round(n: usize) -> Result<String, String> {
+pub fn round(n: usize) -> Result<String, String> {
     let mut params = StudyParams::demo();
     params.id = format!("wasm{n}");
     params.size = n as u32;
@@ -38,7 +40,7 @@ pub(crate) fn round(n: usize) -> Result<String, String> {
         deadlines: Default::default(),
         invite: None,
     };
-    let mut hospital = Hospital::new(spec, 1).map_err(|e| e.to_string())?;
+    let hospital = Hospital::new(spec, 1).map_err(|e| e.to_string())?;
     let value: Decimal = VALUE.parse().map_err(|e| format!("{e}"))?;
     let mut patients = Vec::with_capacity(n);
     patients.push(
@@ -59,48 +61,17 @@ pub(crate) fn round(n: usize) -> Result<String, String> {
                 .map_err(|e| e.to_string())?,
         );
     }
+    // Core's simulated network, keeping only patient 0's frames.
+    let mut net =
+        Network::new(hospital, patients, vec![Behaviour::Honest; n]).record(Record::Peer(0));
+    net.run_with(deliver_in_parallel);
     let mut to_relay: Vec<serde_json::Value> = Vec::new();
     let mut to_patient: Vec<Wire> = Vec::new();
-    loop {
-        let mut moved = false;
-        for (i, p) in patients.iter_mut().enumerate() {
-            while let Some(m) = p.poll_output() {
-                if i == 0 {
-                    to_relay.push(wire_json(&m.encode()));
-                }
-                hospital
-                    .handle(0, PeerId(i as u64), m)
-                    .map_err(|e| format!("hospital refused patient {i}: {e}"))?;
-                moved = true;
-            }
+    for f in net.frames {
+        match f.dir {
+            Dir::Up => to_relay.push(wire_json(&f.wire)),
+            Dir::Down => to_patient.push(f.wire),
         }
-        let mut inbox: Vec<Vec<RelayToPatient>> = (0..n).map(|_| Vec::new()).collect();
-        while let Some(out) = hospital.poll_output() {
-            if let HospitalOutput::Send { to, msg } = out {
-                if to.0 == 0 {
-                    to_patient.push(msg.encode());
-                }
-                inbox[to.0 as usize].push(msg);
-                moved = true;
-            }
-        }
-        if !moved {
-            break;
-        }
-        // The other patients' key agreements dominate: spread them over the cores.
-        let threads = std::thread::available_parallelism().map_or(2, |t| t.get());
-        let chunk = n.div_ceil(threads);
-        std::thread::scope(|s| {
-            for (ps, msgs) in patients.chunks_mut(chunk).zip(inbox.chunks_mut(chunk)) {
-                s.spawn(move || {
-                    for (p, msgs) in ps.iter_mut().zip(msgs.iter_mut()) {
-                        for m in msgs.drain(..) {
-                            let _ = p.handle(0, m);
-                        }
-                    }
-                });
-            }
-        });
     }
     let kinds: Vec<String> = to_patient
         .iter()
@@ -142,8 +113,40 @@ fn wire_json(w: &Wire) -> serde_json::Value {
     }
 }
 
+/// Hands every patient its inbox, spread over the cores: the other patients' key agreements
+/// dominate a large round.
+fn deliver_in_parallel(net: &mut Network<Patient>) {
+    let now = net.now_ms;
+    let n = net.patients.len();
+    let threads = std::thread::available_parallelism().map_or(2, |t| t.get());
+    let chunk = n.div_ceil(threads).max(1);
+    let refused = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for (ps, msgs) in net
+            .patients
+            .chunks_mut(chunk)
+            .zip(net.inbox.chunks_mut(chunk))
+        {
+            let refused = &refused;
+            s.spawn(move || {
+                for (p, msgs) in ps.iter_mut().zip(msgs.iter_mut()) {
+                    for m in msgs.drain(..) {
+                        if p.handle(now, m).is_err() {
+                            refused.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    assert!(
+        !refused.into_inner(),
+        "a simulated patient refused a hospital message"
+    );
+}
+
 /// Writes `round-<n>.json` for each n into `dir`.
-pub(crate) fn write_all(dir: &Path, sizes: &[usize], quiet: bool) -> Result<(), String> {
+pub fn write_all(dir: &Path, sizes: &[usize], quiet: bool) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     for &n in sizes {
         if n < 3 {

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 /// A progress reporter for one phase.
 #[derive(Debug)]
-pub(crate) struct Progress {
+pub struct Progress {
     tty: bool,
     quiet: bool,
     label: String,
@@ -17,7 +17,7 @@ pub(crate) struct Progress {
 
 impl Progress {
     /// Starts a phase of `total` steps.
-    pub(crate) fn new(label: impl Into<String>, total: usize, quiet: bool) -> Progress {
+    pub fn new(label: impl Into<String>, total: usize, quiet: bool) -> Progress {
         let p = Progress {
             tty: std::io::stderr().is_terminal(),
             quiet,
@@ -34,7 +34,7 @@ impl Progress {
     }
 
     /// Reports `done` steps, with an optional note (e.g. the last round's time).
-    pub(crate) fn set(&mut self, done: usize, note: &str) {
+    pub fn set(&mut self, done: usize, note: &str) {
         if self.quiet {
             return;
         }
@@ -68,7 +68,7 @@ impl Progress {
     }
 
     /// Ends the phase.
-    pub(crate) fn finish(&mut self, note: &str) {
+    pub fn finish(&mut self, note: &str) {
         if self.quiet {
             return;
         }

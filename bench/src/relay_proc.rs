@@ -11,37 +11,37 @@ use std::time::{Duration, Instant};
 
 /// How the relay is started.
 #[derive(Clone, Debug)]
-pub(crate) struct RelayOptions {
+pub struct RelayOptions {
     /// The `cohort-relay` binary.
-    pub(crate) bin: PathBuf,
+    pub bin: PathBuf,
     /// A fresh directory for its certificates, data, web root and log.
-    pub(crate) dir: PathBuf,
+    pub dir: PathBuf,
     /// `--study` specifications.
-    pub(crate) studies: Vec<String>,
+    pub studies: Vec<String>,
     /// `--max-connections`.
-    pub(crate) max_connections: usize,
+    pub max_connections: usize,
     /// `RUST_LOG` for the relay (its default, `info`, when `None`).
-    pub(crate) log_filter: Option<String>,
+    pub log_filter: Option<String>,
 }
 
 /// The relay's own timing of one round (see the `round relay path` log line).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct PathSample {
+pub struct PathSample {
     /// Round id.
-    pub(crate) round: u64,
+    pub round: u64,
     /// From the first accepted `shares` frame to the result queued for every member, in µs.
-    pub(crate) us: u64,
+    pub us: u64,
 }
 
 /// A running relay child process; killed on drop.
-pub(crate) struct RelayProc {
+pub struct RelayProc {
     child: Child,
     /// Its bound address.
-    pub(crate) addr: SocketAddr,
+    pub addr: SocketAddr,
     /// The CA certificate that signed its TLS certificate.
-    pub(crate) ca: PathBuf,
+    pub ca: PathBuf,
     /// Where its stderr (the log) goes.
-    pub(crate) log: PathBuf,
+    pub log: PathBuf,
     paths: mpsc::Receiver<PathSample>,
     early: Vec<PathSample>,
     clk_tck: f64,
@@ -57,7 +57,7 @@ impl std::fmt::Debug for RelayProc {
 }
 
 /// Parses `key=value` out of a log line (plain, or with ANSI colour codes).
-pub(crate) fn field(line: &str, key: &str) -> Option<u64> {
+pub fn field(line: &str, key: &str) -> Option<u64> {
     let plain: String = strip_ansi(line);
     let pat = format!("{key}=");
     let mut rest = plain.as_str();
@@ -92,7 +92,7 @@ fn strip_ansi(s: &str) -> String {
 }
 
 /// Parses a `round relay path` line.
-pub(crate) fn parse_path_line(line: &str) -> Option<PathSample> {
+pub fn parse_path_line(line: &str) -> Option<PathSample> {
     if !line.contains("round relay path") {
         return None;
     }
@@ -115,7 +115,7 @@ fn clk_tck() -> f64 {
 
 impl RelayProc {
     /// Starts the relay and waits for its `listening on` line.
-    pub(crate) fn start(opts: &RelayOptions) -> Result<RelayProc, String> {
+    pub fn start(opts: &RelayOptions) -> Result<RelayProc, String> {
         let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
         for sub in ["certs", "data", "web"] {
             std::fs::create_dir_all(opts.dir.join(sub))
@@ -232,19 +232,19 @@ impl RelayProc {
     }
 
     /// The process id.
-    pub(crate) fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// CPU time used so far (user + system, all threads), in ms: the sum of the threads'
     /// scheduler run time (ns resolution) when the kernel shows it, else utime + stime (one
     /// clock tick resolution). The relay's threads (main, tokio workers) live as long as it.
-    pub(crate) fn cpu_ms(&self) -> Option<f64> {
+    pub fn cpu_ms(&self) -> Option<f64> {
         sched_ms_of(self.pid()).or_else(|| cpu_ms_of(self.pid(), self.clk_tck))
     }
 
     /// `(VmRSS, VmHWM)` in KiB.
-    pub(crate) fn memory_kib(&self) -> Option<(u64, u64)> {
+    pub fn memory_kib(&self) -> Option<(u64, u64)> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
         let get = |key: &str| {
             status
@@ -257,14 +257,14 @@ impl RelayProc {
     }
 
     /// Open file descriptors of the relay.
-    pub(crate) fn open_fds(&self) -> Option<usize> {
+    pub fn open_fds(&self) -> Option<usize> {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .ok()
             .map(|d| d.count())
     }
 
     /// Waits (at most `timeout`) for the relay's timing of `round`.
-    pub(crate) async fn path_of(&mut self, round: u64, timeout: Duration) -> Option<u64> {
+    pub async fn path_of(&mut self, round: u64, timeout: Duration) -> Option<u64> {
         let end = Instant::now() + timeout;
         loop {
             while let Ok(p) = self.paths.try_recv() {
@@ -281,7 +281,7 @@ impl RelayProc {
     }
 
     /// Whether the process is still running.
-    pub(crate) fn alive(&mut self) -> bool {
+    pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 }
@@ -310,7 +310,7 @@ impl Drop for RelayProc {
 }
 
 /// The sum of `se.sum_exec_runtime` over a process's live threads, in ms.
-pub(crate) fn sched_ms_of(pid: u32) -> Option<f64> {
+pub fn sched_ms_of(pid: u32) -> Option<f64> {
     let mut total = 0.0;
     let mut any = false;
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))
@@ -334,7 +334,7 @@ pub(crate) fn sched_ms_of(pid: u32) -> Option<f64> {
 }
 
 /// utime + stime of a process from /proc/PID/stat, in ms.
-pub(crate) fn cpu_ms_of(pid: u32, clk_tck: f64) -> Option<f64> {
+pub fn cpu_ms_of(pid: u32, clk_tck: f64) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may contain spaces) start at field 3 (state);
     // utime and stime are fields 14 and 15.
@@ -346,7 +346,7 @@ pub(crate) fn cpu_ms_of(pid: u32, clk_tck: f64) -> Option<f64> {
 }
 
 /// The 1-minute load average.
-pub(crate) fn load1() -> Option<f64> {
+pub fn load1() -> Option<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .ok()?
         .split_whitespace()
@@ -356,7 +356,7 @@ pub(crate) fn load1() -> Option<f64> {
 }
 
 /// The soft and hard limits on open files of this process.
-pub(crate) fn nofile_limits() -> Option<(u64, u64)> {
+pub fn nofile_limits() -> Option<(u64, u64)> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     let nums: Vec<u64> = line
@@ -368,7 +368,7 @@ pub(crate) fn nofile_limits() -> Option<(u64, u64)> {
 
 /// Makes sure this process (and so the relay it starts) may open `need` files: raises the soft
 /// limit up to the hard one with `prlimit` when needed.
-pub(crate) fn ensure_nofile(need: u64) -> Result<(), String> {
+pub fn ensure_nofile(need: u64) -> Result<(), String> {
     let Some((soft, hard)) = nofile_limits() else {
         return Ok(());
     };
@@ -395,7 +395,7 @@ pub(crate) fn ensure_nofile(need: u64) -> Result<(), String> {
 }
 
 /// A fresh temporary directory for one relay.
-pub(crate) fn fresh_dir(base: &Path, name: &str) -> Result<PathBuf, String> {
+pub fn fresh_dir(base: &Path, name: &str) -> Result<PathBuf, String> {
     let dir = base.join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
