@@ -6,6 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::commitment::{Commitment, Nonce, Revealed};
 use crate::encoding::Statistics;
 use crate::envelope::{PublicKey, TAG_LEN};
 use crate::error::{DecodeError, ErrorCode};
@@ -14,7 +15,7 @@ use crate::roster::{Roster, SafetyCode};
 use crate::study::StudyParams;
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest message either side accepts by default, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
@@ -73,7 +74,8 @@ impl<'de> Deserialize<'de> for Sealed {
     }
 }
 
-/// Join a study's next round with a fresh public key.
+/// Join a study's next round with a commitment to a fresh public key (see
+/// [`crate::commitment`]); the key itself is revealed once the roster is frozen.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Join {
@@ -81,11 +83,25 @@ pub struct Join {
     pub v: u32,
     /// Study id.
     pub study: String,
-    /// This patient's X25519 public key for the round.
-    pub public_key: PublicKey,
+    /// Commitment to this patient's X25519 public key for the round.
+    pub commitment: Commitment,
     /// Invite code, for studies that require one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invite: Option<String>,
+}
+
+/// Reveals the key and nonce behind this patient's commitment, once the roster is frozen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reveal {
+    /// Protocol version.
+    pub v: u32,
+    /// Round id.
+    pub round: u64,
+    /// This patient's X25519 public key for the round.
+    pub public_key: PublicKey,
+    /// The nonce of its commitment.
+    pub nonce: Nonce,
 }
 
 /// One sealed share addressed to a roster member.
@@ -136,6 +152,8 @@ pub struct Leave {
 pub enum PatientToRelay {
     /// See [`Join`].
     Join(Join),
+    /// See [`Reveal`].
+    Reveal(Reveal),
     /// See [`Shares`].
     Shares(Shares),
     /// See [`PartialSum`].
@@ -184,6 +202,29 @@ pub struct RosterMsg {
     pub you: u32,
 }
 
+/// Every member's reveal, once all have revealed. Each patient checks each against the frozen
+/// roster's commitment before it uses any key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keys {
+    /// Protocol version.
+    pub v: u32,
+    /// Round id.
+    pub round: u64,
+    /// One reveal per roster member, in index order.
+    pub reveals: Vec<Revealed>,
+}
+
+/// One patient's partial sum, as published with the result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartialSumOf {
+    /// Sender's roster index.
+    pub from: u32,
+    /// Its partial sum.
+    pub sum: Vec<Fe>,
+}
+
 /// One sealed share delivered to its recipient.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -228,6 +269,8 @@ pub struct RoundResult {
     pub partial_sums: u32,
     /// The round's safety code.
     pub safety_code: SafetyCode,
+    /// Every partial sum used, so that each patient recomputes (and checks) the result itself.
+    pub partials: Vec<PartialSumOf>,
 }
 
 /// Why a round was abandoned. Nothing was revealed.
@@ -255,6 +298,13 @@ pub enum AbandonReason {
     Shutdown,
     /// The relay restarted while the round was in flight.
     RelayRestarted,
+    /// Not every roster member revealed a key matching its commitment in time.
+    MissingReveals {
+        /// Valid reveals received.
+        got: u32,
+        /// Roster size.
+        needed: u32,
+    },
 }
 
 impl core::fmt::Display for AbandonReason {
@@ -275,6 +325,10 @@ impl core::fmt::Display for AbandonReason {
             AbandonReason::RelayRestarted => {
                 f.write_str("the hospital's relay restarted during the round")
             }
+            AbandonReason::MissingReveals { got, needed } => write!(
+                f,
+                "only {got} of {needed} patients revealed their keys in time"
+            ),
         }
     }
 }
@@ -316,6 +370,8 @@ pub enum RelayToPatient {
     Enrolment(Enrolment),
     /// See [`RosterMsg`].
     Roster(RosterMsg),
+    /// See [`Keys`].
+    Keys(Keys),
     /// See [`Delivery`].
     Delivery(Delivery),
     /// See [`RoundResult`].
@@ -420,6 +476,7 @@ impl PatientToRelay {
         let (tag, body) = split_tag(text)?;
         Some(match tag {
             "join" => PatientToRelay::Join(serde_json::from_str(&body).ok()?),
+            "reveal" => PatientToRelay::Reveal(serde_json::from_str(&body).ok()?),
             "shares" => PatientToRelay::Shares(serde_json::from_str(&body).ok()?),
             "partial_sum" => PatientToRelay::PartialSum(serde_json::from_str(&body).ok()?),
             "leave" => PatientToRelay::Leave(serde_json::from_str(&body).ok()?),
@@ -436,6 +493,7 @@ impl RelayToPatient {
             "welcome" => RelayToPatient::Welcome(serde_json::from_str(&body).ok()?),
             "enrolment" => RelayToPatient::Enrolment(serde_json::from_str(&body).ok()?),
             "roster" => RelayToPatient::Roster(serde_json::from_str(&body).ok()?),
+            "keys" => RelayToPatient::Keys(serde_json::from_str(&body).ok()?),
             "delivery" => RelayToPatient::Delivery(serde_json::from_str(&body).ok()?),
             "result" => RelayToPatient::Result(serde_json::from_str(&body).ok()?),
             "abandoned" => RelayToPatient::Abandoned(serde_json::from_str(&body).ok()?),
@@ -447,6 +505,7 @@ impl RelayToPatient {
 
 versioned!(PatientToRelay {
     Join,
+    Reveal,
     Shares,
     PartialSum,
     Leave
@@ -455,6 +514,7 @@ versioned!(RelayToPatient {
     Welcome,
     Enrolment,
     Roster,
+    Keys,
     Delivery,
     Result,
     Abandoned,
@@ -469,26 +529,26 @@ mod tests {
     #[test]
     fn join_round_trips_and_is_strict() {
         let m = PatientToRelay::Join(Join {
-            v: 1,
+            v: 2,
             study: "demo".into(),
-            public_key: PublicKey([7; 32]),
+            commitment: Commitment([7; 32]),
             invite: None,
         });
         let text = m.encode();
         assert!(
-            text.starts_with(r#"{"type":"join","v":1,"study":"demo","public_key":""#),
+            text.starts_with(r#"{"type":"join","v":2,"study":"demo","commitment":""#),
             "{text}"
         );
         assert_eq!(PatientToRelay::decode(&text).unwrap(), m);
-        let extra = text.replacen("\"v\":1", "\"v\":1,\"x\":2", 1);
+        let extra = text.replacen("\"v\":2", "\"v\":2,\"x\":2", 1);
         assert!(matches!(
             PatientToRelay::decode(&extra),
             Err(DecodeError::UnknownField { .. })
         ));
-        let v2 = text.replacen("\"v\":1", "\"v\":2", 1);
+        let v1 = text.replacen("\"v\":2", "\"v\":1", 1);
         assert_eq!(
-            PatientToRelay::decode(&v2),
-            Err(DecodeError::UnsupportedVersion { got: 2 })
+            PatientToRelay::decode(&v1),
+            Err(DecodeError::UnsupportedVersion { got: 1 })
         );
     }
 
@@ -515,7 +575,7 @@ mod tests {
                 matches!(e, DecodeError::Schema { .. })
             }),
             (
-                r#"{"type":"join","v":1,"study":"d","public_key":"AAAA"}"#,
+                r#"{"type":"join","v":2,"study":"d","commitment":"AAAA"}"#,
                 |e| matches!(e, DecodeError::Schema { .. }),
             ),
             (
@@ -542,7 +602,7 @@ mod tests {
     #[test]
     fn errors_never_quote_input() {
         let secret = "172.5";
-        let text = format!(r#"{{"type":"join","v":1,"study":"{secret}","public_key":"{secret}"}}"#);
+        let text = format!(r#"{{"type":"join","v":2,"study":"{secret}","commitment":"{secret}"}}"#);
         let err = PatientToRelay::decode(&text).unwrap_err();
         assert!(!alloc::string::ToString::to_string(&err).contains(secret));
         assert!(!format!("{err:?}").contains(secret));
@@ -553,13 +613,13 @@ mod tests {
         let sealed = Sealed::from_bytes(&[7u8; 48]);
         let to_relay = [
             PatientToRelay::Join(Join {
-                v: 1,
+                v: 2,
                 study: "demo".into(),
-                public_key: PublicKey([7; 32]),
+                commitment: Commitment([7; 32]),
                 invite: Some("x".into()),
             }),
             PatientToRelay::Shares(Shares {
-                v: 1,
+                v: 2,
                 round: 3,
                 shares: vec![ShareTo {
                     to: 2,
@@ -567,11 +627,11 @@ mod tests {
                 }],
             }),
             PatientToRelay::PartialSum(PartialSum {
-                v: 1,
+                v: 2,
                 round: 3,
                 sum: vec![Fe::new(5); 13],
             }),
-            PatientToRelay::Leave(Leave { v: 1 }),
+            PatientToRelay::Leave(Leave { v: 2 }),
         ];
         for m in &to_relay {
             let text = m.encode();
@@ -587,7 +647,7 @@ mod tests {
             assert_eq!(PatientToRelay::decode(&moved).as_ref(), Ok(m), "{moved}");
         }
         let d = RelayToPatient::Delivery(Delivery {
-            v: 1,
+            v: 2,
             round: 3,
             contributors: vec![1, 2],
             shares: vec![ShareFrom { from: 2, sealed }],
@@ -621,7 +681,7 @@ mod tests {
         assert!(!s.has_len_for(12 * 8));
         assert_eq!(format!("{s:?}"), "Sealed(160 chars)");
         let d = RelayToPatient::Delivery(Delivery {
-            v: 1,
+            v: 2,
             round: 3,
             contributors: vec![1, 2],
             shares: vec![ShareFrom { from: 2, sealed: s }],

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!            join × size (or start_round with ≥ min cohort, or enrolment deadline)
-//! Enrolling ─────────────────────────────────────────────▶ AwaitingShares
+//! Enrolling ─────────────────────────────────────────────▶ AwaitingReveals ──all reveals──▶ AwaitingShares
 //!   ▲                                                         │ all live members sent shares,
 //!   │                                                         │ or the shares deadline
 //!   │            result / abandoned                           ▼
@@ -19,14 +19,16 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use subtle::ConstantTimeEq;
 
-use crate::encoding::{Statistics, decode};
+use crate::commitment::{Commitment, Revealed};
+use crate::encoding::Statistics;
 use crate::envelope::PublicKey;
 use crate::error::{ProtocolError, StudyError};
 use crate::field::Fe;
 use crate::message::{
-    AbandonReason, Abandoned, Delivery, Enrolment, Join, PROTOCOL_VERSION, PatientToRelay,
-    RelayToPatient, RosterMsg, RoundResult, ShareFrom, ShareTo, Welcome,
+    AbandonReason, Abandoned, Delivery, Enrolment, Join, Keys, PROTOCOL_VERSION, PartialSumOf,
+    PatientToRelay, RelayToPatient, Reveal, RosterMsg, RoundResult, ShareFrom, ShareTo, Welcome,
 };
+use crate::protocol::aggregate::aggregate;
 use crate::roster::{Member, Roster, SafetyCode};
 use crate::sharing::Scheme;
 use crate::study::StudySpec;
@@ -168,6 +170,10 @@ pub struct StudyStatus {
 }
 
 enum RoundState {
+    AwaitingReveals {
+        reveals: Vec<Option<Revealed>>,
+        count: u32,
+    },
     AwaitingShares {
         received: Vec<Option<Vec<ShareTo>>>,
         count: u32,
@@ -201,7 +207,7 @@ impl Round {
 pub struct Hospital {
     spec: StudySpec,
     next_round: u64,
-    enrolling: Vec<(PeerId, PublicKey)>,
+    enrolling: Vec<(PeerId, Commitment)>,
     enrol_started: Option<u64>,
     broadcast_due: Option<u64>,
     round: Option<Round>,
@@ -295,6 +301,7 @@ impl Hospital {
             size: self.spec.params.size,
             running: self.round.as_ref().map(|r| {
                 let (phase, received) = match &r.state {
+                    RoundState::AwaitingReveals { count, .. } => ("awaiting reveals", *count),
                     RoundState::AwaitingShares { count, .. } => ("awaiting shares", *count),
                     RoundState::AwaitingPartialSums { count, .. } => {
                         ("awaiting partial sums", *count)
@@ -352,6 +359,11 @@ impl Hospital {
         }
         if self.round.as_ref().is_some_and(|r| now_ms >= r.deadline) {
             match self.round.as_ref().map(|r| &r.state) {
+                Some(RoundState::AwaitingReveals { count, .. }) => {
+                    let got = *count;
+                    let needed = self.round.as_ref().map_or(0, |r| r.roster.n());
+                    self.abandon(now_ms, AbandonReason::MissingReveals { got, needed });
+                }
                 Some(RoundState::AwaitingShares { .. }) => self.deliver(now_ms),
                 Some(RoundState::AwaitingPartialSums { .. }) => self.finish(now_ms),
                 None => {}
@@ -417,6 +429,7 @@ impl Hospital {
     ) -> Result<(), ProtocolError> {
         match msg {
             PatientToRelay::Join(j) => self.on_join(now_ms, from, j),
+            PatientToRelay::Reveal(r) => self.on_reveal(now_ms, from, r),
             PatientToRelay::Shares(s) => self.on_shares(now_ms, from, s.round, s.shares),
             PatientToRelay::PartialSum(p) => self.on_partial(now_ms, from, p.round, p.sum),
             PatientToRelay::Leave(_) => {
@@ -451,13 +464,10 @@ impl Hospital {
         if self.enrolling.len() as u32 >= self.spec.params.size {
             return Err(ProtocolError::StudyFull);
         }
-        if self.enrolling.iter().any(|(_, k)| *k == j.public_key) {
+        if self.enrolling.iter().any(|(_, k)| *k == j.commitment) {
             return Err(ProtocolError::DuplicateKey);
         }
-        if is_weak_key(&j.public_key) {
-            return Err(ProtocolError::WeakKey);
-        }
-        self.enrolling.push((from, j.public_key));
+        self.enrolling.push((from, j.commitment));
         if self.enrol_started.is_none() {
             self.enrol_started = Some(now_ms);
         }
@@ -505,7 +515,7 @@ impl Hospital {
             });
         };
         let n = enrolled.min(self.spec.params.size);
-        let taken: Vec<(PeerId, PublicKey)> = self.enrolling.drain(..n as usize).collect();
+        let taken: Vec<(PeerId, Commitment)> = self.enrolling.drain(..n as usize).collect();
         let roster = Roster {
             study: self.spec.params.clone(),
             round: self.next_round,
@@ -515,7 +525,7 @@ impl Hospital {
                 .enumerate()
                 .map(|(i, (_, k))| Member {
                     index: i as u32 + 1,
-                    public_key: *k,
+                    commitment: *k,
                 })
                 .collect(),
         };
@@ -526,7 +536,7 @@ impl Hospital {
             Some(now_ms)
         };
         self.broadcast_due = None;
-        let safety = roster.safety_code();
+        let safety = SafetyCode::pending();
         let peers: Vec<PeerId> = taken.iter().map(|(p, _)| *p).collect();
         for (i, p) in peers.iter().enumerate() {
             self.emit(
@@ -538,14 +548,6 @@ impl Hospital {
                 }),
             );
         }
-        self.event(HospitalEvent::RoundStarted {
-            study: self.spec.params.id.clone(),
-            round: roster.round,
-            roster_size: n,
-            threshold: roster.threshold,
-            safety_code: safety.clone(),
-            started_ms: now_ms,
-        });
         let index_of = peers
             .iter()
             .enumerate()
@@ -554,8 +556,8 @@ impl Hospital {
         let scheme = Scheme::new(n, roster.threshold).map_err(|_| ProtocolError::BadRoster)?;
         self.round = Some(Round {
             scheme,
-            state: RoundState::AwaitingShares {
-                received: (0..n).map(|_| None).collect(),
+            state: RoundState::AwaitingReveals {
+                reveals: (0..n).map(|_| None).collect(),
                 count: 0,
             },
             live: alloc::vec![true; n as usize],
@@ -591,6 +593,88 @@ impl Hospital {
         Ok(i)
     }
 
+    fn on_reveal(&mut self, now_ms: u64, from: PeerId, rv: Reveal) -> Result<(), ProtocolError> {
+        let me = self.member_index(from, rv.round)?;
+        let r = self.round.as_mut().expect("member_index checked");
+        let study = &r.roster.study.id;
+        let commitment = r.roster.members[me as usize - 1].commitment;
+        let RoundState::AwaitingReveals { reveals, count } = &mut r.state else {
+            return Err(ProtocolError::WrongState {
+                state: "awaiting shares or partial sums",
+                got: "reveal",
+            });
+        };
+        if reveals[me as usize - 1].is_some() {
+            return Err(ProtocolError::DuplicateShares);
+        }
+        let revealed = Revealed {
+            index: me,
+            public_key: rv.public_key,
+            nonce: rv.nonce,
+        };
+        if !revealed.opens(study, &commitment) {
+            return Err(ProtocolError::RevealMismatch { index: me });
+        }
+        if is_weak_key(&rv.public_key) {
+            return Err(ProtocolError::WeakKey);
+        }
+        if reveals
+            .iter()
+            .flatten()
+            .any(|o| o.public_key == rv.public_key)
+        {
+            return Err(ProtocolError::DuplicateKey);
+        }
+        reveals[me as usize - 1] = Some(revealed);
+        *count += 1;
+        if *count == r.roster.n() {
+            self.publish_keys(now_ms);
+        }
+        Ok(())
+    }
+
+    /// All members revealed: forward every reveal to every member, fix the safety code and
+    /// wait for shares.
+    fn publish_keys(&mut self, now_ms: u64) {
+        let Some(mut r) = self.round.take() else {
+            return;
+        };
+        let RoundState::AwaitingReveals { reveals, .. } = &mut r.state else {
+            self.round = Some(r);
+            return;
+        };
+        let reveals: Vec<Revealed> = reveals.drain(..).flatten().collect();
+        r.safety = r.roster.safety_code(&reveals);
+        let msg = Keys {
+            v: PROTOCOL_VERSION,
+            round: r.roster.round,
+            reveals,
+        };
+        for (i, p) in r.peers.iter().enumerate() {
+            if r.live[i] {
+                self.out.push_back(HospitalOutput::Send {
+                    to: *p,
+                    msg: RelayToPatient::Keys(msg.clone()),
+                });
+            }
+        }
+        self.event(HospitalEvent::RoundStarted {
+            study: self.spec.params.id.clone(),
+            round: r.roster.round,
+            roster_size: r.roster.n(),
+            threshold: r.roster.threshold,
+            safety_code: r.safety.clone(),
+            started_ms: r.started_ms,
+        });
+        let n = r.roster.n();
+        r.state = RoundState::AwaitingShares {
+            received: (0..n).map(|_| None).collect(),
+            count: 0,
+        };
+        r.deadline = now_ms.saturating_add(self.spec.deadlines.shares_ms);
+        self.round = Some(r);
+    }
+
     fn on_shares(
         &mut self,
         now_ms: u64,
@@ -604,7 +688,7 @@ impl Hospital {
         let len = r.scheme.payload_len(r.roster.study.vector_len());
         let RoundState::AwaitingShares { received, count } = &mut r.state else {
             return Err(ProtocolError::WrongState {
-                state: "awaiting partial sums",
+                state: "awaiting reveals or partial sums",
                 got: "shares",
             });
         };
@@ -637,6 +721,7 @@ impl Hospital {
     fn all_live_reported(&self) -> bool {
         let Some(r) = &self.round else { return false };
         let have = |i: usize| match &r.state {
+            RoundState::AwaitingReveals { reveals, .. } => reveals[i].is_some(),
             RoundState::AwaitingShares { received, .. } => received[i].is_some(),
             RoundState::AwaitingPartialSums { partials, .. } => partials[i].is_some(),
         };
@@ -729,7 +814,7 @@ impl Hospital {
         } = &mut r.state
         else {
             return Err(ProtocolError::WrongState {
-                state: "awaiting shares",
+                state: "awaiting reveals or shares",
                 got: "partial_sum",
             });
         };
@@ -770,28 +855,19 @@ impl Hospital {
             .enumerate()
             .filter_map(|(i, p)| p.as_ref().map(|v| (i as u32 + 1, v.as_slice())))
             .collect();
-        let scheme = r.scheme;
-        let aggregate = scheme.reconstruct(&points);
-        // With more than t partial sums, a second reconstruction from the last t must agree:
-        // it catches a corrupted partial sum that decoding alone might not.
-        let consistent = match (&aggregate, points.len() > t as usize) {
-            (Ok(a), true) => scheme
-                .reconstruct(&points[points.len() - t as usize..])
-                .is_ok_and(|b| *a == b),
-            (Ok(_), false) => true,
-            (Err(_), _) => false,
-        };
-        let stats = aggregate
-            .ok()
-            .filter(|_| consistent)
-            .and_then(|a| decode(&r.roster.study, &a).ok())
-            // The aggregate's count must be exactly the contributor set.
-            .filter(|s| s.count == contributors.len() as u64);
-        let Some(statistics) = stats else {
+        // The same computation every patient repeats on the published partial sums.
+        let Ok(statistics) = aggregate(&r.roster, contributors, &points) else {
             self.round = Some(r);
             self.abandon(now_ms, AbandonReason::InconsistentAggregate);
             return;
         };
+        let published: Vec<PartialSumOf> = points
+            .iter()
+            .map(|(i, s)| PartialSumOf {
+                from: *i,
+                sum: s.to_vec(),
+            })
+            .collect();
         let result = RoundResult {
             v: PROTOCOL_VERSION,
             study: self.spec.params.id.clone(),
@@ -801,6 +877,7 @@ impl Hospital {
             contributors: contributors.clone(),
             partial_sums: *count,
             safety_code: r.safety.clone(),
+            partials: published,
         };
         for (i, p) in r.peers.iter().enumerate() {
             if r.live[i] {
@@ -889,6 +966,11 @@ impl Hospital {
         }
         let t = r.roster.threshold;
         match &r.state {
+            RoundState::AwaitingReveals { count, .. } => {
+                let got = *count;
+                let needed = r.roster.n();
+                self.abandon(now_ms, AbandonReason::MissingReveals { got, needed });
+            }
             RoundState::AwaitingShares { .. } => {
                 if self.all_live_reported() {
                     self.deliver(now_ms);

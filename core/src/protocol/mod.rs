@@ -5,8 +5,11 @@
 //! feeds messages and the current time in milliseconds (`handle`), drains what to send
 //! (`poll_output`), and wakes the machine at `poll_timeout()` via `handle_timeout(now_ms)`.
 
+pub mod aggregate;
 pub mod hospital;
 pub mod patient;
+pub mod seen;
 
 pub use hospital::{Hospital, HospitalEvent, HospitalOutput, PeerId, RoundOutcome, StudyStatus};
 pub use patient::{Patient, PatientEvent};
+pub use seen::SeenRounds;

@@ -1,8 +1,10 @@
 //! One patient's side of one round.
 //!
 //! ```text
-//! new() ──Join──▶ AwaitingWelcome ──Welcome──▶ AwaitingRoster ──Roster──▶ (split, seal) ──Shares──▶
-//! AwaitingDelivery ──Delivery──▶ (open, sum) ──PartialSum──▶ AwaitingResult ──Result──▶ Finished
+//! new() ──Join(commitment)──▶ AwaitingWelcome ──Welcome──▶ AwaitingRoster ──Roster──▶ (check)
+//! ──Reveal──▶ AwaitingKeys ──Keys──▶ (check reveals, safety code, split, seal) ──Shares──▶
+//! AwaitingDelivery ──Delivery──▶ (open, sum) ──PartialSum──▶ AwaitingResult ──Result──▶
+//! (recompute, check) ──▶ Finished
 //!         any state ──Abandoned / refusal / timeout──▶ Finished
 //!   AwaitingWelcome ──Error (join refused)──▶ Finished
 //! ```
@@ -14,7 +16,12 @@
 //! The patient refuses (sends `leave`, emits [`PatientEvent::Refused`]) a roster whose study
 //! parameters differ from those it joined, a roster or contributor set below the study's
 //! minimum cohort, a roster for another round than the one it was welcomed to, a roster without
-//! its own key at its index, and any share that fails to open.
+//! its own commitment at its index, and any share that fails to open. Against a relay that
+//! deviates it also refuses (each error names the attack): a round id it has seen before for
+//! the study ([`SeenRounds`]), a roster listing one member twice, a threshold that breaks
+//! 2t > n + c, a reveal that does not open its frozen commitment, a second partial-sum request
+//! in a round, a delivery that leaves out a sender whose share it carries, and a result it
+//! cannot recompute itself from the published partial sums over its own contributor set.
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -24,15 +31,18 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, SeedableRng};
 use zeroize::Zeroize;
 
+use crate::commitment::{Commitment, Nonce, Revealed, commit};
 use crate::decimal::Decimal;
 use crate::encoding::{check_value, encode};
 use crate::envelope::{Binding, DirectionKey, KeyPair, PublicKey};
 use crate::error::{ErrorCode, ProtocolError, SealError};
 use crate::field::Fe;
 use crate::message::{
-    AbandonReason, Delivery, Join, Leave, PROTOCOL_VERSION, PartialSum, PatientToRelay,
-    RelayToPatient, RosterMsg, RoundResult, Sealed, ShareTo, Shares,
+    AbandonReason, Delivery, Join, Keys, Leave, PROTOCOL_VERSION, PartialSum, PatientToRelay,
+    RelayToPatient, Reveal, RosterMsg, RoundResult, Sealed, ShareTo, Shares,
 };
+use crate::protocol::aggregate::{AggregateFailure, aggregate};
+use crate::protocol::seen::SeenRounds;
 use crate::roster::{Roster, SafetyCode};
 use crate::study::StudyParams;
 
@@ -81,7 +91,19 @@ pub enum PatientEvent {
         /// Size of the contributor set.
         contributors: u32,
     },
-    /// The round completed.
+    /// The result was recomputed on this device from the published partial sums over the
+    /// contributor set this patient was given, and agrees with the relay's: "checked on this
+    /// device". Always immediately followed by [`PatientEvent::Completed`].
+    ResultChecked {
+        /// Round id.
+        round: u64,
+        /// Size of the contributor set.
+        contributors: u32,
+        /// Partial sums the check used.
+        partial_sums: u32,
+    },
+    /// The round completed; the statistics are this device's own computation (see
+    /// [`PatientEvent::ResultChecked`]).
     Completed(RoundResult),
     /// The relay abandoned the round; nothing was revealed.
     Abandoned {
@@ -107,6 +129,10 @@ enum State {
         params: StudyParams,
         round: u64,
     },
+    AwaitingKeys {
+        roster: Roster,
+        me: u32,
+    },
     AwaitingDelivery {
         roster: Roster,
         me: u32,
@@ -115,7 +141,10 @@ enum State {
         from_keys: Vec<Option<DirectionKey>>,
     },
     AwaitingResult {
-        round: u64,
+        roster: Roster,
+        me: u32,
+        contributors: Vec<u32>,
+        sent: Vec<Fe>,
     },
     Finished,
 }
@@ -125,6 +154,7 @@ impl State {
         match self {
             State::AwaitingWelcome => "awaiting welcome",
             State::AwaitingRoster { .. } => "awaiting roster",
+            State::AwaitingKeys { .. } => "awaiting keys",
             State::AwaitingDelivery { .. } => "awaiting delivery",
             State::AwaitingResult { .. } => "awaiting result",
             State::Finished => "finished",
@@ -138,6 +168,8 @@ pub struct Patient {
     value: Decimal,
     expected: Option<StudyParams>,
     keys: KeyPair,
+    nonce: Nonce,
+    seen: SeenRounds,
     rng: ChaCha20Rng,
     state: State,
     out: VecDeque<PatientToRelay>,
@@ -172,6 +204,8 @@ impl Patient {
             check_value(p, &value)?;
         }
         let keys = KeyPair::generate(rng);
+        let mut nonce = Nonce([0; 32]);
+        rng.fill_bytes(&mut nonce.0);
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
         let own_rng = ChaCha20Rng::from_seed(seed);
@@ -181,6 +215,8 @@ impl Patient {
             value,
             expected,
             keys,
+            nonce,
+            seen: SeenRounds::new(study),
             rng: own_rng,
             state: State::AwaitingWelcome,
             out: VecDeque::new(),
@@ -191,7 +227,7 @@ impl Patient {
         p.out.push_back(PatientToRelay::Join(Join {
             v: PROTOCOL_VERSION,
             study: p.study.clone(),
-            public_key: p.keys.public(),
+            commitment: p.commitment(),
             invite,
         }));
         p.touch(now_ms);
@@ -212,9 +248,35 @@ impl Patient {
         };
     }
 
-    /// This patient's public key for the round.
+    /// This patient's public key for the round (sent only in the reveal).
     pub fn public_key(&self) -> PublicKey {
         self.keys.public()
+    }
+
+    /// This patient's commitment to its key (sent in the join).
+    pub fn commitment(&self) -> Commitment {
+        commit(&self.study, &self.keys.public(), &self.nonce)
+    }
+
+    /// This patient's reveal (sent once the roster is frozen).
+    pub fn revealed(&self, index: u32) -> Revealed {
+        Revealed {
+            index,
+            public_key: self.keys.public(),
+            nonce: self.nonce,
+        }
+    }
+
+    /// Adds rounds this patient's user has already taken part in for this study (e.g. kept in
+    /// the browser's `sessionStorage` across reconnects); a roster for one of them, or a second
+    /// partial-sum request in one, is refused. Rounds of another study are ignored.
+    pub fn remember_rounds(&mut self, seen: &SeenRounds) {
+        self.seen.merge(seen);
+    }
+
+    /// The rounds seen so far, to keep for the next connection.
+    pub fn seen_rounds(&self) -> &SeenRounds {
+        &self.seen
     }
 
     /// What the patient waits for, e.g. `"awaiting roster"`.
@@ -317,6 +379,12 @@ impl Patient {
                 if let Err(e) = check_value(&w.study, &self.value) {
                     return (State::AwaitingWelcome, Err(e.into()));
                 }
+                if self.seen.contains(w.round) {
+                    return (
+                        State::AwaitingWelcome,
+                        Err(ProtocolError::ReplayedRound { round: w.round }),
+                    );
+                }
                 self.events.push_back(PatientEvent::Welcomed {
                     study: w.study.clone(),
                     round: w.round,
@@ -343,6 +411,20 @@ impl Patient {
                     Err(e) => (State::AwaitingRoster { params, round }, Err(e)),
                 }
             }
+            (State::AwaitingKeys { roster, me }, RelayToPatient::Keys(k)) => {
+                match self.on_keys(&roster, me, k) {
+                    Ok((own, from_keys)) => (
+                        State::AwaitingDelivery {
+                            roster,
+                            me,
+                            own,
+                            from_keys,
+                        },
+                        Ok(()),
+                    ),
+                    Err(e) => (State::AwaitingKeys { roster, me }, Err(e)),
+                }
+            }
             (
                 State::AwaitingDelivery {
                     roster,
@@ -352,9 +434,12 @@ impl Patient {
                 },
                 RelayToPatient::Delivery(d),
             ) => match self.on_delivery(&roster, me, &own, &from_keys, d) {
-                Ok(()) => (
+                Ok((contributors, sent)) => (
                     State::AwaitingResult {
-                        round: roster.round,
+                        roster,
+                        me,
+                        contributors,
+                        sent,
                     },
                     Ok(()),
                 ),
@@ -368,18 +453,54 @@ impl Patient {
                     Err(e),
                 ),
             },
-            (State::AwaitingResult { round }, RelayToPatient::Result(r)) => {
-                if r.round != round {
+            (s @ State::AwaitingResult { .. }, RelayToPatient::Delivery(d)) => {
+                let round = d.round;
+                (s, Err(ProtocolError::SecondPartialSumRequest { round }))
+            }
+            (
+                State::AwaitingResult {
+                    roster,
+                    me,
+                    contributors,
+                    sent,
+                },
+                RelayToPatient::Result(r),
+            ) => {
+                if r.round != roster.round {
+                    let err = ProtocolError::WrongRound {
+                        got: r.round,
+                        current: roster.round,
+                    };
                     return (
-                        State::AwaitingResult { round },
-                        Err(ProtocolError::WrongRound {
-                            got: r.round,
-                            current: round,
-                        }),
+                        State::AwaitingResult {
+                            roster,
+                            me,
+                            contributors,
+                            sent,
+                        },
+                        Err(err),
                     );
                 }
-                self.events.push_back(PatientEvent::Completed(r));
-                (State::Finished, Ok(()))
+                match check_result(&roster, me, &contributors, &sent, r) {
+                    Ok(checked) => {
+                        self.events.push_back(PatientEvent::ResultChecked {
+                            round: checked.round,
+                            contributors: checked.contributors.len() as u32,
+                            partial_sums: checked.partials.len() as u32,
+                        });
+                        self.events.push_back(PatientEvent::Completed(checked));
+                        (State::Finished, Ok(()))
+                    }
+                    Err(e) => (
+                        State::AwaitingResult {
+                            roster,
+                            me,
+                            contributors,
+                            sent,
+                        },
+                        Err(e),
+                    ),
+                }
             }
             (state, RelayToPatient::Abandoned(a)) if !matches!(state, State::Finished) => {
                 self.events.push_back(PatientEvent::Abandoned {
@@ -409,9 +530,14 @@ impl Patient {
             return Err(ProtocolError::ParamsMismatch);
         }
         // The round id is covered by the safety code; pinning it to the welcome's keeps the
-        // relay from choosing it freely while searching for a matching code.
+        // relay from choosing it freely.
         if roster.round != round {
             return Err(ProtocolError::BadRoster);
+        }
+        if self.seen.contains(roster.round) {
+            return Err(ProtocolError::ReplayedRound {
+                round: roster.round,
+            });
         }
         roster.check()?;
         let n = roster.n();
@@ -422,8 +548,54 @@ impl Patient {
             });
         }
         let me = r.you;
-        if roster.member(me).map(|m| m.public_key) != Some(self.keys.public()) {
+        if roster.member(me).map(|m| m.commitment) != Some(self.commitment()) {
             return Err(ProtocolError::BadRoster);
+        }
+        self.seen.insert(roster.round);
+        self.out.push_back(PatientToRelay::Reveal(Reveal {
+            v: PROTOCOL_VERSION,
+            round: roster.round,
+            public_key: self.keys.public(),
+            nonce: self.nonce,
+        }));
+        Ok(State::AwaitingKeys { roster, me })
+    }
+
+    /// Checks every reveal against the frozen commitments, shows the safety code, and deals,
+    /// seals and queues the shares.
+    #[allow(clippy::type_complexity)]
+    fn on_keys(
+        &mut self,
+        roster: &Roster,
+        me: u32,
+        k: Keys,
+    ) -> Result<(Vec<Fe>, Vec<Option<DirectionKey>>), ProtocolError> {
+        if k.round != roster.round {
+            return Err(ProtocolError::WrongRound {
+                got: k.round,
+                current: roster.round,
+            });
+        }
+        let n = roster.n();
+        if k.reveals.len() != n as usize {
+            return Err(ProtocolError::BadRoster);
+        }
+        let params = &roster.study;
+        for (m, rv) in roster.members.iter().zip(&k.reveals) {
+            if rv.index != m.index {
+                return Err(ProtocolError::BadRoster);
+            }
+            if !rv.opens(&params.id, &m.commitment) {
+                return Err(ProtocolError::RevealMismatch { index: m.index });
+            }
+        }
+        if k.reveals[me as usize - 1] != self.revealed(me) {
+            return Err(ProtocolError::RevealMismatch { index: me });
+        }
+        let mut keys: Vec<&PublicKey> = k.reveals.iter().map(|r| &r.public_key).collect();
+        keys.sort_unstable();
+        if keys.windows(2).any(|w| w[0] == w[1]) {
+            return Err(ProtocolError::DuplicateRosterMember);
         }
         let scheme = roster.scheme()?;
         let encoded = encode(params, &self.value)?;
@@ -432,7 +604,7 @@ impl Patient {
         let mut sealed = Vec::with_capacity(n as usize - 1);
         let mut from_keys: Vec<Option<DirectionKey>> = Vec::with_capacity(n as usize);
         let mut payloads = deal.payloads.iter();
-        for m in &roster.members {
+        for m in &k.reveals {
             if m.index == me {
                 from_keys.push(None);
                 continue;
@@ -440,7 +612,7 @@ impl Patient {
             let pair = self
                 .keys
                 .agree(&m.public_key)
-                .map_err(|_| ProtocolError::BadRoster)?;
+                .map_err(|_| ProtocolError::RevealMismatch { index: m.index })?;
             let to = Binding {
                 study: &params.id,
                 round: roster.round,
@@ -470,7 +642,7 @@ impl Patient {
             n,
             threshold: roster.threshold,
             you: me,
-            safety_code: roster.safety_code(),
+            safety_code: roster.safety_code(&k.reveals),
         });
         self.out.push_back(PatientToRelay::Shares(Shares {
             v: PROTOCOL_VERSION,
@@ -480,12 +652,7 @@ impl Patient {
         self.events.push_back(PatientEvent::SharesSent {
             round: roster.round,
         });
-        Ok(State::AwaitingDelivery {
-            roster,
-            me,
-            own,
-            from_keys,
-        })
+        Ok((own, from_keys))
     }
 
     fn on_delivery(
@@ -495,7 +662,7 @@ impl Patient {
         own: &[Fe],
         from_keys: &[Option<DirectionKey>],
         d: Delivery,
-    ) -> Result<(), ProtocolError> {
+    ) -> Result<(Vec<u32>, Vec<Fe>), ProtocolError> {
         if d.round != roster.round {
             return Err(ProtocolError::WrongRound {
                 got: d.round,
@@ -513,6 +680,14 @@ impl Patient {
                 got: c.len() as u32,
                 min,
             });
+        }
+        if self.seen.answered(roster.round) {
+            return Err(ProtocolError::SecondPartialSumRequest {
+                round: roster.round,
+            });
+        }
+        if let Some(s) = d.shares.iter().find(|s| c.binary_search(&s.from).is_err()) {
+            return Err(ProtocolError::DeliveryOmitsSender { from: s.from });
         }
         let expected: Vec<u32> = c.iter().copied().filter(|&i| i != me).collect();
         let mut got: Vec<u32> = d.shares.iter().map(|s| s.from).collect();
@@ -551,17 +726,53 @@ impl Patient {
             }
             share.zeroize();
         }
+        self.seen.mark_answered(roster.round);
         self.out.push_back(PatientToRelay::PartialSum(PartialSum {
             v: PROTOCOL_VERSION,
             round: roster.round,
-            sum,
+            sum: sum.clone(),
         }));
         self.events.push_back(PatientEvent::PartialSumSent {
             round: roster.round,
             contributors: c.len() as u32,
         });
-        Ok(())
+        Ok((d.contributors, sum))
     }
+}
+
+/// Recomputes the result from the published partial sums and checks it: the contributor set is
+/// the one this patient answered for, its own partial sum is there unaltered, the partial sums
+/// give one consistent aggregate (on one polynomial in Shamir rounds), and the relay's
+/// statistics are exactly that. Returns the result with this device's own statistics.
+fn check_result(
+    roster: &Roster,
+    me: u32,
+    contributors: &[u32],
+    sent: &[Fe],
+    mut r: RoundResult,
+) -> Result<RoundResult, ProtocolError> {
+    if r.contributors != contributors {
+        return Err(ProtocolError::ContributorSetChanged);
+    }
+    if !r.partials.iter().any(|p| p.from == me && p.sum == sent) {
+        return Err(ProtocolError::OwnPartialSumAltered);
+    }
+    let points: Vec<(u32, &[Fe])> = r
+        .partials
+        .iter()
+        .map(|p| (p.from, p.sum.as_slice()))
+        .collect();
+    let own = aggregate(roster, contributors, &points).map_err(|e| match e {
+        AggregateFailure::Malformed
+        | AggregateFailure::NotOnePolynomial
+        | AggregateFailure::Inconsistent => ProtocolError::InconsistentPartialSums,
+    })?;
+    if own != r.statistics || r.roster_size != roster.n() || r.partial_sums as usize != points.len()
+    {
+        return Err(ProtocolError::LyingResult);
+    }
+    r.statistics = own;
+    Ok(r)
 }
 
 /// Errors after which the patient must not go on with the round.
