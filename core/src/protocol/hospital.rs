@@ -1011,13 +1011,33 @@ mod tests {
         KeyPair::generate(&mut ChaCha20Rng::seed_from_u64(i)).public()
     }
 
+    fn nonce(i: u64) -> crate::commitment::Nonce {
+        crate::commitment::Nonce([i as u8; 32])
+    }
+
     fn join(study: &str, i: u64, invite: Option<&str>) -> PatientToRelay {
         PatientToRelay::Join(Join {
-            v: 1,
+            v: 2,
             study: study.into(),
-            public_key: key(i),
+            commitment: crate::commitment::commit(study, &key(i), &nonce(i)),
             invite: invite.map(Into::into),
         })
+    }
+
+    fn reveal(i: u64, round: u64) -> PatientToRelay {
+        PatientToRelay::Reveal(Reveal {
+            v: 2,
+            round,
+            public_key: key(i),
+            nonce: nonce(i),
+        })
+    }
+
+    /// Every peer in `peers` reveals for `round`.
+    fn reveal_all(h: &mut Hospital, peers: impl IntoIterator<Item = u64>, round: u64) {
+        for i in peers {
+            h.handle(0, PeerId(i), reveal(i, round)).unwrap();
+        }
     }
 
     fn drain(h: &mut Hospital) -> Vec<HospitalOutput> {
@@ -1029,7 +1049,8 @@ mod tests {
             h.handle(0, PeerId(i), join("s", i, None)).unwrap();
         }
         let out = drain(h);
-        out.iter()
+        let round = out
+            .iter()
             .find_map(|o| match o {
                 HospitalOutput::Send {
                     msg: RelayToPatient::Roster(r),
@@ -1037,7 +1058,10 @@ mod tests {
                 } => Some(r.roster.round),
                 _ => None,
             })
-            .expect("roster sent")
+            .expect("roster sent");
+        reveal_all(h, 0..n, round);
+        drain(h);
+        round
     }
 
     fn shares_from(me: u32, n: u32, round: u64) -> PatientToRelay {
@@ -1128,13 +1152,6 @@ mod tests {
             h.handle(0, PeerId(2), join("s", 1, Some("sesame"))),
             Err(ProtocolError::DuplicateKey)
         );
-        let weak = PatientToRelay::Join(Join {
-            v: 1,
-            study: "s".into(),
-            public_key: PublicKey([0; 32]),
-            invite: Some("sesame".into()),
-        });
-        assert_eq!(h.handle(0, PeerId(3), weak), Err(ProtocolError::WeakKey));
         assert_eq!(h.status().enrolled, 1);
     }
 

@@ -815,7 +815,7 @@ mod tests {
         p.handle(
             1,
             RelayToPatient::Welcome(Welcome {
-                v: 1,
+                v: 2,
                 study: params(),
                 round: 7,
                 enrolled: 1,
@@ -829,15 +829,15 @@ mod tests {
         let members = (1..=n)
             .map(|i| Member {
                 index: i,
-                public_key: if i == you {
-                    p.public_key()
+                commitment: if i == you {
+                    p.commitment()
                 } else {
-                    other_key(i)
+                    other(i).0
                 },
             })
             .collect();
         RosterMsg {
-            v: 1,
+            v: 2,
             roster: Roster {
                 study: params(),
                 round: 7,
@@ -850,6 +850,36 @@ mod tests {
 
     fn other_key(i: u32) -> PublicKey {
         KeyPair::generate(&mut ChaCha20Rng::seed_from_u64(1000 + u64::from(i))).public()
+    }
+
+    /// Another member's commitment and reveal.
+    fn other(i: u32) -> (Commitment, Revealed) {
+        let r = Revealed {
+            index: i,
+            public_key: other_key(i),
+            nonce: Nonce([i as u8; 32]),
+        };
+        (commit("demo", &r.public_key, &r.nonce), r)
+    }
+
+    /// The keys message for `roster_for(p, n, you)`.
+    fn keys_for(p: &Patient, n: u32, you: u32) -> RelayToPatient {
+        RelayToPatient::Keys(Keys {
+            v: 2,
+            round: 7,
+            reveals: (1..=n)
+                .map(|i| if i == you { p.revealed(i) } else { other(i).1 })
+                .collect(),
+        })
+    }
+
+    /// Roster and keys, as a relay that follows the protocol sends them.
+    fn frozen(p: &mut Patient, t: u64, n: u32, you: u32) {
+        p.handle(t, RelayToPatient::Roster(roster_for(p, n, you)))
+            .unwrap();
+        assert!(matches!(p.poll_output(), Some(PatientToRelay::Reveal(_))));
+        let k = keys_for(p, n, you);
+        p.handle(t, k).unwrap();
     }
 
     fn refused(p: &mut Patient) -> Option<ProtocolError> {
@@ -919,7 +949,7 @@ mod tests {
     fn refuses_roster_without_its_own_key() {
         let mut p = welcomed(4);
         let mut r = roster_for(&p, 4, 2);
-        r.roster.members[1].public_key = other_key(9);
+        r.roster.members[1].commitment = other(9).0;
         assert_eq!(
             p.handle(2, RelayToPatient::Roster(r)),
             Err(ProtocolError::BadRoster)
@@ -929,15 +959,14 @@ mod tests {
     #[test]
     fn refuses_small_contributor_sets_and_tampered_shares() {
         let mut p = welcomed(5);
-        p.handle(2, RelayToPatient::Roster(roster_for(&p, 4, 1)))
-            .unwrap();
+        frozen(&mut p, 2, 4, 1);
         let Some(PatientToRelay::Shares(sent)) = p.poll_output() else {
             panic!("shares expected")
         };
         assert_eq!(sent.shares.len(), 3);
         // Contributor set {1, 2}: below the minimum cohort of 3.
         let small = Delivery {
-            v: 1,
+            v: 2,
             round: 7,
             contributors: vec![1, 2],
             shares: vec![ShareFrom {
@@ -950,8 +979,7 @@ mod tests {
         assert!(p.is_finished());
 
         let mut p = welcomed(6);
-        p.handle(2, RelayToPatient::Roster(roster_for(&p, 4, 1)))
-            .unwrap();
+        frozen(&mut p, 2, 4, 1);
         let Some(PatientToRelay::Shares(sent)) = p.poll_output() else {
             panic!("shares expected")
         };
@@ -966,7 +994,7 @@ mod tests {
             })
             .collect();
         let d = Delivery {
-            v: 1,
+            v: 2,
             round: 7,
             contributors: vec![1, 2, 3, 4],
             shares: forged,
@@ -985,7 +1013,7 @@ mod tests {
     fn wrong_state_messages_are_typed_errors_not_panics() {
         let mut p = welcomed(7);
         let d = Delivery {
-            v: 1,
+            v: 2,
             round: 7,
             contributors: vec![],
             shares: vec![],
@@ -998,7 +1026,7 @@ mod tests {
         p.handle(
             3,
             RelayToPatient::Enrolment(Enrolment {
-                v: 1,
+                v: 2,
                 round: 7,
                 enrolled: 2,
                 size: 4,
@@ -1022,7 +1050,7 @@ mod tests {
             Patient::new(0, "demo", "170.5".parse().unwrap(), None, None, &mut rng).unwrap();
         assert!(!format!("{p:?}").contains("170"));
         let e = ErrorMsg {
-            v: 1,
+            v: 2,
             code: ErrorCode::UnknownStudy,
             message: "no such study".into(),
         };
@@ -1039,8 +1067,7 @@ mod tests {
             None,
             "waiting for others is never timed out"
         );
-        p.handle(20, RelayToPatient::Roster(roster_for(&p, 4, 1)))
-            .unwrap();
+        frozen(&mut p, 20, 4, 1);
         assert_eq!(p.poll_timeout(), Some(1020));
         p.handle_timeout(1020);
         assert_eq!(refused(&mut p), Some(ProtocolError::TimedOut));
