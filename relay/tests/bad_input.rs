@@ -634,7 +634,7 @@ async fn bad_websocket_frames_close_with_the_right_code() {
     let (op, p) = read_frame(&mut s).await.unwrap();
     assert_eq!(op, 1);
     assert_eq!(error_code(std::str::from_utf8(&p).unwrap()), "bad_message");
-    s.write_all(&text("{\"type\":\"leave\",\"v\":1}"))
+    s.write_all(&text("{\"type\":\"leave\",\"v\":2}"))
         .await
         .unwrap();
     let (_, p) = read_frame(&mut s).await.unwrap();
@@ -681,14 +681,14 @@ async fn hostile_json_gets_bad_message_and_floods_of_it_are_closed() {
         "\"join\"".into(),
         "null".into(),
         "{}".into(),
-        r#"{"type":"hack","v":1}"#.into(),
-        r#"{"type":"join","v":1,"study":"s","public_key":"AAAA","admin":true}"#.into(),
+        r#"{"type":"hack","v":2}"#.into(),
+        r#"{"type":"join","v":2,"study":"s","public_key":"AAAA","admin":true}"#.into(),
         deep_arrays,
         deep_objects,
-        r#"{"type":"leave","v":1e999999}"#.into(),
+        r#"{"type":"leave","v":2e999999}"#.into(),
         r#"{"type":"leave","v":-1}"#.into(),
-        r#"{"type":"partial_sum","v":1,"round":18446744073709551616,"sum":[1]}"#.into(),
-        r#"{"type":"partial_sum","v":1,"round":1,"sum":[2305843009213693951]}"#.into(),
+        r#"{"type":"partial_sum","v":2,"round":18446744073709551616,"sum":[1]}"#.into(),
+        r#"{"type":"partial_sum","v":2,"round":1,"sum":[2305843009213693951]}"#.into(),
     ];
     // Up to 16 bad messages on a connection get an error each.
     let mut ws = cohort_relay::client::connect(&t.ws_url(), &t.ca())
@@ -763,7 +763,7 @@ async fn out_of_turn_replayed_and_impersonating_round_messages_are_refused() {
     assert_eq!(a.refused().await, "invalid");
     // A partial sum before the shares phase is over.
     let early = format!(
-        r#"{{"type":"partial_sum","v":1,"round":{round},"sum":[{}]}}"#,
+        r#"{{"type":"partial_sum","v":2,"round":{round},"sum":[{}]}}"#,
         vec!["0"; 13].join(",")
     );
     a.send_text(&early).await;
@@ -790,10 +790,9 @@ async fn out_of_turn_replayed_and_impersonating_round_messages_are_refused() {
     }
     // A join for a study that does not exist, and a second join while a member.
     let join_other = PatientToRelay::Join(cohort_core::message::Join {
-        v: 1,
+        v: cohort_core::message::PROTOCOL_VERSION,
         study: "no-such-study".into(),
-        public_key: cohort_core::envelope::KeyPair::generate(&mut ChaCha20Rng::seed_from_u64(1))
-            .public(),
+        commitment: cohort_core::commitment::Commitment([1; 32]),
         invite: None,
     });
     nobody

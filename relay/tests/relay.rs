@@ -487,12 +487,12 @@ async fn bad_frames_get_typed_errors_without_echo() {
         .unwrap();
     let cases = [
         (
-            "{\"type\":\"join\",\"v\":1,\"study\":\"s\",\"public_key\":\"172.5\"}",
+            "{\"type\":\"join\",\"v\":2,\"study\":\"s\",\"public_key\":\"172.5\"}",
             "bad_message",
         ),
         ("not json 172.5", "bad_message"),
         (
-            "{\"type\":\"partial_sum\",\"v\":1,\"round\":1,\"sum\":[1]}",
+            "{\"type\":\"partial_sum\",\"v\":2,\"round\":1,\"sum\":[1]}",
             "unexpected",
         ),
     ];
@@ -515,12 +515,9 @@ async fn bad_frames_get_typed_errors_without_echo() {
     let mut p = stalling_patient(&t.ws_url(), &t.ca(), "s", 7).await;
     wait_for(&mut p, |m| matches!(m, RelayToPatient::Welcome(_))).await;
     let again = cohort_core::message::PatientToRelay::Join(cohort_core::message::Join {
-        v: 1,
+        v: cohort_core::message::PROTOCOL_VERSION,
         study: "s".into(),
-        public_key: cohort_core::envelope::KeyPair::generate(
-            &mut <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(8),
-        )
-        .public(),
+        commitment: cohort_core::commitment::Commitment([8; 32]),
         invite: None,
     });
     p.send(Message::text(again.encode())).await.unwrap();
@@ -528,7 +525,9 @@ async fn bad_frames_get_typed_errors_without_echo() {
         RelayToPatient::Error(e) => assert_eq!(serde_json::to_value(e.code).unwrap(), "duplicate"),
         _ => unreachable!(),
     }
-    let leave = cohort_core::message::PatientToRelay::Leave(cohort_core::message::Leave { v: 1 });
+    let leave = cohort_core::message::PatientToRelay::Leave(cohort_core::message::Leave {
+        v: cohort_core::message::PROTOCOL_VERSION,
+    });
     p.send(Message::text(leave.encode())).await.unwrap();
     p.send(Message::text(again.encode())).await.unwrap();
     match wait_for(&mut p, |m| matches!(m, RelayToPatient::Welcome(_))).await {

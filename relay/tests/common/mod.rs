@@ -354,9 +354,13 @@ pub async fn stalling_patient(ws_url: &str, ca: &Path, study: &str, seed: u64) -
     let mut ws = client::connect(ws_url, ca).await.unwrap();
     let key = KeyPair::generate(&mut ChaCha20Rng::seed_from_u64(seed)).public();
     let join = PatientToRelay::Join(Join {
-        v: 1,
+        v: cohort_core::message::PROTOCOL_VERSION,
         study: study.into(),
-        public_key: key,
+        commitment: cohort_core::commitment::commit(
+            study,
+            &key,
+            &cohort_core::commitment::Nonce([0; 32]),
+        ),
         invite: None,
     });
     ws.send(Message::text(join.encode())).await.unwrap();
