@@ -121,7 +121,6 @@ impl WasmPatient {
         js_sys::JSON::parse(&json).ok()
     }
 
-    /// `pollTimeout()`: when (ms, same clock as `nowMs`) to call `handleTimeout`, or `undefined`.
     /// `rememberRounds(json)`: rounds this person's device already took part in for the study
     /// (the text of an earlier `seenRoundsJson()`, kept in `sessionStorage` across reconnects).
     /// The core refuses a replayed round id or a second partial-sum request in one of them.
@@ -139,6 +138,7 @@ impl WasmPatient {
         self.0.seen_rounds().to_json()
     }
 
+    /// `pollTimeout()`: when (ms, same clock as `nowMs`) to call `handleTimeout`, or `undefined`.
     #[wasm_bindgen(js_name = pollTimeout)]
     pub fn poll_timeout(&self) -> Option<f64> {
         self.0.poll_timeout().map(|t| t as f64)
