@@ -166,17 +166,18 @@ mod tests {
             .iter()
             .map(|f| f["kind"].as_str().unwrap())
             .collect();
-        assert_eq!(kinds, ["welcome", "roster", "delivery", "result"]);
+        assert_eq!(kinds, ["welcome", "roster", "keys", "delivery", "result"]);
         let sent: Vec<&str> = v["to_relay"]
             .as_array()
             .unwrap()
             .iter()
             .map(|t| t.as_str().unwrap())
             .collect();
-        assert_eq!(sent.len(), 3, "join, shares, partial sum");
+        assert_eq!(sent.len(), 4, "join, reveal, shares, partial sum");
         assert!(sent[0].starts_with(r#"{"type":"join""#));
-        assert!(sent[1].starts_with(r#"{"type":"shares""#));
-        assert!(sent[2].starts_with(r#"{"type":"partial_sum""#));
+        assert!(sent[1].starts_with(r#"{"type":"reveal""#));
+        assert!(sent[2].starts_with(r#"{"type":"shares""#));
+        assert!(sent[3].starts_with(r#"{"type":"partial_sum""#));
         assert_eq!(round(4).unwrap(), round(4).unwrap(), "deterministic");
     }
 }
