@@ -129,7 +129,9 @@ function choose(study, others) {
   document.title = `cohort · ${p.question || p.id}`;
   ui.studyId.textContent = p.id;
   ui.question.textContent = p.question || `Study ${p.id}`;
-  ui.meta.textContent = `Results are shared for groups of ${p.size} (never fewer than ${p.min_cohort}).`;
+  ui.meta.textContent = `Results are shared for groups of ${p.size} (never fewer than ${p.min_cohort}); ` +
+    `any ${p.threshold} of them complete a round, and this device refuses a round unless that stays safe ` +
+    `with up to ${p.colluders ?? 0} patients colluding with the hospital.`;
   ui.label.textContent = p.unit ? `Your value, in ${p.unit}` : 'Your value';
   ui.unit.textContent = p.unit;
   ui.hint.textContent = `Allowed: ${rangeText(p)}.`;
