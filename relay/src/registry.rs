@@ -544,6 +544,24 @@ impl StudyTask {
                     safety_code: safety_code.to_string(),
                 });
             }
+            HospitalEvent::KeysRevealed {
+                study,
+                round,
+                roster_size,
+                threshold,
+                safety_code,
+                ..
+            } => {
+                info!(study = %study, round, safety_code = %safety_code, "keys revealed");
+                // The dashboard learns the safety code now (RoundStarted had it pending).
+                self.publish(DashboardMsg::RoundStarted {
+                    study,
+                    round,
+                    roster_size,
+                    threshold,
+                    safety_code: safety_code.to_string(),
+                });
+            }
             HospitalEvent::SharesDelivered {
                 study,
                 round,

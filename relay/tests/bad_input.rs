@@ -270,6 +270,18 @@ impl Manual {
         sent
     }
 
+    /// Sends held reveals at once (the round cannot reach its shares without them); the
+    /// tests hold the later messages.
+    async fn send_reveals(&mut self) {
+        let (reveals, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|m| matches!(m, PatientToRelay::Reveal(_)));
+        self.held = rest;
+        for m in reveals {
+            self.ws.send(Message::text(m.encode())).await.unwrap();
+        }
+    }
+
     async fn send_text(&mut self, t: &str) {
         self.ws.send(Message::text(t.to_string())).await.unwrap();
     }
@@ -293,6 +305,7 @@ impl Manual {
                         let msg = RelayToPatient::decode(&t).unwrap();
                         let _ = self.p.handle(self.clock.now_ms(), msg);
                         self.collect();
+                        self.send_reveals().await;
                     }
                     Some(Ok(_)) => {}
                     other => panic!("socket ended: {other:?}"),

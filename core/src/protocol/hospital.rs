@@ -109,6 +109,22 @@ pub enum HospitalEvent {
         /// When (ms).
         started_ms: u64,
     },
+    /// The members revealed their keys; the round's safety code is now known. (`RoundStarted`
+    /// came at the roster freeze, with [`SafetyCode::pending`].)
+    KeysRevealed {
+        /// Study id.
+        study: String,
+        /// Round id.
+        round: u64,
+        /// Roster size.
+        roster_size: u32,
+        /// Threshold.
+        threshold: u32,
+        /// Members whose reveals were forwarded (the others are left out like dropouts).
+        revealed: u32,
+        /// The relay's safety code for the round.
+        safety_code: SafetyCode,
+    },
     /// Shares were delivered to the contributor set.
     SharesDelivered {
         /// Study id.
@@ -192,6 +208,10 @@ struct Round {
     index_of: BTreeMap<PeerId, u32>,
     live: Vec<bool>,
     safety: SafetyCode,
+    /// Members whose keys were forwarded in `keys` (all false before).
+    keyed: Vec<bool>,
+    /// How many.
+    revealed: u32,
     started_ms: u64,
     deadline: u64,
     state: RoundState,
@@ -361,8 +381,7 @@ impl Hospital {
             match self.round.as_ref().map(|r| &r.state) {
                 Some(RoundState::AwaitingReveals { count, .. }) => {
                     let got = *count;
-                    let needed = self.round.as_ref().map_or(0, |r| r.roster.n());
-                    self.abandon(now_ms, AbandonReason::MissingReveals { got, needed });
+                    self.reveals_settled(now_ms, got);
                 }
                 Some(RoundState::AwaitingShares { .. }) => self.deliver(now_ms),
                 Some(RoundState::AwaitingPartialSums { .. }) => self.finish(now_ms),
@@ -548,6 +567,14 @@ impl Hospital {
                 }),
             );
         }
+        self.event(HospitalEvent::RoundStarted {
+            study: self.spec.params.id.clone(),
+            round: roster.round,
+            roster_size: n,
+            threshold: roster.threshold,
+            safety_code: safety.clone(),
+            started_ms: now_ms,
+        });
         let index_of = peers
             .iter()
             .enumerate()
@@ -565,6 +592,8 @@ impl Hospital {
             peers,
             index_of,
             safety,
+            keyed: alloc::vec![false; n as usize],
+            revealed: 0,
             started_ms: now_ms,
             deadline: now_ms.saturating_add(self.spec.deadlines.shares_ms),
         });
@@ -627,10 +656,29 @@ impl Hospital {
         }
         reveals[me as usize - 1] = Some(revealed);
         *count += 1;
-        if *count == r.roster.n() {
-            self.publish_keys(now_ms);
+        let got = *count;
+        if self.all_live_reported() {
+            self.reveals_settled(now_ms, got);
         }
         Ok(())
+    }
+
+    /// Every live member revealed, or the deadline passed: go on with the revealed members if
+    /// the round can still complete (at least t, at least the minimum cohort, and all n in an
+    /// additive round), else abandon. Members that did not reveal are left out like dropouts.
+    fn reveals_settled(&mut self, now_ms: u64, got: u32) {
+        let Some(r) = &self.round else { return };
+        let n = r.roster.n();
+        let needed = if r.roster.threshold == n {
+            n
+        } else {
+            r.roster.threshold.max(r.roster.study.min_cohort)
+        };
+        if got < needed {
+            self.abandon(now_ms, AbandonReason::MissingReveals { got, needed });
+        } else {
+            self.publish_keys(now_ms);
+        }
     }
 
     /// All members revealed: forward every reveal to every member, fix the safety code and
@@ -643,7 +691,17 @@ impl Hospital {
             self.round = Some(r);
             return;
         };
+        for (i, rv) in reveals.iter().enumerate() {
+            if rv.is_none() {
+                r.live[i] = false;
+            }
+        }
         let reveals: Vec<Revealed> = reveals.drain(..).flatten().collect();
+        let revealed = reveals.len() as u32;
+        for rv in &reveals {
+            r.keyed[rv.index as usize - 1] = true;
+        }
+        r.revealed = revealed;
         r.safety = r.roster.safety_code(&reveals);
         let msg = Keys {
             v: PROTOCOL_VERSION,
@@ -658,13 +716,13 @@ impl Hospital {
                 });
             }
         }
-        self.event(HospitalEvent::RoundStarted {
+        self.event(HospitalEvent::KeysRevealed {
             study: self.spec.params.id.clone(),
             round: r.roster.round,
             roster_size: r.roster.n(),
             threshold: r.roster.threshold,
+            revealed,
             safety_code: r.safety.clone(),
-            started_ms: r.started_ms,
         });
         let n = r.roster.n();
         r.state = RoundState::AwaitingShares {
@@ -695,7 +753,7 @@ impl Hospital {
         if received[me as usize - 1].is_some() {
             return Err(ProtocolError::DuplicateShares);
         }
-        if shares.len() != n as usize - 1 {
+        if shares.len() != r.revealed as usize - 1 {
             return Err(ProtocolError::BadShares);
         }
         let mut seen = alloc::vec![false; n as usize + 1];
@@ -703,6 +761,7 @@ impl Hospital {
             let ok = s.to >= 1
                 && s.to <= n
                 && s.to != me
+                && r.keyed[s.to as usize - 1]
                 && !seen[s.to as usize]
                 && s.sealed.has_len_for(len);
             if !ok {
@@ -968,8 +1027,9 @@ impl Hospital {
         match &r.state {
             RoundState::AwaitingReveals { count, .. } => {
                 let got = *count;
-                let needed = r.roster.n();
-                self.abandon(now_ms, AbandonReason::MissingReveals { got, needed });
+                if self.all_live_reported() {
+                    self.reveals_settled(now_ms, got);
+                }
             }
             RoundState::AwaitingShares { .. } => {
                 if self.all_live_reported() {

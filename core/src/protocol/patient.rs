@@ -577,19 +577,26 @@ impl Patient {
             });
         }
         let n = roster.n();
-        if k.reveals.len() != n as usize {
+        let params = &roster.study;
+        // Members that did not reveal are left out like dropouts: a Shamir round goes on with
+        // at least t of them; an additive round needs all.
+        let needed = if roster.threshold == n {
+            n
+        } else {
+            roster.threshold.max(params.min_cohort)
+        };
+        if k.reveals.windows(2).any(|w| w[0].index >= w[1].index)
+            || (k.reveals.len() as u32) < needed
+        {
             return Err(ProtocolError::BadRoster);
         }
-        let params = &roster.study;
-        for (m, rv) in roster.members.iter().zip(&k.reveals) {
-            if rv.index != m.index {
-                return Err(ProtocolError::BadRoster);
-            }
+        for rv in &k.reveals {
+            let m = roster.member(rv.index).ok_or(ProtocolError::BadRoster)?;
             if !rv.opens(&params.id, &m.commitment) {
                 return Err(ProtocolError::RevealMismatch { index: m.index });
             }
         }
-        if k.reveals[me as usize - 1] != self.revealed(me) {
+        if !k.reveals.iter().any(|r| *r == self.revealed(me)) {
             return Err(ProtocolError::RevealMismatch { index: me });
         }
         let mut keys: Vec<&PublicKey> = k.reveals.iter().map(|r| &r.public_key).collect();
@@ -601,12 +608,10 @@ impl Patient {
         let encoded = encode(params, &self.value)?;
         let mut deal = scheme.deal(encoded.as_slice(), me, &mut self.rng);
         let my_key = self.keys.public();
-        let mut sealed = Vec::with_capacity(n as usize - 1);
-        let mut from_keys: Vec<Option<DirectionKey>> = Vec::with_capacity(n as usize);
-        let mut payloads = deal.payloads.iter();
+        let mut sealed = Vec::with_capacity(k.reveals.len());
+        let mut from_keys: Vec<Option<DirectionKey>> = (0..n).map(|_| None).collect();
         for m in &k.reveals {
             if m.index == me {
-                from_keys.push(None);
                 continue;
             }
             let pair = self
@@ -628,13 +633,16 @@ impl Patient {
                 to_key: &my_key,
                 ..to
             };
-            let (j, payload) = payloads.next().expect("one payload per other member");
-            debug_assert_eq!(*j, m.index);
+            let (_, payload) = deal
+                .payloads
+                .iter()
+                .find(|(j, _)| *j == m.index)
+                .expect("one payload per other member");
             sealed.push(ShareTo {
                 to: m.index,
                 sealed: Sealed::from_bytes(&pair.direction_key(&to).seal_bytes(payload)),
             });
-            from_keys.push(Some(pair.direction_key(&from)));
+            from_keys[m.index as usize - 1] = Some(pair.direction_key(&from));
         }
         let own = core::mem::take(&mut deal.own);
         self.events.push_back(PatientEvent::RosterFrozen {
