@@ -282,6 +282,34 @@ impl Manual {
         }
     }
 
+    /// Feeds relay messages to the machine until it has revealed its key (after the roster).
+    async fn reveal(&mut self) {
+        let fut = async {
+            loop {
+                if self
+                    .held
+                    .iter()
+                    .any(|m| matches!(m, PatientToRelay::Reveal(_)))
+                {
+                    self.send_reveals().await;
+                    return;
+                }
+                match self.ws.next().await {
+                    Some(Ok(Message::Text(t))) => {
+                        let msg = RelayToPatient::decode(&t).unwrap();
+                        let _ = self.p.handle(self.clock.now_ms(), msg);
+                        self.collect();
+                    }
+                    Some(Ok(_)) => {}
+                    other => panic!("socket ended: {other:?}"),
+                }
+            }
+        };
+        tokio::time::timeout(LIMIT, fut)
+            .await
+            .expect("roster in time")
+    }
+
     async fn send_text(&mut self, t: &str) {
         self.ws.send(Message::text(t.to_string())).await.unwrap();
     }
@@ -345,6 +373,9 @@ impl InFlight {
         let mut patients = Vec::new();
         for (i, v) in values.iter().enumerate() {
             patients.push(Manual::join(t, "other", v, seed * 10 + i as u64).await);
+        }
+        for p in &mut patients {
+            p.reveal().await;
         }
         for p in &mut patients {
             p.until(|e| matches!(e, PatientEvent::RosterFrozen { .. }))
@@ -749,6 +780,9 @@ async fn out_of_turn_replayed_and_impersonating_round_messages_are_refused() {
     let mut ps = Vec::new();
     for (i, v) in values.iter().enumerate() {
         ps.push(Manual::join(&t, "s", v, 6420 + i as u64).await);
+    }
+    for p in &mut ps {
+        p.reveal().await;
     }
     for p in &mut ps {
         p.until(|e| matches!(e, PatientEvent::RosterFrozen { .. }))
