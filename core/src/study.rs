@@ -264,9 +264,7 @@ impl FromStr for StudySpec {
                 "min_cohort" => {
                     min_cohort = Some(int(v)?.try_into().map_err(|_| StudyError::BadSpec)?)
                 }
-                "colluders" => {
-                    p.colluders = int(v)?.try_into().map_err(|_| StudyError::BadSpec)?
-                }
+                "colluders" => p.colluders = int(v)?.try_into().map_err(|_| StudyError::BadSpec)?,
                 "enrol_s" => deadlines.enrol_ms = Some(secs(v)?),
                 "shares_s" => deadlines.shares_ms = secs(v)?,
                 "partials_s" => deadlines.partials_ms = secs(v)?,

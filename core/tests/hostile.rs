@@ -445,7 +445,11 @@ fn hostile_wrong_reveal_is_refused_by_every_patient() {
         let want = ProtocolError::RevealMismatch { index: 3 };
         assert_eq!(got, Err(want.clone()), "patient {}", i + 1);
         assert_eq!(refusal(&events(p)), Some(want));
-        assert!(!sent(p).iter().any(|m| matches!(m, PatientToRelay::Shares(_))));
+        assert!(
+            !sent(p)
+                .iter()
+                .any(|m| matches!(m, PatientToRelay::Shares(_)))
+        );
     }
 }
 
@@ -466,7 +470,10 @@ fn hostile_replayed_round_id() {
     again.remember_rounds(&seen);
     sent(&mut again);
     let err = ProtocolError::ReplayedRound { round: ROUND };
-    assert_eq!(send(&mut again, welcome(&r.params, ROUND)), Err(err.clone()));
+    assert_eq!(
+        send(&mut again, welcome(&r.params, ROUND)),
+        Err(err.clone())
+    );
     assert_eq!(refusal(&events(&mut again)), Some(err.clone()));
     assert_eq!(partial_sums(&sent(&mut again)), 0);
     // Welcomed to a new round, then handed a roster of the old one: refused too.
@@ -628,7 +635,11 @@ fn hostile_duplicate_roster_members() {
         }),
     );
     assert_eq!(got, Err(ProtocolError::DuplicateRosterMember));
-    assert!(!sent(p).iter().any(|m| matches!(m, PatientToRelay::Reveal(_))));
+    assert!(
+        !sent(p)
+            .iter()
+            .any(|m| matches!(m, PatientToRelay::Reveal(_)))
+    );
     // Distinct commitments that reveal one key twice: refused at the reveals.
     let mut r = Round::welcomed(SHAMIR, &VALUES, 11);
     r.freeze();
@@ -664,5 +675,9 @@ fn hostile_duplicate_roster_members() {
         send(&mut q, r.keys()),
         Err(ProtocolError::DuplicateRosterMember)
     );
-    assert!(!sent(&mut q).iter().any(|m| matches!(m, PatientToRelay::Shares(_))));
+    assert!(
+        !sent(&mut q)
+            .iter()
+            .any(|m| matches!(m, PatientToRelay::Shares(_)))
+    );
 }

@@ -272,7 +272,10 @@ async fn dashboard_creates_starts_and_follows_a_round() {
     })
     .await;
     assert_eq!(rs["safety_code"], code.as_str());
-    assert_eq!(code, "(awaiting reveals)", "the code exists once the keys are revealed");
+    assert_eq!(
+        code, "(awaiting reveals)",
+        "the code exists once the keys are revealed"
+    );
     // The keys are revealed: the dashboard hears round_started again, now with the code.
     let rs = wait_feed(&mut dash, |v| {
         v["type"] == "round_started" && v["study"] == "early"

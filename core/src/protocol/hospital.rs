@@ -185,6 +185,7 @@ pub struct StudyStatus {
     pub running: Option<RoundStatus>,
 }
 
+#[allow(clippy::enum_variant_names)] // named by what each state waits for, as in patient.rs
 enum RoundState {
     AwaitingReveals {
         reveals: Vec<Option<Revealed>>,

@@ -837,11 +837,7 @@ mod tests {
         let members = (1..=n)
             .map(|i| Member {
                 index: i,
-                commitment: if i == you {
-                    p.commitment()
-                } else {
-                    other(i).0
-                },
+                commitment: if i == you { p.commitment() } else { other(i).0 },
             })
             .collect();
         RosterMsg {
