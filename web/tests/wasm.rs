@@ -122,7 +122,7 @@ fn a_whole_round_of_three_patients() {
         .hospital_events
         .iter()
         .find_map(|e| match e {
-            HospitalEvent::RoundStarted { safety_code, .. } => Some(safety_code.to_string()),
+            HospitalEvent::KeysRevealed { safety_code, .. } => Some(safety_code.to_string()),
             _ => None,
         })
         .expect("the round started");
@@ -260,7 +260,7 @@ fn a_relay_that_sends_another_study_is_refused() {
     let mut other = params();
     other.max = "250".parse().unwrap();
     let welcome = format!(
-        r#"{{"type":"welcome","v":1,"study":{},"round":1,"enrolled":1}}"#,
+        r#"{{"type":"welcome","v":2,"study":{},"round":1,"enrolled":1}}"#,
         serde_json::to_string(&other).unwrap()
     );
     let (name, message) = js_error(p.handle(1.0, &welcome).unwrap_err().into());
@@ -273,7 +273,7 @@ fn a_relay_that_sends_another_study_is_refused() {
     assert_eq!(text(&ev, "kind"), "refused");
     assert_eq!(
         p.poll_output().as_deref(),
-        Some(r#"{"type":"leave","v":1}"#)
+        Some(r#"{"type":"leave","v":2}"#)
     );
     assert!(p.is_finished());
 }
@@ -285,7 +285,7 @@ fn malformed_frames_and_relay_errors() {
     let (name, _) = js_error(p.handle(1.0, "{\"type\":").unwrap_err().into());
     assert_eq!(name, "DecodeError");
     let (name, message) = js_error(
-        p.handle(1.0, r#"{"type":"hello","v":1}"#)
+        p.handle(1.0, r#"{"type":"hello","v":2}"#)
             .unwrap_err()
             .into(),
     );
@@ -293,7 +293,7 @@ fn malformed_frames_and_relay_errors() {
     assert!(message.starts_with("unknown message type"), "{message}");
     assert!(!p.is_finished(), "garbage alone does not end the round");
 
-    let err = r#"{"type":"error","v":1,"code":"unknown_study","message":"no such study"}"#;
+    let err = r#"{"type":"error","v":2,"code":"unknown_study","message":"no such study"}"#;
     p.handle(2.0, err).unwrap();
     let ev = p.poll_event().unwrap();
     assert_eq!(text(&ev, "kind"), "relay_error");
@@ -350,7 +350,7 @@ fn timeouts_pass_through() {
     p.poll_output().expect("join");
     assert_eq!(
         p.poll_output().as_deref(),
-        Some(r#"{"type":"leave","v":1}"#)
+        Some(r#"{"type":"leave","v":2}"#)
     );
 
     let mut q = WasmPatient::new(0.0, "demo", "1".into(), None, None).unwrap();
