@@ -82,6 +82,8 @@ async function resultOf(page) {
   await r.waitFor({ state: 'visible', timeout: T });
   const d = await r.evaluate((e) => ({ ...e.dataset }));
   const code = (await page.getByTestId('safety-code').textContent()).trim();
+  const mark = (await page.getByTestId('result-checked').textContent()).trim();
+  check(d.checkedOnDevice === 'true' && mark === '✓ checked on this device', `checked on this device: ${mark}`);
   return { count: Number(d.count), sum: Number(d.sum), mean: Number(d.mean), stddev: Number(d.stddev), round: Number(d.round), code };
 }
 
