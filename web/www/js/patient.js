@@ -396,7 +396,7 @@ function showResult(ev) {
   ui.resultTitle.textContent = `Result of round ${ev.round}`;
   // The core shows a result only after recomputing it here from every partial sum over the
   // contributor set this device was given.
-  let mark = $('r-checked');
+  let mark = document.getElementById('r-checked');
   if (!mark) {
     mark = el('p', { id: 'r-checked', class: 'checked', text: '' });
     mark.dataset.testid = 'result-checked';
