@@ -180,14 +180,24 @@ mod tests {
             .iter()
             .map(|f| f["kind"].as_str().unwrap())
             .collect();
-        assert_eq!(kinds, ["welcome", "roster", "delivery", "result"]);
+        assert_eq!(kinds, ["welcome", "roster", "keys", "delivery", "result"]);
         let sent = v["to_relay"].as_array().unwrap();
-        assert_eq!(sent.len(), 3, "join, shares, partial sum");
-        let join = sent[0]["text"].as_str().unwrap();
-        assert!(join.starts_with(r#"{"type":"join""#));
+        assert_eq!(sent.len(), 4, "join, reveal, shares, partial sum");
+        assert!(
+            sent[0]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with(r#"{"type":"join""#)
+        );
+        assert!(
+            sent[1]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with(r#"{"type":"reveal""#)
+        );
         // Binary frames: magic "CO", version 2, kind 1 (shares) and 3 (partial sum).
-        assert!(sent[1]["hex"].as_str().unwrap().starts_with("434f0201"));
-        assert!(sent[2]["hex"].as_str().unwrap().starts_with("434f0203"));
+        assert!(sent[2]["hex"].as_str().unwrap().starts_with("434f0201"));
+        assert!(sent[3]["hex"].as_str().unwrap().starts_with("434f0203"));
         assert_eq!(round(4).unwrap(), round(4).unwrap(), "deterministic");
     }
 }

@@ -44,7 +44,11 @@ async fn join(ws: &mut Ws, study: &str) -> Result<(), String> {
     let msg = PatientToRelay::Join(Join {
         v: PROTOCOL_VERSION,
         study: study.into(),
-        public_key: key,
+        commitment: cohort_core::commitment::commit(
+            study,
+            &key,
+            &cohort_core::commitment::Nonce([0; 32]),
+        ),
         invite: None,
     });
     ws.send(cohort_relay::ws::to_message(msg.encode()))

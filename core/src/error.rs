@@ -39,6 +39,11 @@ pub enum StudyError {
     /// Threshold not in `2..=size`.
     #[error("threshold must be between 2 and the cohort size")]
     BadThreshold,
+    /// The threshold breaks the collusion rule 2t > size + c, or c ≥ t.
+    #[error(
+        "threshold t must satisfy 2t > size + colluders and colluders < t: a lower t tolerates more dropouts (size - t) but would let the relay with the declared colluders reconstruct over two contributor sets and subtract them; each colluder allowed needs t one higher"
+    )]
+    BreaksCollusionRule,
     /// Minimum cohort not in `2..=size`.
     #[error("minimum cohort must be between 2 and the cohort size")]
     BadMinCohort,
@@ -283,6 +288,58 @@ pub enum ProtocolError {
     /// The roster is malformed (indices, threshold, duplicate keys, or this patient missing).
     #[error("roster is malformed")]
     BadRoster,
+    /// ATTACK: the roster's threshold breaks 2t > n + c, so the relay could reconstruct over
+    /// two contributor sets and subtract them.
+    #[error("roster threshold {threshold} of {n} breaks 2t > n + c with c = {colluders}")]
+    ThresholdBreaksCollusionRule {
+        /// Roster size.
+        n: u32,
+        /// Threshold.
+        threshold: u32,
+        /// Declared colluders.
+        colluders: u32,
+    },
+    /// ATTACK: two roster entries carry the same commitment or the same revealed key.
+    #[error("the roster lists one member twice")]
+    DuplicateRosterMember,
+    /// ATTACK: a round id this patient has already taken part in (replay).
+    #[error("round {round} was already run with this patient: replayed round id")]
+    ReplayedRound {
+        /// The replayed round id.
+        round: u64,
+    },
+    /// ATTACK: a revealed key or nonce does not open the frozen commitment (key substitution).
+    #[error("member {index}'s revealed key does not match its commitment")]
+    RevealMismatch {
+        /// Roster index.
+        index: u32,
+    },
+    /// ATTACK: a second partial-sum request in a round this patient already answered.
+    #[error("a second partial sum was requested in round {round}")]
+    SecondPartialSumRequest {
+        /// Round id.
+        round: u64,
+    },
+    /// ATTACK: the delivery carries a share from a patient it leaves out of the contributor set
+    /// (a withheld share with a false "dropped").
+    #[error("member {from}'s share was delivered but it is left out of the contributor set")]
+    DeliveryOmitsSender {
+        /// The omitted sender.
+        from: u32,
+    },
+    /// ATTACK: the result's contributor set differs from the one this patient answered for.
+    #[error("the result is for another contributor set than the one this patient was given")]
+    ContributorSetChanged,
+    /// ATTACK: the result's partial sums omit or alter this patient's own.
+    #[error("the result's partial sums omit or alter this patient's own")]
+    OwnPartialSumAltered,
+    /// ATTACK: the result's partial sums do not reconstruct one consistent aggregate (not on
+    /// one polynomial, too few, or a count that is not the contributor set's).
+    #[error("the result's partial sums do not give one consistent aggregate")]
+    InconsistentPartialSums,
+    /// ATTACK: the statistics the relay announced are not what the partial sums give.
+    #[error("the relay's result differs from this device's computation")]
+    LyingResult,
     /// The delivered shares or contributor set are malformed.
     #[error("delivered shares do not match the contributor set")]
     BadDelivery,

@@ -21,6 +21,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod b64;
+pub mod commitment;
 pub mod decimal;
 pub mod encoding;
 pub mod envelope;

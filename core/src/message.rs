@@ -6,6 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
+use crate::commitment::{Commitment, Nonce, Revealed};
 use crate::encoding::Statistics;
 use crate::envelope::PublicKey;
 use crate::error::{DecodeError, ErrorCode, ProtocolError};
@@ -20,7 +21,8 @@ pub const PROTOCOL_VERSION: u32 = 2;
 /// Largest message either side accepts by default, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
-/// Join a study's next round with a fresh public key.
+/// Join a study's next round with a commitment to a fresh public key (see
+/// [`crate::commitment`]); the key itself is revealed once the roster is frozen.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Join {
@@ -28,11 +30,25 @@ pub struct Join {
     pub v: u32,
     /// Study id.
     pub study: String,
-    /// This patient's X25519 public key for the round.
-    pub public_key: PublicKey,
+    /// Commitment to this patient's X25519 public key for the round.
+    pub commitment: Commitment,
     /// Invite code, for studies that require one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invite: Option<String>,
+}
+
+/// Reveals the key and nonce behind this patient's commitment, once the roster is frozen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reveal {
+    /// Protocol version.
+    pub v: u32,
+    /// Round id.
+    pub round: u64,
+    /// This patient's X25519 public key for the round.
+    pub public_key: PublicKey,
+    /// The nonce of its commitment.
+    pub nonce: Nonce,
 }
 
 /// All of a patient's sealed shares for the round, one per other member in ascending roster
@@ -69,6 +85,8 @@ pub struct Leave {
 pub enum PatientToRelay {
     /// See [`Join`].
     Join(Join),
+    /// See [`Reveal`].
+    Reveal(Reveal),
     /// See [`Shares`]. A binary frame.
     #[serde(skip)]
     Shares(Shares),
@@ -119,6 +137,29 @@ pub struct RosterMsg {
     pub you: u32,
 }
 
+/// Every member's reveal, once all have revealed. Each patient checks each against the frozen
+/// roster's commitment before it uses any key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keys {
+    /// Protocol version.
+    pub v: u32,
+    /// Round id.
+    pub round: u64,
+    /// One reveal per roster member, in index order.
+    pub reveals: Vec<Revealed>,
+}
+
+/// One patient's partial sum, as published with the result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartialSumOf {
+    /// Sender's roster index.
+    pub from: u32,
+    /// Its partial sum.
+    pub sum: Vec<Fe>,
+}
+
 /// The contributor set and every share addressed to the recipient from it, in one binary
 /// frame ([`crate::frame`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,6 +193,8 @@ pub struct RoundResult {
     pub partial_sums: u32,
     /// The round's safety code.
     pub safety_code: SafetyCode,
+    /// Every partial sum used, so that each patient recomputes (and checks) the result itself.
+    pub partials: Vec<PartialSumOf>,
 }
 
 /// Why a round was abandoned. Nothing was revealed.
@@ -179,6 +222,13 @@ pub enum AbandonReason {
     Shutdown,
     /// The relay restarted while the round was in flight.
     RelayRestarted,
+    /// Not every roster member revealed a key matching its commitment in time.
+    MissingReveals {
+        /// Valid reveals received.
+        got: u32,
+        /// Roster size.
+        needed: u32,
+    },
     /// The study's state machine failed inside the relay and was restarted.
     StudyRestarted,
 }
@@ -193,6 +243,7 @@ impl AbandonReason {
             AbandonReason::InconsistentAggregate => "inconsistent_aggregate",
             AbandonReason::Shutdown => "shutdown",
             AbandonReason::RelayRestarted => "relay_restarted",
+            AbandonReason::MissingReveals { .. } => "missing_reveals",
             AbandonReason::StudyRestarted => "study_restarted",
         }
     }
@@ -219,6 +270,10 @@ impl core::fmt::Display for AbandonReason {
             AbandonReason::StudyRestarted => {
                 f.write_str("the study failed on the hospital's relay and was restarted")
             }
+            AbandonReason::MissingReveals { got, needed } => write!(
+                f,
+                "only {got} of {needed} patients revealed their keys in time"
+            ),
         }
     }
 }
@@ -272,6 +327,8 @@ pub enum RelayToPatient {
     Enrolment(Enrolment),
     /// See [`RosterMsg`].
     Roster(RosterMsg),
+    /// See [`Keys`].
+    Keys(Keys),
     /// See [`Delivery`]. A binary frame.
     #[serde(skip)]
     Delivery(Delivery),
@@ -510,6 +567,7 @@ impl PatientToRelay {
         let (tag, body) = split_tag(text)?;
         Some(match tag {
             "join" => PatientToRelay::Join(serde_json::from_str(&body).ok()?),
+            "reveal" => PatientToRelay::Reveal(serde_json::from_str(&body).ok()?),
             "leave" => PatientToRelay::Leave(serde_json::from_str(&body).ok()?),
             _ => return None,
         })
@@ -524,6 +582,7 @@ impl RelayToPatient {
             "welcome" => RelayToPatient::Welcome(serde_json::from_str(&body).ok()?),
             "enrolment" => RelayToPatient::Enrolment(serde_json::from_str(&body).ok()?),
             "roster" => RelayToPatient::Roster(serde_json::from_str(&body).ok()?),
+            "keys" => RelayToPatient::Keys(serde_json::from_str(&body).ok()?),
             "result" => RelayToPatient::Result(serde_json::from_str(&body).ok()?),
             "abandoned" => RelayToPatient::Abandoned(serde_json::from_str(&body).ok()?),
             "error" => RelayToPatient::Error(serde_json::from_str(&body).ok()?),
@@ -532,8 +591,8 @@ impl RelayToPatient {
     }
 }
 
-versioned!(PatientToRelay { Join, Leave } binary { Shares, PartialSum });
-versioned!(RelayToPatient { Welcome, Enrolment, Roster, Result, Abandoned, Error } binary { Delivery });
+versioned!(PatientToRelay { Join, Reveal, Leave } binary { Shares, PartialSum });
+versioned!(RelayToPatient { Welcome, Enrolment, Roster, Keys, Result, Abandoned, Error } binary { Delivery });
 
 #[cfg(test)]
 mod tests {
@@ -580,14 +639,14 @@ mod tests {
         let m = PatientToRelay::Join(Join {
             v: PROTOCOL_VERSION,
             study: "demo".into(),
-            public_key: PublicKey([7; 32]),
+            commitment: Commitment([7; 32]),
             invite: None,
         });
         let Wire::Text(text) = m.encode() else {
             panic!("join is a text message")
         };
         assert!(
-            text.starts_with(r#"{"type":"join","v":2,"study":"demo","public_key":""#),
+            text.starts_with(r#"{"type":"join","v":2,"study":"demo","commitment":""#),
             "{text}"
         );
         assert_eq!(PatientToRelay::decode(&text).unwrap(), m);
@@ -626,7 +685,7 @@ mod tests {
                 matches!(e, DecodeError::UnknownType { .. })
             }),
             (
-                r#"{"type":"join","v":1,"study":"d","public_key":"AAAA"}"#,
+                r#"{"type":"join","v":2,"study":"d","commitment":"AAAA"}"#,
                 |e| matches!(e, DecodeError::Schema { .. }),
             ),
             (r#"{"type":"shares","v":2,"round":1,"shares":[]}"#, |e| {
@@ -652,7 +711,7 @@ mod tests {
     #[test]
     fn errors_never_quote_input() {
         let secret = "172.5";
-        let text = format!(r#"{{"type":"join","v":1,"study":"{secret}","public_key":"{secret}"}}"#);
+        let text = format!(r#"{{"type":"join","v":2,"study":"{secret}","commitment":"{secret}"}}"#);
         let err = PatientToRelay::decode(&text).unwrap_err();
         assert!(!alloc::string::ToString::to_string(&err).contains(secret));
         assert!(!format!("{err:?}").contains(secret));
@@ -664,7 +723,7 @@ mod tests {
             PatientToRelay::Join(Join {
                 v: PROTOCOL_VERSION,
                 study: "demo".into(),
-                public_key: PublicKey([7; 32]),
+                commitment: Commitment([7; 32]),
                 invite: Some("x".into()),
             }),
             PatientToRelay::Leave(Leave {

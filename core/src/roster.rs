@@ -6,20 +6,20 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::envelope::PublicKey;
+use crate::commitment::{Commitment, Revealed};
 use crate::error::ProtocolError;
 use crate::sharing::Scheme;
 use crate::study::StudyParams;
 
 /// One roster entry: a patient's index (1..=n, also its Shamir evaluation point) and its
-/// per-round public key.
+/// commitment to its per-round public key (revealed after the roster is frozen).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Member {
     /// Roster index, 1-based.
     pub index: u32,
-    /// The member's X25519 public key for this round.
-    pub public_key: PublicKey,
+    /// The member's commitment to its X25519 public key for this round.
+    pub commitment: Commitment,
 }
 
 /// Everything a round is bound to: study parameters, round id, threshold and members.
@@ -37,7 +37,8 @@ pub struct Roster {
 }
 
 /// A short code people compare aloud to detect a relay that substituted keys:
-/// 12 decimal digits from SHA-256 over the canonical roster, shown as `1234 5678 9012`.
+/// 12 decimal digits from SHA-256 over the canonical frozen roster (commitments) and every
+/// revealed key and nonce, shown as `1234 5678 9012`.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SafetyCode(String);
@@ -59,6 +60,11 @@ impl SafetyCode {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Stands for the code while the reveals of a frozen roster are awaited.
+    pub fn pending() -> SafetyCode {
+        SafetyCode("(awaiting reveals)".into())
+    }
 }
 
 impl Roster {
@@ -72,12 +78,21 @@ impl Roster {
         Scheme::new(self.n(), self.threshold).map_err(|_| ProtocolError::BadRoster)
     }
 
-    /// Checks the structure: indices 1..=n in order, distinct keys, the threshold the study
-    /// prescribes for n members, and n within the study's cohort size.
+    /// Checks the structure: indices 1..=n in order, distinct commitments (else
+    /// [`ProtocolError::DuplicateRosterMember`]), the threshold the study prescribes for n
+    /// members, n within the study's cohort size, and the collusion rule 2t > n + c (else
+    /// [`ProtocolError::ThresholdBreaksCollusionRule`]).
     pub fn check(&self) -> Result<(), ProtocolError> {
         let n = self.n();
         if n < 2 || n > self.study.size {
             return Err(ProtocolError::BadRoster);
+        }
+        if !crate::study::collusion_rule_holds(n, self.threshold, self.study.colluders) {
+            return Err(ProtocolError::ThresholdBreaksCollusionRule {
+                n,
+                threshold: self.threshold,
+                colluders: self.study.colluders,
+            });
         }
         if self.threshold != self.study.round_threshold(n) {
             return Err(ProtocolError::BadRoster);
@@ -87,10 +102,10 @@ impl Roster {
                 return Err(ProtocolError::BadRoster);
             }
         }
-        let mut keys: Vec<&PublicKey> = self.members.iter().map(|m| &m.public_key).collect();
+        let mut keys: Vec<&Commitment> = self.members.iter().map(|m| &m.commitment).collect();
         keys.sort_unstable();
         if keys.windows(2).any(|w| w[0] == w[1]) {
-            return Err(ProtocolError::BadRoster);
+            return Err(ProtocolError::DuplicateRosterMember);
         }
         Ok(())
     }
@@ -103,11 +118,18 @@ impl Roster {
     }
 
     /// The safety code: SHA-256 over a length-prefixed canonical encoding of the study
-    /// parameters (as JSON, whose field order is fixed by this crate), round, threshold and
-    /// every `(index, public key)`.
-    pub fn safety_code(&self) -> SafetyCode {
+    /// parameters (as JSON, whose field order is fixed by this crate), round, threshold, every
+    /// `(index, commitment)` and every revealed `(index, public key, nonce)`; 12 digits.
+    pub fn safety_code(&self, reveals: &[Revealed]) -> SafetyCode {
+        self.safety_code_digits(reveals, 12)
+    }
+
+    /// The safety code with `digits` digits (1..=18). Only [`Roster::safety_code`]'s 12 are
+    /// shown to people; fewer exist so tests can grind collisions quickly.
+    pub fn safety_code_digits(&self, reveals: &[Revealed], digits: u32) -> SafetyCode {
+        let digits = digits.clamp(1, 18);
         let mut h = Sha256::new();
-        h.update(b"cohort/v1 roster");
+        h.update(b"cohort/v2 roster");
         let params = serde_json::to_vec(&self.study).expect("study parameters serialize");
         h.update((params.len() as u64).to_be_bytes());
         h.update(&params);
@@ -116,14 +138,25 @@ impl Roster {
         h.update(self.n().to_be_bytes());
         for m in &self.members {
             h.update(m.index.to_be_bytes());
-            h.update(m.public_key.0);
+            h.update(m.commitment.0);
+        }
+        h.update((reveals.len() as u64).to_be_bytes());
+        for r in reveals {
+            h.update(r.index.to_be_bytes());
+            h.update(r.public_key.0);
+            h.update(r.nonce.0);
         }
         let digest = h.finalize();
         let mut first = [0u8; 8];
         first.copy_from_slice(&digest[..8]);
-        let x = u64::from_be_bytes(first) % 1_000_000_000_000;
-        let s = format!("{x:012}");
-        SafetyCode(format!("{} {} {}", &s[0..4], &s[4..8], &s[8..12]))
+        let x = u64::from_be_bytes(first) % 10u64.pow(digits);
+        let s = format!("{x:0width$}", width = digits as usize);
+        let groups: Vec<&str> = s
+            .as_bytes()
+            .chunks(4)
+            .map(|c| core::str::from_utf8(c).expect("ascii digits"))
+            .collect();
+        SafetyCode(groups.join(" "))
     }
 }
 
@@ -139,7 +172,7 @@ mod tests {
             members: (1..=3)
                 .map(|i| Member {
                     index: i,
-                    public_key: PublicKey([i as u8; 32]),
+                    commitment: Commitment([i as u8; 32]),
                 })
                 .collect(),
         }
@@ -149,22 +182,31 @@ mod tests {
     fn safety_code_covers_everything() {
         let r = roster();
         r.check().unwrap();
-        let code = r.safety_code();
+        let reveals = [Revealed {
+            index: 1,
+            public_key: crate::envelope::PublicKey([9; 32]),
+            nonce: crate::commitment::Nonce([8; 32]),
+        }];
+        let code = r.safety_code(&reveals);
         assert_eq!(code.as_str().len(), 14);
-        assert_eq!(code, roster().safety_code(), "deterministic");
+        assert_eq!(code, roster().safety_code(&reveals), "deterministic");
         let mut changed = roster();
-        changed.members[1].public_key.0[31] ^= 1;
+        changed.members[1].commitment.0[31] ^= 1;
         assert_ne!(
-            changed.safety_code(),
+            changed.safety_code(&reveals),
             code,
-            "a substituted key changes the code"
+            "a substituted commitment changes the code"
         );
+        let mut other = reveals.clone();
+        other[0].nonce.0[0] ^= 1;
+        assert_ne!(r.safety_code(&other), code, "the nonces are covered");
         let mut changed = roster();
         changed.round = 2;
-        assert_ne!(changed.safety_code(), code);
+        assert_ne!(changed.safety_code(&reveals), code);
         let mut changed = roster();
         changed.study.max = crate::decimal::Decimal::from_int(250).unwrap();
-        assert_ne!(changed.safety_code(), code);
+        assert_ne!(changed.safety_code(&reveals), code);
+        assert_eq!(r.safety_code_digits(&reveals, 3).as_str().len(), 3);
     }
 
     #[test]
@@ -173,8 +215,8 @@ mod tests {
         r.members[2].index = 4;
         assert_eq!(r.check(), Err(ProtocolError::BadRoster));
         let mut r = roster();
-        r.members[2].public_key = r.members[0].public_key;
-        assert_eq!(r.check(), Err(ProtocolError::BadRoster));
+        r.members[2].commitment = r.members[0].commitment;
+        assert_eq!(r.check(), Err(ProtocolError::DuplicateRosterMember));
         let mut r = roster();
         r.threshold = 2;
         assert_eq!(r.check(), Err(ProtocolError::BadRoster));

@@ -50,6 +50,17 @@ pub struct StudyParams {
     pub threshold: u32,
     /// Small-cell suppression: patients refuse a roster or contributor set smaller than this.
     pub min_cohort: u32,
+    /// The study's declared bound c on patients that may collude with the relay (default 0,
+    /// at most t − 1). Patients refuse a roster unless 2t > n + c: then any two sets of t
+    /// partial sums share an honest patient, so the relay can reconstruct over one contributor
+    /// set only. Each colluder allowed for costs one tolerated dropout.
+    #[serde(default)]
+    pub colluders: u32,
+}
+
+/// The collusion rule every patient checks on a roster of `n` with threshold `t`: 2t > n + c.
+pub fn collusion_rule_holds(n: u32, t: u32, colluders: u32) -> bool {
+    2 * u64::from(t) > u64::from(n) + u64::from(colluders)
 }
 
 impl StudyParams {
@@ -66,6 +77,7 @@ impl StudyParams {
             size: 3,
             threshold: 3,
             min_cohort: 3,
+            colluders: 0,
         }
     }
 
@@ -109,6 +121,11 @@ impl StudyParams {
         }
         if self.threshold < 2 || self.threshold > self.size {
             return Err(StudyError::BadThreshold);
+        }
+        if self.colluders >= self.threshold
+            || !collusion_rule_holds(self.size, self.threshold, self.colluders)
+        {
+            return Err(StudyError::BreaksCollusionRule);
         }
         if self.min_cohort < 2 || self.min_cohort > self.size {
             return Err(StudyError::BadMinCohort);
@@ -219,7 +236,7 @@ impl FromStr for StudySpec {
 
     /// Parses `key=value` pairs separated by commas. Keys: `id` (required), `question`, `unit`,
     /// `min`, `max`, `decimals`, `buckets`, `size`, `threshold` (default: size), `min_cohort`
-    /// (default: min(3, size)), `enrol_s`, `shares_s`, `partials_s`, `invite`.
+    /// (default: min(3, size)), `colluders` (default 0), `enrol_s`, `shares_s`, `partials_s`, `invite`.
     fn from_str(s: &str) -> Result<StudySpec, StudyError> {
         let mut p = StudyParams::demo();
         p.id = String::new();
@@ -247,6 +264,7 @@ impl FromStr for StudySpec {
                 "min_cohort" => {
                     min_cohort = Some(int(v)?.try_into().map_err(|_| StudyError::BadSpec)?)
                 }
+                "colluders" => p.colluders = int(v)?.try_into().map_err(|_| StudyError::BadSpec)?,
                 "enrol_s" => deadlines.enrol_ms = Some(secs(v)?),
                 "shares_s" => deadlines.shares_ms = secs(v)?,
                 "partials_s" => deadlines.partials_ms = secs(v)?,
@@ -294,6 +312,8 @@ mod tests {
         );
         let spec: StudySpec = "id=x,size=4".parse().unwrap();
         assert_eq!(spec.params.threshold, 4);
+        let spec: StudySpec = "id=x,size=5,threshold=4,colluders=2".parse().unwrap();
+        assert_eq!(spec.params.colluders, 2);
     }
 
     #[test]
@@ -311,6 +331,15 @@ mod tests {
                 StudyError::BadBuckets { max: MAX_BUCKETS },
             ),
             ("id=a,colour=blue", StudyError::UnknownKey),
+            ("id=a,size=4,threshold=2", StudyError::BreaksCollusionRule),
+            (
+                "id=a,size=5,threshold=3,colluders=1",
+                StudyError::BreaksCollusionRule,
+            ),
+            (
+                "id=a,size=3,threshold=3,colluders=3",
+                StudyError::BreaksCollusionRule,
+            ),
             ("id=a,size", StudyError::BadSpec),
             (
                 "id=a,decimals=7",

@@ -13,7 +13,11 @@ fn join(key: &KeyPair) -> PatientToRelay {
     PatientToRelay::Join(Join {
         v: PROTOCOL_VERSION,
         study: "f".into(),
-        public_key: key.public(),
+        commitment: cohort_core::commitment::commit(
+            "f",
+            &key.public(),
+            &cohort_core::commitment::Nonce([0; 32]),
+        ),
         invite: None,
     })
 }

@@ -97,6 +97,9 @@ pub struct PatientReport {
     pub safety_code: Option<SafetyCode>,
     /// Threshold of the round.
     pub threshold: Option<u32>,
+    /// Whether the core recomputed and checked the result on this device
+    /// ([`PatientEvent::ResultChecked`]); the result's statistics are then its own computation.
+    pub checked_on_device: bool,
     /// Every frame sent, if recording was asked for.
     pub sent_frames: Vec<Wire>,
 }
@@ -291,6 +294,7 @@ pub async fn run_patient(
         outcome: PatientOutcome::LeftAfterShares { round: 0 },
         safety_code: None,
         threshold: None,
+        checked_on_device: false,
         sent_frames: Vec::new(),
     };
     let lost = |e: tokio_tungstenite::tungstenite::Error| PatientError::Connection(e.to_string());
@@ -336,6 +340,7 @@ pub async fn run_patient(
                     report.safety_code = Some(safety_code);
                     report.threshold = Some(threshold);
                 }
+                PatientEvent::ResultChecked { .. } => report.checked_on_device = true,
                 PatientEvent::Completed(r) => done = Some(Ok(r)),
                 PatientEvent::Abandoned { round, reason } => {
                     done = Some(Err(PatientError::Abandoned {

@@ -380,7 +380,7 @@ mod tests {
             threshold: 3,
             contributors: vec![1, 2, 3],
             partial_sums: 3,
-            safety_code: roster.safety_code(),
+            safety_code: roster.safety_code(&[]),
             started_ms: 1000,
             finished_ms: 2000,
         }

@@ -324,6 +324,24 @@ impl StudyTask {
                     safety_code: safety_code.to_string(),
                 });
             }
+            HospitalEvent::KeysRevealed {
+                study,
+                round,
+                roster_size,
+                threshold,
+                safety_code,
+                ..
+            } => {
+                info!(study = %study, round, safety_code = %safety_code, "keys revealed");
+                // The dashboard learns the safety code now (RoundStarted had it pending).
+                self.publish(DashboardMsg::RoundStarted {
+                    study,
+                    round,
+                    roster_size,
+                    threshold,
+                    safety_code: safety_code.to_string(),
+                });
+            }
             HospitalEvent::SharesDelivered {
                 study,
                 round,
@@ -414,7 +432,11 @@ mod tests {
         PatientToRelay::Join(Join {
             v: PROTOCOL_VERSION,
             study: StudyParams::demo().id,
-            public_key: KeyPair::generate(&mut ChaCha20Rng::seed_from_u64(i)).public(),
+            commitment: cohort_core::commitment::commit(
+                &StudyParams::demo().id,
+                &KeyPair::generate(&mut ChaCha20Rng::seed_from_u64(i)).public(),
+                &cohort_core::commitment::Nonce([7; 32]),
+            ),
             invite: None,
         })
     }

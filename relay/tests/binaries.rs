@@ -313,7 +313,11 @@ fn frame_needles(frames: &[Wire]) -> Vec<String> {
     for f in frames {
         match PatientToRelay::decode_wire(f).unwrap() {
             PatientToRelay::Join(j) => {
-                let key = serde_json::to_value(j.public_key).unwrap();
+                let c = serde_json::to_value(j.commitment).unwrap();
+                out.push(c.as_str().unwrap().to_string());
+            }
+            PatientToRelay::Reveal(r) => {
+                let key = serde_json::to_value(r.public_key).unwrap();
                 out.push(key.as_str().unwrap().to_string());
             }
             PatientToRelay::Shares(s) => {
@@ -398,7 +402,7 @@ async fn relay_log_contains_no_values_shares_partial_sums_or_token() {
     // A malformed frame carrying a value-like payload must not be echoed into the log.
     let mut raw = cohort_relay::client::connect(&relay.ws, &ca).await.unwrap();
     raw.send(Message::text(
-        r#"{"type":"join","v":1,"study":"leak-987.654","public_key":"zz"}"#,
+        r#"{"type":"join","v":2,"study":"leak-987.654","public_key":"zz"}"#,
     ))
     .await
     .unwrap();

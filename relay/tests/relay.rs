@@ -272,6 +272,17 @@ async fn dashboard_creates_starts_and_follows_a_round() {
     })
     .await;
     assert_eq!(rs["safety_code"], code.as_str());
+    assert_eq!(
+        code, "(awaiting reveals)",
+        "the code exists once the keys are revealed"
+    );
+    // The keys are revealed: the dashboard hears round_started again, now with the code.
+    let rs = wait_feed(&mut dash, |v| {
+        v["type"] == "round_started" && v["study"] == "early"
+    })
+    .await;
+    let code = rs["safety_code"].as_str().unwrap().to_string();
+    assert_eq!(code.len(), 14, "{code}");
     let sd = wait_feed(&mut dash, |v| {
         v["type"] == "shares_delivered" && v["study"] == "early"
     })
@@ -487,7 +498,7 @@ async fn bad_frames_get_typed_errors_without_echo() {
         .unwrap();
     let cases = [
         (
-            "{\"type\":\"join\",\"v\":1,\"study\":\"s\",\"public_key\":\"172.5\"}",
+            "{\"type\":\"join\",\"v\":2,\"study\":\"s\",\"public_key\":\"172.5\"}",
             "bad_message",
         ),
         ("not json 172.5", "bad_message"),
@@ -532,10 +543,7 @@ async fn bad_frames_get_typed_errors_without_echo() {
     let again = cohort_core::message::PatientToRelay::Join(cohort_core::message::Join {
         v: cohort_core::message::PROTOCOL_VERSION,
         study: "s".into(),
-        public_key: cohort_core::envelope::KeyPair::generate(
-            &mut <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(8),
-        )
-        .public(),
+        commitment: cohort_core::commitment::Commitment([8; 32]),
         invite: None,
     });
     p.send(cohort_relay::ws::to_message(again.encode()))

@@ -82,6 +82,8 @@ async function resultOf(page) {
   await r.waitFor({ state: 'visible', timeout: T });
   const d = await r.evaluate((e) => ({ ...e.dataset }));
   const code = (await page.getByTestId('safety-code').textContent()).trim();
+  const mark = (await page.getByTestId('result-checked').textContent()).trim();
+  check(d.checkedOnDevice === 'true' && mark === '✓ checked on this device', `checked on this device: ${mark}`);
   return { count: Number(d.count), sum: Number(d.sum), mean: Number(d.mean), stddev: Number(d.stddev), round: Number(d.round), code };
 }
 
@@ -173,8 +175,12 @@ try {
   // 4. No value anywhere in clear.
   for (const p of tabs) {
     check(!values.some((v) => p.url().includes(v)), `value in URL ${p.url()}`);
-    const stored = await p.evaluate(() => [localStorage.length, sessionStorage.length, document.cookie]);
-    check(stored[0] === 0 && stored[1] === 0 && stored[2] === '', `patient storage ${JSON.stringify(stored)}`);
+    // sessionStorage holds only the rounds this tab took part in (replay protection), no value.
+    const stored = await p.evaluate(() => [localStorage.length,
+      Object.keys(sessionStorage).filter((k) => !k.startsWith('cohort-seen-rounds:')).length, document.cookie,
+      Object.values(sessionStorage).join(' ')]);
+    check(stored[0] === 0 && stored[1] === 0 && stored[2] === '' && !values.some((v) => stored[3].includes(v)),
+      `patient storage ${JSON.stringify(stored)}`);
   }
   const frames = traffic.filter((t) => t.kind === 'sent');
   check(frames.filter((t) => t.page.startsWith('patient')).length >= 9, 'patients sent their frames');
@@ -208,7 +214,7 @@ try {
   log('left the study');
 
   // 6. Invite codes; start early from the dashboard; downloads.
-  for (const [k, v] of Object.entries({ id: 'early', question: 'How many steps today?', unit: 'steps', min: '0', max: '50000', decimals: '0', buckets: '5', size: '5', threshold: '2', min_cohort: '2', invite: 'letmein' })) {
+  for (const [k, v] of Object.entries({ id: 'early', question: 'How many steps today?', unit: 'steps', min: '0', max: '50000', decimals: '0', buckets: '5', size: '5', threshold: '3', min_cohort: '2', invite: 'letmein' })) {
     await dash.locator(`#f-${k}`).fill(v);
   }
   await dash.getByTestId('create').click();

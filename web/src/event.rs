@@ -58,8 +58,21 @@ pub fn event_json(ev: &PatientEvent) -> Value {
             "round": round,
             "contributors": contributors,
         }),
+        PatientEvent::ResultChecked {
+            round,
+            contributors,
+            partial_sums,
+        } => json!({
+            "kind": "result_checked",
+            "round": round,
+            "contributors": contributors,
+            "partialSums": partial_sums,
+        }),
+        // The core emits `Completed` only after it recomputed the result from the published
+        // partial sums and checked it (`ResultChecked` comes first); the statistics are its own.
         PatientEvent::Completed(r) => json!({
             "kind": "completed",
+            "checkedOnDevice": true,
             "study": r.study,
             "round": r.round,
             "count": r.statistics.count,

@@ -135,6 +135,23 @@ impl WasmPatient {
         js_sys::JSON::parse(&json).ok()
     }
 
+    /// `rememberRounds(json)`: rounds this person's device already took part in for the study
+    /// (the text of an earlier `seenRoundsJson()`, kept in `sessionStorage` across reconnects).
+    /// The core refuses a replayed round id or a second partial-sum request in one of them.
+    /// Text that does not parse is ignored.
+    #[wasm_bindgen(js_name = rememberRounds)]
+    pub fn remember_rounds(&mut self, json: &str) {
+        if let Some(seen) = cohort_core::protocol::SeenRounds::from_json(json) {
+            self.0.remember_rounds(&seen);
+        }
+    }
+
+    /// `seenRoundsJson()`: the rounds seen so far, as JSON to keep in `sessionStorage`.
+    #[wasm_bindgen(js_name = seenRoundsJson)]
+    pub fn seen_rounds_json(&self) -> String {
+        self.0.seen_rounds().to_json()
+    }
+
     /// `pollTimeout()`: when (ms, same clock as `nowMs`) to call `handleTimeout`, or `undefined`.
     #[wasm_bindgen(js_name = pollTimeout)]
     pub fn poll_timeout(&self) -> Option<f64> {

@@ -105,7 +105,7 @@ fn a_whole_round_of_three_patients() {
         .hospital_events
         .iter()
         .find_map(|e| match e {
-            HospitalEvent::RoundStarted { safety_code, .. } => Some(safety_code.to_string()),
+            HospitalEvent::KeysRevealed { safety_code, .. } => Some(safety_code.to_string()),
             _ => None,
         })
         .expect("the round started");

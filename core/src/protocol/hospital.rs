@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!            join × size (or start_round with ≥ min cohort, or enrolment deadline)
-//! Enrolling ─────────────────────────────────────────────▶ AwaitingShares
+//! Enrolling ─────────────────────────────────────────────▶ AwaitingReveals ──all reveals──▶ AwaitingShares
 //!   ▲                                                         │ all live members sent shares,
 //!   │                                                         │ or the shares deadline
 //!   │            result / abandoned                           ▼
@@ -20,15 +20,17 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::encoding::{Statistics, decode};
+use crate::commitment::{Commitment, Revealed};
+use crate::encoding::Statistics;
 use crate::envelope::PublicKey;
 use crate::error::{ProtocolError, StudyError};
 use crate::field::Fe;
 use crate::frame::ShareList;
 use crate::message::{
-    AbandonReason, Abandoned, Delivery, Enrolment, ErrorMsg, Join, PROTOCOL_VERSION,
-    PatientToRelay, RelayToPatient, RosterMsg, RoundResult, Welcome,
+    AbandonReason, Abandoned, Delivery, Enrolment, ErrorMsg, Join, Keys, PROTOCOL_VERSION,
+    PartialSumOf, PatientToRelay, RelayToPatient, Reveal, RosterMsg, RoundResult, Welcome,
 };
+use crate::protocol::aggregate::aggregate;
 use crate::roster::{Member, Roster, SafetyCode};
 use crate::sharing::Scheme;
 use crate::study::StudySpec;
@@ -122,6 +124,22 @@ pub enum HospitalEvent {
         /// When (ms).
         started_ms: u64,
     },
+    /// The members revealed their keys; the round's safety code is now known. (`RoundStarted`
+    /// came at the roster freeze, with [`SafetyCode::pending`].)
+    KeysRevealed {
+        /// Study id.
+        study: String,
+        /// Round id.
+        round: u64,
+        /// Roster size.
+        roster_size: u32,
+        /// Threshold.
+        threshold: u32,
+        /// Members whose reveals were forwarded (the others are left out like dropouts).
+        revealed: u32,
+        /// The relay's safety code for the round.
+        safety_code: SafetyCode,
+    },
     /// Shares were delivered to the contributor set.
     SharesDelivered {
         /// Study id.
@@ -154,6 +172,9 @@ pub enum HospitalEvent {
 /// `"awaiting partial sums"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RoundPhase {
+    /// Each member's `reveal` (its key and nonce, checked against its commitment).
+    #[serde(rename = "awaiting reveals")]
+    AwaitingReveals,
     /// Each member's `shares`.
     #[serde(rename = "awaiting shares")]
     AwaitingShares,
@@ -166,6 +187,7 @@ impl RoundPhase {
     /// The phase as shown in the API and in errors, e.g. `"awaiting shares"`.
     pub fn as_str(self) -> &'static str {
         match self {
+            RoundPhase::AwaitingReveals => "awaiting reveals",
             RoundPhase::AwaitingShares => "awaiting shares",
             RoundPhase::AwaitingPartialSums => "awaiting partial sums",
         }
@@ -211,11 +233,15 @@ pub struct StudyStatus {
     pub running: Option<RoundStatus>,
 }
 
+#[allow(clippy::enum_variant_names)] // named by what each state waits for, as in patient.rs
 enum RoundState {
+    AwaitingReveals {
+        reveals: Vec<Option<Revealed>>,
+        count: u32,
+    },
     AwaitingShares {
-        /// Each sender's sealed shares as they arrived: one buffer per sender, entries in
-        /// ascending recipient order (checked), so recipient `j`'s share from sender `c` is
-        /// entry `j − 1` if `j < c`, else `j − 2`.
+        /// Each sender's sealed shares as they arrived: one buffer per sender, one entry per
+        /// other keyed member in ascending roster order (checked on arrival).
         received: Vec<Option<ShareList>>,
         count: u32,
     },
@@ -226,6 +252,17 @@ enum RoundState {
     },
 }
 
+impl RoundState {
+    /// The phase this state waits in.
+    fn phase(&self) -> RoundPhase {
+        match self {
+            RoundState::AwaitingReveals { .. } => RoundPhase::AwaitingReveals,
+            RoundState::AwaitingShares { .. } => RoundPhase::AwaitingShares,
+            RoundState::AwaitingPartialSums { .. } => RoundPhase::AwaitingPartialSums,
+        }
+    }
+}
+
 struct Round {
     roster: Roster,
     scheme: Scheme,
@@ -233,6 +270,10 @@ struct Round {
     index_of: BTreeMap<PeerId, u32>,
     live: Vec<bool>,
     safety: SafetyCode,
+    /// Members whose keys were forwarded in `keys` (all false before).
+    keyed: Vec<bool>,
+    /// How many.
+    revealed: u32,
     started_ms: u64,
     deadline: u64,
     state: RoundState,
@@ -248,7 +289,7 @@ impl Round {
 pub struct Hospital {
     spec: StudySpec,
     next_round: u64,
-    enrolling: Vec<(PeerId, PublicKey)>,
+    enrolling: Vec<(PeerId, Commitment)>,
     enrol_started: Option<u64>,
     broadcast_due: Option<u64>,
     round: Option<Round>,
@@ -342,6 +383,9 @@ impl Hospital {
             size: self.spec.params.size,
             running: self.round.as_ref().map(|r| {
                 let (phase, received) = match &r.state {
+                    RoundState::AwaitingReveals { count, .. } => {
+                        (RoundPhase::AwaitingReveals, *count)
+                    }
                     RoundState::AwaitingShares { count, .. } => {
                         (RoundPhase::AwaitingShares, *count)
                     }
@@ -401,6 +445,10 @@ impl Hospital {
         }
         if self.round.as_ref().is_some_and(|r| now_ms >= r.deadline) {
             match self.round.as_ref().map(|r| &r.state) {
+                Some(RoundState::AwaitingReveals { count, .. }) => {
+                    let got = *count;
+                    self.reveals_settled(now_ms, got);
+                }
                 Some(RoundState::AwaitingShares { .. }) => self.deliver(now_ms),
                 Some(RoundState::AwaitingPartialSums { .. }) => self.finish(now_ms),
                 None => {}
@@ -471,6 +519,7 @@ impl Hospital {
         let is_join = matches!(msg, PatientToRelay::Join(_));
         let r = match msg {
             PatientToRelay::Join(j) => self.on_join(now_ms, from, j),
+            PatientToRelay::Reveal(r) => self.on_reveal(now_ms, from, r),
             PatientToRelay::Shares(s) => self.on_shares(now_ms, from, s.round, s.shares),
             PatientToRelay::PartialSum(p) => self.on_partial(now_ms, from, p.round, p.sum),
             PatientToRelay::Leave(_) => {
@@ -512,13 +561,10 @@ impl Hospital {
         if self.enrolling.len() as u32 >= self.spec.params.size {
             return Err(ProtocolError::StudyFull);
         }
-        if self.enrolling.iter().any(|(_, k)| *k == j.public_key) {
+        if self.enrolling.iter().any(|(_, k)| *k == j.commitment) {
             return Err(ProtocolError::DuplicateKey);
         }
-        if is_weak_key(&j.public_key) {
-            return Err(ProtocolError::WeakKey);
-        }
-        self.enrolling.push((from, j.public_key));
+        self.enrolling.push((from, j.commitment));
         if self.enrol_started.is_none() {
             self.enrol_started = Some(now_ms);
         }
@@ -567,7 +613,7 @@ impl Hospital {
             });
         };
         let n = enrolled.min(self.spec.params.size);
-        let taken: Vec<(PeerId, PublicKey)> = self.enrolling.drain(..n as usize).collect();
+        let taken: Vec<(PeerId, Commitment)> = self.enrolling.drain(..n as usize).collect();
         let roster = Roster {
             study: self.spec.params.clone(),
             round: self.next_round,
@@ -577,7 +623,7 @@ impl Hospital {
                 .enumerate()
                 .map(|(i, (_, k))| Member {
                     index: i as u32 + 1,
-                    public_key: *k,
+                    commitment: *k,
                 })
                 .collect(),
         };
@@ -588,7 +634,7 @@ impl Hospital {
             Some(now_ms)
         };
         self.broadcast_due = None;
-        let safety = roster.safety_code();
+        let safety = SafetyCode::pending();
         let peers: Vec<PeerId> = taken.iter().map(|(p, _)| *p).collect();
         for (i, p) in peers.iter().enumerate() {
             self.emit(
@@ -616,8 +662,8 @@ impl Hospital {
         let scheme = Scheme::new(n, roster.threshold).map_err(|_| ProtocolError::BadRoster)?;
         self.round = Some(Round {
             scheme,
-            state: RoundState::AwaitingShares {
-                received: (0..n).map(|_| None).collect(),
+            state: RoundState::AwaitingReveals {
+                reveals: (0..n).map(|_| None).collect(),
                 count: 0,
             },
             live: alloc::vec![true; n as usize],
@@ -625,6 +671,8 @@ impl Hospital {
             peers,
             index_of,
             safety,
+            keyed: alloc::vec![false; n as usize],
+            revealed: 0,
             started_ms: now_ms,
             deadline: now_ms.saturating_add(self.spec.deadlines.shares_ms),
         });
@@ -653,6 +701,117 @@ impl Hospital {
         Ok(i)
     }
 
+    fn on_reveal(&mut self, now_ms: u64, from: PeerId, rv: Reveal) -> Result<(), ProtocolError> {
+        let me = self.member_index(from, rv.round)?;
+        let r = self.round.as_mut().expect("member_index checked");
+        let study = &r.roster.study.id;
+        let commitment = r.roster.members[me as usize - 1].commitment;
+        let RoundState::AwaitingReveals { reveals, count } = &mut r.state else {
+            return Err(ProtocolError::WrongState {
+                state: "awaiting shares or partial sums",
+                got: "reveal",
+            });
+        };
+        if reveals[me as usize - 1].is_some() {
+            return Err(ProtocolError::DuplicateShares);
+        }
+        let revealed = Revealed {
+            index: me,
+            public_key: rv.public_key,
+            nonce: rv.nonce,
+        };
+        if !revealed.opens(study, &commitment) {
+            return Err(ProtocolError::RevealMismatch { index: me });
+        }
+        if is_weak_key(&rv.public_key) {
+            return Err(ProtocolError::WeakKey);
+        }
+        if reveals
+            .iter()
+            .flatten()
+            .any(|o| o.public_key == rv.public_key)
+        {
+            return Err(ProtocolError::DuplicateKey);
+        }
+        reveals[me as usize - 1] = Some(revealed);
+        *count += 1;
+        let got = *count;
+        if self.all_live_reported() {
+            self.reveals_settled(now_ms, got);
+        }
+        Ok(())
+    }
+
+    /// Every live member revealed, or the deadline passed: go on with the revealed members if
+    /// the round can still complete (at least t, at least the minimum cohort, and all n in an
+    /// additive round), else abandon. Members that did not reveal are left out like dropouts.
+    fn reveals_settled(&mut self, now_ms: u64, got: u32) {
+        let Some(r) = &self.round else { return };
+        let n = r.roster.n();
+        let needed = if r.roster.threshold == n {
+            n
+        } else {
+            r.roster.threshold.max(r.roster.study.min_cohort)
+        };
+        if got < needed {
+            self.abandon(now_ms, AbandonReason::MissingReveals { got, needed });
+        } else {
+            self.publish_keys(now_ms);
+        }
+    }
+
+    /// All members revealed: forward every reveal to every member, fix the safety code and
+    /// wait for shares.
+    fn publish_keys(&mut self, now_ms: u64) {
+        let Some(mut r) = self.round.take() else {
+            return;
+        };
+        let RoundState::AwaitingReveals { reveals, .. } = &mut r.state else {
+            self.round = Some(r);
+            return;
+        };
+        for (i, rv) in reveals.iter().enumerate() {
+            if rv.is_none() {
+                r.live[i] = false;
+            }
+        }
+        let reveals: Vec<Revealed> = reveals.drain(..).flatten().collect();
+        let revealed = reveals.len() as u32;
+        for rv in &reveals {
+            r.keyed[rv.index as usize - 1] = true;
+        }
+        r.revealed = revealed;
+        r.safety = r.roster.safety_code(&reveals);
+        let msg = Keys {
+            v: PROTOCOL_VERSION,
+            round: r.roster.round,
+            reveals,
+        };
+        for (i, p) in r.peers.iter().enumerate() {
+            if r.live[i] {
+                self.out.push_back(HospitalOutput::Send {
+                    to: *p,
+                    msg: RelayToPatient::Keys(msg.clone()),
+                });
+            }
+        }
+        self.event(HospitalEvent::KeysRevealed {
+            study: self.spec.params.id.clone(),
+            round: r.roster.round,
+            roster_size: r.roster.n(),
+            threshold: r.roster.threshold,
+            revealed,
+            safety_code: r.safety.clone(),
+        });
+        let n = r.roster.n();
+        r.state = RoundState::AwaitingShares {
+            received: (0..n).map(|_| None).collect(),
+            count: 0,
+        };
+        r.deadline = now_ms.saturating_add(self.spec.deadlines.shares_ms);
+        self.round = Some(r);
+    }
+
     fn on_shares(
         &mut self,
         now_ms: u64,
@@ -666,21 +825,24 @@ impl Hospital {
         let len = r.scheme.payload_len(r.roster.study.vector_len());
         let RoundState::AwaitingShares { received, count } = &mut r.state else {
             return Err(ProtocolError::WrongState {
-                state: RoundPhase::AwaitingPartialSums.as_str(),
+                state: r.state.phase().as_str(),
                 got: "shares",
             });
         };
         if received[me as usize - 1].is_some() {
             return Err(ProtocolError::DuplicateShares);
         }
-        // Exactly one share for every other member, in ascending roster order, each as long
-        // as a sealed payload of this round's scheme.
-        if shares.len() != n as usize - 1 || shares.sealed_len() != len + crate::envelope::TAG_LEN {
+        // Exactly one share for every other member that revealed its key, in ascending roster
+        // order, each as long as a sealed payload of this round's scheme.
+        if shares.len() != r.revealed as usize - 1
+            || shares.sealed_len() != len + crate::envelope::TAG_LEN
+        {
             return Err(ProtocolError::BadShares);
         }
+        let keyed = &r.keyed;
         let in_order = shares
             .iter()
-            .zip((1..=n).filter(|&j| j != me))
+            .zip((1..=n).filter(|&j| j != me && keyed[j as usize - 1]))
             .all(|((to, _), want)| to == want);
         if !in_order {
             return Err(ProtocolError::BadShares);
@@ -696,6 +858,7 @@ impl Hospital {
     fn all_live_reported(&self) -> bool {
         let Some(r) = &self.round else { return false };
         let have = |i: usize| match &r.state {
+            RoundState::AwaitingReveals { reveals, .. } => reveals[i].is_some(),
             RoundState::AwaitingShares { received, .. } => received[i].is_some(),
             RoundState::AwaitingPartialSums { partials, .. } => partials[i].is_some(),
         };
@@ -737,7 +900,16 @@ impl Hospital {
         // copying its fixed-size entry out of every other contributor's frame.
         let sealed_len =
             r.scheme.payload_len(r.roster.study.vector_len()) + crate::envelope::TAG_LEN;
-        for i in 0..n {
+        // rank[j]: how many members before j revealed a key; a sender lists the keyed members
+        // other than itself in roster order, so member `to` sits at rank[to] in a frame from a
+        // later member and at rank[to] - 1 in one from an earlier member.
+        let mut rank = Vec::with_capacity(n);
+        let mut seen = 0u32;
+        for &k in &r.keyed {
+            rank.push(seen);
+            seen += u32::from(k);
+        }
+        for (i, &at_rank) in rank.iter().enumerate() {
             if r.live[i] {
                 let to = i as u32 + 1;
                 let mut shares = ShareList::with_capacity(sealed_len, contributors.len());
@@ -745,7 +917,7 @@ impl Hospital {
                     let from = received[c as usize - 1]
                         .as_ref()
                         .expect("contributors sent shares");
-                    let at = if to < c { to - 1 } else { to - 2 };
+                    let at = if to < c { at_rank } else { at_rank - 1 };
                     let (got, sealed) = from.get(at as usize);
                     debug_assert_eq!(got, to);
                     let pushed = shares.push(c, sealed);
@@ -791,7 +963,7 @@ impl Hospital {
         } = &mut r.state
         else {
             return Err(ProtocolError::WrongState {
-                state: RoundPhase::AwaitingShares.as_str(),
+                state: r.state.phase().as_str(),
                 got: "partial_sum",
             });
         };
@@ -832,28 +1004,19 @@ impl Hospital {
             .enumerate()
             .filter_map(|(i, p)| p.as_ref().map(|v| (i as u32 + 1, v.as_slice())))
             .collect();
-        let scheme = r.scheme;
-        let aggregate = scheme.reconstruct(&points);
-        // With more than t partial sums, a second reconstruction from the last t must agree:
-        // it catches a corrupted partial sum that decoding alone might not.
-        let consistent = match (&aggregate, points.len() > t as usize) {
-            (Ok(a), true) => scheme
-                .reconstruct(&points[points.len() - t as usize..])
-                .is_ok_and(|b| *a == b),
-            (Ok(_), false) => true,
-            (Err(_), _) => false,
-        };
-        let stats = aggregate
-            .ok()
-            .filter(|_| consistent)
-            .and_then(|a| decode(&r.roster.study, &a).ok())
-            // The aggregate's count must be exactly the contributor set.
-            .filter(|s| s.count == contributors.len() as u64);
-        let Some(statistics) = stats else {
+        // The same computation every patient repeats on the published partial sums.
+        let Ok(statistics) = aggregate(&r.roster, contributors, &points) else {
             self.round = Some(r);
             self.abandon(now_ms, AbandonReason::InconsistentAggregate);
             return;
         };
+        let published: Vec<PartialSumOf> = points
+            .iter()
+            .map(|(i, s)| PartialSumOf {
+                from: *i,
+                sum: s.to_vec(),
+            })
+            .collect();
         let result = RoundResult {
             v: PROTOCOL_VERSION,
             study: self.spec.params.id.clone(),
@@ -863,6 +1026,7 @@ impl Hospital {
             contributors: contributors.clone(),
             partial_sums: *count,
             safety_code: r.safety.clone(),
+            partials: published,
         };
         for (i, p) in r.peers.iter().enumerate() {
             if r.live[i] {
@@ -964,6 +1128,12 @@ impl Hospital {
         self.out.push_back(HospitalOutput::Detached { peer });
         let t = r.roster.threshold;
         match &r.state {
+            RoundState::AwaitingReveals { count, .. } => {
+                let got = *count;
+                if self.all_live_reported() {
+                    self.reveals_settled(now_ms, got);
+                }
+            }
             RoundState::AwaitingShares { .. } => {
                 if self.all_live_reported() {
                     self.deliver(now_ms);
@@ -1004,13 +1174,33 @@ mod tests {
         KeyPair::generate(&mut ChaCha20Rng::seed_from_u64(i)).public()
     }
 
+    fn nonce(i: u64) -> crate::commitment::Nonce {
+        crate::commitment::Nonce([i as u8; 32])
+    }
+
     fn join(study: &str, i: u64, invite: Option<&str>) -> PatientToRelay {
         PatientToRelay::Join(Join {
-            v: 1,
+            v: 2,
             study: study.into(),
-            public_key: key(i),
+            commitment: crate::commitment::commit(study, &key(i), &nonce(i)),
             invite: invite.map(Into::into),
         })
+    }
+
+    fn reveal(i: u64, round: u64) -> PatientToRelay {
+        PatientToRelay::Reveal(Reveal {
+            v: 2,
+            round,
+            public_key: key(i),
+            nonce: nonce(i),
+        })
+    }
+
+    /// Every peer in `peers` reveals for `round`.
+    fn reveal_all(h: &mut Hospital, peers: impl IntoIterator<Item = u64>, round: u64) {
+        for i in peers {
+            h.handle(0, PeerId(i), reveal(i, round)).unwrap();
+        }
     }
 
     fn drain(h: &mut Hospital) -> Vec<HospitalOutput> {
@@ -1022,7 +1212,8 @@ mod tests {
             h.handle(0, PeerId(i), join("s", i, None)).unwrap();
         }
         let out = drain(h);
-        out.iter()
+        let round = out
+            .iter()
             .find_map(|o| match o {
                 HospitalOutput::Send {
                     msg: RelayToPatient::Roster(r),
@@ -1030,7 +1221,10 @@ mod tests {
                 } => Some(r.roster.round),
                 _ => None,
             })
-            .expect("roster sent")
+            .expect("roster sent");
+        reveal_all(h, 0..n, round);
+        drain(h);
+        round
     }
 
     fn shares_from(me: u32, n: u32, round: u64) -> PatientToRelay {
@@ -1121,13 +1315,6 @@ mod tests {
             h.handle(0, PeerId(2), join("s", 1, Some("sesame"))),
             Err(ProtocolError::DuplicateKey)
         );
-        let weak = PatientToRelay::Join(Join {
-            v: 1,
-            study: "s".into(),
-            public_key: PublicKey([0; 32]),
-            invite: Some("sesame".into()),
-        });
-        assert_eq!(h.handle(0, PeerId(3), weak), Err(ProtocolError::WeakKey));
         assert_eq!(h.status().enrolled, 1);
     }
 
@@ -1406,6 +1593,7 @@ mod tests {
         ));
         // The round runs; each member is detached right after its result or abandonment.
         h.handle(0, PeerId(2), join("s", 2, None)).unwrap();
+        reveal_all(&mut h, [1, 2], 1);
         h.handle(0, PeerId(1), shares_from(1, 2, 1)).unwrap();
         h.handle(0, PeerId(2), shares_from(2, 2, 1)).unwrap();
         drain(&mut h);

@@ -148,7 +148,11 @@ mod tests {
         PatientToRelay::Join(Join {
             v: PROTOCOL_VERSION,
             study: study.into(),
-            public_key: KeyPair::generate(&mut ChaCha20Rng::seed_from_u64(1)).public(),
+            commitment: crate::commitment::commit(
+                study,
+                &KeyPair::generate(&mut ChaCha20Rng::seed_from_u64(1)).public(),
+                &crate::commitment::Nonce([7; 32]),
+            ),
             invite: None,
         })
     }

@@ -5,9 +5,11 @@
 //! feeds messages and the current time in milliseconds (`handle`), drains what to send
 //! (`poll_output`), and wakes the machine at `poll_timeout()` via `handle_timeout(now_ms)`.
 
+pub mod aggregate;
 pub mod hospital;
 pub mod membership;
 pub mod patient;
+pub mod seen;
 
 pub use hospital::{
     Hospital, HospitalEvent, HospitalOutput, PeerId, RoundOutcome, RoundPhase, RoundStatus,
@@ -15,3 +17,4 @@ pub use hospital::{
 };
 pub use membership::{Membership, Route};
 pub use patient::{Patient, PatientEvent};
+pub use seen::SeenRounds;

@@ -1,8 +1,10 @@
 //! One patient's side of one round.
 //!
 //! ```text
-//! new() ──Join──▶ AwaitingWelcome ──Welcome──▶ AwaitingRoster ──Roster──▶ (split, seal) ──Shares──▶
-//! AwaitingDelivery ──Delivery──▶ (open, sum) ──PartialSum──▶ AwaitingResult ──Result──▶ Finished
+//! new() ──Join(commitment)──▶ AwaitingWelcome ──Welcome──▶ AwaitingRoster ──Roster──▶ (check)
+//! ──Reveal──▶ AwaitingKeys ──Keys──▶ (check reveals, safety code, split, seal) ──Shares──▶
+//! AwaitingDelivery ──Delivery──▶ (open, sum) ──PartialSum──▶ AwaitingResult ──Result──▶
+//! (recompute, check) ──▶ Finished
 //!         any state ──Abandoned / refusal / timeout──▶ Finished
 //!   AwaitingWelcome ──Error (join refused)──▶ Finished
 //! ```
@@ -14,7 +16,12 @@
 //! The patient refuses (sends `leave`, emits [`PatientEvent::Refused`]) a roster whose study
 //! parameters differ from those it joined, a roster or contributor set below the study's
 //! minimum cohort, a roster for another round than the one it was welcomed to, a roster without
-//! its own key at its index, and any share that fails to open.
+//! its own commitment at its index, and any share that fails to open. Against a relay that
+//! deviates it also refuses (each error names the attack): a round id it has seen before for
+//! the study ([`SeenRounds`]), a roster listing one member twice, a threshold that breaks
+//! 2t > n + c, a reveal that does not open its frozen commitment, a second partial-sum request
+//! in a round, a delivery that leaves out a sender whose share it carries, and a result it
+//! cannot recompute itself from the published partial sums over its own contributor set.
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -24,6 +31,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, SeedableRng};
 use zeroize::Zeroize;
 
+use crate::commitment::{Commitment, Nonce, Revealed, commit};
 use crate::decimal::Decimal;
 use crate::encoding::{check_value, encode};
 use crate::envelope::{Binding, DirectionKey, KeyPair, PublicKey};
@@ -31,9 +39,11 @@ use crate::error::{ErrorCode, ProtocolError, SealError};
 use crate::field::Fe;
 use crate::frame::ShareList;
 use crate::message::{
-    AbandonReason, Delivery, Join, Leave, PROTOCOL_VERSION, PartialSum, PatientToRelay,
-    RelayToPatient, RosterMsg, RoundResult, Shares,
+    AbandonReason, Delivery, Join, Keys, Leave, PROTOCOL_VERSION, PartialSum, PatientToRelay,
+    RelayToPatient, Reveal, RosterMsg, RoundResult, Shares,
 };
+use crate::protocol::aggregate::{AggregateFailure, aggregate};
+use crate::protocol::seen::SeenRounds;
 use crate::roster::{Roster, SafetyCode};
 use crate::study::StudyParams;
 
@@ -82,7 +92,19 @@ pub enum PatientEvent {
         /// Size of the contributor set.
         contributors: u32,
     },
-    /// The round completed.
+    /// The result was recomputed on this device from the published partial sums over the
+    /// contributor set this patient was given, and agrees with the relay's: "checked on this
+    /// device". Always immediately followed by [`PatientEvent::Completed`].
+    ResultChecked {
+        /// Round id.
+        round: u64,
+        /// Size of the contributor set.
+        contributors: u32,
+        /// Partial sums the check used.
+        partial_sums: u32,
+    },
+    /// The round completed; the statistics are this device's own computation (see
+    /// [`PatientEvent::ResultChecked`]).
     Completed(RoundResult),
     /// The relay abandoned the round; nothing was revealed.
     Abandoned {
@@ -108,6 +130,10 @@ enum State {
         params: StudyParams,
         round: u64,
     },
+    AwaitingKeys {
+        roster: Roster,
+        me: u32,
+    },
     AwaitingDelivery {
         roster: Roster,
         me: u32,
@@ -116,7 +142,10 @@ enum State {
         from_keys: Vec<Option<DirectionKey>>,
     },
     AwaitingResult {
-        round: u64,
+        roster: Roster,
+        me: u32,
+        contributors: Vec<u32>,
+        sent: Vec<Fe>,
     },
     Finished,
 }
@@ -126,6 +155,7 @@ impl State {
         match self {
             State::AwaitingWelcome => "awaiting welcome",
             State::AwaitingRoster { .. } => "awaiting roster",
+            State::AwaitingKeys { .. } => "awaiting keys",
             State::AwaitingDelivery { .. } => "awaiting delivery",
             State::AwaitingResult { .. } => "awaiting result",
             State::Finished => "finished",
@@ -139,6 +169,8 @@ pub struct Patient {
     value: Decimal,
     expected: Option<StudyParams>,
     keys: KeyPair,
+    nonce: Nonce,
+    seen: SeenRounds,
     rng: ChaCha20Rng,
     state: State,
     out: VecDeque<PatientToRelay>,
@@ -173,6 +205,8 @@ impl Patient {
             check_value(p, &value)?;
         }
         let keys = KeyPair::generate(rng);
+        let mut nonce = Nonce([0; 32]);
+        rng.fill_bytes(&mut nonce.0);
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
         let own_rng = ChaCha20Rng::from_seed(seed);
@@ -182,6 +216,8 @@ impl Patient {
             value,
             expected,
             keys,
+            nonce,
+            seen: SeenRounds::new(study),
             rng: own_rng,
             state: State::AwaitingWelcome,
             out: VecDeque::new(),
@@ -192,7 +228,7 @@ impl Patient {
         p.out.push_back(PatientToRelay::Join(Join {
             v: PROTOCOL_VERSION,
             study: p.study.clone(),
-            public_key: p.keys.public(),
+            commitment: p.commitment(),
             invite,
         }));
         p.touch(now_ms);
@@ -213,9 +249,35 @@ impl Patient {
         };
     }
 
-    /// This patient's public key for the round.
+    /// This patient's public key for the round (sent only in the reveal).
     pub fn public_key(&self) -> PublicKey {
         self.keys.public()
+    }
+
+    /// This patient's commitment to its key (sent in the join).
+    pub fn commitment(&self) -> Commitment {
+        commit(&self.study, &self.keys.public(), &self.nonce)
+    }
+
+    /// This patient's reveal (sent once the roster is frozen).
+    pub fn revealed(&self, index: u32) -> Revealed {
+        Revealed {
+            index,
+            public_key: self.keys.public(),
+            nonce: self.nonce,
+        }
+    }
+
+    /// Adds rounds this patient's user has already taken part in for this study (e.g. kept in
+    /// the browser's `sessionStorage` across reconnects); a roster for one of them, or a second
+    /// partial-sum request in one, is refused. Rounds of another study are ignored.
+    pub fn remember_rounds(&mut self, seen: &SeenRounds) {
+        self.seen.merge(seen);
+    }
+
+    /// The rounds seen so far, to keep for the next connection.
+    pub fn seen_rounds(&self) -> &SeenRounds {
+        &self.seen
     }
 
     /// What the patient waits for, e.g. `"awaiting roster"`.
@@ -318,6 +380,12 @@ impl Patient {
                 if let Err(e) = check_value(&w.study, &self.value) {
                     return (State::AwaitingWelcome, Err(e.into()));
                 }
+                if self.seen.contains(w.round) {
+                    return (
+                        State::AwaitingWelcome,
+                        Err(ProtocolError::ReplayedRound { round: w.round }),
+                    );
+                }
                 self.events.push_back(PatientEvent::Welcomed {
                     study: w.study.clone(),
                     round: w.round,
@@ -344,6 +412,20 @@ impl Patient {
                     Err(e) => (State::AwaitingRoster { params, round }, Err(e)),
                 }
             }
+            (State::AwaitingKeys { roster, me }, RelayToPatient::Keys(k)) => {
+                match self.on_keys(&roster, me, k) {
+                    Ok((own, from_keys)) => (
+                        State::AwaitingDelivery {
+                            roster,
+                            me,
+                            own,
+                            from_keys,
+                        },
+                        Ok(()),
+                    ),
+                    Err(e) => (State::AwaitingKeys { roster, me }, Err(e)),
+                }
+            }
             (
                 State::AwaitingDelivery {
                     roster,
@@ -353,9 +435,12 @@ impl Patient {
                 },
                 RelayToPatient::Delivery(d),
             ) => match self.on_delivery(&roster, me, &own, &from_keys, d) {
-                Ok(()) => (
+                Ok((contributors, sent)) => (
                     State::AwaitingResult {
-                        round: roster.round,
+                        roster,
+                        me,
+                        contributors,
+                        sent,
                     },
                     Ok(()),
                 ),
@@ -369,18 +454,54 @@ impl Patient {
                     Err(e),
                 ),
             },
-            (State::AwaitingResult { round }, RelayToPatient::Result(r)) => {
-                if r.round != round {
+            (s @ State::AwaitingResult { .. }, RelayToPatient::Delivery(d)) => {
+                let round = d.round;
+                (s, Err(ProtocolError::SecondPartialSumRequest { round }))
+            }
+            (
+                State::AwaitingResult {
+                    roster,
+                    me,
+                    contributors,
+                    sent,
+                },
+                RelayToPatient::Result(r),
+            ) => {
+                if r.round != roster.round {
+                    let err = ProtocolError::WrongRound {
+                        got: r.round,
+                        current: roster.round,
+                    };
                     return (
-                        State::AwaitingResult { round },
-                        Err(ProtocolError::WrongRound {
-                            got: r.round,
-                            current: round,
-                        }),
+                        State::AwaitingResult {
+                            roster,
+                            me,
+                            contributors,
+                            sent,
+                        },
+                        Err(err),
                     );
                 }
-                self.events.push_back(PatientEvent::Completed(r));
-                (State::Finished, Ok(()))
+                match check_result(&roster, me, &contributors, &sent, r) {
+                    Ok(checked) => {
+                        self.events.push_back(PatientEvent::ResultChecked {
+                            round: checked.round,
+                            contributors: checked.contributors.len() as u32,
+                            partial_sums: checked.partials.len() as u32,
+                        });
+                        self.events.push_back(PatientEvent::Completed(checked));
+                        (State::Finished, Ok(()))
+                    }
+                    Err(e) => (
+                        State::AwaitingResult {
+                            roster,
+                            me,
+                            contributors,
+                            sent,
+                        },
+                        Err(e),
+                    ),
+                }
             }
             (state, RelayToPatient::Abandoned(a)) if !matches!(state, State::Finished) => {
                 self.events.push_back(PatientEvent::Abandoned {
@@ -410,9 +531,14 @@ impl Patient {
             return Err(ProtocolError::ParamsMismatch);
         }
         // The round id is covered by the safety code; pinning it to the welcome's keeps the
-        // relay from choosing it freely while searching for a matching code.
+        // relay from choosing it freely.
         if roster.round != round {
             return Err(ProtocolError::BadRoster);
+        }
+        if self.seen.contains(roster.round) {
+            return Err(ProtocolError::ReplayedRound {
+                round: roster.round,
+            });
         }
         roster.check()?;
         let n = roster.n();
@@ -423,26 +549,79 @@ impl Patient {
             });
         }
         let me = r.you;
-        if roster.member(me).map(|m| m.public_key) != Some(self.keys.public()) {
+        if roster.member(me).map(|m| m.commitment) != Some(self.commitment()) {
             return Err(ProtocolError::BadRoster);
+        }
+        self.seen.insert(roster.round);
+        self.out.push_back(PatientToRelay::Reveal(Reveal {
+            v: PROTOCOL_VERSION,
+            round: roster.round,
+            public_key: self.keys.public(),
+            nonce: self.nonce,
+        }));
+        Ok(State::AwaitingKeys { roster, me })
+    }
+
+    /// Checks every reveal against the frozen commitments, shows the safety code, and deals,
+    /// seals and queues the shares.
+    #[allow(clippy::type_complexity)]
+    fn on_keys(
+        &mut self,
+        roster: &Roster,
+        me: u32,
+        k: Keys,
+    ) -> Result<(Vec<Fe>, Vec<Option<DirectionKey>>), ProtocolError> {
+        if k.round != roster.round {
+            return Err(ProtocolError::WrongRound {
+                got: k.round,
+                current: roster.round,
+            });
+        }
+        let n = roster.n();
+        let params = &roster.study;
+        // Members that did not reveal are left out like dropouts: a Shamir round goes on with
+        // at least t of them; an additive round needs all.
+        let needed = if roster.threshold == n {
+            n
+        } else {
+            roster.threshold.max(params.min_cohort)
+        };
+        if k.reveals.windows(2).any(|w| w[0].index >= w[1].index)
+            || (k.reveals.len() as u32) < needed
+        {
+            return Err(ProtocolError::BadRoster);
+        }
+        for rv in &k.reveals {
+            let m = roster.member(rv.index).ok_or(ProtocolError::BadRoster)?;
+            if !rv.opens(&params.id, &m.commitment) {
+                return Err(ProtocolError::RevealMismatch { index: m.index });
+            }
+        }
+        if !k.reveals.iter().any(|r| *r == self.revealed(me)) {
+            return Err(ProtocolError::RevealMismatch { index: me });
+        }
+        let mut keys: Vec<&PublicKey> = k.reveals.iter().map(|r| &r.public_key).collect();
+        keys.sort_unstable();
+        if keys.windows(2).any(|w| w[0] == w[1]) {
+            return Err(ProtocolError::DuplicateRosterMember);
         }
         let scheme = roster.scheme()?;
         let encoded = encode(params, &self.value)?;
         let mut deal = scheme.deal(encoded.as_slice(), me, &mut self.rng);
         let my_key = self.keys.public();
         let sealed_len = scheme.payload_len(encoded.as_slice().len()) + crate::envelope::TAG_LEN;
-        let mut sealed = ShareList::with_capacity(sealed_len, n as usize - 1);
-        let mut from_keys: Vec<Option<DirectionKey>> = Vec::with_capacity(n as usize);
+        let mut sealed = ShareList::with_capacity(sealed_len, k.reveals.len());
+        let mut from_keys: Vec<Option<DirectionKey>> = (0..n).map(|_| None).collect();
+        // Payloads come in roster order, as do the reveals: one pass finds each.
         let mut payloads = deal.payloads.iter();
-        for m in &roster.members {
+        for m in &k.reveals {
             if m.index == me {
-                from_keys.push(None);
                 continue;
             }
             let pair = self
                 .keys
                 .agree(&m.public_key)
-                .map_err(|_| ProtocolError::BadRoster)?;
+                .map_err(|_| ProtocolError::RevealMismatch { index: m.index })?;
             let to = Binding {
                 study: &params.id,
                 round: roster.round,
@@ -458,11 +637,12 @@ impl Patient {
                 to_key: &my_key,
                 ..to
             };
-            let (j, payload) = payloads.next().expect("one payload per other member");
-            debug_assert_eq!(*j, m.index);
+            let (_, payload) = payloads
+                .find(|(j, _)| *j == m.index)
+                .expect("one payload per other member");
             let pushed = sealed.push(m.index, &pair.direction_key(&to).seal_bytes(payload));
             debug_assert!(pushed, "every payload of a scheme has one length");
-            from_keys.push(Some(pair.direction_key(&from)));
+            from_keys[m.index as usize - 1] = Some(pair.direction_key(&from));
         }
         let own = core::mem::take(&mut deal.own);
         self.events.push_back(PatientEvent::RosterFrozen {
@@ -470,7 +650,7 @@ impl Patient {
             n,
             threshold: roster.threshold,
             you: me,
-            safety_code: roster.safety_code(),
+            safety_code: roster.safety_code(&k.reveals),
         });
         self.out.push_back(PatientToRelay::Shares(Shares {
             round: roster.round,
@@ -479,12 +659,7 @@ impl Patient {
         self.events.push_back(PatientEvent::SharesSent {
             round: roster.round,
         });
-        Ok(State::AwaitingDelivery {
-            roster,
-            me,
-            own,
-            from_keys,
-        })
+        Ok((own, from_keys))
     }
 
     fn on_delivery(
@@ -494,7 +669,7 @@ impl Patient {
         own: &[Fe],
         from_keys: &[Option<DirectionKey>],
         d: Delivery,
-    ) -> Result<(), ProtocolError> {
+    ) -> Result<(Vec<u32>, Vec<Fe>), ProtocolError> {
         if d.round != roster.round {
             return Err(ProtocolError::WrongRound {
                 got: d.round,
@@ -512,6 +687,18 @@ impl Patient {
                 got: c.len() as u32,
                 min,
             });
+        }
+        if self.seen.answered(roster.round) {
+            return Err(ProtocolError::SecondPartialSumRequest {
+                round: roster.round,
+            });
+        }
+        if let Some((from, _)) = d
+            .shares
+            .iter()
+            .find(|(from, _)| c.binary_search(from).is_err())
+        {
+            return Err(ProtocolError::DeliveryOmitsSender { from });
         }
         let expected: Vec<u32> = c.iter().copied().filter(|&i| i != me).collect();
         let mut got: Vec<u32> = d.shares.iter().map(|(from, _)| from).collect();
@@ -543,16 +730,52 @@ impl Patient {
             }
             share.zeroize();
         }
+        self.seen.mark_answered(roster.round);
         self.out.push_back(PatientToRelay::PartialSum(PartialSum {
             round: roster.round,
-            sum,
+            sum: sum.clone(),
         }));
         self.events.push_back(PatientEvent::PartialSumSent {
             round: roster.round,
             contributors: c.len() as u32,
         });
-        Ok(())
+        Ok((d.contributors, sum))
     }
+}
+
+/// Recomputes the result from the published partial sums and checks it: the contributor set is
+/// the one this patient answered for, its own partial sum is there unaltered, the partial sums
+/// give one consistent aggregate (on one polynomial in Shamir rounds), and the relay's
+/// statistics are exactly that. Returns the result with this device's own statistics.
+fn check_result(
+    roster: &Roster,
+    me: u32,
+    contributors: &[u32],
+    sent: &[Fe],
+    mut r: RoundResult,
+) -> Result<RoundResult, ProtocolError> {
+    if r.contributors != contributors {
+        return Err(ProtocolError::ContributorSetChanged);
+    }
+    if !r.partials.iter().any(|p| p.from == me && p.sum == sent) {
+        return Err(ProtocolError::OwnPartialSumAltered);
+    }
+    let points: Vec<(u32, &[Fe])> = r
+        .partials
+        .iter()
+        .map(|p| (p.from, p.sum.as_slice()))
+        .collect();
+    let own = aggregate(roster, contributors, &points).map_err(|e| match e {
+        AggregateFailure::Malformed
+        | AggregateFailure::NotOnePolynomial
+        | AggregateFailure::Inconsistent => ProtocolError::InconsistentPartialSums,
+    })?;
+    if own != r.statistics || r.roster_size != roster.n() || r.partial_sums as usize != points.len()
+    {
+        return Err(ProtocolError::LyingResult);
+    }
+    r.statistics = own;
+    Ok(r)
 }
 
 /// Errors after which the patient must not go on with the round.
@@ -595,7 +818,7 @@ mod tests {
         p.handle(
             1,
             RelayToPatient::Welcome(Welcome {
-                v: 1,
+                v: 2,
                 study: params(),
                 round: 7,
                 enrolled: 1,
@@ -609,15 +832,11 @@ mod tests {
         let members = (1..=n)
             .map(|i| Member {
                 index: i,
-                public_key: if i == you {
-                    p.public_key()
-                } else {
-                    other_key(i)
-                },
+                commitment: if i == you { p.commitment() } else { other(i).0 },
             })
             .collect();
         RosterMsg {
-            v: 1,
+            v: 2,
             roster: Roster {
                 study: params(),
                 round: 7,
@@ -630,6 +849,36 @@ mod tests {
 
     fn other_key(i: u32) -> PublicKey {
         KeyPair::generate(&mut ChaCha20Rng::seed_from_u64(1000 + u64::from(i))).public()
+    }
+
+    /// Another member's commitment and reveal.
+    fn other(i: u32) -> (Commitment, Revealed) {
+        let r = Revealed {
+            index: i,
+            public_key: other_key(i),
+            nonce: Nonce([i as u8; 32]),
+        };
+        (commit("demo", &r.public_key, &r.nonce), r)
+    }
+
+    /// The keys message for `roster_for(p, n, you)`.
+    fn keys_for(p: &Patient, n: u32, you: u32) -> RelayToPatient {
+        RelayToPatient::Keys(Keys {
+            v: 2,
+            round: 7,
+            reveals: (1..=n)
+                .map(|i| if i == you { p.revealed(i) } else { other(i).1 })
+                .collect(),
+        })
+    }
+
+    /// Roster and keys, as a relay that follows the protocol sends them.
+    fn frozen(p: &mut Patient, t: u64, n: u32, you: u32) {
+        p.handle(t, RelayToPatient::Roster(roster_for(p, n, you)))
+            .unwrap();
+        assert!(matches!(p.poll_output(), Some(PatientToRelay::Reveal(_))));
+        let k = keys_for(p, n, you);
+        p.handle(t, k).unwrap();
     }
 
     fn refused(p: &mut Patient) -> Option<ProtocolError> {
@@ -699,7 +948,7 @@ mod tests {
     fn refuses_roster_without_its_own_key() {
         let mut p = welcomed(4);
         let mut r = roster_for(&p, 4, 2);
-        r.roster.members[1].public_key = other_key(9);
+        r.roster.members[1].commitment = other(9).0;
         assert_eq!(
             p.handle(2, RelayToPatient::Roster(r)),
             Err(ProtocolError::BadRoster)
@@ -709,8 +958,7 @@ mod tests {
     #[test]
     fn refuses_small_contributor_sets_and_tampered_shares() {
         let mut p = welcomed(5);
-        p.handle(2, RelayToPatient::Roster(roster_for(&p, 4, 1)))
-            .unwrap();
+        frozen(&mut p, 2, 4, 1);
         let Some(PatientToRelay::Shares(sent)) = p.poll_output() else {
             panic!("shares expected")
         };
@@ -728,8 +976,7 @@ mod tests {
         assert!(p.is_finished());
 
         let mut p = welcomed(6);
-        p.handle(2, RelayToPatient::Roster(roster_for(&p, 4, 1)))
-            .unwrap();
+        frozen(&mut p, 2, 4, 1);
         let Some(PatientToRelay::Shares(sent)) = p.poll_output() else {
             panic!("shares expected")
         };
@@ -770,7 +1017,7 @@ mod tests {
         p.handle(
             3,
             RelayToPatient::Enrolment(Enrolment {
-                v: 1,
+                v: 2,
                 round: 7,
                 enrolled: 2,
                 size: 4,
@@ -794,7 +1041,7 @@ mod tests {
             Patient::new(0, "demo", "170.5".parse().unwrap(), None, None, &mut rng).unwrap();
         assert!(!format!("{p:?}").contains("170"));
         let e = ErrorMsg {
-            v: 1,
+            v: 2,
             code: ErrorCode::UnknownStudy,
             message: "no such study".into(),
         };
@@ -811,8 +1058,7 @@ mod tests {
             None,
             "waiting for others is never timed out"
         );
-        p.handle(20, RelayToPatient::Roster(roster_for(&p, 4, 1)))
-            .unwrap();
+        frozen(&mut p, 20, 4, 1);
         assert_eq!(p.poll_timeout(), Some(1020));
         p.handle_timeout(1020);
         assert_eq!(refused(&mut p), Some(ProtocolError::TimedOut));

@@ -1099,28 +1099,44 @@ struct RosterVectors {
 #[derive(Serialize, Deserialize)]
 struct RosterCase {
     roster: Roster,
+    reveals: Vec<cohort_core::commitment::Revealed>,
     params_json: String,
     safety_code: String,
 }
 
 fn roster_case(spec: &str, round: u64, n: u32, rng: &mut ChaCha20Rng) -> RosterCase {
+    use cohort_core::commitment::{Nonce, Revealed, commit};
     let s: StudySpec = spec.parse().expect("valid");
+    let reveals: Vec<Revealed> = (1..=n)
+        .map(|index| {
+            let public_key = KeyPair::generate(rng).public();
+            let mut nonce = Nonce([0; 32]);
+            rand_core::Rng::fill_bytes(rng, &mut nonce.0);
+            Revealed {
+                index,
+                public_key,
+                nonce,
+            }
+        })
+        .collect();
     let roster = Roster {
         threshold: s.params.round_threshold(n),
-        study: s.params,
-        round,
-        members: (1..=n)
-            .map(|index| Member {
-                index,
-                public_key: KeyPair::generate(rng).public(),
+        members: reveals
+            .iter()
+            .map(|r| Member {
+                index: r.index,
+                commitment: commit(&s.params.id, &r.public_key, &r.nonce),
             })
             .collect(),
+        study: s.params,
+        round,
     };
     roster.check().expect("well formed");
     RosterCase {
         params_json: serde_json::to_string(&roster.study).expect("serializes"),
-        safety_code: roster.safety_code().as_str().into(),
+        safety_code: roster.safety_code(&reveals).as_str().into(),
         roster,
+        reveals,
     }
 }
 
@@ -1128,11 +1144,15 @@ fn gen_roster() -> String {
     let seed = SEED + 4;
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     to_text(&RosterVectors {
-        description: "Frozen rosters and their safety codes: SHA-256 over \"cohort/v1 roster\", \
-                      u64 BE length + study parameters as compact JSON (params_json), round (u64 \
-                      BE), threshold, n, and each (index, public key) (u32 BE + 32 bytes); first \
-                      8 digest bytes as u64 BE mod 10^12, as 12 digits in groups of 4. Keys from \
-                      KeyPair::generate with ChaCha20Rng::seed_from_u64(seed)."
+        description: "Frozen rosters of commitments, the reveals, and their safety codes. \
+                      Commitment = SHA-256(\"cohort/v2 key commitment\" || u64 BE len(study id) \
+                      || study id || public key || nonce). Safety code = SHA-256 over \
+                      \"cohort/v2 roster\", u64 BE length + study parameters as compact JSON \
+                      (params_json), round (u64 BE), threshold, n, each (index, commitment) \
+                      (u32 BE + 32 bytes), u64 BE number of reveals, each (index, public key, \
+                      nonce) (u32 BE + 32 + 32 bytes); first 8 digest bytes as u64 BE mod 10^12, \
+                      as 12 digits in groups of 4. Per member: KeyPair::generate then 32 nonce \
+                      bytes, from ChaCha20Rng::seed_from_u64(seed)."
             .into(),
         seed,
         rosters: vec![
@@ -1166,11 +1186,17 @@ fn check_roster(text: &str) {
             serde_json::to_string(&c.roster.study).unwrap(),
             c.params_json
         );
-        assert_eq!(c.roster.safety_code().as_str(), c.safety_code);
-        // Any substituted key changes the code.
+        assert_eq!(c.roster.safety_code(&c.reveals).as_str(), c.safety_code);
+        for (m, r) in c.roster.members.iter().zip(&c.reveals) {
+            assert!(r.opens(&c.roster.study.id, &m.commitment));
+        }
+        // Any substituted commitment or key changes the code.
         let mut changed = c.roster.clone();
-        changed.members[0].public_key.0[0] ^= 1;
-        assert_ne!(changed.safety_code().as_str(), c.safety_code);
+        changed.members[0].commitment.0[0] ^= 1;
+        assert_ne!(changed.safety_code(&c.reveals).as_str(), c.safety_code);
+        let mut reveals = c.reveals.clone();
+        reveals[0].public_key.0[0] ^= 1;
+        assert_ne!(c.roster.safety_code(&reveals).as_str(), c.safety_code);
     }
 }
 

@@ -141,6 +141,7 @@ async fn main() -> ExitCode {
         _ => {}
     };
     match run_patient(&opts, &mut progress).await {
+        // One round per process: the core Patient's own seen-round set is this process's.
         Ok(report) => match report.outcome {
             PatientOutcome::Completed(r) => {
                 let line = serde_json::json!({
@@ -155,6 +156,7 @@ async fn main() -> ExitCode {
                     "roster_size": r.roster_size,
                     "contributors": r.contributors,
                     "partial_sums": r.partial_sums,
+                    "checked_on_device": report.checked_on_device,
                 });
                 println!("{line}");
                 ExitCode::SUCCESS

@@ -356,7 +356,11 @@ pub async fn stalling_patient(ws_url: &str, ca: &Path, study: &str, seed: u64) -
     let join = PatientToRelay::Join(Join {
         v: cohort_core::message::PROTOCOL_VERSION,
         study: study.into(),
-        public_key: key,
+        commitment: cohort_core::commitment::commit(
+            study,
+            &key,
+            &cohort_core::commitment::Nonce([0; 32]),
+        ),
         invite: None,
     });
     ws.send(cohort_relay::ws::to_message(join.encode()))

@@ -9,7 +9,7 @@ import { human, patients, plain, rangeText } from './format.js';
 
 const TOKEN_KEY = 'cohort.adminToken';
 const SPEC_KEYS = ['id', 'question', 'unit', 'min', 'max', 'decimals', 'buckets', 'size', 'threshold',
-  'min_cohort', 'enrol_s', 'shares_s', 'partials_s', 'invite'];
+  'colluders', 'min_cohort', 'enrol_s', 'shares_s', 'partials_s', 'invite'];
 
 const ui = {
   conn: $('conn'),
@@ -51,6 +51,7 @@ async function main() {
     if (t) signIn(t);
   });
   ui.signout.addEventListener('click', signOut);
+  addColludersField();
   for (const input of ui.createForm.querySelectorAll('input')) input.addEventListener('input', updateSpec);
   ui.createForm.addEventListener('submit', (e) => {
     e.preventDefault();
@@ -301,11 +302,24 @@ async function download(id, kind) {
   }
 }
 
+/** The `colluders` field (c: patients refuse rosters unless 2t > n + c), next to t. */
+function addColludersField() {
+  if (ui.createForm.querySelector('[data-key="colluders"]')) return;
+  const t = ui.createForm.querySelector('[data-key="threshold"]');
+  if (!t) return;
+  const input = el('input', { id: 'f-colluders', type: 'text', inputmode: 'numeric', placeholder: '0' });
+  input.dataset.key = 'colluders';
+  t.parentElement.after(el('div', {},
+    el('label', { for: 'f-colluders', text: 'Colluders c (needs 2t > size + c)' }), input));
+}
+
 function specFromForm() {
   const parts = [];
   let comma = false;
   for (const key of SPEC_KEYS) {
-    const v = ui.createForm.querySelector(`[data-key="${key}"]`).value.trim();
+    const field = ui.createForm.querySelector(`[data-key="${key}"]`);
+    if (!field) continue;
+    const v = field.value.trim();
     if (v === '') continue;
     if (v.includes(',')) comma = true;
     parts.push(`${key}=${v}`);
@@ -385,7 +399,7 @@ function render(id) {
     el('li', { text: rangeText(p) }),
     el('li', { text: `${p.buckets} histogram buckets` }),
     el('li', { text: `groups of ${p.size}` }),
-    el('li', { text: `threshold ${p.threshold}` }),
+    el('li', { text: `threshold ${p.threshold}, colluders ≤ ${p.colluders ?? 0} (tolerates ${p.size - p.threshold} dropouts)` }),
     el('li', { text: `minimum cohort ${p.min_cohort}` }),
     el('li', { text: `deadlines: enrol ${d.enrol_ms === null ? 'none' : `${d.enrol_ms / 1000} s`}, shares ${d.shares_ms / 1000} s, sums ${d.partials_ms / 1000} s` }),
     s.invite_required ? el('li', { text: 'invite code required' }) : null);

@@ -130,7 +130,9 @@ function choose(study, others) {
   document.title = `cohort · ${p.question || p.id}`;
   ui.studyId.textContent = p.id;
   ui.question.textContent = p.question || `Study ${p.id}`;
-  ui.meta.textContent = `Results are shared for groups of ${p.size} (never fewer than ${p.min_cohort}).`;
+  ui.meta.textContent = `Results are shared for groups of ${p.size} (never fewer than ${p.min_cohort}); ` +
+    `any ${p.threshold} of them complete a round, and this device refuses a round unless that stays safe ` +
+    `with up to ${p.colluders ?? 0} patients colluding with the hospital.`;
   ui.label.textContent = p.unit ? `Your value, in ${p.unit}` : 'Your value';
   ui.unit.textContent = p.unit;
   ui.hint.textContent = `Allowed: ${rangeText(p)}.`;
@@ -189,6 +191,10 @@ function start() {
   try {
     const invite = chosen.invite_required ? ui.invite.value.trim() : '';
     patient = new Patient(Date.now(), chosen.params.id, ui.value.value, paramsJson, invite || undefined);
+    // Rounds this tab already took part in: the core refuses a replayed round id or a second
+    // partial-sum request in one of them, also across reconnects.
+    const seen = sessionStorage.getItem(seenKey(chosen.params.id));
+    if (seen) patient.rememberRounds(seen);
   } catch (e) {
     ui.error.textContent = sentence(e.message);
     return;
@@ -246,9 +252,18 @@ function connect(s) {
 }
 
 /** Sends what the machine queued, shows what happened, and arms its timer. */
+function seenKey(study) {
+  return `cohort-seen-rounds:${study}`;
+}
+
 function drain(s) {
   for (let m = s.patient.pollOutput(); m !== undefined; m = s.patient.pollOutput()) {
     if (s.ws && s.ws.readyState === WebSocket.OPEN) s.ws.send(m);
+  }
+  try {
+    sessionStorage.setItem(seenKey(chosen.params.id), s.patient.seenRoundsJson());
+  } catch (_) {
+    // Storage full or disabled: the core still refuses replays on this connection.
   }
   for (let ev = s.patient.pollEvent(); ev !== undefined; ev = s.patient.pollEvent()) onEvent(s, ev);
   clearTimeout(s.timer);
@@ -383,6 +398,16 @@ function showResult(ev) {
   r.dataset.round = plain(ev.round);
   r.dataset.safetyCode = ev.safetyCode;
   ui.resultTitle.textContent = `Result of round ${ev.round}`;
+  // The core shows a result only after recomputing it here from every partial sum over the
+  // contributor set this device was given.
+  let mark = document.getElementById('r-checked');
+  if (!mark) {
+    mark = el('p', { id: 'r-checked', class: 'checked', text: '' });
+    mark.dataset.testid = 'result-checked';
+    ui.resultTitle.after(mark);
+  }
+  mark.textContent = ev.checkedOnDevice ? '✓ checked on this device' : 'not checked on this device';
+  r.dataset.checkedOnDevice = ev.checkedOnDevice ? 'true' : 'false';
   $('r-count').textContent = ev.count;
   const withUnit = (n, digits) => [human(n, digits), p.unit ? el('span', { class: 'u', text: p.unit }) : null];
   replace($('r-mean'), withUnit(ev.mean, d + 2));
