@@ -228,24 +228,23 @@ impl Registry {
     }
 
     /// Starts the studies found in the store. Returns how many.
-    pub fn restore(&self) -> Result<usize, CreateError> {
-        let specs = self.store.studies()?;
+    pub async fn restore(&self) -> Result<usize, CreateError> {
+        let specs = self.store.studies().await?;
         let n = specs.len();
         for spec in specs {
-            self.spawn(spec, false)?;
+            self.spawn(spec, false).await?;
         }
         Ok(n)
     }
 
     /// Creates, persists and starts a study.
-    pub fn create(&self, spec: StudySpec) -> Result<StudyHandle, CreateError> {
-        self.spawn(spec, true)
+    pub async fn create(&self, spec: StudySpec) -> Result<StudyHandle, CreateError> {
+        self.spawn(spec, true).await
     }
 
-    fn spawn(&self, spec: StudySpec, new: bool) -> Result<StudyHandle, CreateError> {
-        let mut studies = self.studies.write().unwrap_or_else(|e| e.into_inner());
+    async fn spawn(&self, spec: StudySpec, new: bool) -> Result<StudyHandle, CreateError> {
         let id = spec.params.id.clone();
-        if studies.iter().any(|h| *h.id == *id) {
+        if self.get(&id).is_some() {
             return Err(CreateError::Exists(id));
         }
         let max = self.max_size.load(Ordering::Relaxed);
@@ -255,12 +254,17 @@ impl Registry {
                 max,
             });
         }
-        let first_round = self.store.next_round(&id)?;
+        let first_round = self.store.next_round(&id).await?;
         let hospital = Hospital::new(spec.clone(), first_round)?;
-        if new && !self.store.insert_study(&spec, self.clock.now_ms())? {
+        if new && !self.store.insert_study(&spec, self.clock.now_ms()).await? {
             return Err(CreateError::Exists(id));
         }
-        let completed = self.store.completed_count(&id)?;
+        let completed = self.store.completed_count(&id).await?;
+        // The store calls above hold no lock; the id is checked again under the write lock.
+        let mut studies = self.studies.write().unwrap_or_else(|e| e.into_inner());
+        if studies.iter().any(|h| *h.id == *id) {
+            return Err(CreateError::Exists(id));
+        }
         let id: Arc<str> = id.into();
         let spec = Arc::new(spec);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -350,17 +354,17 @@ impl StudyTask {
                 cmd = rx.recv() => match cmd {
                     Some(StudyCmd::Shutdown { done }) => {
                         self.hospital.shutdown(self.clock.now_ms());
-                        self.flush();
+                        self.flush().await;
                         info!(study = %self.id, "study stopped");
                         let _ = done.send(());
                         return;
                     }
-                    Some(cmd) => self.on_cmd(cmd),
+                    Some(cmd) => self.on_cmd(cmd).await,
                     None => return,
                 },
                 () = timer => self.hospital.handle_timeout(self.clock.now_ms()),
             }
-            self.flush();
+            self.flush().await;
             if let Some((round, first)) = self.path_done.take() {
                 let relay_path_us = first.elapsed().as_micros() as u64;
                 info!(study = %self.id, round, relay_path_us, "round relay path");
@@ -384,7 +388,7 @@ impl StudyTask {
         });
     }
 
-    fn on_cmd(&mut self, cmd: StudyCmd) {
+    async fn on_cmd(&mut self, cmd: StudyCmd) {
         let now = self.clock.now_ms();
         match cmd {
             StudyCmd::Patient { peer, msg, link } => {
@@ -433,7 +437,7 @@ impl StudyTask {
                     info!(study = %self.id, code = ?e.code(), "start refused");
                 }
                 // The roster goes out before the reply.
-                self.flush();
+                self.flush().await;
                 let _ = reply.send(r.map(|()| self.status()));
             }
             StudyCmd::Status { reply } => {
@@ -444,13 +448,13 @@ impl StudyTask {
     }
 
     /// Drains the Hospital: persists and publishes events, then delivers messages.
-    fn flush(&mut self) {
+    async fn flush(&mut self) {
         loop {
             let mut sends = Vec::new();
             while let Some(out) = self.hospital.poll_output() {
                 match out {
                     HospitalOutput::Send { to, msg } => sends.push((to, msg)),
-                    HospitalOutput::Event(e) => self.on_event(e),
+                    HospitalOutput::Event(e) => self.on_event(e).await,
                 }
             }
             if sends.is_empty() {
@@ -500,7 +504,7 @@ impl StudyTask {
         let _ = self.feed.send(msg.to_json().into());
     }
 
-    fn on_event(&mut self, e: HospitalEvent) {
+    async fn on_event(&mut self, e: HospitalEvent) {
         match e {
             HospitalEvent::Enrolment {
                 study,
@@ -533,7 +537,7 @@ impl StudyTask {
                     safety_code: safety_code.as_str(),
                     started_at_ms: started_ms,
                 };
-                if let Err(e) = self.store.round_started(&start) {
+                if let Err(e) = self.store.round_started(&start).await {
                     error!(study = %study, round, error = %e, "cannot store round start");
                 }
                 self.publish(DashboardMsg::RoundStarted {
@@ -567,7 +571,7 @@ impl StudyTask {
                     safety_code = %o.safety_code,
                     "round completed"
                 );
-                if let Err(e) = self.store.round_completed(&o) {
+                if let Err(e) = self.store.round_completed(&o).await {
                     error!(study = %o.study, round = o.round, error = %e, "cannot store result");
                 }
                 self.completed += 1;
@@ -588,6 +592,7 @@ impl StudyTask {
                 if let Err(e) = self
                     .store
                     .round_abandoned(&study, round, &reason, finished_ms)
+                    .await
                 {
                     error!(study = %study, round, error = %e, "cannot store abandonment");
                 }

@@ -53,6 +53,8 @@ pub struct RelayConfig {
     pub certs: PathBuf,
     /// Directory of the database and the admin token.
     pub data: PathBuf,
+    /// PostgreSQL URL (`postgres://USER@HOST:PORT/DB`) of the store; SQLite in `data` if `None`.
+    pub database: Option<String>,
     /// Studies to run. A study whose id is already stored keeps its stored specification.
     pub studies: Vec<StudySpec>,
     /// The admin token; generated (or read from the data directory) if `None`.
@@ -82,6 +84,7 @@ impl RelayConfig {
             web: "web/www".into(),
             certs: "certs".into(),
             data: "data".into(),
+            database: None,
             studies: Vec::new(),
             admin_token: None,
             max_message_bytes: ws::DEFAULT_MAX_MESSAGE_BYTES,
@@ -287,9 +290,12 @@ impl Relay {
         if !cfg.web.join("index.html").is_file() {
             warn!(dir = %cfg.web.display(), "no index.html in the web directory; pages will 404");
         }
-        let store = Arc::new(Store::open(&cfg.data)?);
+        let store = Arc::new(match &cfg.database {
+            Some(url) => Store::connect_postgres(url).await?,
+            None => Store::open(&cfg.data)?,
+        });
         let clock = Clock::new();
-        let stale = store.abandon_in_flight(clock.now_ms())?;
+        let stale = store.abandon_in_flight(clock.now_ms()).await?;
         if stale > 0 {
             warn!(
                 rounds = stale,
@@ -299,25 +305,27 @@ impl Relay {
         let (token, token_source) = token::resolve(cfg.admin_token.as_deref(), &cfg.data)?;
         let registry = Registry::new(store.clone(), clock);
         registry.set_max_patients_per_study(cfg.max_patients_per_study);
-        let restored = registry.restore()?;
+        let restored = registry.restore().await?;
         for spec in cfg.studies {
-            match store.study(&spec.params.id)? {
+            match store.study(&spec.params.id).await? {
                 Some(stored) => {
                     if stored != spec {
                         warn!(study = %spec.params.id, "--study differs from the stored study of that id; keeping the stored one");
                     }
                 }
                 None => {
-                    registry.create(spec)?;
+                    registry.create(spec).await?;
                 }
             }
         }
         if restored == 0 && registry.list().is_empty() {
-            registry.create(StudySpec {
-                params: StudyParams::demo(),
-                deadlines: Default::default(),
-                invite: None,
-            })?;
+            registry
+                .create(StudySpec {
+                    params: StudyParams::demo(),
+                    deadlines: Default::default(),
+                    invite: None,
+                })
+                .await?;
         }
         let listener = TcpListener::bind(cfg.listen)
             .await
