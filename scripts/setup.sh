@@ -75,6 +75,16 @@ cohort_setup() {
             cargo install wasm-bindgen-cli --version "$wbg"
     fi
 
+    # PostgreSQL and HAProxy for the store and cluster tests (they start their own throw-away
+    # servers; the system services are not used).
+    local pgsudo=""
+    [ "$(id -u)" = 0 ] || pgsudo="sudo"
+    if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v haproxy >/dev/null; then
+        echo "setup: apt-get install postgresql haproxy"
+        $pgsudo apt-get update -q
+        $pgsudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql haproxy
+    fi
+
     [ "$browser" = 1 ] || return 0
 
     # 4. Chromium and chromedriver, from Debian (never binaryen).

@@ -86,11 +86,11 @@ async fn admin(registry: &Registry, method: &str, rest: &[&str], req: &Request) 
                     Err(Some(e)) => Response::error(409, &e.to_string()),
                     Err(None) => Response::error(503, "study is not running"),
                 },
-                (["results"], _) if get => match registry.store().results(id) {
+                (["results"], _) if get => match registry.store().results(id).await {
                     Ok(rows) => Response::json(200, &rows),
                     Err(e) => internal(e),
                 },
-                (["results.csv"], _) if get => match registry.store().results(id) {
+                (["results.csv"], _) if get => match registry.store().results(id).await {
                     Ok(rows) => {
                         Response::new(200, "text/csv; charset=utf-8", csv(&rows).into_bytes())
                             .with_header(
@@ -100,7 +100,7 @@ async fn admin(registry: &Registry, method: &str, rest: &[&str], req: &Request) 
                     }
                     Err(e) => internal(e),
                 },
-                (["rounds"], _) if get => match registry.store().rounds(id) {
+                (["rounds"], _) if get => match registry.store().rounds(id).await {
                     Ok(rows) => {
                         let done: Vec<_> =
                             rows.into_iter().filter(|r| r.status != "running").collect();
@@ -127,7 +127,7 @@ async fn create(registry: &Registry, req: &Request) -> Response {
         Ok(s) => s,
         Err(e) => return Response::error(400, &e.to_string()),
     };
-    match registry.create(spec) {
+    match registry.create(spec).await {
         Ok(h) => match h.status().await {
             Some(s) => {
                 info!(study = %h.id(), "study created through the API");

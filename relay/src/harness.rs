@@ -30,13 +30,13 @@ pub const DASHBOARD_UPGRADE: &[u8] = b"GET /ws/dashboard HTTP/1.1\r\nHost: h\r\n
 /// A connection handler over an in-memory store with one study `s` (3 patients), admin
 /// token [`TOKEN`], small limits and short timeouts. Must be called inside a tokio runtime.
 /// The returned sender closes every connection when set to `true`.
-pub fn handler(web: PathBuf) -> (Arc<Handler>, watch::Sender<bool>) {
+pub async fn handler(web: PathBuf) -> (Arc<Handler>, watch::Sender<bool>) {
     let store = Arc::new(Store::open_in_memory().expect("in-memory store"));
     let registry = Registry::new(store, Clock::new());
     let spec: StudySpec = "id=s,size=3,threshold=3,min=0,max=300,decimals=1,buckets=10"
         .parse()
         .expect("study spec");
-    registry.create(spec).expect("study");
+    registry.create(spec).await.expect("study");
     let (tx, rx) = watch::channel(false);
     let limits = SessionLimits {
         max_message_bytes: 64 * 1024,

@@ -237,24 +237,23 @@ impl Registry {
     }
 
     /// Starts the studies found in the store. Returns how many.
-    pub fn restore(&self) -> Result<usize, CreateError> {
-        let specs = self.store.studies()?;
+    pub async fn restore(&self) -> Result<usize, CreateError> {
+        let specs = self.store.studies().await?;
         let n = specs.len();
         for spec in specs {
-            self.spawn(spec, false)?;
+            self.spawn(spec, false).await?;
         }
         Ok(n)
     }
 
     /// Creates, persists and starts a study.
-    pub fn create(&self, spec: StudySpec) -> Result<StudyHandle, CreateError> {
-        self.spawn(spec, true)
+    pub async fn create(&self, spec: StudySpec) -> Result<StudyHandle, CreateError> {
+        self.spawn(spec, true).await
     }
 
-    fn spawn(&self, spec: StudySpec, new: bool) -> Result<StudyHandle, CreateError> {
-        let mut studies = self.studies.write().unwrap_or_else(|e| e.into_inner());
+    async fn spawn(&self, spec: StudySpec, new: bool) -> Result<StudyHandle, CreateError> {
         let id = spec.params.id.clone();
-        if studies.iter().any(|h| *h.id == *id) {
+        if self.get(&id).is_some() {
             return Err(CreateError::Exists(id));
         }
         let max = self.max_size.load(Ordering::Relaxed);
@@ -264,12 +263,17 @@ impl Registry {
                 max,
             });
         }
-        let first_round = self.store.next_round(&id)?;
+        let first_round = self.store.next_round(&id).await?;
         let hospital = Hospital::new(spec.clone(), first_round)?;
-        if new && !self.store.insert_study(&spec, self.clock.now_ms())? {
+        if new && !self.store.insert_study(&spec, self.clock.now_ms()).await? {
             return Err(CreateError::Exists(id));
         }
-        let completed = self.store.completed_count(&id)?;
+        let completed = self.store.completed_count(&id).await?;
+        // The store calls above hold no lock; the id is checked again under the write lock.
+        let mut studies = self.studies.write().unwrap_or_else(|e| e.into_inner());
+        if studies.iter().any(|h| *h.id == *id) {
+            return Err(CreateError::Exists(id));
+        }
         let id: Arc<str> = id.into();
         let spec = Arc::new(spec);
         let (tx, rx) = mpsc::channel(STUDY_QUEUE);
@@ -285,6 +289,8 @@ impl Registry {
             hospital,
             peers: HashMap::new(),
             current: None,
+            effects: Vec::new(),
+            start_reply: None,
             store: self.store.clone(),
             feed: self.feed.clone(),
             clock: self.clock,

@@ -73,9 +73,12 @@ impl Relay {
         if !cfg.web.join("index.html").is_file() {
             warn!(dir = %cfg.web.display(), "no index.html in the web directory; pages will 404");
         }
-        let store = Arc::new(Store::open(&cfg.data)?);
+        let store = Arc::new(match &cfg.database {
+            Some(url) => Store::connect_postgres(url).await?,
+            None => Store::open(&cfg.data)?,
+        });
         let clock = Clock::new();
-        let stale = store.abandon_in_flight(clock.now_ms())?;
+        let stale = store.abandon_in_flight(clock.now_ms()).await?;
         if stale > 0 {
             warn!(
                 rounds = stale,
@@ -85,25 +88,27 @@ impl Relay {
         let (token, token_source) = token::resolve(cfg.admin_token.as_deref(), &cfg.data)?;
         let registry = Registry::new(store.clone(), clock);
         registry.set_max_patients_per_study(cfg.max_patients_per_study);
-        let restored = registry.restore()?;
+        let restored = registry.restore().await?;
         for spec in cfg.studies {
-            match store.study(&spec.params.id)? {
+            match store.study(&spec.params.id).await? {
                 Some(stored) => {
                     if stored != spec {
                         warn!(study = %spec.params.id, "--study differs from the stored study of that id; keeping the stored one");
                     }
                 }
                 None => {
-                    registry.create(spec)?;
+                    registry.create(spec).await?;
                 }
             }
         }
         if restored == 0 && registry.list().is_empty() {
-            registry.create(StudySpec {
-                params: StudyParams::demo(),
-                deadlines: Default::default(),
-                invite: None,
-            })?;
+            registry
+                .create(StudySpec {
+                    params: StudyParams::demo(),
+                    deadlines: Default::default(),
+                    invite: None,
+                })
+                .await?;
         }
         let listener = TcpListener::bind(cfg.listen)
             .await

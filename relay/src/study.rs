@@ -45,12 +45,47 @@ pub(crate) struct StudyTask {
     /// A completed round and its first-shares instant, logged as `round relay path` once its
     /// results are queued to every member (cohort-bench reads that line).
     pub(crate) path_done: Option<(u64, Instant)>,
+    /// What the Hospital's last step asked for, in its order: writes to the store, dashboard
+    /// messages and deliveries. Applied by [`StudyTask::settle`], which awaits each write
+    /// before anything after it is published or sent.
+    pub(crate) effects: Vec<Effect>,
+    /// A `start` command's reply, sent once the roster is out.
+    pub(crate) start_reply: Option<StartReply>,
 }
 
-/// What one step of the actor asks of its loop.
-enum Step {
-    Continue,
-    Stop,
+/// The reply channel of a `start` command and what to answer.
+pub(crate) type StartReply = (
+    tokio::sync::oneshot::Sender<Result<StudyStatusView, cohort_core::error::ProtocolError>>,
+    Result<(), cohort_core::error::ProtocolError>,
+);
+
+/// One thing a Hospital step asked of the relay.
+pub(crate) enum Effect {
+    /// Persist a round event (awaited before anything after it).
+    Store(Write),
+    /// Publish on the dashboard feed.
+    Publish(DashboardMsg),
+    /// A message, attach or detach for a connection.
+    Out(HospitalOutput),
+}
+
+/// A round event to persist.
+pub(crate) enum Write {
+    Started {
+        study: String,
+        round: u64,
+        roster_size: u32,
+        threshold: u32,
+        safety_code: String,
+        started_ms: u64,
+    },
+    Completed(Box<cohort_core::protocol::RoundOutcome>),
+    Abandoned {
+        study: String,
+        round: u64,
+        reason: AbandonReason,
+        finished_ms: u64,
+    },
 }
 
 impl StudyTask {
@@ -66,17 +101,36 @@ impl StudyTask {
                     None => std::future::pending().await,
                 }
             };
-            let step = tokio::select! {
+            let (step, stopped) = tokio::select! {
                 cmd = rx.recv() => match cmd {
-                    Some(cmd) => self.guarded(|t| t.on_cmd(cmd)),
+                    Some(StudyCmd::Shutdown { done }) => {
+                        let now = self.clock.now_ms();
+                        (self.guarded(|t| t.hospital.shutdown(now)), Some(done))
+                    }
+                    Some(cmd) => (self.guarded(|t| t.on_cmd(cmd)), None),
                     None => return,
                 },
-                () = timer => self.guarded(|t| {
-                    t.hospital.handle_timeout(t.clock.now_ms());
-                    Step::Continue
-                }),
+                () = timer => {
+                    let now = self.clock.now_ms();
+                    (self.guarded(|t| t.hospital.handle_timeout(now)), None)
+                }
             };
-            if let Step::Stop = step {
+            let mut panicked = step.is_err();
+            loop {
+                if panicked {
+                    self.restart().await;
+                }
+                panicked = self.settle().await;
+                if !panicked {
+                    break;
+                }
+            }
+            if let Some((reply, r)) = self.start_reply.take() {
+                let _ = reply.send(r.map(|()| self.status()));
+            }
+            if let Some(done) = stopped {
+                info!(study = %self.id, "study stopped");
+                let _ = done.send(());
                 return;
             }
             if let Some((round, first)) = self.path_done.take() {
@@ -86,42 +140,42 @@ impl StudyTask {
         }
     }
 
-    /// Runs one step and drains the Hospital; a panic in either restarts the study.
-    fn guarded(&mut self, f: impl FnOnce(&mut StudyTask) -> Step) -> Step {
-        let r = catch_unwind(AssertUnwindSafe(|| {
-            let step = f(self);
-            self.flush();
-            step
-        }));
-        match r {
-            Ok(step) => step,
-            Err(_) => {
-                self.restart();
-                Step::Continue
-            }
-        }
+    /// Runs one step and drains the Hospital's outputs into [`StudyTask::effects`]; `Err` if
+    /// either panicked (the caller restarts the study).
+    fn guarded(&mut self, f: impl FnOnce(&mut StudyTask)) -> Result<(), ()> {
+        catch_unwind(AssertUnwindSafe(|| {
+            f(self);
+            self.drain();
+        }))
+        .map_err(|_| ())
     }
 
     /// After a panic: abandon the running round (reason `study_restarted`), tell and detach
     /// every member, and continue with a fresh Hospital for the next round.
-    fn restart(&mut self) {
+    async fn restart(&mut self) {
         error!(study = %self.id, "study task panicked; abandoning its round and restarting the study");
         self.current = None;
         self.first_shares = None;
         self.path_done = None;
+        self.effects.clear();
         let now = self.clock.now_ms();
         let halted = catch_unwind(AssertUnwindSafe(|| {
             self.hospital.halt(now, AbandonReason::StudyRestarted);
-            self.flush();
+            self.drain();
         }));
         if halted.is_err() {
             error!(study = %self.id, "the study could not be halted cleanly; its members are detached");
+            self.effects.clear();
             let running = catch_unwind(AssertUnwindSafe(|| self.hospital.status().running))
                 .ok()
                 .flatten();
             if let Some(r) = running {
                 let reason = AbandonReason::StudyRestarted;
-                if let Err(e) = self.store.round_abandoned(&self.id, r.round, &reason, now) {
+                if let Err(e) = self
+                    .store
+                    .round_abandoned(&self.id, r.round, &reason, now)
+                    .await
+                {
                     error!(study = %self.id, round = r.round, error = %e, "cannot store abandonment");
                 }
             }
@@ -129,16 +183,13 @@ impl StudyTask {
                 let _ = link.tx.try_send(Outbound::Detached(self.id.clone()));
             }
         }
-        self.peers.clear();
-        let fresh = self
-            .store
-            .next_round(&self.id)
-            .map_err(|e| e.to_string())
-            .and_then(|first| {
-                Hospital::new((*self.spec).clone(), first).map_err(|e| e.to_string())
-            });
+        let fresh = match self.store.next_round(&self.id).await {
+            Ok(first) => Hospital::new((*self.spec).clone(), first).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
         match fresh {
             Ok(h) => {
+                // The old machine's last outputs (in `effects`) still go to its members.
                 self.hospital = h;
                 info!(study = %self.id, "study restarted");
             }
@@ -147,14 +198,17 @@ impl StudyTask {
             }
         }
         let status = self.status();
-        self.publish(DashboardMsg::StudyCreated { study: status });
+        self.effects
+            .push(Effect::Publish(DashboardMsg::StudyCreated {
+                study: status,
+            }));
     }
 
     fn status(&self) -> StudyStatusView {
         StudyStatusView::new(&self.spec, &self.hospital.status(), self.completed)
     }
 
-    fn on_cmd(&mut self, cmd: StudyCmd) -> Step {
+    fn on_cmd(&mut self, cmd: StudyCmd) {
         let now = self.clock.now_ms();
         match cmd {
             StudyCmd::Patient { peer, msg, link } => {
@@ -188,23 +242,15 @@ impl StudyTask {
                     info!(study = %self.id, code = e.code().as_str(), "start refused");
                 }
                 // The roster goes out before the reply.
-                self.flush();
-                let _ = reply.send(r.map(|()| self.status()));
+                self.start_reply = Some((reply, r));
             }
             StudyCmd::Status { reply } => {
                 let _ = reply.send(self.status());
             }
-            StudyCmd::Shutdown { done } => {
-                self.hospital.shutdown(now);
-                self.flush();
-                info!(study = %self.id, "study stopped");
-                let _ = done.send(());
-                return Step::Stop;
-            }
+            StudyCmd::Shutdown { .. } => unreachable!("handled by run"),
             #[cfg(test)]
             StudyCmd::Panic => panic!("study task panic requested by a test"),
         }
-        Step::Continue
     }
 
     /// The link to `peer`: an attached connection, or the one whose message is being handled.
@@ -215,69 +261,137 @@ impl StudyTask {
         })
     }
 
-    /// Drains the Hospital: persists and publishes events, then delivers messages, attaches
-    /// and detaches in the order the Hospital gave them.
-    fn flush(&mut self) {
-        loop {
-            let mut deliveries = Vec::new();
-            while let Some(out) = self.hospital.poll_output() {
-                match out {
-                    HospitalOutput::Event(e) => self.on_event(e),
-                    other => deliveries.push(other),
-                }
+    /// Drains the Hospital's outputs into [`StudyTask::effects`] (events become store writes
+    /// and dashboard messages, in order).
+    fn drain(&mut self) {
+        while let Some(out) = self.hospital.poll_output() {
+            match out {
+                HospitalOutput::Event(e) => self.on_event(e),
+                other => self.effects.push(Effect::Out(other)),
             }
-            if deliveries.is_empty() {
+        }
+    }
+
+    /// Applies the pending effects in order: each store write is awaited before anything
+    /// after it is published or sent, so a result a patient has seen is always stored.
+    /// Connections that fell behind are dropped and their disconnects handled, until nothing
+    /// is left. Returns `true` if the Hospital panicked on such a disconnect.
+    async fn settle(&mut self) -> bool {
+        loop {
+            let effects = std::mem::take(&mut self.effects);
+            if effects.is_empty() {
                 self.current = None;
-                return;
+                return false;
             }
             let mut dropped = Vec::new();
-            for out in deliveries {
-                let (to, item) = match out {
-                    HospitalOutput::Send { to, msg } => (to, Outbound::Message(Box::new(msg))),
-                    HospitalOutput::Attached { peer } => {
-                        if let Some((p, link)) = self.current.take_if(|(p, _)| *p == peer) {
-                            info!(study = %self.id, peer = peer.0, "patient joined");
-                            self.peers.insert(p, link);
-                        }
-                        (peer, Outbound::Attached(self.id.clone()))
+            for effect in effects {
+                match effect {
+                    Effect::Store(w) => self.persist(w).await,
+                    Effect::Publish(m) => {
+                        let _ = self.feed.send(m.to_json().into());
                     }
-                    HospitalOutput::Detached { peer } => {
-                        let item = Outbound::Detached(self.id.clone());
-                        if let Some(link) = self.peers.remove(&peer) {
-                            debug!(study = %self.id, peer = peer.0, "patient detached");
-                            if deliver(&link, item).is_err() {
-                                dropped.push(peer);
-                            }
-                            continue;
-                        }
-                        (peer, item)
-                    }
-                    HospitalOutput::Event(_) => unreachable!("events were handled above"),
-                };
-                let Some(link) = self.link(to) else {
-                    debug!(study = %self.id, peer = to.0, "no connection for message");
-                    continue;
-                };
-                if let Err(slow) = deliver(link, item) {
-                    if slow {
-                        warn!(study = %self.id, peer = to.0, "connection too slow; dropping it");
-                    }
-                    dropped.push(to);
+                    Effect::Out(out) => self.send_out(out, &mut dropped),
                 }
             }
             if dropped.is_empty() {
                 continue;
             }
             let now = self.clock.now_ms();
-            for p in dropped {
-                self.peers.remove(&p);
-                self.hospital.handle_disconnect(now, p);
+            let handled = self.guarded(|t| {
+                for p in dropped {
+                    t.peers.remove(&p);
+                    t.hospital.handle_disconnect(now, p);
+                }
+            });
+            if handled.is_err() {
+                return true;
             }
         }
     }
 
-    fn publish(&self, msg: DashboardMsg) {
-        let _ = self.feed.send(msg.to_json().into());
+    /// Delivers one message, attach or detach to the connection it names.
+    fn send_out(&mut self, out: HospitalOutput, dropped: &mut Vec<PeerId>) {
+        let (to, item) = match out {
+            HospitalOutput::Send { to, msg } => (to, Outbound::Message(Box::new(msg))),
+            HospitalOutput::Attached { peer } => {
+                if let Some((p, link)) = self.current.take_if(|(p, _)| *p == peer) {
+                    info!(study = %self.id, peer = peer.0, "patient joined");
+                    self.peers.insert(p, link);
+                }
+                (peer, Outbound::Attached(self.id.clone()))
+            }
+            HospitalOutput::Detached { peer } => {
+                let item = Outbound::Detached(self.id.clone());
+                if let Some(link) = self.peers.remove(&peer) {
+                    debug!(study = %self.id, peer = peer.0, "patient detached");
+                    if deliver(&link, item).is_err() {
+                        dropped.push(peer);
+                    }
+                    return;
+                }
+                (peer, item)
+            }
+            HospitalOutput::Event(_) => unreachable!("events become effects in drain"),
+        };
+        let Some(link) = self.link(to) else {
+            debug!(study = %self.id, peer = to.0, "no connection for message");
+            return;
+        };
+        if let Err(slow) = deliver(link, item) {
+            if slow {
+                warn!(study = %self.id, peer = to.0, "connection too slow; dropping it");
+            }
+            dropped.push(to);
+        }
+    }
+
+    /// Writes one round event to the store; a failure is logged (the round goes on).
+    async fn persist(&mut self, w: Write) {
+        match w {
+            Write::Started {
+                study,
+                round,
+                roster_size,
+                threshold,
+                safety_code,
+                started_ms,
+            } => {
+                let start = RoundStart {
+                    study: &study,
+                    round,
+                    roster_size,
+                    threshold,
+                    safety_code: &safety_code,
+                    started_at_ms: started_ms,
+                };
+                if let Err(e) = self.store.round_started(&start).await {
+                    error!(study = %study, round, error = %e, "cannot store round start");
+                }
+            }
+            Write::Completed(o) => {
+                if let Err(e) = self.store.round_completed(&o).await {
+                    error!(study = %o.study, round = o.round, error = %e, "cannot store result");
+                }
+            }
+            Write::Abandoned {
+                study,
+                round,
+                reason,
+                finished_ms,
+            } => {
+                if let Err(e) = self
+                    .store
+                    .round_abandoned(&study, round, &reason, finished_ms)
+                    .await
+                {
+                    error!(study = %study, round, error = %e, "cannot store abandonment");
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self, msg: DashboardMsg) {
+        self.effects.push(Effect::Publish(msg));
     }
 
     fn on_event(&mut self, e: HospitalEvent) {
@@ -305,17 +419,14 @@ impl StudyTask {
                 started_ms,
             } => {
                 info!(study = %study, round, n = roster_size, threshold, safety_code = %safety_code, "round started");
-                let start = RoundStart {
-                    study: &study,
+                self.effects.push(Effect::Store(Write::Started {
+                    study: study.clone(),
                     round,
                     roster_size,
                     threshold,
-                    safety_code: safety_code.as_str(),
-                    started_at_ms: started_ms,
-                };
-                if let Err(e) = self.store.round_started(&start) {
-                    error!(study = %study, round, error = %e, "cannot store round start");
-                }
+                    safety_code: safety_code.to_string(),
+                    started_ms,
+                }));
                 self.publish(DashboardMsg::RoundStarted {
                     study,
                     round,
@@ -365,13 +476,11 @@ impl StudyTask {
                     safety_code = %o.safety_code,
                     "round completed"
                 );
-                if let Err(e) = self.store.round_completed(&o) {
-                    error!(study = %o.study, round = o.round, error = %e, "cannot store result");
-                }
                 self.completed += 1;
-                self.publish(DashboardMsg::Completed {
-                    result: ResultRow::from_outcome(&self.spec.params, &o),
-                });
+                let result = ResultRow::from_outcome(&self.spec.params, &o);
+                self.effects
+                    .push(Effect::Store(Write::Completed(Box::new(o))));
+                self.publish(DashboardMsg::Completed { result });
             }
             HospitalEvent::Abandoned {
                 study,
@@ -383,17 +492,18 @@ impl StudyTask {
                 self.first_shares = None;
                 let kind = reason_kind(&reason);
                 info!(study = %study, round, reason = %kind, "round abandoned");
-                if let Err(e) = self
-                    .store
-                    .round_abandoned(&study, round, &reason, finished_ms)
-                {
-                    error!(study = %study, round, error = %e, "cannot store abandonment");
-                }
+                let message = reason.to_string();
+                self.effects.push(Effect::Store(Write::Abandoned {
+                    study: study.clone(),
+                    round,
+                    reason,
+                    finished_ms,
+                }));
                 self.publish(DashboardMsg::Abandoned {
                     study,
                     round,
                     reason: kind,
-                    message: reason.to_string(),
+                    message,
                 });
             }
             other => {
@@ -478,6 +588,7 @@ mod tests {
                     deadlines: Default::default(),
                     invite: None,
                 })
+                .await
                 .unwrap();
             let size = StudyParams::demo().size as u64;
             let mut rxs = Vec::new();
@@ -510,7 +621,7 @@ mod tests {
                 });
                 assert!(abandoned, "every member hears why its round ended");
             }
-            let rows = store.rounds(&StudyParams::demo().id).unwrap();
+            let rows = store.rounds(&StudyParams::demo().id).await.unwrap();
             let row = rows
                 .iter()
                 .find(|r| r.round == round)

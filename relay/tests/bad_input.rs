@@ -1067,7 +1067,7 @@ async fn fuzz_corpus_and_regressions_replay_over_an_in_memory_stream() {
     }
     assert!(inputs.len() >= 7, "seeds found: {}", inputs.len());
     let web = TmpDir::new("harness");
-    let (handler, _closing) = cohort_relay::harness::handler(web.path("web"));
+    let (handler, _closing) = cohort_relay::harness::handler(web.path("web")).await;
     for (name, data) in inputs {
         let bytes = cohort_relay::harness::connection_bytes(&data);
         let out = cohort_relay::harness::serve_bytes(handler.clone(), &bytes, LIMIT).await;

@@ -28,7 +28,7 @@ fn world() -> &'static World {
         let web = std::env::temp_dir().join("cohort-relay-fuzz-web");
         let _ = std::fs::create_dir_all(&web);
         let _ = std::fs::write(web.join("index.html"), "<!doctype html><title>fuzz</title>");
-        let (handler, closing) = rt.block_on(async { harness::handler(web) });
+        let (handler, closing) = rt.block_on(harness::handler(web));
         World {
             rt,
             handler,

@@ -31,6 +31,16 @@ struct Args {
     #[arg(long, value_name = "DIR", default_value = "data")]
     data: PathBuf,
 
+    /// PostgreSQL store, e.g. postgres://cohort@127.0.0.1:5433/cohort (no TLS: loopback or a
+    /// trusted network). Without it, SQLite in --data.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "COHORT_DATABASE_URL",
+        hide_env_values = true
+    )]
+    database: Option<String>,
+
     /// A study to run (repeatable), e.g.
     /// "id=height,size=3,threshold=3,min=0,max=300,decimals=1,buckets=10". Other keys:
     /// question, unit, min_cohort, enrol_s, shares_s, partials_s, invite. A study whose id is
@@ -111,6 +121,7 @@ async fn main() -> ExitCode {
         web: args.web,
         certs: args.certs,
         data: args.data,
+        database: args.database,
         studies: args.study,
         admin_token: args.admin_token,
         max_message_bytes: args.max_message_bytes,

@@ -40,6 +40,8 @@ pub struct RelayConfig {
     pub certs: PathBuf,
     /// Directory of the database and the admin token.
     pub data: PathBuf,
+    /// PostgreSQL URL (`postgres://USER@HOST:PORT/DB`) of the store; SQLite in `data` if `None`.
+    pub database: Option<String>,
     /// Studies to run. A study whose id is already stored keeps its stored specification.
     pub studies: Vec<StudySpec>,
     /// The admin token; generated (or read from the data directory) if `None`.
@@ -69,6 +71,7 @@ impl RelayConfig {
             web: "web/www".into(),
             certs: "certs".into(),
             data: "data".into(),
+            database: None,
             studies: Vec::new(),
             admin_token: None,
             max_message_bytes: ws::DEFAULT_MAX_MESSAGE_BYTES,

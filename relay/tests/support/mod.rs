@@ -1,0 +1,4 @@
+//! Test support shared by the store and cluster tests.
+#![allow(dead_code)]
+
+pub(crate) mod pg;
