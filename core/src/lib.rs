@@ -24,6 +24,7 @@ pub mod encoding;
 pub mod envelope;
 pub mod error;
 pub mod field;
+pub mod flp;
 pub mod message;
 pub mod protocol;
 pub mod roster;
