@@ -74,7 +74,7 @@ pub struct Layout {
     questions: Vec<QuestionShape>,
     slots: Vec<Slots>,
     /// Pair products: `(first factor, second factor, entry)`; a factor `None` is the constant 1.
-    products: Vec<(Option<usize>, Option<usize>, usize)>,
+    pub(crate) products: Vec<(Option<usize>, Option<usize>, usize)>,
     stats_len: usize,
     witness_len: usize,
 }

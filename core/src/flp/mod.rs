@@ -53,9 +53,9 @@
 //! |---|---|---|---|---|
 //! | one number question, required, R = 3000, B = 10 | 47 | 97 | 94/(p − 95) + 1/p | −54.4 |
 //! | ten optional number questions, R = 3000, B = 10, all 45 pairs | 760 | 1523 | 1520/(p − 1521) + 1/p | −50.4 |
-//! | 32 optional number questions, R = 10^6, B = 20 (largest) | 4576 | 9155 | | −47.9 |
+//! | 32 optional number questions, R = 10^6, B = 20, all 496 pairs | 5632 | 11267 | 11264/(p − 11265) + 1/p | −47.5 |
 //!
-//! ε ≤ 2^−40 needs 2M + 1 ≤ 2^21, i.e. M ≤ 10^6, far above any layout of ≤ 32 questions, so
+//! ε ≤ 2^−40 holds for M ≤ 2^19 (≈ 5·10^5), far above any layout of ≤ 32 questions, so
 //! **one proof and one query point suffice; no repetition is needed** (nor implemented). Per
 //! study, a round with c cheating patients accepts some invalid vector with probability at most
 //! c·ε. (Zero knowledge: `f_0(r)`, `f_1(r)` are uniform thanks to the seeds at 0 since
@@ -155,3 +155,6 @@ pub fn soundness_error(m: usize) -> f64 {
     let m = m as f64;
     2.0 * m / (p - 2.0 * m - 1.0) + 1.0 / p
 }
+
+#[cfg(test)]
+mod tests;
