@@ -187,9 +187,7 @@ fn bench_flp(c: &mut Criterion) {
         let r = Fe::new(1 << 50);
         g.bench_function(BenchmarkId::new("query", name), |bench| {
             bench.iter(|| {
-                black_box(
-                    query(&circuit, &input, &proof, ShareRole::Shamir, r, &jr).unwrap(),
-                )
+                black_box(query(&circuit, &input, &proof, ShareRole::Shamir, r, &jr).unwrap())
             })
         });
     }

@@ -76,7 +76,9 @@ impl Affine {
     pub fn eval(&self, v: &[Fe], constant_weight: Fe) -> Fe {
         self.terms
             .iter()
-            .fold(self.constant * constant_weight, |acc, &(i, c)| acc + c * v[i])
+            .fold(self.constant * constant_weight, |acc, &(i, c)| {
+                acc + c * v[i]
+            })
     }
 
     fn check(&self, len: usize) -> Result<(), FlpError> {
@@ -279,11 +281,13 @@ impl Circuit {
     /// holds. For tests and for the honest prover's own check.
     pub fn is_valid(&self, input: &[Fe]) -> bool {
         input.len() == self.input_len
+            && self.calls.iter().all(|c| {
+                c.a.eval(input, Fe::ONE) * c.b.eval(input, Fe::ONE) == c.c.eval(input, Fe::ONE)
+            })
             && self
-                .calls
+                .zeros
                 .iter()
-                .all(|c| c.a.eval(input, Fe::ONE) * c.b.eval(input, Fe::ONE) == c.c.eval(input, Fe::ONE))
-            && self.zeros.iter().all(|z| z.eval(input, Fe::ONE) == Fe::ZERO)
+                .all(|z| z.eval(input, Fe::ONE) == Fe::ZERO)
     }
 }
 

@@ -230,7 +230,8 @@ impl Layout {
                         return Err(FlpError::BadLayout);
                     }
                     let b = h.len() as u128;
-                    let bucket = ((u128::from(val) * b / u128::from(*range)) as usize).min(h.len() - 1);
+                    let bucket =
+                        ((u128::from(val) * b / u128::from(*range)) as usize).min(h.len() - 1);
                     v[*x] = Fe::new(val);
                     v[*x2] = Fe::new(val) * Fe::new(val);
                     v[h.start + bucket] = Fe::ONE;
@@ -296,9 +297,7 @@ impl Layout {
                     for (k, hk) in h.clone().enumerate() {
                         d = d.plus(-(r * Fe::new(k as u64)), hk);
                     }
-                    let comp = Affine::constant(r - one)
-                        .plus(one, h.end - 1)
-                        .minus(&d);
+                    let comp = Affine::constant(r - one).plus(one, h.end - 1).minus(&d);
                     cs.push(Constraint::BitDecomposition {
                         bits: *wx..*wx + *bits,
                         of: Affine::entry(*x),

@@ -16,7 +16,13 @@ fn rand_vec(n: usize, rng: &mut ChaCha20Rng) -> Vec<Fe> {
 
 /// Shares input and proof with `scheme`, queries every share-holder (Shamir: a random t of
 /// them), combines and decides.
-fn verify(circuit: &Circuit, input: &[Fe], proof: &[Fe], scheme: Scheme, rng: &mut ChaCha20Rng) -> bool {
+fn verify(
+    circuit: &Circuit,
+    input: &[Fe],
+    proof: &[Fe],
+    scheme: Scheme,
+    rng: &mut ChaCha20Rng,
+) -> bool {
     let xs = scheme.split(input, rng);
     let ps = scheme.split(proof, rng);
     let jr = rand_vec(circuit.joint_rand_len(), rng);
@@ -46,7 +52,10 @@ fn verify(circuit: &Circuit, input: &[Fe], proof: &[Fe], scheme: Scheme, rng: &m
                 .iter()
                 .map(|&j| {
                     let k = j as usize - 1;
-                    (j, query(circuit, &xs[k], &ps[k], ShareRole::Shamir, r, &jr).unwrap())
+                    (
+                        j,
+                        query(circuit, &xs[k], &ps[k], ShareRole::Shamir, r, &jr).unwrap(),
+                    )
                 })
                 .collect();
             decide(&VerifierShare::combine_shamir(&shares).unwrap())
@@ -59,22 +68,52 @@ fn prove_rand(rng: &mut ChaCha20Rng) -> [Fe; 2] {
 }
 
 fn one_question() -> Layout {
-    Layout::new(&[Number { optional: false, range: 3000, buckets: 10 }]).unwrap()
+    Layout::new(&[Number {
+        optional: false,
+        range: 3000,
+        buckets: 10,
+    }])
+    .unwrap()
 }
 
 fn mixed() -> Layout {
     Layout::new(&[
-        Number { optional: false, range: 3000, buckets: 10 },
-        Number { optional: true, range: 1300, buckets: 13 },
-        Choice { optional: false, options: 3 },
-        Number { optional: true, range: 7, buckets: 3 },
-        Choice { optional: true, options: 2 },
+        Number {
+            optional: false,
+            range: 3000,
+            buckets: 10,
+        },
+        Number {
+            optional: true,
+            range: 1300,
+            buckets: 13,
+        },
+        Choice {
+            optional: false,
+            options: 3,
+        },
+        Number {
+            optional: true,
+            range: 7,
+            buckets: 3,
+        },
+        Choice {
+            optional: true,
+            options: 2,
+        },
     ])
     .unwrap()
 }
 
 fn ten_questions() -> Layout {
-    Layout::new(&[Number { optional: true, range: 3000, buckets: 10 }; 10]).unwrap()
+    Layout::new(
+        &[Number {
+            optional: true,
+            range: 3000,
+            buckets: 10,
+        }; 10],
+    )
+    .unwrap()
 }
 
 #[test]
@@ -96,11 +135,20 @@ fn layout_lengths_and_today_vector() {
     assert_eq!(m.witness_len(), 3 * (12 + 11 + 3));
     assert_eq!(Layout::new(&[]).err(), Some(FlpError::BadLayout));
     assert_eq!(
-        Layout::new(&[Choice { optional: false, options: 21 }]).err(),
+        Layout::new(&[Choice {
+            optional: false,
+            options: 21
+        }])
+        .err(),
         Some(FlpError::BadLayout)
     );
     assert_eq!(
-        Layout::new(&[Number { optional: false, range: 0, buckets: 1 }]).err(),
+        Layout::new(&[Number {
+            optional: false,
+            range: 0,
+            buckets: 1
+        }])
+        .err(),
         Some(FlpError::BadLayout)
     );
 }
@@ -120,10 +168,22 @@ fn honest_proofs_accepted_additive_and_shamir() {
             assert!(c.is_valid(&input));
             let proof = prove(&c, &input, prove_rand(&mut rng)).unwrap();
             for n in 2..=10 {
-                assert!(verify(&c, &input, &proof, Scheme::new(n, n).unwrap(), &mut rng));
+                assert!(verify(
+                    &c,
+                    &input,
+                    &proof,
+                    Scheme::new(n, n).unwrap(),
+                    &mut rng
+                ));
             }
             for (n, t) in [(3, 2), (5, 3), (10, 7)] {
-                assert!(verify(&c, &input, &proof, Scheme::new(n, t).unwrap(), &mut rng));
+                assert!(verify(
+                    &c,
+                    &input,
+                    &proof,
+                    Scheme::new(n, t).unwrap(),
+                    &mut rng
+                ));
             }
         }
     }
@@ -134,13 +194,24 @@ fn honest_proofs_accepted_additive_and_shamir() {
 fn every_value_of_a_small_range_is_accepted_and_nothing_beyond() {
     let mut rng = ChaCha20Rng::seed_from_u64(2);
     for (range, buckets) in [(7u64, 3u16), (10, 10), (5, 7), (1, 1)] {
-        let l = Layout::new(&[Number { optional: false, range, buckets }]).unwrap();
+        let l = Layout::new(&[Number {
+            optional: false,
+            range,
+            buckets,
+        }])
+        .unwrap();
         let c = l.circuit();
         for x in 0..=range {
             let input = witness(&l, &l.statistics(&[Some(x)]).unwrap()).unwrap();
             assert!(c.is_valid(&input), "x = {x}");
             let proof = prove(&c, &input, prove_rand(&mut rng)).unwrap();
-            assert!(verify(&c, &input, &proof, Scheme::new(3, 3).unwrap(), &mut rng));
+            assert!(verify(
+                &c,
+                &input,
+                &proof,
+                Scheme::new(3, 3).unwrap(),
+                &mut rng
+            ));
         }
         // Every (x, bucket) pair with x up to 2^bits and a wrong bucket is refused.
         for x in 0..(2 * range + 2) {
@@ -153,7 +224,8 @@ fn every_value_of_a_small_range_is_accepted_and_nothing_beyond() {
                 }
                 stats[3 + b] = Fe::ONE;
                 let honest = x <= range
-                    && b == ((x * u64::from(buckets) / range) as usize).min(usize::from(buckets) - 1);
+                    && b == ((x * u64::from(buckets) / range) as usize)
+                        .min(usize::from(buckets) - 1);
                 let input = witness(&l, &stats).unwrap();
                 assert_eq!(c.is_valid(&input), honest, "x = {x}, bucket {b}");
             }
@@ -187,25 +259,66 @@ fn invalid_vectors(l: &Layout) -> Vec<(&'static str, Vec<Fe>)> {
     let o = Fe::ONE;
     let products_at = l.products[0].2;
     vec![
-        ("x above range", set(&[(1, f(3001)), (2, f(3001 * 3001)), (3 + 5, z), (12, o)], true)),
-        ("x negative", set(&[(1, -o), (2, o), (3 + 5, z), (3, o)], true)),
-        ("x not an integer", set(&[(1, f(10).inverse()), (2, f(100).inverse()), (3 + 5, z), (3, o)], true)),
+        (
+            "x above range",
+            set(
+                &[(1, f(3001)), (2, f(3001 * 3001)), (3 + 5, z), (12, o)],
+                true,
+            ),
+        ),
+        (
+            "x negative",
+            set(&[(1, -o), (2, o), (3 + 5, z), (3, o)], true),
+        ),
+        (
+            "x not an integer",
+            set(
+                &[
+                    (1, f(10).inverse()),
+                    (2, f(100).inverse()),
+                    (3 + 5, z),
+                    (3, o),
+                ],
+                true,
+            ),
+        ),
         ("bad square", set(&[(2, f(1725 * 1725 + 1))], true)),
         ("two buckets", set(&[(3 + 6, o)], true)),
-        ("bucket not matching x", set(&[(3 + 5, z), (3 + 6, o)], true)),
+        (
+            "bucket not matching x",
+            set(&[(3 + 5, z), (3 + 6, o)], true),
+        ),
         ("no bucket", set(&[(3 + 5, z)], true)),
         ("count 2", set(&[(0, f(2))], true)),
         ("count 0", set(&[(0, z)], true)),
         ("indicator 2", set(&[(13, f(2)), (16 + 2, o)], true)),
-        ("skipped with nonzero x", set(&[(13, z), (14, f(5)), (15, f(25)), (16 + 2, z)], true)),
-        ("skipped with a bucket", set(&[(13, z), (14, z), (15, z)], true)),
-        ("answered with no bucket", set(&[(32, o), (35 + 1, z)], true)),
+        (
+            "skipped with nonzero x",
+            set(&[(13, z), (14, f(5)), (15, f(25)), (16 + 2, z)], true),
+        ),
+        (
+            "skipped with a bucket",
+            set(&[(13, z), (14, z), (15, z)], true),
+        ),
+        (
+            "answered with no bucket",
+            set(&[(32, o), (35 + 1, z)], true),
+        ),
         ("choice with two options", set(&[(29, o)], true)),
         ("choice with no option", set(&[(30, z)], true)),
-        ("optional choice indicator 0 with option", set(&[(38, z)], true)),
+        (
+            "optional choice indicator 0 with option",
+            set(&[(38, z)], true),
+        ),
         ("choice option 2", set(&[(30, f(2)), (29, -o)], true)),
-        ("wrong product", set(&[(products_at, good[products_at] + o)], false)),
-        ("wrong last product", set(&[(l.stats_len() - 1, good[l.stats_len() - 1] + o)], false)),
+        (
+            "wrong product",
+            set(&[(products_at, good[products_at] + o)], false),
+        ),
+        (
+            "wrong last product",
+            set(&[(l.stats_len() - 1, good[l.stats_len() - 1] + o)], false),
+        ),
     ]
 }
 
@@ -230,9 +343,19 @@ fn every_invalid_class_is_rejected() {
         assert!(!c.is_valid(&input), "{name}: circuit accepts");
         let honest = prove(&c, &input, prove_rand(&mut rng)).unwrap();
         let patched = patched_proof(&c, &input, &mut rng);
-        for scheme in [Scheme::new(2, 2).unwrap(), Scheme::new(7, 7).unwrap(), Scheme::new(5, 3).unwrap()] {
-            assert!(!verify(&c, &input, &honest, scheme, &mut rng), "{name}: proof accepted");
-            assert!(!verify(&c, &input, &patched, scheme, &mut rng), "{name}: patched proof accepted");
+        for scheme in [
+            Scheme::new(2, 2).unwrap(),
+            Scheme::new(7, 7).unwrap(),
+            Scheme::new(5, 3).unwrap(),
+        ] {
+            assert!(
+                !verify(&c, &input, &honest, scheme, &mut rng),
+                "{name}: proof accepted"
+            );
+            assert!(
+                !verify(&c, &input, &patched, scheme, &mut rng),
+                "{name}: patched proof accepted"
+            );
         }
     }
 }
@@ -261,9 +384,21 @@ fn one_question_classes_rejected() {
         let input = witness(&l, &stats).unwrap();
         assert!(!c.is_valid(&input));
         let proof = prove(&c, &input, prove_rand(&mut rng)).unwrap();
-        assert!(!verify(&c, &input, &proof, Scheme::new(3, 3).unwrap(), &mut rng));
+        assert!(!verify(
+            &c,
+            &input,
+            &proof,
+            Scheme::new(3, 3).unwrap(),
+            &mut rng
+        ));
         let proof = patched_proof(&c, &input, &mut rng);
-        assert!(!verify(&c, &input, &proof, Scheme::new(3, 3).unwrap(), &mut rng));
+        assert!(!verify(
+            &c,
+            &input,
+            &proof,
+            Scheme::new(3, 3).unwrap(),
+            &mut rng
+        ));
     }
 }
 
@@ -272,13 +407,21 @@ fn a_valid_input_with_a_tampered_proof_is_rejected() {
     let mut rng = ChaCha20Rng::seed_from_u64(5);
     let l = mixed();
     let c = l.circuit();
-    let input = witness(&l, &l.statistics(&[Some(1), Some(2), Some(0), None, None]).unwrap()).unwrap();
+    let input = witness(
+        &l,
+        &l.statistics(&[Some(1), Some(2), Some(0), None, None])
+            .unwrap(),
+    )
+    .unwrap();
     let proof = prove(&c, &input, prove_rand(&mut rng)).unwrap();
     for i in 0..proof.len() {
         let mut bad = proof.clone();
         bad[i] += Fe::ONE;
         // Tampering the seed at 0 or p(0) changes p(r) or f_j(r) inconsistently.
-        assert!(!verify(&c, &input, &bad, Scheme::new(2, 2).unwrap(), &mut rng), "entry {i}");
+        assert!(
+            !verify(&c, &input, &bad, Scheme::new(2, 2).unwrap(), &mut rng),
+            "entry {i}"
+        );
     }
 }
 
@@ -293,27 +436,73 @@ fn query_errors_and_opaque_debug() {
     let m = c.gadget_calls() as u64;
     for r in [0, 1, m, 2 * m] {
         assert_eq!(
-            query(&c, &input, &proof, ShareRole::AdditiveLeader, Fe::new(r), &jr).err(),
+            query(
+                &c,
+                &input,
+                &proof,
+                ShareRole::AdditiveLeader,
+                Fe::new(r),
+                &jr
+            )
+            .err(),
             Some(FlpError::QueryRandNotAllowed)
         );
     }
-    let ok = query(&c, &input, &proof, ShareRole::AdditiveLeader, Fe::new(2 * m + 1), &jr).unwrap();
+    let ok = query(
+        &c,
+        &input,
+        &proof,
+        ShareRole::AdditiveLeader,
+        Fe::new(2 * m + 1),
+        &jr,
+    )
+    .unwrap();
     assert!(decide(&ok));
     assert_eq!(format!("{ok:?}"), "VerifierShare(..)");
     assert_eq!(
-        query(&c, &input[1..], &proof, ShareRole::Shamir, Fe::new(1 << 40), &jr).err(),
+        query(
+            &c,
+            &input[1..],
+            &proof,
+            ShareRole::Shamir,
+            Fe::new(1 << 40),
+            &jr
+        )
+        .err(),
         Some(FlpError::InputLength)
     );
     assert_eq!(
-        query(&c, &input, &proof[1..], ShareRole::Shamir, Fe::new(1 << 40), &jr).err(),
+        query(
+            &c,
+            &input,
+            &proof[1..],
+            ShareRole::Shamir,
+            Fe::new(1 << 40),
+            &jr
+        )
+        .err(),
         Some(FlpError::ProofLength)
     );
     assert_eq!(
-        query(&c, &input, &proof, ShareRole::Shamir, Fe::new(1 << 40), &jr[1..]).err(),
+        query(
+            &c,
+            &input,
+            &proof,
+            ShareRole::Shamir,
+            Fe::new(1 << 40),
+            &jr[1..]
+        )
+        .err(),
         Some(FlpError::JointRandLength)
     );
-    assert_eq!(prove(&c, &input[1..], [Fe::ONE; 2]).err(), Some(FlpError::InputLength));
-    assert_eq!(VerifierShare::combine_additive(&[]).err(), Some(FlpError::NoShares));
+    assert_eq!(
+        prove(&c, &input[1..], [Fe::ONE; 2]).err(),
+        Some(FlpError::InputLength)
+    );
+    assert_eq!(
+        VerifierShare::combine_additive(&[]).err(),
+        Some(FlpError::NoShares)
+    );
     assert_eq!(
         VerifierShare::combine_shamir(&[(1, ok), (1, ok)]).err(),
         Some(FlpError::BadShareIndex)
@@ -327,15 +516,24 @@ fn soundness_figures() {
     let log2 = |m: usize| libm::log2(soundness_error(m));
     let one = one_question().circuit().gadget_calls();
     let ten = ten_questions().circuit().gadget_calls();
-    let big = Layout::new(&[Number { optional: true, range: 1_000_000, buckets: 20 }; 32])
-        .unwrap()
-        .circuit()
-        .gadget_calls();
+    let big = Layout::new(
+        &[Number {
+            optional: true,
+            range: 1_000_000,
+            buckets: 20,
+        }; 32],
+    )
+    .unwrap()
+    .circuit()
+    .gadget_calls();
     assert_eq!((one, ten, big), (47, 760, 5632));
     assert!((log2(one) + 54.4).abs() < 0.05, "{}", log2(one));
     assert!((log2(ten) + 50.4).abs() < 0.05, "{}", log2(ten));
     assert!((log2(big) + 47.5).abs() < 0.05, "{}", log2(big));
-    assert!(soundness_error(1 << 19) < libm::pow(2.0, -40.0) && soundness_error(1 << 20) > libm::pow(2.0, -40.0));
+    assert!(
+        soundness_error(1 << 19) < libm::pow(2.0, -40.0)
+            && soundness_error(1 << 20) > libm::pow(2.0, -40.0)
+    );
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -345,7 +543,11 @@ mod props {
 
     fn shape() -> impl Strategy<Value = QuestionShape> {
         prop_oneof![
-            (any::<bool>(), 1u64..5000, 1u16..25).prop_map(|(optional, range, buckets)| Number { optional, range, buckets }),
+            (any::<bool>(), 1u64..5000, 1u16..25).prop_map(|(optional, range, buckets)| Number {
+                optional,
+                range,
+                buckets
+            }),
             (any::<bool>(), 2u8..=20).prop_map(|(optional, options)| Choice { optional, options }),
         ]
     }

@@ -63,7 +63,9 @@ fn raw(v: &[Fe]) -> Vec<u64> {
 }
 
 fn fe(v: &[u64]) -> Vec<Fe> {
-    v.iter().map(|&x| Fe::from_canonical(x).expect("canonical")).collect()
+    v.iter()
+        .map(|&x| Fe::from_canonical(x).expect("canonical"))
+        .collect()
 }
 
 fn shape(q: &Question) -> QuestionShape {
@@ -199,22 +201,88 @@ fn case(
 
 pub(crate) fn gen_flp() -> String {
     let one = || vec![number(false, 3000, 10)];
-    let mixed = || {
-        vec![
-            number(false, 20, 4),
-            number(true, 7, 3),
-            choice(true, 3),
-        ]
-    };
+    let mixed = || vec![number(false, 20, 4), number(true, 7, 3), choice(true, 3)];
     let cases = vec![
-        case("one question, x' = 1725, additive 3", one(), vec![Some(1725)], vec![], 3, 3, &[1, 2, 3], 0),
-        case("one question, x' = 3000, Shamir 2-of-3", one(), vec![Some(3000)], vec![], 3, 2, &[3, 1], 1),
-        case("one question, bad square (x'² + 1), additive 2", one(), vec![Some(1725)], vec![(2, 1725 * 1725 + 1)], 2, 2, &[1, 2], 2),
-        case("one question, x' = 3001 in the last bucket, Shamir 2-of-3", one(), vec![Some(3000)], vec![(1, 3001), (2, 3001 * 3001)], 3, 2, &[2, 3], 3),
-        case("one question, count 2, additive 3", one(), vec![Some(10)], vec![(0, 2)], 3, 3, &[1, 2, 3], 4),
-        case("mixed, all answered, additive 2", mixed(), vec![Some(13), Some(7), Some(2)], vec![], 2, 2, &[1, 2], 5),
-        case("mixed, optionals skipped, Shamir 3-of-4", mixed(), vec![Some(0), None, None], vec![], 4, 3, &[4, 2, 1], 6),
-        case("mixed, two options set, Shamir 3-of-4", mixed(), vec![Some(5), Some(2), Some(0)], vec![(15, 1)], 4, 3, &[1, 2, 3], 7),
+        case(
+            "one question, x' = 1725, additive 3",
+            one(),
+            vec![Some(1725)],
+            vec![],
+            3,
+            3,
+            &[1, 2, 3],
+            0,
+        ),
+        case(
+            "one question, x' = 3000, Shamir 2-of-3",
+            one(),
+            vec![Some(3000)],
+            vec![],
+            3,
+            2,
+            &[3, 1],
+            1,
+        ),
+        case(
+            "one question, bad square (x'² + 1), additive 2",
+            one(),
+            vec![Some(1725)],
+            vec![(2, 1725 * 1725 + 1)],
+            2,
+            2,
+            &[1, 2],
+            2,
+        ),
+        case(
+            "one question, x' = 3001 in the last bucket, Shamir 2-of-3",
+            one(),
+            vec![Some(3000)],
+            vec![(1, 3001), (2, 3001 * 3001)],
+            3,
+            2,
+            &[2, 3],
+            3,
+        ),
+        case(
+            "one question, count 2, additive 3",
+            one(),
+            vec![Some(10)],
+            vec![(0, 2)],
+            3,
+            3,
+            &[1, 2, 3],
+            4,
+        ),
+        case(
+            "mixed, all answered, additive 2",
+            mixed(),
+            vec![Some(13), Some(7), Some(2)],
+            vec![],
+            2,
+            2,
+            &[1, 2],
+            5,
+        ),
+        case(
+            "mixed, optionals skipped, Shamir 3-of-4",
+            mixed(),
+            vec![Some(0), None, None],
+            vec![],
+            4,
+            3,
+            &[4, 2, 1],
+            6,
+        ),
+        case(
+            "mixed, two options set, Shamir 3-of-4",
+            mixed(),
+            vec![Some(5), Some(2), Some(0)],
+            vec![(15, 1)],
+            4,
+            3,
+            &[1, 2, 3],
+            7,
+        ),
     ];
     let file = File {
         description: "FLP validity proofs (core/src/flp) over GF(2^61 - 1). Per case: the questionnaire shape (number: size = R; choice: size = K), answers (null = skipped), tamper = (entry, value) written into the statistics vector before the honest witness; everything else from ChaCha20Rng::seed_from_u64(rng_seed) in this order: prove_rand (2), proof, input shares, proof shares (Scheme::split), joint_rand, query_rand (first draw > 2M). verifier_shares: (roster index, [f0(r), f1(r), p(r), out]) from query() with role additive leader = index 1, helpers, or Shamir; combined = sum (additive) or Lagrange at 0 (Shamir); accept = decide(combined).".into(),
@@ -235,8 +303,12 @@ pub(crate) fn check_flp(text: &str) {
         assert_eq!(circuit.gadget_calls(), c.gadget_calls, "{}", c.name);
         let input = input_of(&layout, &c.answers, &c.tamper);
         assert_eq!(raw(&input), c.input, "{}", c.name);
-        let proof = prove(&circuit, &input, [Fe::new(c.prove_rand[0]), Fe::new(c.prove_rand[1])])
-            .expect("prove");
+        let proof = prove(
+            &circuit,
+            &input,
+            [Fe::new(c.prove_rand[0]), Fe::new(c.prove_rand[1])],
+        )
+        .expect("prove");
         assert_eq!(raw(&proof), c.proof, "{}", c.name);
         let scheme = Scheme::new(c.n, c.t).expect("scheme");
         let xs: Vec<Vec<Fe>> = c.input_shares.iter().map(|v| fe(v)).collect();
@@ -259,7 +331,12 @@ pub(crate) fn check_flp(text: &str) {
             .map(|(j, expect)| {
                 let k = *j as usize - 1;
                 let s = query(&circuit, &xs[k], &ps[k], role(scheme, *j), r, &jr).expect("query");
-                assert_eq!(s.0.map(|x| x.value()), *expect, "{}: verifier share {j}", c.name);
+                assert_eq!(
+                    s.0.map(|x| x.value()),
+                    *expect,
+                    "{}: verifier share {j}",
+                    c.name
+                );
                 (*j, s)
             })
             .collect();
