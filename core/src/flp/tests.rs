@@ -591,3 +591,56 @@ mod props {
         }
     }
 }
+
+/// Circuit soundness, exhaustively on a small number question: for every x (in and out of
+/// range, negative, non-integer), every bucket and **every** witness bit pattern, the input is
+/// valid iff x ∈ [0, R] and the bucket is x's (and then only with the honest witness).
+#[test]
+fn no_witness_rescues_an_invalid_number() {
+    let (range, buckets) = (7u64, 3u16);
+    let l = Layout::new(&[Number {
+        optional: false,
+        range,
+        buckets,
+    }])
+    .unwrap();
+    let c = l.circuit();
+    assert_eq!(l.witness_len(), 9);
+    let mut xs: Vec<Fe> = (0..=16).map(Fe::new).collect();
+    xs.extend([
+        -Fe::ONE,
+        Fe::new(3).inverse(),
+        Fe::new(8) * Fe::new(3).inverse(),
+    ]);
+    for &x in &xs {
+        for b in 0..usize::from(buckets) {
+            let mut stats = l.statistics(&[Some(0)]).unwrap();
+            stats[1] = x;
+            stats[2] = x * x;
+            for h in &mut stats[3..] {
+                *h = Fe::ZERO;
+            }
+            stats[3 + b] = Fe::ONE;
+            let honest_x = (x.value() <= range).then_some(x.value());
+            let should = honest_x.is_some_and(|v| {
+                b == ((v * u64::from(buckets) / range) as usize).min(usize::from(buckets) - 1)
+            });
+            let honest = witness(&l, &stats).unwrap();
+            let mut accepted = 0;
+            for pattern in 0u32..512 {
+                let mut input = stats.clone();
+                input.extend((0..9).map(|i| Fe::new(u64::from((pattern >> i) & 1))));
+                if c.is_valid(&input) {
+                    accepted += 1;
+                    assert_eq!(input, honest);
+                }
+            }
+            assert_eq!(
+                accepted,
+                usize::from(should),
+                "x = {}, bucket {b}",
+                x.value()
+            );
+        }
+    }
+}
