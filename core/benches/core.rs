@@ -150,7 +150,9 @@ fn bench_partial_sum_and_reconstruct(c: &mut Criterion) {
 /// (required number, R = 3000, B = 10: M = 47) and a ten-question study (optional numbers,
 /// R = 3000, B = 10, all 45 pairs: M = 760).
 fn bench_flp(c: &mut Criterion) {
-    use cohort_core::flp::{Layout, QuestionShape, ShareRole, prove, query, witness};
+    use cohort_core::flp::{
+        Layout, QueryPoint, QuestionShape, ShareRole, prove, query, query_at, witness,
+    };
     let mut g = c.benchmark_group("flp");
     let one = Layout::new(&[QuestionShape::Number {
         optional: false,
@@ -188,6 +190,15 @@ fn bench_flp(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("query", name), |bench| {
             bench.iter(|| {
                 black_box(query(&circuit, &input, &proof, ShareRole::Shamir, r, &jr).unwrap())
+            })
+        });
+        // Many proofs checked at one point: the Lagrange bases are prepared once.
+        let point = QueryPoint::new(&circuit, r).unwrap();
+        g.bench_function(BenchmarkId::new("query_at_prepared_point", name), |bench| {
+            bench.iter(|| {
+                black_box(
+                    query_at(&circuit, &input, &proof, ShareRole::Shamir, &point, &jr).unwrap(),
+                )
             })
         });
     }

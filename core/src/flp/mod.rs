@@ -78,7 +78,7 @@ pub mod query;
 pub use circuit::{Affine, Circuit, Constraint};
 pub use layout::{Layout, QuestionShape, witness};
 pub use prove::prove;
-pub use query::{VERIFIER_LEN, VerifierShare, decide, query};
+pub use query::{QueryPoint, VERIFIER_LEN, VerifierShare, decide, query, query_at};
 
 use crate::field::{Fe, MODULUS};
 
@@ -133,6 +133,9 @@ pub enum FlpError {
     /// The query point is one of the interpolation nodes `0..=2M`; draw another.
     #[error("query randomness is an interpolation node; draw again")]
     QueryRandNotAllowed,
+    /// A [`QueryPoint`] prepared for a circuit with a different number of gadget calls.
+    #[error("query point was prepared for another circuit")]
+    QueryPointMismatch,
     /// No verifier shares to combine.
     #[error("no verifier shares to combine")]
     NoShares,

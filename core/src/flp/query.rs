@@ -34,18 +34,60 @@ impl core::fmt::Debug for VerifierShare {
     }
 }
 
+/// The Lagrange bases of a query point for one circuit: computed once and reused for every
+/// proof checked at the same point (O(M) and two batch inversions).
+#[derive(Clone)]
+pub struct QueryPoint {
+    gadget_calls: usize,
+    basis_m: Vec<Fe>,
+    basis_2m: Vec<Fe>,
+}
+
+impl core::fmt::Debug for QueryPoint {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("QueryPoint(..)")
+    }
+}
+
+impl QueryPoint {
+    /// Prepares `query_rand` for `circuit`. Fails with [`FlpError::QueryRandNotAllowed`] if it
+    /// is one of the nodes `0..=2M` (probability (2M + 1)/p for a uniform draw): draw again.
+    pub fn new(circuit: &Circuit, query_rand: Fe) -> Result<QueryPoint, FlpError> {
+        let m = circuit.calls.len();
+        Ok(QueryPoint {
+            gadget_calls: m,
+            basis_m: poly::lagrange_basis_at(m, query_rand).ok_or(FlpError::QueryRandNotAllowed)?,
+            basis_2m: poly::lagrange_basis_at(2 * m, query_rand)
+                .ok_or(FlpError::QueryRandNotAllowed)?,
+        })
+    }
+}
+
 /// Runs the query on one share of the input and one share of the proof.
 ///
 /// `role` says how the circuit's constants are applied (see [`ShareRole`]); every share-holder
 /// must use the same `query_rand` and `joint_rand`. Fails with
-/// [`FlpError::QueryRandNotAllowed`] if `query_rand` is one of the nodes `0..=2M` (probability
-/// (2M + 1)/p for a uniform draw): draw again.
+/// [`FlpError::QueryRandNotAllowed`] if `query_rand` is one of the nodes `0..=2M`. Same as
+/// [`QueryPoint::new`] followed by [`query_at`].
 pub fn query(
     circuit: &Circuit,
     input_share: &[Fe],
     proof_share: &[Fe],
     role: ShareRole,
     query_rand: Fe,
+    joint_rand: &[Fe],
+) -> Result<VerifierShare, FlpError> {
+    let point = QueryPoint::new(circuit, query_rand)?;
+    query_at(circuit, input_share, proof_share, role, &point, joint_rand)
+}
+
+/// [`query`] at a prepared [`QueryPoint`] (which must have been made for this circuit).
+pub fn query_at(
+    circuit: &Circuit,
+    input_share: &[Fe],
+    proof_share: &[Fe],
+    role: ShareRole,
+    point: &QueryPoint,
     joint_rand: &[Fe],
 ) -> Result<VerifierShare, FlpError> {
     if input_share.len() != circuit.input_len() {
@@ -58,10 +100,11 @@ pub fn query(
         return Err(FlpError::JointRandLength);
     }
     let m = circuit.calls.len();
+    if point.gadget_calls != m {
+        return Err(FlpError::QueryPointMismatch);
+    }
     let kappa = role.constant_weight();
-    let basis_m = poly::lagrange_basis_at(m, query_rand).ok_or(FlpError::QueryRandNotAllowed)?;
-    let basis_2m =
-        poly::lagrange_basis_at(2 * m, query_rand).ok_or(FlpError::QueryRandNotAllowed)?;
+    let (basis_m, basis_2m) = (&point.basis_m, &point.basis_2m);
     let p = &proof_share[2..];
 
     let mut y0 = basis_m[0] * proof_share[0];
@@ -75,7 +118,7 @@ pub fn query(
     for (z, e) in circuit.zeros.iter().enumerate() {
         out += joint_rand[m + z] * e.eval(input_share, kappa);
     }
-    let yp = poly::dot(&basis_2m, p);
+    let yp = poly::dot(basis_2m, p);
     Ok(VerifierShare([y0, y1, yp, out]))
 }
 

@@ -508,6 +508,17 @@ fn query_errors_and_opaque_debug() {
         Some(FlpError::BadShareIndex)
     );
     assert_eq!(witness(&l, &input).err(), Some(FlpError::VectorLength));
+    let other = mixed().circuit();
+    let point = QueryPoint::new(&other, Fe::new(1 << 40)).unwrap();
+    assert_eq!(
+        query_at(&c, &input, &proof, ShareRole::Shamir, &point, &jr).err(),
+        Some(FlpError::QueryPointMismatch)
+    );
+    let point = QueryPoint::new(&c, Fe::new(1 << 40)).unwrap();
+    assert_eq!(
+        query_at(&c, &input, &proof, ShareRole::Shamir, &point, &jr),
+        query(&c, &input, &proof, ShareRole::Shamir, Fe::new(1 << 40), &jr)
+    );
 }
 
 #[test]
