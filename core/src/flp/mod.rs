@@ -43,11 +43,13 @@
 //! except with probability 2M/(p − 2M − 1). *Circuit term*: if `p = f_0·f_1`, then the proof's
 //! `p(k)` is the true gadget output `a_k·b_k` and the combined output is the true random linear
 //! combination of the residues, which vanishes for a nonzero residue vector with probability
-//! exactly 1/p over independent uniform coefficients. The shares are linear, so additive and
-//! Shamir sharings give the same bound (a wrong Shamir combination, e.g. fewer than t points,
-//! is just another cheating verifier input and is covered by the same argument only if the
-//! share-holders are honest; soundness is against a cheating prover, completeness and zero
-//! knowledge assume honest share-holders, as in the paper).
+//! exactly 1/p over independent uniform coefficients. The verifier is linear, so the same
+//! bound holds for additive and Shamir sharings. Soundness is against a cheating prover with
+//! honest share-holders; completeness and zero knowledge assume honest share-holders too, as
+//! in the paper. With Shamir sharing the proof is about the input that the t combined points
+//! interpolate: the integration must make the aggregate use the same input (e.g. verify with
+//! the same points, or check that all received verifier shares lie on one polynomial of
+//! degree t − 1), since a prover could deal shares that are not on one such polynomial.
 //!
 //! | study | M | proof length | ε | log2 ε |
 //! |---|---|---|---|---|
