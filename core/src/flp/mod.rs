@@ -11,7 +11,7 @@
 //! * [`circuit`]: constraints as data, lowered to `M` gadget calls and affine checks;
 //! * [`layout`]: the questionnaire vector layout, its circuit and the honest witness;
 //! * [`prove`](prove::prove): the proof, `[s_0, s_1, p(0..=2M)]` (2M + 3 elements);
-//! * [`query`](query::query) / [`decide`](query::decide): a [`query::VerifierShare`] of 4
+//! * [`query`](query::query) / [`decide`]: a [`query::VerifierShare`] of 4
 //!   elements per share-holder, combined by sum (additive) or Lagrange at 0 (Shamir);
 //! * [`poly`]: interpolation over the consecutive points `0..=n` (barycentric, no FFT: the
 //!   field has no large power-of-two roots of unity).
