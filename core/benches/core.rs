@@ -1,5 +1,6 @@
 //! Criterion benches for the per-patient and per-relay costs of a round, at n = 3, 100, 1000:
 //! key agreement, split (deal), seal, open, partial sum and the hospital's reconstruction.
+//! Also the FLP validity proof (prove, one query) at one and ten questions.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
@@ -145,11 +146,71 @@ fn bench_partial_sum_and_reconstruct(c: &mut Criterion) {
     g.finish();
 }
 
+/// FLP (issue 12): proof generation and one share-holder's query, for a one-question study
+/// (required number, R = 3000, B = 10: M = 47) and a ten-question study (optional numbers,
+/// R = 3000, B = 10, all 45 pairs: M = 760).
+fn bench_flp(c: &mut Criterion) {
+    use cohort_core::flp::{
+        Layout, QueryPoint, QuestionShape, ShareRole, prove, query, query_at, witness,
+    };
+    let mut g = c.benchmark_group("flp");
+    let one = Layout::new(&[QuestionShape::Number {
+        optional: false,
+        range: 3000,
+        buckets: 10,
+    }])
+    .unwrap();
+    let ten = Layout::new(
+        &[QuestionShape::Number {
+            optional: true,
+            range: 3000,
+            buckets: 10,
+        }; 10],
+    )
+    .unwrap();
+    for (name, layout) in [("1_question", one), ("10_questions", ten)] {
+        let answers: Vec<Option<u64>> = (0..layout.questions().len() as u64)
+            .map(|i| Some(1000 + 97 * i))
+            .collect();
+        let circuit = layout.circuit();
+        let mut rng = ChaCha20Rng::seed_from_u64(5);
+        g.bench_function(BenchmarkId::new("prove", name), |bench| {
+            bench.iter(|| {
+                let input = witness(&layout, &layout.statistics(&answers).unwrap()).unwrap();
+                let seeds = [Fe::random(&mut rng), Fe::random(&mut rng)];
+                black_box(prove(&circuit, &input, seeds).unwrap())
+            })
+        });
+        let input = witness(&layout, &layout.statistics(&answers).unwrap()).unwrap();
+        let proof = prove(&circuit, &input, [Fe::ONE, Fe::new(2)]).unwrap();
+        let jr: Vec<Fe> = (0..circuit.joint_rand_len())
+            .map(|_| Fe::random(&mut rng))
+            .collect();
+        let r = Fe::new(1 << 50);
+        g.bench_function(BenchmarkId::new("query", name), |bench| {
+            bench.iter(|| {
+                black_box(query(&circuit, &input, &proof, ShareRole::Shamir, r, &jr).unwrap())
+            })
+        });
+        // Many proofs checked at one point: the Lagrange bases are prepared once.
+        let point = QueryPoint::new(&circuit, r).unwrap();
+        g.bench_function(BenchmarkId::new("query_at_prepared_point", name), |bench| {
+            bench.iter(|| {
+                black_box(
+                    query_at(&circuit, &input, &proof, ShareRole::Shamir, &point, &jr).unwrap(),
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     bench_key_agreement,
     bench_deal,
     bench_seal_open,
-    bench_partial_sum_and_reconstruct
+    bench_partial_sum_and_reconstruct,
+    bench_flp
 );
 criterion_main!(benches);

@@ -27,6 +27,7 @@ pub mod encoding;
 pub mod envelope;
 pub mod error;
 pub mod field;
+pub mod flp;
 pub mod frame;
 pub mod message;
 pub mod protocol;

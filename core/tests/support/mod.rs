@@ -2,4 +2,5 @@
 //! `cohort_core::testing` (feature `test-util`).
 #![allow(dead_code)]
 
+pub(crate) mod flp_vectors;
 pub(crate) mod vectors;

@@ -79,6 +79,12 @@ pub(crate) const GOOD: &[Good] = &[
         committed: include_str!("../vectors/round.json"),
         check: check_round_file,
     },
+    Good {
+        name: "flp.json",
+        generate: super::flp_vectors::gen_flp,
+        committed: include_str!("../vectors/flp.json"),
+        check: super::flp_vectors::check_flp,
+    },
 ];
 
 /// The hand-written bad vectors.
