@@ -125,7 +125,8 @@ pub struct Enrolment {
     pub size: u32,
 }
 
-/// The frozen roster, sent to every member.
+/// The frozen roster, the same message for every member (so the relay encodes it once); each
+/// patient finds its own index by its commitment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RosterMsg {
@@ -133,8 +134,6 @@ pub struct RosterMsg {
     pub v: u32,
     /// The roster.
     pub roster: Roster,
-    /// The recipient's own roster index.
-    pub you: u32,
 }
 
 /// Every member's reveal, once all have revealed. Each patient checks each against the frozen
