@@ -1284,6 +1284,65 @@ mod tests {
     }
 
     #[test]
+    fn a_weak_key_is_refused_at_its_reveal_and_the_round_goes_on_without_it() {
+        // Member 1 committed to a low-order key (the all-zero point): its commitment is
+        // well-formed, so only the reveal can show it. The hospital refuses the reveal; the
+        // Shamir round continues with the members that revealed good keys.
+        let mut h = Hospital::new(spec("id=s,size=3,threshold=2,min_cohort=2"), 1).unwrap();
+        let weak = PublicKey([0; 32]);
+        let bad_nonce = nonce(77);
+        h.handle(
+            0,
+            PeerId(0),
+            PatientToRelay::Join(Join {
+                v: 2,
+                study: "s".into(),
+                commitment: crate::commitment::commit("s", &weak, &bad_nonce),
+                invite: None,
+            }),
+        )
+        .unwrap();
+        h.handle(0, PeerId(1), join("s", 1, None)).unwrap();
+        h.handle(0, PeerId(2), join("s", 2, None)).unwrap();
+        drain(&mut h);
+        let got = h.handle(
+            0,
+            PeerId(0),
+            PatientToRelay::Reveal(Reveal {
+                v: 2,
+                round: 1,
+                public_key: weak,
+                nonce: bad_nonce,
+            }),
+        );
+        assert_eq!(got, Err(ProtocolError::WeakKey));
+        let out = drain(&mut h);
+        let refusal = ErrorMsg::refusing(&ProtocolError::WeakKey);
+        assert!(out.iter().any(|o| matches!(o,
+            HospitalOutput::Send { to: PeerId(0), msg: RelayToPatient::Error(e) } if *e == refusal)));
+        reveal_all(&mut h, [1, 2], 1);
+        let deadline = h.poll_timeout().expect("reveal deadline");
+        h.handle_timeout(deadline);
+        let out = drain(&mut h);
+        let keys: Vec<&Keys> = out
+            .iter()
+            .filter_map(|o| match o {
+                HospitalOutput::Send {
+                    msg: RelayToPatient::Keys(k),
+                    ..
+                } => Some(k),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(keys.len(), 2, "the two good members get the keys");
+        assert!(keys[0].reveals.iter().all(|r| r.public_key != weak));
+        assert_eq!(
+            keys[0].reveals.iter().map(|r| r.index).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+    }
+
+    #[test]
     fn weak_key_table_agrees_with_an_x25519_probe() {
         let mut keys: Vec<[u8; 32]> = Vec::new();
         for low in LOW_ORDER {
