@@ -9,6 +9,7 @@
 //! [`study`] (parameters and their checks), [`encoding`] (the statistics vector), [`sharing`]
 //! (additive and Shamir), [`envelope`] (X25519 + HKDF + ChaCha20-Poly1305), [`roster`] (roster
 //! and safety code), [`message`] (wire types), [`protocol`] (state machines), [`error`].
+//! Questionnaires: [`question`] (numbers and choices), [`layout`] (their vector).
 
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
@@ -24,8 +25,10 @@ pub mod encoding;
 pub mod envelope;
 pub mod error;
 pub mod field;
+pub mod layout;
 pub mod message;
 pub mod protocol;
+pub mod question;
 pub mod roster;
 pub mod sharing;
 pub mod study;
