@@ -508,4 +508,13 @@ pub enum AnswerError {
         /// The question's id.
         question: alloc::string::String,
     },
+    /// The same question is answered (or skipped) twice.
+    #[error("question {question:?} is answered more than once")]
+    Duplicate {
+        /// The question's id.
+        question: alloc::string::String,
+    },
+    /// An answer argument is not of the form `ID=VALUE`.
+    #[error("an answer must be written ID=VALUE")]
+    Malformed,
 }

@@ -9,7 +9,8 @@
 //! [`study`] (parameters and their checks), [`encoding`] (the statistics vector), [`sharing`]
 //! (additive and Shamir), [`envelope`] (X25519 + HKDF + ChaCha20-Poly1305), [`roster`] (roster
 //! and safety code), [`message`] (wire types), [`protocol`] (state machines), [`error`].
-//! Questionnaires: [`question`] (numbers and choices), [`layout`] (their vector).
+//! Questionnaires: [`question`] (numbers and choices), [`layout`] (their vector), [`answer`]
+//! (one patient's answers and their vector), [`questionnaire`] (the decoded result).
 
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod answer;
 pub mod b64;
 pub mod decimal;
 pub mod encoding;
@@ -29,6 +31,7 @@ pub mod layout;
 pub mod message;
 pub mod protocol;
 pub mod question;
+pub mod questionnaire;
 pub mod roster;
 pub mod sharing;
 pub mod study;
