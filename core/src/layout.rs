@@ -22,7 +22,7 @@ use alloc::vec::Vec;
 use crate::error::QuestionnaireError;
 use crate::field::MODULUS;
 use crate::question::{Question, QuestionKind, validate_questions};
-use crate::study::MAX_COHORT;
+use crate::study::{MAX_COHORT, StudyParams};
 
 /// Longest statistics vector a questionnaire may need.
 pub const MAX_VECTOR_LEN: usize = 4096;
@@ -313,6 +313,13 @@ impl Layout {
             }
         }
         Ok(layout)
+    }
+
+    /// The layout of a one-question study given by its parameters: one required number
+    /// question with id [`crate::question::SINGLE_QUESTION_ID`], whose vector is exactly that of
+    /// [`crate::encoding::encode`].
+    pub fn from_params(params: &StudyParams) -> Result<Layout, QuestionnaireError> {
+        Layout::new(&[Question::from_params(params)], params.size)
     }
 
     /// The largest value one patient's entry can hold (indicators 1, `x` up to R, `x²` up to

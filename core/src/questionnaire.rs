@@ -181,8 +181,9 @@ fn scale(q: &NumberQuestion) -> f64 {
 /// numerator exact.
 fn mean_of(q: &NumberQuestion, n: u128, s1: u128) -> Option<f64> {
     (n > 0).then(|| {
+        // Sum first, then mean: the same operations as the one-question decoding.
         let num = s1 as i128 + n as i128 * i128::from(q.min_scaled());
-        num as f64 / n as f64 / scale(q)
+        num as f64 / scale(q) / n as f64
     })
 }
 
