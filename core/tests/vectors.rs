@@ -92,6 +92,11 @@ fn round() {
 }
 
 #[test]
+fn questionnaire() {
+    good("questionnaire.json");
+}
+
+#[test]
 fn bad_messages() {
     check_bad_messages(&read("bad_messages.json"));
 }
