@@ -626,3 +626,48 @@ fn single_number_study_is_todays_encoding() {
         );
     }
 }
+
+/// Corrupted aggregates (one entry changed, or every entry random) are decoded or refused,
+/// never a panic, and whatever decodes stays within bounds (count within the cohort, r in
+/// [−1, 1], finite means and lines).
+#[test]
+fn corrupted_aggregates_never_panic() {
+    let mut rng = ChaCha20Rng::seed_from_u64(0x7175_6573_7433);
+    let mut accepted = 0;
+    for _ in 0..300 {
+        let qs = random_questions(&mut rng);
+        let size = 2 + below(&mut rng, 40) as u32;
+        let layout = Layout::new(&qs, size).unwrap();
+        let mut agg = vec![Fe::ZERO; layout.len()];
+        for _ in 0..1 + below(&mut rng, u64::from(size)) {
+            let (answers, _) = random_answers(&mut rng, &qs);
+            add_assign_vec(&mut agg, layout.encode(&answers).unwrap().as_slice());
+        }
+        let i = below(&mut rng, agg.len() as u64) as usize;
+        agg[i] = match below(&mut rng, 4) {
+            0 => agg[i] + Fe::ONE,
+            1 => agg[i] - Fe::ONE,
+            2 => Fe::random(&mut rng),
+            _ => Fe::ZERO,
+        };
+        let random: Vec<Fe> = (0..agg.len())
+            .map(|_| Fe::new(below(&mut rng, 4)))
+            .collect();
+        for v in [agg, random] {
+            if let Ok(r) = layout.decode(&v) {
+                accepted += 1;
+                assert!(r.count >= 1 && r.count <= u64::from(size));
+                for p in &r.pairs {
+                    assert!(p.r.is_none_or(|r| (-1.0..=1.0).contains(&r)));
+                    assert!(p.slope.is_none_or(f64::is_finite));
+                    assert!(p.intercept.is_none_or(f64::is_finite));
+                }
+                for b in &r.by_option {
+                    assert!(b.mean.is_none_or(f64::is_finite));
+                }
+            }
+        }
+    }
+    // Changing an entry by zero (e.g. a histogram bucket already 0 set to 0) keeps it valid.
+    assert!(accepted > 0);
+}
