@@ -22,7 +22,7 @@ use crate::encoding::{EncodedValue, bucket_of};
 use crate::error::{AnswerError, ValueError};
 use crate::field::Fe;
 use crate::layout::Layout;
-use crate::question::{NumberQuestion, QuestionKind, SINGLE_QUESTION_ID};
+use crate::question::{MAX_QUESTIONS, NumberQuestion, QuestionKind, SINGLE_QUESTION_ID};
 
 /// The answer to one question.
 #[derive(Clone, PartialEq, Eq)]
@@ -162,7 +162,7 @@ impl Serialize for Answers {
 
 impl<'de> Deserialize<'de> for Answers {
     /// A JSON object of id → string (number as typed, or label), number, or `null` (skip).
-    /// A repeated id is refused.
+    /// A repeated id, or more than [`MAX_QUESTIONS`] answers, is refused.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Answers, D::Error> {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
@@ -176,6 +176,9 @@ impl<'de> Deserialize<'de> for Answers {
             ) -> Result<Answers, A::Error> {
                 let mut out = Answers::new();
                 while let Some(id) = map.next_key::<String>()? {
+                    if out.len() == MAX_QUESTIONS {
+                        return Err(serde::de::Error::custom("more answers than questions"));
+                    }
                     let answer = map.next_value::<WireAnswer>()?.0;
                     out.set(&id, answer)
                         .map_err(|_| serde::de::Error::custom("a question is answered twice"))?;

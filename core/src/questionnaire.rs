@@ -67,8 +67,9 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Ordered<V> {
                 mut map: A,
             ) -> Result<Ordered<V>, A::Error> {
                 let mut out: Vec<(String, V)> = Vec::new();
+                let mut seen = alloc::collections::BTreeSet::new();
                 while let Some(k) = map.next_key::<String>()? {
-                    if out.iter().any(|(seen, _)| *seen == k) {
+                    if !seen.insert(k.clone()) {
                         return Err(serde::de::Error::custom("duplicate key"));
                     }
                     let v = map.next_value()?;
