@@ -154,14 +154,11 @@ async fn create(registry: &Registry, req: &Request) -> Response {
         Ok(s) => s,
         Err(e) => return Response::error(400, &e.to_string()),
     };
-    match registry.create(spec).await {
-        Ok(h) => match h.status().await {
-            Some(s) => {
-                info!(study = %h.id(), "study created through the API");
-                Response::json(201, &s)
-            }
-            None => Response::error(503, "study is not running"),
-        },
+    match registry.create_stored(spec).await {
+        Ok(s) => {
+            info!(study = %s.params.id, "study created through the API");
+            Response::json(201, &s)
+        }
         Err(e @ CreateError::Exists(_)) => Response::error(409, &e.to_string()),
         Err(e @ CreateError::Invalid(_)) => Response::error(400, &e.to_string()),
         Err(e @ CreateError::TooLarge { .. }) => Response::error(400, &e.to_string()),

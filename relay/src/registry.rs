@@ -446,6 +446,45 @@ impl Registry {
         Ok(n)
     }
 
+    /// With leases: checks and stores a new study without running it here; it runs on the
+    /// relay that first takes its lease (where the load balancer sends its patients).
+    /// Returns its status. Without leases: [`Registry::create`].
+    pub async fn create_stored(&self, spec: StudySpec) -> Result<StudyStatusView, CreateError> {
+        if self.leases.is_none() {
+            let h = self.create(spec).await?;
+            let id = h.id().to_string();
+            return match h.status().await {
+                Some(s) => Ok(s),
+                None => Err(CreateError::Exists(id)),
+            };
+        }
+        let id = spec.params.id.clone();
+        let max = self.max_size.load(Ordering::Relaxed);
+        if spec.params.size > max {
+            return Err(CreateError::TooLarge {
+                size: spec.params.size,
+                max,
+            });
+        }
+        Hospital::new(spec.clone(), 1)?;
+        if !self.store.insert_study(&spec, self.clock.now_ms()).await? {
+            return Err(CreateError::Exists(id));
+        }
+        let status = self
+            .remote_status(&id)
+            .await?
+            .ok_or_else(|| CreateError::Exists(id.clone()))?;
+        let _ = self.feed.send(
+            DashboardMsg::StudyCreated {
+                study: status.clone(),
+            }
+            .to_json()
+            .into(),
+        );
+        info!(study = %id, "study stored; it runs where its lease is taken");
+        Ok(status)
+    }
+
     /// Creates, persists and starts a study (with leases: and takes its lease).
     pub async fn create(&self, spec: StudySpec) -> Result<StudyHandle, CreateError> {
         let Some(leases) = &self.leases else {
