@@ -30,6 +30,11 @@ impl EncodedValue {
     pub fn as_slice(&self) -> &[Fe] {
         &self.0
     }
+
+    /// Wraps a vector built by [`crate::layout::Layout::encode`].
+    pub(crate) fn from_vec(v: Vec<Fe>) -> EncodedValue {
+        EncodedValue(v)
+    }
 }
 
 /// Checks a value against a study without encoding it: range and number of decimals.
@@ -50,7 +55,7 @@ pub fn check_value(params: &StudyParams, value: &Decimal) -> Result<u64, ValueEr
 }
 
 /// The histogram bucket of an offset value `x'` in `[0, range]`.
-fn bucket_of(x: u64, range: u64, buckets: u16) -> usize {
+pub(crate) fn bucket_of(x: u64, range: u64, buckets: u16) -> usize {
     let b = (u128::from(x) * u128::from(buckets) / u128::from(range)) as usize;
     b.min(usize::from(buckets) - 1)
 }

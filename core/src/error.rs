@@ -434,3 +434,176 @@ impl ProtocolError {
         }
     }
 }
+
+/// Why one question of a questionnaire is unacceptable (the key it concerns is named alongside,
+/// in [`QuestionnaireError::Question`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum QuestionProblem {
+    /// The id is empty, too long, or has characters other than `a-z 0-9 - _`.
+    #[error("must be 1-{max} characters of a-z, 0-9, '-' and '_'")]
+    BadId {
+        /// The longest id allowed, in bytes.
+        max: usize,
+    },
+    /// An earlier question has the same id.
+    #[error("is already used by an earlier question")]
+    DuplicateId,
+    /// A text (question or unit) is too long or has control characters.
+    #[error("must be at most {max} bytes without control characters")]
+    BadText {
+        /// The longest text allowed, in bytes.
+        max: usize,
+    },
+    /// An option label is empty, too long or has control characters.
+    #[error("option {option} must be 1-{max} bytes without control characters")]
+    BadLabel {
+        /// Position of the label in `options`.
+        option: usize,
+        /// The longest label allowed, in bytes.
+        max: usize,
+    },
+    /// An option label repeats an earlier one.
+    #[error("option {option} repeats an earlier option")]
+    DuplicateLabel {
+        /// Position of the repeated label in `options`.
+        option: usize,
+    },
+    /// Too few or too many options.
+    #[error("must list between {min} and {max} options")]
+    OptionCount {
+        /// Fewest options.
+        min: usize,
+        /// Most options.
+        max: usize,
+    },
+    /// `min` is not below `max`, or one of them has more decimals than the question.
+    #[error("min must be below max and both must fit the question's decimals")]
+    BadRange,
+    /// Too many fractional digits.
+    #[error("must be at most {max}")]
+    TooManyDecimals {
+        /// The limit.
+        max: u8,
+    },
+    /// Bucket count out of range.
+    #[error("must be between 1 and {max}")]
+    BadBuckets {
+        /// The limit.
+        max: u16,
+    },
+}
+
+/// A questionnaire (the questions of a study) is unacceptable. Names the question and the key,
+/// never an answer.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum QuestionnaireError {
+    /// No questions, or more than the limit.
+    #[error("a study needs between 1 and {max} questions, not {got}")]
+    QuestionCount {
+        /// Questions given.
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// One question is unacceptable.
+    #[error("question {index} ({id:?}): `{key}` {problem}")]
+    Question {
+        /// Position of the question (0-based).
+        index: usize,
+        /// Its id, or empty if the id itself is the problem.
+        id: alloc::string::String,
+        /// The JSON key concerned (`id`, `text`, `unit`, `min`, `max`, `decimals`, `buckets`,
+        /// `options`).
+        key: &'static str,
+        /// What is wrong.
+        problem: QuestionProblem,
+    },
+    /// The cohort size is zero or above the limit.
+    #[error("cohort size must be between 1 and {max}")]
+    BadSize {
+        /// The limit.
+        max: u32,
+    },
+    /// The vector would be longer than the limit (too many buckets, options or pairs).
+    #[error("the questionnaire needs {len} vector entries, at most {max} are allowed")]
+    TooLong {
+        /// Entries needed.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// `size × (range of this number question)²` could wrap the field.
+    #[error(
+        "question {question:?}: cohort size times its squared range could overflow the field; narrow the range, fewer decimals or a smaller cohort"
+    )]
+    WouldOverflow {
+        /// The question's id.
+        question: alloc::string::String,
+    },
+    /// `size × range_x × range_y` of a pair of number questions could wrap the field.
+    #[error(
+        "questions {first:?} and {second:?}: cohort size times the product of their ranges could overflow the field"
+    )]
+    PairWouldOverflow {
+        /// The first question's id.
+        first: alloc::string::String,
+        /// The second question's id.
+        second: alloc::string::String,
+    },
+}
+
+/// A patient's answers do not fit a questionnaire. Names the question, never the answer.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum AnswerError {
+    /// An answer for a question the study does not have.
+    #[error("the study has no question {question:?}")]
+    UnknownQuestion {
+        /// The id given.
+        question: alloc::string::String,
+    },
+    /// A required question has no answer.
+    #[error("question {question:?} needs an answer")]
+    Missing {
+        /// The question's id.
+        question: alloc::string::String,
+    },
+    /// A required question was skipped.
+    #[error("question {question:?} is required and cannot be skipped")]
+    SkippedRequired {
+        /// The question's id.
+        question: alloc::string::String,
+    },
+    /// A number given for a choice question, or an option for a number question.
+    #[error("question {question:?} needs a different kind of answer")]
+    WrongKind {
+        /// The question's id.
+        question: alloc::string::String,
+    },
+    /// A number answer is malformed, out of range or has too many decimals.
+    #[error("question {question:?}: {source}")]
+    Value {
+        /// The question's id.
+        question: alloc::string::String,
+        /// Why.
+        #[source]
+        source: ValueError,
+    },
+    /// A choice answer is not one of the question's options.
+    #[error("question {question:?}: not one of its options")]
+    UnknownOption {
+        /// The question's id.
+        question: alloc::string::String,
+    },
+    /// The same question is answered (or skipped) twice.
+    #[error("question {question:?} is answered more than once")]
+    Duplicate {
+        /// The question's id.
+        question: alloc::string::String,
+    },
+    /// An answer argument is not of the form `ID=VALUE`.
+    #[error("an answer must be written ID=VALUE")]
+    Malformed,
+}

@@ -12,7 +12,13 @@
 //! delivery    (kind 2)  header | round u64 | contributors u32 | count u32 | sealed_len u32
 //!                       | contributors × u32 | count × (from u32 | sealed [sealed_len])
 //! partial_sum (kind 3)  header | round u64 | len u32 | len × element u64 (< 2^61 − 1)
+//! result      (kind 4)  header | round u64 | json_len u32 | count u32 | len u32
+//!                       | json [json_len] | count × (from u32 | len × element u64)
 //! ```
+//!
+//! The `result` frame carries the round's result as JSON (at most [`MAX_RESULT_JSON`] bytes:
+//! the statistics, contributor set and safety code) followed by every partial sum used, in
+//! binary: the one message whose size grows with n × vector length for every recipient.
 //!
 //! Decoding checks the header, the kind, every count against [`MAX_ENTRIES`] and
 //! `sealed_len` against [`MAX_SEALED_LEN`] before it computes the expected total length, and
@@ -37,6 +43,12 @@ pub const MAX_ENTRIES: u32 = crate::study::MAX_COHORT;
 pub const MAX_SEALED_LEN: u32 =
     ((crate::study::MAX_BUCKETS as usize + 3) * 8 + crate::envelope::TAG_LEN) as u32;
 
+/// Largest JSON part of a `result` frame.
+pub const MAX_RESULT_JSON: u32 = 64 * 1024;
+
+/// Longest vector a frame may carry (a partial sum, or each partial sum of a result).
+pub const MAX_VECTOR: u32 = 4096;
+
 /// Which bulk message a binary frame carries (its byte 3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -47,6 +59,8 @@ pub enum FrameKind {
     Delivery = 2,
     /// A patient's partial sum.
     PartialSum = 3,
+    /// A round's result with every partial sum used.
+    Result = 4,
 }
 
 /// Why a binary frame was refused. Never carries a byte of the frame.
@@ -82,6 +96,9 @@ pub enum FrameError {
     /// A field element is not below the field's modulus.
     #[error("binary frame holds a field element out of range")]
     BadElement,
+    /// The round in a `result` frame's header differs from the one in its JSON part.
+    #[error("binary frame's round differs from its JSON part's")]
+    RoundMismatch,
 }
 
 /// Sealed shares of one round, all of one length and each tagged with a roster index, in one
@@ -183,6 +200,15 @@ pub enum Decoded {
         /// The partial sum.
         sum: Vec<Fe>,
     },
+    /// `result`: round, the JSON part and the partial sums, each tagged with its sender.
+    Result {
+        /// Round id.
+        round: u64,
+        /// The result's JSON (checked to be at most [`MAX_RESULT_JSON`] bytes, not parsed).
+        json: Vec<u8>,
+        /// The partial sums used, tagged with the sender's roster index.
+        partials: Vec<(u32, Vec<Fe>)>,
+    },
 }
 
 struct Writer(Vec<u8>);
@@ -233,6 +259,24 @@ pub fn encode_partial_sum(round: u64, sum: &[Fe]) -> Vec<u8> {
     w.u32(sum.len());
     for e in sum {
         w.0.extend_from_slice(&e.value().to_le_bytes());
+    }
+    w.0
+}
+
+/// Encodes a `result` frame: the result's JSON and its partial sums (all of length `len`).
+pub fn encode_result(round: u64, json: &[u8], len: usize, partials: &[(u32, &[Fe])]) -> Vec<u8> {
+    let cap = 28 + json.len() + partials.len() * (4 + len * 8);
+    let mut w = Writer::new(FrameKind::Result, round, cap);
+    w.u32(json.len());
+    w.u32(partials.len());
+    w.u32(len);
+    w.0.extend_from_slice(json);
+    for (from, sum) in partials {
+        debug_assert_eq!(sum.len(), len);
+        w.0.extend_from_slice(&from.to_le_bytes());
+        for e in *sum {
+            w.0.extend_from_slice(&e.value().to_le_bytes());
+        }
     }
     w.0
 }
@@ -357,6 +401,33 @@ pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
             }
             Ok(Decoded::PartialSum { round, sum })
         }
+        k if k == FrameKind::Result as u8 => {
+            let round = r.u64()?;
+            let json_len = r.u32()?;
+            let count = r.count()?;
+            let len = r.u32()?;
+            if json_len > MAX_RESULT_JSON || len > MAX_VECTOR {
+                return Err(FrameError::OverLimit);
+            }
+            let (json_len, len) = (json_len as usize, len as usize);
+            r.expect_rest(json_len + count * (4 + len * 8))?;
+            let json = frame[r.at..r.at + json_len].to_vec();
+            r.at += json_len;
+            let mut partials = Vec::with_capacity(count);
+            for _ in 0..count {
+                let from = r.u32()?;
+                let mut sum = Vec::with_capacity(len);
+                for _ in 0..len {
+                    sum.push(Fe::from_canonical(r.u64()?).ok_or(FrameError::BadElement)?);
+                }
+                partials.push((from, sum));
+            }
+            Ok(Decoded::Result {
+                round,
+                json,
+                partials,
+            })
+        }
         kind => Err(FrameError::UnknownKind { kind }),
     }
 }
@@ -405,6 +476,36 @@ mod tests {
                 sum
             })
         );
+    }
+
+    #[test]
+    fn result_frames_round_trip_and_refuse_over_limits() {
+        let a = vec![Fe::new(1), Fe::new(2)];
+        let b = vec![Fe::new(3), Fe::new(crate::field::MODULUS - 1)];
+        let f = encode_result(9, b"{\"x\":1}", 2, &[(1, &a), (3, &b)]);
+        assert_eq!(&f[..4], b"CO\x02\x04");
+        assert_eq!(f.len(), 28 + 7 + 2 * (4 + 16));
+        assert_eq!(
+            decode(&f),
+            Ok(Decoded::Result {
+                round: 9,
+                json: b"{\"x\":1}".to_vec(),
+                partials: vec![(1, a.clone()), (3, b.clone())],
+            })
+        );
+        let mut bad = f.clone();
+        bad[16..20].copy_from_slice(&(MAX_RESULT_JSON + 1).to_le_bytes());
+        assert_eq!(decode(&bad), Err(FrameError::OverLimit));
+        let mut bad = f.clone();
+        bad[24..28].copy_from_slice(&(MAX_VECTOR + 1).to_le_bytes());
+        assert_eq!(decode(&bad), Err(FrameError::OverLimit));
+        let mut bad = f.clone();
+        bad.pop();
+        assert!(matches!(decode(&bad), Err(FrameError::Length { .. })));
+        let mut bad = f.clone();
+        let last = bad.len() - 8;
+        bad[last..].copy_from_slice(&crate::field::MODULUS.to_le_bytes());
+        assert_eq!(decode(&bad), Err(FrameError::BadElement));
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! and safety code), [`message`] (wire types), [`frame`] (binary frames of the bulk messages),
 //! [`protocol`] (state machines), [`error`]. With the `test-util` feature, `testing` holds the
 //! simulated network used by tests and benchmarks.
+//! Questionnaires: [`question`] (numbers and choices), [`layout`] (their vector), [`answer`]
+//! (one patient's answers and their vector), [`questionnaire`] (the decoded result).
 
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
@@ -20,6 +22,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod answer;
 pub mod b64;
 pub mod commitment;
 pub mod decimal;
@@ -29,8 +32,11 @@ pub mod error;
 pub mod field;
 pub mod flp;
 pub mod frame;
+pub mod layout;
 pub mod message;
 pub mod protocol;
+pub mod question;
+pub mod questionnaire;
 pub mod roster;
 pub mod sharing;
 pub mod study;

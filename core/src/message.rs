@@ -125,7 +125,8 @@ pub struct Enrolment {
     pub size: u32,
 }
 
-/// The frozen roster, sent to every member.
+/// The frozen roster, the same message for every member (so the relay encodes it once); each
+/// patient finds its own index by its commitment.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RosterMsg {
@@ -133,8 +134,6 @@ pub struct RosterMsg {
     pub v: u32,
     /// The roster.
     pub roster: Roster,
-    /// The recipient's own roster index.
-    pub you: u32,
 }
 
 /// Every member's reveal, once all have revealed. Each patient checks each against the frozen
@@ -194,6 +193,9 @@ pub struct RoundResult {
     /// The round's safety code.
     pub safety_code: SafetyCode,
     /// Every partial sum used, so that each patient recomputes (and checks) the result itself.
+    /// On the wire these follow the JSON part of the binary `result` frame ([`crate::frame`]),
+    /// not inside it.
+    #[serde(skip)]
     pub partials: Vec<PartialSumOf>,
 }
 
@@ -332,7 +334,8 @@ pub enum RelayToPatient {
     /// See [`Delivery`]. A binary frame.
     #[serde(skip)]
     Delivery(Delivery),
-    /// See [`RoundResult`].
+    /// See [`RoundResult`]. A binary frame.
+    #[serde(skip)]
     Result(RoundResult),
     /// See [`Abandoned`].
     Abandoned(Abandoned),
@@ -494,9 +497,11 @@ impl PatientToRelay {
             Decoded::PartialSum { round, sum } => {
                 Ok(PatientToRelay::PartialSum(PartialSum { round, sum }))
             }
-            Decoded::Delivery { .. } => Err(DecodeError::Frame(FrameError::UnknownKind {
-                kind: frame::FrameKind::Delivery as u8,
-            })),
+            Decoded::Delivery { .. } | Decoded::Result { .. } => {
+                Err(DecodeError::Frame(FrameError::UnknownKind {
+                    kind: bytes[3],
+                }))
+            }
         }
     }
 
@@ -526,6 +531,26 @@ impl RelayToPatient {
                 contributors,
                 shares,
             })),
+            Decoded::Result {
+                round,
+                json,
+                partials,
+            } => {
+                let text = core::str::from_utf8(&json)
+                    .map_err(|_| DecodeError::Syntax { line: 0, column: 0 })?;
+                let mut result: RoundResult = decode_json(text, MAX_MESSAGE_BYTES)?;
+                if result.v != PROTOCOL_VERSION {
+                    return Err(DecodeError::UnsupportedVersion { got: result.v });
+                }
+                if result.round != round {
+                    return Err(DecodeError::Frame(FrameError::RoundMismatch));
+                }
+                result.partials = partials
+                    .into_iter()
+                    .map(|(from, sum)| PartialSumOf { from, sum })
+                    .collect();
+                Ok(RelayToPatient::Result(result))
+            }
             Decoded::Shares { .. } | Decoded::PartialSum { .. } => {
                 Err(DecodeError::Frame(FrameError::UnknownKind {
                     kind: bytes[3],
@@ -539,6 +564,16 @@ impl RelayToPatient {
         match self {
             RelayToPatient::Delivery(d) => {
                 Wire::Binary(frame::encode_delivery(d.round, &d.contributors, &d.shares))
+            }
+            RelayToPatient::Result(r) => {
+                let json = serde_json::to_vec(r).expect("wire messages always serialize");
+                let len = r.partials.first().map_or(0, |p| p.sum.len());
+                let partials: Vec<(u32, &[Fe])> = r
+                    .partials
+                    .iter()
+                    .map(|p| (p.from, p.sum.as_slice()))
+                    .collect();
+                Wire::Binary(frame::encode_result(r.round, &json, len, &partials))
             }
             m => Wire::Text(serde_json::to_string(m).expect("wire messages always serialize")),
         }
@@ -583,7 +618,6 @@ impl RelayToPatient {
             "enrolment" => RelayToPatient::Enrolment(serde_json::from_str(&body).ok()?),
             "roster" => RelayToPatient::Roster(serde_json::from_str(&body).ok()?),
             "keys" => RelayToPatient::Keys(serde_json::from_str(&body).ok()?),
-            "result" => RelayToPatient::Result(serde_json::from_str(&body).ok()?),
             "abandoned" => RelayToPatient::Abandoned(serde_json::from_str(&body).ok()?),
             "error" => RelayToPatient::Error(serde_json::from_str(&body).ok()?),
             _ => return None,
@@ -592,7 +626,7 @@ impl RelayToPatient {
 }
 
 versioned!(PatientToRelay { Join, Reveal, Leave } binary { Shares, PartialSum });
-versioned!(RelayToPatient { Welcome, Enrolment, Roster, Keys, Result, Abandoned, Error } binary { Delivery });
+versioned!(RelayToPatient { Welcome, Enrolment, Roster, Keys, Abandoned, Error } binary { Delivery, Result });
 
 #[cfg(test)]
 mod tests {

@@ -209,6 +209,21 @@ impl<P: SimPatient> Network<P> {
         moved
     }
 
+    /// Puts one relay message, through its wire encoding (once, as a driver does for a
+    /// broadcast), into the inbox of each live patient in `to`.
+    fn down(&mut self, to: &[PeerId], msg: &RelayToPatient) {
+        let wire = msg.encode();
+        for p in to {
+            let i = p.0 as usize;
+            if self.gone[i] {
+                continue; // a real driver drops frames for a closed connection
+            }
+            let msg = RelayToPatient::decode_wire(&wire).expect("relay messages decode");
+            self.keep(Dir::Down, p.0, wire.clone());
+            self.inbox[i].push(msg);
+        }
+    }
+
     /// Drains the hospital's outputs: its messages (through their wire encoding) into the live
     /// patients' [`Network::inbox`] (a closed connection's are dropped, as a real driver
     /// does), its events into [`Network::hospital_events`]. Returns whether anything came out.
@@ -217,16 +232,8 @@ impl<P: SimPatient> Network<P> {
         while let Some(o) = self.hospital.poll_output() {
             moved = true;
             match o {
-                HospitalOutput::Send { to, msg } => {
-                    let i = to.0 as usize;
-                    if self.gone[i] {
-                        continue;
-                    }
-                    let wire = msg.encode();
-                    let msg = RelayToPatient::decode_wire(&wire).expect("relay messages decode");
-                    self.keep(Dir::Down, to.0, wire);
-                    self.inbox[i].push(msg);
-                }
+                HospitalOutput::Send { to, msg } => self.down(&[to], &msg),
+                HospitalOutput::Broadcast { to, msg } => self.down(&to, &msg),
                 HospitalOutput::Event(e) => self.hospital_events.push(e),
                 HospitalOutput::Attached { .. } | HospitalOutput::Detached { .. } => {}
             }

@@ -25,12 +25,13 @@ fn join(key: &KeyPair) -> PatientToRelay {
 fn rosters_sent(h: &mut Hospital) -> Vec<u64> {
     let mut rounds = Vec::new();
     while let Some(out) = h.poll_output() {
-        if let HospitalOutput::Send {
+        // One roster per recipient.
+        if let HospitalOutput::Broadcast {
+            to,
             msg: RelayToPatient::Roster(r),
-            ..
         } = out
         {
-            rounds.push(r.roster.round);
+            rounds.extend(to.iter().map(|_| r.roster.round));
         }
     }
     rounds

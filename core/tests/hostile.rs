@@ -126,7 +126,6 @@ impl Round {
             let msg = RelayToPatient::Roster(RosterMsg {
                 v: PROTOCOL_VERSION,
                 roster: roster.clone(),
-                you: i as u32 + 1,
             });
             send(p, msg).unwrap();
             let Some(PatientToRelay::Reveal(r)) = sent(p).pop() else {
@@ -524,7 +523,6 @@ fn hostile_roster_whose_threshold_breaks_the_collusion_rule() {
         let msg = RelayToPatient::Roster(RosterMsg {
             v: PROTOCOL_VERSION,
             roster,
-            you: 1,
         });
         let got = send(p, msg);
         // (The welcome carried other parameters, so a patient that pinned them refuses on
@@ -548,7 +546,6 @@ fn hostile_roster_whose_threshold_breaks_the_collusion_rule() {
             RelayToPatient::Roster(RosterMsg {
                 v: PROTOCOL_VERSION,
                 roster,
-                you: 1,
             }),
         );
         let want = ProtocolError::ThresholdBreaksCollusionRule {
@@ -626,7 +623,6 @@ fn hostile_duplicate_roster_members() {
         RelayToPatient::Roster(RosterMsg {
             v: PROTOCOL_VERSION,
             roster,
-            you: 1,
         }),
     );
     assert_eq!(got, Err(ProtocolError::DuplicateRosterMember));
@@ -661,7 +657,6 @@ fn hostile_duplicate_roster_members() {
         RelayToPatient::Roster(RosterMsg {
             v: PROTOCOL_VERSION,
             roster,
-            you: 1,
         }),
     )
     .unwrap();

@@ -97,6 +97,11 @@ fn flp() {
 }
 
 #[test]
+fn questionnaire() {
+    good("questionnaire.json");
+}
+
+#[test]
 fn bad_messages() {
     check_bad_messages(&read("bad_messages.json"));
 }

@@ -40,6 +40,9 @@ pub enum Outbound {
     /// A message to send. Boxed: every connection's queue allocates slots for 32 of these up
     /// front, and an unboxed message would make that about 6 KiB per idle connection.
     Message(Box<RelayToPatient>),
+    /// A message already encoded, shared by every recipient of a broadcast (cloning it shares
+    /// the bytes).
+    Frame(tokio_tungstenite::tungstenite::Message),
     /// The study with this id attached the connection (its join was accepted).
     Attached(Arc<str>),
     /// The study with this id detached the connection (refused join, round over, dropped).

@@ -309,10 +309,18 @@ impl StudyTask {
         }
     }
 
-    /// Delivers one message, attach or detach to the connection it names.
+    /// Delivers one message, attach or detach to the connection it names (a broadcast to
+    /// each, encoded once).
     fn send_out(&mut self, out: HospitalOutput, dropped: &mut Vec<PeerId>) {
         let (to, item) = match out {
             HospitalOutput::Send { to, msg } => (to, Outbound::Message(Box::new(msg))),
+            HospitalOutput::Broadcast { to, msg } => {
+                let frame = crate::ws::to_message(msg.encode());
+                for peer in to {
+                    self.send_item(peer, Outbound::Frame(frame.clone()), dropped);
+                }
+                return;
+            }
             HospitalOutput::Attached { peer } => {
                 if let Some((p, link)) = self.current.take_if(|(p, _)| *p == peer) {
                     info!(study = %self.id, peer = peer.0, "patient joined");
@@ -333,6 +341,11 @@ impl StudyTask {
             }
             HospitalOutput::Event(_) => unreachable!("events become effects in drain"),
         };
+        self.send_item(to, item, dropped);
+    }
+
+    /// Queues one item for `to`'s connection; a connection that fell behind is dropped.
+    fn send_item(&self, to: PeerId, item: Outbound, dropped: &mut Vec<PeerId>) {
         let Some(link) = self.link(to) else {
             debug!(study = %self.id, peer = to.0, "no connection for message");
             return;
@@ -537,6 +550,7 @@ mod tests {
     use rand_core::SeedableRng;
     use std::time::Duration;
     use tokio::sync::Notify;
+    use tokio_tungstenite::tungstenite::Message;
 
     fn join(i: u64) -> PatientToRelay {
         PatientToRelay::Join(Join {
@@ -615,9 +629,13 @@ mod tests {
             for rx in &mut rxs {
                 let got = until_detached(rx).await;
                 let abandoned = got.iter().any(|o| {
-                    matches!(o, Outbound::Message(m) if matches!(&**m,
-                        RelayToPatient::Abandoned(a)
-                            if a.round == round && a.reason == AbandonReason::StudyRestarted))
+                    let msg = match o {
+                        Outbound::Message(m) => Some((**m).clone()),
+                        Outbound::Frame(Message::Text(t)) => RelayToPatient::decode(t).ok(),
+                        _ => None,
+                    };
+                    matches!(msg, Some(RelayToPatient::Abandoned(a))
+                            if a.round == round && a.reason == AbandonReason::StudyRestarted)
                 });
                 assert!(abandoned, "every member hears why its round ended");
             }

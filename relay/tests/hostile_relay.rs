@@ -88,24 +88,40 @@ async fn hostile_relay_contributor_set_attack_learns_nothing() {
         .unwrap();
     let mut hospital = Hospital::new(spec, 1).unwrap();
     let mut index_of: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut commitment_of = BTreeMap::new();
     // Partial sums received, per connection, in order.
     let mut partials: BTreeMap<u64, Vec<Vec<Fe>>> = BTreeMap::new();
     let without_1: Vec<u32> = vec![2, 3, 4, 5];
     let mut seconds_sent = false;
     let run = async {
         while let Some((peer, msg)) = rx.recv().await {
-            if let PatientToRelay::PartialSum(p) = &msg {
-                partials.entry(peer).or_default().push(p.sum.clone());
+            match &msg {
+                PatientToRelay::PartialSum(p) => {
+                    partials.entry(peer).or_default().push(p.sum.clone());
+                }
+                PatientToRelay::Join(j) => {
+                    commitment_of.insert(peer, j.commitment);
+                }
+                _ => {}
             }
             let _ = hospital.handle(0, PeerId(peer), msg);
+            let mut sends = Vec::new();
             while let Some(out) = hospital.poll_output() {
-                let HospitalOutput::Send { to, msg } = out else {
-                    continue;
-                };
+                match out {
+                    HospitalOutput::Send { to, msg } => sends.push((to, msg)),
+                    HospitalOutput::Broadcast { to, msg } => {
+                        sends.extend(to.into_iter().map(|p| (p, msg.clone())));
+                    }
+                    _ => {}
+                }
+            }
+            for (to, msg) in sends {
                 let mut frames = vec![msg.clone()];
                 match &msg {
                     RelayToPatient::Roster(r) => {
-                        index_of.insert(to.0, r.you);
+                        let mine = commitment_of[&to.0];
+                        let me = r.roster.members.iter().find(|m| m.commitment == mine);
+                        index_of.insert(to.0, me.expect("each patient is in the roster").index);
                     }
                     // The deviation: each group gets its own contributor set.
                     RelayToPatient::Delivery(d) => {

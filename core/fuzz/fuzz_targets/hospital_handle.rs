@@ -131,16 +131,20 @@ struct Seen {
 fn drain(h: &mut Hospital, seen: &mut Seen) {
     while let Some(out) = h.poll_output() {
         match out {
-            HospitalOutput::Send { to, msg } => {
+            HospitalOutput::Send { msg, .. } => {
                 common::relay_round_trip(&msg);
-                if let RelayToPatient::Roster(r) = &msg {
-                    if r.you == 1 {
-                        seen.index = [None; 8];
-                    }
-                    seen.index[to.0 as usize % 8] = Some(r.you);
-                }
                 if let RelayToPatient::Delivery(d) = &msg {
                     seen.contributors = d.contributors.len() as u64;
+                }
+            }
+            HospitalOutput::Broadcast { to, msg } => {
+                common::relay_round_trip(&msg);
+                if let RelayToPatient::Roster(_) = &msg {
+                    // Broadcast in roster order: the i-th recipient is member i + 1.
+                    seen.index = [None; 8];
+                    for (i, p) in to.iter().enumerate() {
+                        seen.index[p.0 as usize % 8] = Some(i as u32 + 1);
+                    }
                 }
             }
             HospitalOutput::Event(e) => common::probe(match e {

@@ -79,7 +79,6 @@ enum Op {
         round: u64,
         n: u8,
         me_at: u8,
-        you: Option<u8>,
         threshold: Option<u32>,
         others: Vec<KeySel>,
     },
@@ -175,7 +174,6 @@ fuzz_target!(|input: Input| {
                         round: 5,
                         n: *n,
                         me_at: *me_at,
-                        you: None,
                         threshold: None,
                         others: vec![],
                     },
@@ -222,7 +220,6 @@ fuzz_target!(|input: Input| {
                 round,
                 n,
                 me_at,
-                you,
                 threshold,
                 others,
             } => {
@@ -251,7 +248,6 @@ fuzz_target!(|input: Input| {
                 Some(RelayToPatient::Roster(RosterMsg {
                     v: PROTOCOL_VERSION,
                     roster: r,
-                    you: you.map_or(me_at, u32::from),
                 }))
             }
             Op::Delivery {

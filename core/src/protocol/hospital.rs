@@ -52,6 +52,14 @@ pub enum HospitalOutput {
         /// The message.
         msg: RelayToPatient,
     },
+    /// Send one message to each of these patients, in this order: the same bytes for all, so
+    /// a driver encodes it once (the enrolment, roster, keys, result and abandonment).
+    Broadcast {
+        /// Recipient connections.
+        to: Vec<PeerId>,
+        /// The message.
+        msg: RelayToPatient,
+    },
     /// Something the dashboard and the store should know.
     Event(HospitalEvent),
     /// `peer`'s join was accepted: it is a member of this study until a matching
@@ -283,6 +291,16 @@ impl Round {
     fn live_count(&self) -> u32 {
         self.live.iter().filter(|&&l| l).count() as u32
     }
+
+    /// The connections of the members still in the round, in roster order.
+    fn live_peers(&self) -> Vec<PeerId> {
+        self.peers
+            .iter()
+            .zip(&self.live)
+            .filter(|(_, l)| **l)
+            .map(|(p, _)| *p)
+            .collect()
+    }
 }
 
 /// The hospital's state machine for one study.
@@ -473,6 +491,19 @@ impl Hospital {
         self.out.push_back(HospitalOutput::Send { to, msg });
     }
 
+    /// One message for each of `to` (nothing if `to` is empty).
+    fn broadcast(&mut self, to: Vec<PeerId>, msg: RelayToPatient) {
+        if !to.is_empty() {
+            self.out.push_back(HospitalOutput::Broadcast { to, msg });
+        }
+    }
+
+    fn detach_all(&mut self, peers: Vec<PeerId>) {
+        for peer in peers {
+            self.out.push_back(HospitalOutput::Detached { peer });
+        }
+    }
+
     fn event(&mut self, e: HospitalEvent) {
         self.out.push_back(HospitalOutput::Event(e));
     }
@@ -493,10 +524,8 @@ impl Hospital {
             enrolled: self.enrolling.len() as u32,
             size: self.spec.params.size,
         };
-        let peers: Vec<PeerId> = self.enrolling.iter().map(|(p, _)| *p).collect();
-        for p in peers {
-            self.emit(p, RelayToPatient::Enrolment(msg.clone()));
-        }
+        let to: Vec<PeerId> = self.enrolling.iter().map(|(p, _)| *p).collect();
+        self.broadcast(to, RelayToPatient::Enrolment(msg));
     }
 
     fn schedule_broadcast(&mut self, now_ms: u64) {
@@ -636,16 +665,13 @@ impl Hospital {
         self.broadcast_due = None;
         let safety = SafetyCode::pending();
         let peers: Vec<PeerId> = taken.iter().map(|(p, _)| *p).collect();
-        for (i, p) in peers.iter().enumerate() {
-            self.emit(
-                *p,
-                RelayToPatient::Roster(RosterMsg {
-                    v: PROTOCOL_VERSION,
-                    roster: roster.clone(),
-                    you: i as u32 + 1,
-                }),
-            );
-        }
+        self.broadcast(
+            peers.clone(),
+            RelayToPatient::Roster(RosterMsg {
+                v: PROTOCOL_VERSION,
+                roster: roster.clone(),
+            }),
+        );
         self.event(HospitalEvent::RoundStarted {
             study: self.spec.params.id.clone(),
             round: roster.round,
@@ -787,14 +813,8 @@ impl Hospital {
             round: r.roster.round,
             reveals,
         };
-        for (i, p) in r.peers.iter().enumerate() {
-            if r.live[i] {
-                self.out.push_back(HospitalOutput::Send {
-                    to: *p,
-                    msg: RelayToPatient::Keys(msg.clone()),
-                });
-            }
-        }
+        let live = r.live_peers();
+        self.broadcast(live, RelayToPatient::Keys(msg));
         self.event(HospitalEvent::KeysRevealed {
             study: self.spec.params.id.clone(),
             round: r.roster.round,
@@ -1028,12 +1048,9 @@ impl Hospital {
             safety_code: r.safety.clone(),
             partials: published,
         };
-        for (i, p) in r.peers.iter().enumerate() {
-            if r.live[i] {
-                self.emit(*p, RelayToPatient::Result(result.clone()));
-                self.out.push_back(HospitalOutput::Detached { peer: *p });
-            }
-        }
+        let live = r.live_peers();
+        self.broadcast(live.clone(), RelayToPatient::Result(result));
+        self.detach_all(live);
         self.event(HospitalEvent::Completed(RoundOutcome {
             study: self.spec.params.id.clone(),
             round: r.roster.round,
@@ -1058,12 +1075,9 @@ impl Hospital {
             reason: reason.clone(),
             message: reason.to_string(),
         };
-        for (i, p) in r.peers.iter().enumerate() {
-            if r.live[i] {
-                self.emit(*p, RelayToPatient::Abandoned(msg.clone()));
-                self.out.push_back(HospitalOutput::Detached { peer: *p });
-            }
-        }
+        let live = r.live_peers();
+        self.broadcast(live.clone(), RelayToPatient::Abandoned(msg));
+        self.detach_all(live);
         self.event(HospitalEvent::Abandoned {
             study: self.spec.params.id.clone(),
             round: r.roster.round,
@@ -1091,10 +1105,12 @@ impl Hospital {
             message: reason.to_string(),
             reason,
         };
-        for (p, _) in core::mem::take(&mut self.enrolling) {
-            self.emit(p, RelayToPatient::Abandoned(msg.clone()));
-            self.out.push_back(HospitalOutput::Detached { peer: p });
-        }
+        let enrolled: Vec<PeerId> = core::mem::take(&mut self.enrolling)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        self.broadcast(enrolled.clone(), RelayToPatient::Abandoned(msg));
+        self.detach_all(enrolled);
         self.broadcast_due = None;
         self.enrol_started = None;
     }
@@ -1203,8 +1219,21 @@ mod tests {
         }
     }
 
+    /// Every output, a broadcast expanded to one `Send` per recipient (in order).
     fn drain(h: &mut Hospital) -> Vec<HospitalOutput> {
-        core::iter::from_fn(|| h.poll_output()).collect()
+        let mut out = Vec::new();
+        while let Some(o) = h.poll_output() {
+            match o {
+                HospitalOutput::Broadcast { to, msg } => {
+                    out.extend(to.into_iter().map(|to| HospitalOutput::Send {
+                        to,
+                        msg: msg.clone(),
+                    }));
+                }
+                o => out.push(o),
+            }
+        }
+        out
     }
 
     fn rostered(h: &mut Hospital, n: u64) -> u64 {
@@ -1252,6 +1281,65 @@ mod tests {
         !StaticSecret::from([0x5a; 32])
             .diffie_hellman(&DalekPublic::from(*key))
             .was_contributory()
+    }
+
+    #[test]
+    fn a_weak_key_is_refused_at_its_reveal_and_the_round_goes_on_without_it() {
+        // Member 1 committed to a low-order key (the all-zero point): its commitment is
+        // well-formed, so only the reveal can show it. The hospital refuses the reveal; the
+        // Shamir round continues with the members that revealed good keys.
+        let mut h = Hospital::new(spec("id=s,size=3,threshold=2,min_cohort=2"), 1).unwrap();
+        let weak = PublicKey([0; 32]);
+        let bad_nonce = nonce(77);
+        h.handle(
+            0,
+            PeerId(0),
+            PatientToRelay::Join(Join {
+                v: 2,
+                study: "s".into(),
+                commitment: crate::commitment::commit("s", &weak, &bad_nonce),
+                invite: None,
+            }),
+        )
+        .unwrap();
+        h.handle(0, PeerId(1), join("s", 1, None)).unwrap();
+        h.handle(0, PeerId(2), join("s", 2, None)).unwrap();
+        drain(&mut h);
+        let got = h.handle(
+            0,
+            PeerId(0),
+            PatientToRelay::Reveal(Reveal {
+                v: 2,
+                round: 1,
+                public_key: weak,
+                nonce: bad_nonce,
+            }),
+        );
+        assert_eq!(got, Err(ProtocolError::WeakKey));
+        let out = drain(&mut h);
+        let refusal = ErrorMsg::refusing(&ProtocolError::WeakKey);
+        assert!(out.iter().any(|o| matches!(o,
+            HospitalOutput::Send { to: PeerId(0), msg: RelayToPatient::Error(e) } if *e == refusal)));
+        reveal_all(&mut h, [1, 2], 1);
+        let deadline = h.poll_timeout().expect("reveal deadline");
+        h.handle_timeout(deadline);
+        let out = drain(&mut h);
+        let keys: Vec<&Keys> = out
+            .iter()
+            .filter_map(|o| match o {
+                HospitalOutput::Send {
+                    msg: RelayToPatient::Keys(k),
+                    ..
+                } => Some(k),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(keys.len(), 2, "the two good members get the keys");
+        assert!(keys[0].reveals.iter().all(|r| r.public_key != weak));
+        assert_eq!(
+            keys[0].reveals.iter().map(|r| r.index).collect::<Vec<_>>(),
+            vec![2, 3]
+        );
     }
 
     #[test]
@@ -1608,18 +1696,21 @@ mod tests {
             })
             .collect();
         assert_eq!(detached, vec![PeerId(1), PeerId(2)]);
-        let abandoned_then_detached = out.windows(2).any(|w| {
+        let told = out.iter().position(|o| {
             matches!(
-                w,
-                [
-                    HospitalOutput::Send {
-                        to: PeerId(2),
-                        msg: RelayToPatient::Abandoned(_)
-                    },
-                    HospitalOutput::Detached { peer: PeerId(2) },
-                ]
+                o,
+                HospitalOutput::Send {
+                    to: PeerId(2),
+                    msg: RelayToPatient::Abandoned(_)
+                }
             )
         });
-        assert!(abandoned_then_detached);
+        let detached = out
+            .iter()
+            .position(|o| matches!(o, HospitalOutput::Detached { peer: PeerId(2) }));
+        assert!(
+            told.is_some() && told < detached,
+            "abandoned, then detached"
+        );
     }
 }

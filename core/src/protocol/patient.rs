@@ -548,10 +548,16 @@ impl Patient {
                 min: params.min_cohort,
             });
         }
-        let me = r.you;
-        if roster.member(me).map(|m| m.commitment) != Some(self.commitment()) {
+        // This patient is the member with its commitment (unique: `check` refuses duplicates).
+        let mine = self.commitment();
+        let Some(me) = roster
+            .members
+            .iter()
+            .find(|m| m.commitment == mine)
+            .map(|m| m.index)
+        else {
             return Err(ProtocolError::BadRoster);
-        }
+        };
         self.seen.insert(roster.round);
         self.out.push_back(PatientToRelay::Reveal(Reveal {
             v: PROTOCOL_VERSION,
@@ -843,7 +849,6 @@ mod tests {
                 threshold: n.min(4),
                 members,
             },
-            you,
         }
     }
 

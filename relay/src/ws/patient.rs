@@ -163,6 +163,11 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                     }
                     // Progress (a join accepted, a round over): the budget starts over.
+                    Outbound::Frame(frame) => {
+                        if !send(&mut ws, frame, wt, peer.0).await {
+                            break;
+                        }
+                    }
                     Outbound::Attached(study) => {
                         if at.attached(&study) {
                             bad.reset();
@@ -179,9 +184,12 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
                 // The study stopped here: lease lost (retry, another relay runs it next) or
                 // the relay is shutting down. Deliver what it queued first.
                 while let Ok(out) = rx.try_recv() {
-                    if let Outbound::Message(msg) = out
-                        && !send(&mut ws, to_message(msg.encode()), wt, peer.0).await
-                    {
+                    let frame = match out {
+                        Outbound::Message(msg) => to_message(msg.encode()),
+                        Outbound::Frame(frame) => frame,
+                        _ => continue,
+                    };
+                    if !send(&mut ws, frame, wt, peer.0).await {
                         break;
                     }
                 }
@@ -205,9 +213,12 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
             _ = closing.changed() => {
                 // Deliver what the studies queued (e.g. "abandoned: shutting down"), then go.
                 while let Ok(out) = rx.try_recv() {
-                    if let Outbound::Message(msg) = out
-                        && !send(&mut ws, to_message(msg.encode()), wt, peer.0).await
-                    {
+                    let frame = match out {
+                        Outbound::Message(msg) => to_message(msg.encode()),
+                        Outbound::Frame(frame) => frame,
+                        _ => continue,
+                    };
+                    if !send(&mut ws, frame, wt, peer.0).await {
                         break;
                     }
                 }
