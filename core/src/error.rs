@@ -364,6 +364,10 @@ pub enum ProtocolError {
     /// The study exists but its state machine is not running (stopping or restarting).
     #[error("the study is not running")]
     StudyUnavailable,
+    /// A `join` names a study other than the one the connection was opened for
+    /// (`/ws?study=ID`): a load balancer routed the connection by that id.
+    #[error("this connection was opened for another study")]
+    StudyNotOfConnection,
 }
 
 /// Machine-readable error codes sent on the wire in `error` messages.
@@ -420,7 +424,7 @@ impl ProtocolError {
                 ErrorCode::Unexpected
             }
             E::UnknownStudy => ErrorCode::UnknownStudy,
-            E::BadInvite => ErrorCode::Forbidden,
+            E::BadInvite | E::StudyNotOfConnection => ErrorCode::Forbidden,
             E::AlreadyJoined | E::DuplicateKey | E::DuplicateShares | E::DuplicatePartialSum => {
                 ErrorCode::Duplicate
             }

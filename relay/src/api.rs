@@ -8,7 +8,7 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use crate::http::{Request, Response};
-use crate::registry::{CreateError, Registry};
+use crate::registry::{Acquired, CreateError, Registry};
 use crate::token::AdminToken;
 use crate::views::ResultRow;
 
@@ -69,23 +69,50 @@ async fn admin(registry: &Registry, method: &str, rest: &[&str], req: &Request) 
             _ => method_not_allowed("GET, HEAD, POST"),
         },
         [id, tail @ ..] => {
-            let Some(study) = registry.get(id) else {
-                return not_found("study");
-            };
+            // With several relays the study may run on another one: what is stored is
+            // answered from the database, "start" takes the study's lease if it is free.
+            let local = registry.get(id);
+            if local.is_none() {
+                match registry.store().study(id).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => return not_found("study"),
+                    Err(e) => return internal(e),
+                }
+            }
             match (tail, method) {
-                ([], _) if get => match study.status().await {
-                    Some(s) => Response::json(200, &s),
-                    None => Response::error(503, "study is not running"),
+                ([], _) if get => match &local {
+                    Some(study) => match study.status().await {
+                        Some(s) => Response::json(200, &s),
+                        None => Response::error(503, "study is not running"),
+                    },
+                    None => match registry.remote_status(id).await {
+                        Ok(Some(s)) => Response::json(200, &s),
+                        Ok(None) => not_found("study"),
+                        Err(e) => internal(e),
+                    },
                 },
-                (["start"], "POST") => match study.start_round().await {
-                    Ok(s) => {
-                        info!(study = %study.id(), "round started from the dashboard");
-                        Response::json(200, &s)
+                (["start"], "POST") => {
+                    let study = match registry.acquire(id).await {
+                        Acquired::Local(h) => h,
+                        Acquired::Unknown => return not_found("study"),
+                        Acquired::Elsewhere | Acquired::Unavailable => {
+                            return Response::error(
+                                503,
+                                "the study runs on another relay; try again later",
+                            )
+                            .with_header("Retry-After", "2");
+                        }
+                    };
+                    match study.start_round().await {
+                        Ok(s) => {
+                            info!(study = %study.id(), "round started from the dashboard");
+                            Response::json(200, &s)
+                        }
+                        // Too few enrolled, or a round is already running.
+                        Err(Some(e)) => Response::error(409, &e.to_string()),
+                        Err(None) => Response::error(503, "study is not running"),
                     }
-                    // Too few enrolled, or a round is already running.
-                    Err(Some(e)) => Response::error(409, &e.to_string()),
-                    Err(None) => Response::error(503, "study is not running"),
-                },
+                }
                 (["results"], _) if get => match registry.store().results(id).await {
                     Ok(rows) => Response::json(200, &rows),
                     Err(e) => internal(e),
@@ -127,14 +154,11 @@ async fn create(registry: &Registry, req: &Request) -> Response {
         Ok(s) => s,
         Err(e) => return Response::error(400, &e.to_string()),
     };
-    match registry.create(spec).await {
-        Ok(h) => match h.status().await {
-            Some(s) => {
-                info!(study = %h.id(), "study created through the API");
-                Response::json(201, &s)
-            }
-            None => Response::error(503, "study is not running"),
-        },
+    match registry.create_stored(spec).await {
+        Ok(s) => {
+            info!(study = %s.params.id, "study created through the API");
+            Response::json(201, &s)
+        }
         Err(e @ CreateError::Exists(_)) => Response::error(409, &e.to_string()),
         Err(e @ CreateError::Invalid(_)) => Response::error(400, &e.to_string()),
         Err(e @ CreateError::TooLarge { .. }) => Response::error(400, &e.to_string()),

@@ -18,6 +18,7 @@ use tokio_rustls::TlsConnector;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::http::Uri;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::clock::Clock;
 use crate::tls::{self, TlsSetupError};
@@ -31,7 +32,8 @@ pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
 /// What to do.
 #[derive(Clone)]
 pub struct PatientOptions {
-    /// The relay's WebSocket URL, `wss://HOST:PORT/ws`.
+    /// The relay's WebSocket URL, `wss://HOST:PORT/ws`. A bare `/ws` gets `?study=ID` added
+    /// (see [`study_url`]) so that a load balancer can route by study.
     pub relay: String,
     /// PEM file of the CA(s) to trust for the relay's certificate.
     pub ca: PathBuf,
@@ -47,6 +49,23 @@ pub struct PatientOptions {
     pub timeout: Duration,
     /// Keep a copy of every frame sent (for tests that check what the relay saw).
     pub record_frames: bool,
+    /// Keep reconnecting this long (every [`RETRY_EVERY`]) while the relay answers "try again
+    /// later" (close code 1013 or HTTP 503: another relay runs the study, or is taking it
+    /// over). Zero: never retry.
+    pub retry_for: Duration,
+}
+
+/// Pause between two attempts when the relay says "try again later".
+pub const RETRY_EVERY: Duration = Duration::from_millis(500);
+
+/// `relay` with `?study=STUDY` added when it is a bare `.../ws` URL (no query); unchanged
+/// otherwise.
+pub fn study_url(relay: &str, study: &str) -> String {
+    if !relay.contains('?') && relay.ends_with("/ws") {
+        format!("{relay}?study={study}")
+    } else {
+        relay.to_owned()
+    }
 }
 
 impl std::fmt::Debug for PatientOptions {
@@ -72,6 +91,7 @@ impl PatientOptions {
             drop_after_shares: false,
             timeout: Duration::from_secs(120),
             record_frames: false,
+            retry_for: Duration::from_secs(30),
         }
     }
 }
@@ -158,6 +178,10 @@ pub enum PatientError {
     /// The connection closed or failed before the round ended.
     #[error("the connection to the relay was lost: {0}")]
     Connection(String),
+    /// The relay asked to try again later (close code 1013 or HTTP 503): the study runs on
+    /// another relay, which the load balancer will reach, or is being taken over.
+    #[error("the relay asks to try again later: {0}")]
+    TryAgainLater(String),
 }
 
 impl PatientError {
@@ -171,7 +195,8 @@ impl PatientError {
             | PatientError::Ca(_)
             | PatientError::Unreachable { .. }
             | PatientError::Certificate(_)
-            | PatientError::Handshake(_) => 6,
+            | PatientError::Handshake(_)
+            | PatientError::TryAgainLater(_) => 6,
             PatientError::BadMessage(_) | PatientError::Connection(_) => 1,
         }
     }
@@ -256,7 +281,12 @@ pub async fn connect(url: &str, ca: &Path) -> Result<WsClient, PatientError> {
     )
     .await
     .map_err(|_| PatientError::Handshake("WebSocket handshake timed out".into()))?
-    .map_err(|e| PatientError::Handshake(e.to_string()))?;
+    .map_err(|e| match e {
+        tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 503 => {
+            PatientError::TryAgainLater("HTTP 503".into())
+        }
+        e => PatientError::Handshake(e.to_string()),
+    })?;
     Ok(ws)
 }
 
@@ -267,13 +297,34 @@ fn fresh_rng() -> ChaCha20Rng {
 }
 
 /// Joins the study, runs one round and returns its result. `on_event` sees every event of the
-/// core's Patient (progress, safety code).
+/// core's Patient (progress, safety code). While the relay says "try again later" (before
+/// the patient joined anything), it reconnects with a fresh key for up to
+/// [`PatientOptions::retry_for`].
 pub async fn run_patient(
     opts: &PatientOptions,
     on_event: &mut (dyn FnMut(&PatientEvent) + Send),
 ) -> Result<PatientReport, PatientError> {
+    let give_up = std::time::Instant::now() + opts.retry_for;
+    loop {
+        match run_once(opts, on_event).await {
+            Err(PatientError::TryAgainLater(why)) if std::time::Instant::now() < give_up => {
+                on_event(&PatientEvent::RelayError {
+                    code: ErrorCode::Unavailable,
+                    message: format!("try again later: {why}"),
+                });
+                tokio::time::sleep(RETRY_EVERY).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn run_once(
+    opts: &PatientOptions,
+    on_event: &mut (dyn FnMut(&PatientEvent) + Send),
+) -> Result<PatientReport, PatientError> {
     let value: Decimal = opts.value.parse().map_err(PatientError::Value)?;
-    let mut ws = connect(&opts.relay, &opts.ca).await?;
+    let mut ws = connect(&study_url(&opts.relay, &opts.study), &opts.ca).await?;
 
     let clock = Clock::new();
     let mut rng = fresh_rng();
@@ -399,6 +450,9 @@ pub async fn run_patient(
                         .map_err(PatientError::BadMessage)?;
                     let _ = patient.handle(clock.now_ms(), msg);
                 }
+                Some(Ok(Message::Close(Some(f)))) if f.code == CloseCode::Again => {
+                    return Err(PatientError::TryAgainLater(f.reason.to_string()));
+                }
                 Some(Ok(Message::Close(_))) => {
                     return Err(PatientError::Connection("the relay closed the connection".into()));
                 }
@@ -412,6 +466,19 @@ pub async fn run_patient(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn study_urls() {
+        assert_eq!(
+            study_url("wss://h:1/ws", "height"),
+            "wss://h:1/ws?study=height"
+        );
+        assert_eq!(
+            study_url("wss://h:1/ws?study=x", "y"),
+            "wss://h:1/ws?study=x"
+        );
+        assert_eq!(study_url("wss://h:1/other", "y"), "wss://h:1/other");
+    }
 
     #[test]
     fn relay_urls() {

@@ -18,6 +18,7 @@ pub mod bundle;
 pub mod certs;
 pub mod client;
 pub mod clock;
+pub mod cluster;
 #[cfg(feature = "test-util")]
 pub mod harness;
 pub mod http;

@@ -7,7 +7,7 @@
 //! the store and the feed, so rounds of different studies run in parallel and never mix.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -16,10 +16,11 @@ use cohort_core::message::{PatientToRelay, RelayToPatient};
 use cohort_core::protocol::{Hospital, PeerId};
 use cohort_core::study::StudySpec;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
-use tokio::task::JoinHandle;
-use tracing::info;
+use tokio::task::{AbortHandle, JoinHandle};
+use tracing::{info, warn};
 
 use crate::clock::Clock;
+use crate::cluster::Leases;
 use crate::store::{Store, StoreError};
 use crate::study::StudyTask;
 use crate::views::{DashboardMsg, StudyStatusView};
@@ -100,6 +101,7 @@ pub struct StudyHandle {
     id: Arc<str>,
     spec: Arc<StudySpec>,
     tx: mpsc::Sender<StudyCmd>,
+    abort: AbortHandle,
 }
 
 impl StudyHandle {
@@ -117,6 +119,12 @@ impl StudyHandle {
     /// has stopped.
     pub async fn send(&self, cmd: StudyCmd) -> bool {
         self.tx.send(cmd).await.is_ok()
+    }
+
+    /// Completes once the study's task has stopped (shut down, or stopped because this relay
+    /// lost the study's lease).
+    pub async fn stopped(&self) {
+        self.tx.closed().await
     }
 
     /// The study's status (`None` if it has stopped).
@@ -160,6 +168,19 @@ pub enum CreateError {
     Store(#[from] StoreError),
 }
 
+/// What [`Registry::acquire`] found for a study id.
+#[derive(Debug)]
+pub enum Acquired {
+    /// The study runs on this relay (it was already, or its lease was just taken).
+    Local(StudyHandle),
+    /// Another relay holds the study's lease: the client should try again later.
+    Elsewhere,
+    /// No such study (neither running here nor stored).
+    Unknown,
+    /// The database could not be asked; the client should try again later.
+    Unavailable,
+}
+
 /// Every study of this relay, plus the dashboard feed and the connection id counter.
 pub struct Registry {
     studies: RwLock<Vec<StudyHandle>>,
@@ -169,6 +190,12 @@ pub struct Registry {
     next_peer: AtomicU64,
     max_size: AtomicU32,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// With PostgreSQL: the leases saying which studies this relay runs (see
+    /// [`crate::cluster`]). `None`: every stored study runs here (SQLite, one relay).
+    leases: Option<Arc<Leases>>,
+    /// Serializes lease takeovers so that one study is never spawned twice.
+    taking: tokio::sync::Mutex<()>,
+    draining: AtomicBool,
 }
 
 impl std::fmt::Debug for Registry {
@@ -182,6 +209,16 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// An empty registry. Must be used inside a tokio runtime (studies are tasks).
     pub fn new(store: Arc<Store>, clock: Clock) -> Arc<Registry> {
+        Registry::with_leases(store, clock, None)
+    }
+
+    /// An empty registry whose studies run only while this relay holds their lease in the
+    /// store (`leases`), or, with `None`, like [`Registry::new`].
+    pub fn with_leases(
+        store: Arc<Store>,
+        clock: Clock,
+        leases: Option<Arc<Leases>>,
+    ) -> Arc<Registry> {
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         Arc::new(Registry {
             studies: RwLock::new(Vec::new()),
@@ -191,7 +228,151 @@ impl Registry {
             next_peer: AtomicU64::new(1),
             max_size: AtomicU32::new(u32::MAX),
             tasks: std::sync::Mutex::new(Vec::new()),
+            leases,
+            taking: tokio::sync::Mutex::new(()),
+            draining: AtomicBool::new(false),
         })
+    }
+
+    /// The leases of a clustered relay (`None` with SQLite).
+    pub fn leases(&self) -> Option<&Arc<Leases>> {
+        self.leases.as_ref()
+    }
+
+    /// Marks the relay as shutting down (`/healthz` answers 503 from now on).
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the relay is shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Publishes a JSON frame on this relay's dashboard feed.
+    pub fn publish(&self, frame: Arc<str>) {
+        let _ = self.feed.send(frame);
+    }
+
+    /// The study `id`, running here: already, or after taking its lease (free or expired)
+    /// from the store. A study taken over has its round in flight, if any, recorded abandoned
+    /// with reason `relay_restarted` (the relay that ran it is gone) and starts its next
+    /// round here. Without leases (SQLite) this is [`Registry::get`].
+    pub async fn acquire(&self, id: &str) -> Acquired {
+        if let Some(h) = self.get(id) {
+            return Acquired::Local(h);
+        }
+        let Some(leases) = &self.leases else {
+            return Acquired::Unknown;
+        };
+        if self.is_draining() {
+            return Acquired::Unavailable;
+        }
+        let _one = self.taking.lock().await;
+        if let Some(h) = self.get(id) {
+            return Acquired::Local(h);
+        }
+        match self.take_over(leases, id).await {
+            Ok(found) => found,
+            Err(e) => {
+                warn!(study = %id, error = %e, "cannot take the study's lease");
+                Acquired::Unavailable
+            }
+        }
+    }
+
+    async fn take_over(&self, leases: &Leases, id: &str) -> Result<Acquired, CreateError> {
+        let Some(spec) = self.store.study(id).await? else {
+            return Ok(Acquired::Unknown);
+        };
+        let Some(held) = leases.take(id).await? else {
+            return Ok(Acquired::Elsewhere);
+        };
+        let stale = self
+            .store
+            .abandon_in_flight_of(id, self.clock.now_ms())
+            .await;
+        let started = match stale {
+            Ok(n) => {
+                if n > 0 {
+                    warn!(study = %id, rounds = n, "took over a study: its round in flight is recorded abandoned (relay_restarted)");
+                }
+                self.spawn(spec, false).await
+            }
+            Err(e) => Err(e.into()),
+        };
+        match started {
+            Ok(h) => {
+                leases.held(id, held);
+                info!(study = %id, "study lease taken; the study runs here");
+                Ok(Acquired::Local(h))
+            }
+            Err(e) => {
+                leases.give_up(id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops study `id` on this relay at once, without writing anything (its lease was lost:
+    /// another relay may run it already). Its connections see [`StudyHandle::stopped`].
+    pub fn stop_now(&self, id: &str) -> Option<StudyHandle> {
+        let h = self.remove(id)?;
+        h.abort.abort();
+        warn!(study = %id, "study stopped on this relay: its lease is lost");
+        Some(h)
+    }
+
+    /// Shuts study `id` down on this relay (a running round is abandoned with reason
+    /// `shutdown`) and waits for it, at most `grace`.
+    pub async fn stop(&self, id: &str, grace: Duration) -> Option<StudyHandle> {
+        let h = self.remove(id)?;
+        let (done, rx) = oneshot::channel();
+        if h.send(StudyCmd::Shutdown { done }).await {
+            let _ = tokio::time::timeout(grace, rx).await;
+        }
+        Some(h)
+    }
+
+    /// Stops an idle study here and releases its lease (see [`crate::cluster`]), unless a
+    /// patient arrived meanwhile.
+    pub async fn release_idle(&self, id: &str) {
+        let Some(leases) = &self.leases else {
+            return;
+        };
+        let _one = self.taking.lock().await;
+        if let Some(h) = self.get(id)
+            && let Some(s) = h.status().await
+            && (s.enrolled > 0 || s.running.is_some())
+        {
+            return;
+        }
+        self.stop(id, Duration::from_secs(3)).await;
+        leases.give_up(id).await;
+        info!(study = %id, "idle study stopped here; its lease is released");
+    }
+
+    /// The status of a stored study that runs on another relay (or nowhere right now): its
+    /// specification and stored counters, nobody enrolled here, no round known to run.
+    pub async fn remote_status(&self, id: &str) -> Result<Option<StudyStatusView>, StoreError> {
+        let Some(spec) = self.store.study(id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(StudyStatusView {
+            invite_required: spec.invite.is_some(),
+            deadlines: spec.deadlines.clone(),
+            enrolling_round: self.store.next_round(id).await?,
+            enrolled: 0,
+            running: None,
+            completed_rounds: self.store.completed_count(id).await?,
+            params: spec.params,
+        }))
+    }
+
+    fn remove(&self, id: &str) -> Option<StudyHandle> {
+        let mut studies = self.studies.write().unwrap_or_else(|e| e.into_inner());
+        let i = studies.iter().position(|h| &*h.id == id)?;
+        Some(studies.remove(i))
     }
 
     /// Refuses new studies (not stored ones) whose cohort size is above `max`.
@@ -228,12 +409,31 @@ impl Registry {
             .clone()
     }
 
-    /// Every study's status, in creation order.
+    /// Every study's status: those running here in creation order, then (with leases) the
+    /// stored studies running on other relays, as [`Registry::remote_status`].
     pub async fn statuses(&self) -> Vec<StudyStatusView> {
         let mut out = Vec::new();
         for h in self.list() {
             if let Some(s) = h.status().await {
                 out.push(s);
+            }
+        }
+        if self.leases.is_some() {
+            match self.store.studies().await {
+                Ok(specs) => {
+                    for spec in specs {
+                        let id = &spec.params.id;
+                        if out.iter().any(|s| s.params.id == *id) {
+                            continue;
+                        }
+                        match self.remote_status(id).await {
+                            Ok(Some(s)) => out.push(s),
+                            Ok(None) => {}
+                            Err(e) => warn!(study = %id, error = %e, "cannot read a stored study"),
+                        }
+                    }
+                }
+                Err(e) => warn!(error = %e, "cannot list the stored studies"),
             }
         }
         out
@@ -249,9 +449,68 @@ impl Registry {
         Ok(n)
     }
 
-    /// Creates, persists and starts a study.
+    /// With leases: checks and stores a new study without running it here; it runs on the
+    /// relay that first takes its lease (where the load balancer sends its patients).
+    /// Returns its status. Without leases: [`Registry::create`].
+    pub async fn create_stored(&self, spec: StudySpec) -> Result<StudyStatusView, CreateError> {
+        if self.leases.is_none() {
+            let h = self.create(spec).await?;
+            let id = h.id().to_string();
+            return match h.status().await {
+                Some(s) => Ok(s),
+                None => Err(CreateError::Exists(id)),
+            };
+        }
+        let id = spec.params.id.clone();
+        let max = self.max_size.load(Ordering::Relaxed);
+        if spec.params.size > max {
+            return Err(CreateError::TooLarge {
+                size: spec.params.size,
+                max,
+            });
+        }
+        Hospital::new(spec.clone(), 1)?;
+        if !self.store.insert_study(&spec, self.clock.now_ms()).await? {
+            return Err(CreateError::Exists(id));
+        }
+        let status = self
+            .remote_status(&id)
+            .await?
+            .ok_or_else(|| CreateError::Exists(id.clone()))?;
+        let _ = self.feed.send(
+            DashboardMsg::StudyCreated {
+                study: status.clone(),
+            }
+            .to_json()
+            .into(),
+        );
+        info!(study = %id, "study stored; it runs where its lease is taken");
+        Ok(status)
+    }
+
+    /// Creates, persists and starts a study (with leases: and takes its lease).
     pub async fn create(&self, spec: StudySpec) -> Result<StudyHandle, CreateError> {
-        self.spawn(spec, true).await
+        let Some(leases) = &self.leases else {
+            return self.spawn(spec, true).await;
+        };
+        let id = spec.params.id.clone();
+        let _one = self.taking.lock().await;
+        if self.get(&id).is_some() || self.store.study(&id).await?.is_some() {
+            return Err(CreateError::Exists(id));
+        }
+        let Some(held) = leases.take(&id).await? else {
+            return Err(CreateError::Exists(id));
+        };
+        match self.spawn(spec, true).await {
+            Ok(h) => {
+                leases.held(&id, held);
+                Ok(h)
+            }
+            Err(e) => {
+                leases.give_up(&id).await;
+                Err(e)
+            }
+        }
     }
 
     async fn spawn(&self, spec: StudySpec, new: bool) -> Result<StudyHandle, CreateError> {
@@ -280,15 +539,10 @@ impl Registry {
         let id: Arc<str> = id.into();
         let spec = Arc::new(spec);
         let (tx, rx) = mpsc::channel(STUDY_QUEUE);
-        let handle = StudyHandle {
-            id: id.clone(),
-            spec: spec.clone(),
-            tx,
-        };
         let status = StudyStatusView::new(&spec, &hospital.status(), completed);
         let task = StudyTask {
             id: id.clone(),
-            spec,
+            spec: spec.clone(),
             hospital,
             peers: HashMap::new(),
             current: None,
@@ -302,10 +556,16 @@ impl Registry {
             path_done: None,
         };
         let join = tokio::spawn(task.run(rx));
-        self.tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(join);
+        let handle = StudyHandle {
+            id: id.clone(),
+            spec: spec.clone(),
+            tx,
+            abort: join.abort_handle(),
+        };
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(join);
+        drop(tasks);
         studies.push(handle.clone());
         drop(studies);
         info!(study = %id, first_round, new, "study running");

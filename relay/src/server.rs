@@ -28,6 +28,7 @@ pub use conn::{Handler, serve_stream};
 
 use crate::certs::{self, CertOrigin};
 use crate::clock::Clock;
+use crate::cluster::{self, Leases};
 use crate::registry::Registry;
 use crate::store::Store;
 use crate::token::{self, TokenSource};
@@ -45,6 +46,9 @@ pub struct Relay {
     accept: JoinHandle<()>,
     conns: Arc<Semaphore>,
     max_connections: usize,
+    first_study: String,
+    /// The lease loop and the cross-relay event bridge (PostgreSQL only).
+    cluster_tasks: Vec<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -78,38 +82,7 @@ impl Relay {
             None => Store::open(&cfg.data)?,
         });
         let clock = Clock::new();
-        let stale = store.abandon_in_flight(clock.now_ms()).await?;
-        if stale > 0 {
-            warn!(
-                rounds = stale,
-                "rounds in flight at the last stop marked abandoned (relay_restarted)"
-            );
-        }
         let (token, token_source) = token::resolve(cfg.admin_token.as_deref(), &cfg.data)?;
-        let registry = Registry::new(store.clone(), clock);
-        registry.set_max_patients_per_study(cfg.max_patients_per_study);
-        let restored = registry.restore().await?;
-        for spec in cfg.studies {
-            match store.study(&spec.params.id).await? {
-                Some(stored) => {
-                    if stored != spec {
-                        warn!(study = %spec.params.id, "--study differs from the stored study of that id; keeping the stored one");
-                    }
-                }
-                None => {
-                    registry.create(spec).await?;
-                }
-            }
-        }
-        if restored == 0 && registry.list().is_empty() {
-            registry
-                .create(StudySpec {
-                    params: StudyParams::demo(),
-                    deadlines: Default::default(),
-                    invite: None,
-                })
-                .await?;
-        }
         let listener = TcpListener::bind(cfg.listen)
             .await
             .map_err(|source| StartError::Bind {
@@ -120,6 +93,79 @@ impl Relay {
             addr: cfg.listen,
             source,
         })?;
+        let leases = store.is_postgres().then(|| {
+            let id = cfg
+                .relay_id
+                .clone()
+                .unwrap_or_else(|| default_relay_id(addr.port()));
+            Leases::new(store.clone(), &id, cfg.lease_times)
+        });
+        let registry = Registry::with_leases(store.clone(), clock, leases.clone());
+        registry.set_max_patients_per_study(cfg.max_patients_per_study);
+        let mut first_study = None;
+        if let Some(leases) = &leases {
+            // Several relays share the database: a study runs where its lease is taken, on
+            // demand (see crate::cluster). Nothing is marked abandoned here: the rounds in
+            // flight of another, live relay are not this relay's to judge.
+            info!(relay = %leases.owner(), "clustered: studies run where their lease is taken");
+            let mut specs = cfg.studies;
+            if specs.is_empty() && store.studies().await?.is_empty() {
+                specs.push(StudySpec {
+                    params: StudyParams::demo(),
+                    deadlines: Default::default(),
+                    invite: None,
+                });
+            }
+            for spec in specs {
+                if store.insert_study(&spec, clock.now_ms()).await? {
+                    info!(study = %spec.params.id, "study stored");
+                } else if store.study(&spec.params.id).await?.as_ref() != Some(&spec) {
+                    warn!(study = %spec.params.id, "--study differs from the stored study of that id; keeping the stored one");
+                }
+            }
+            first_study = store.studies().await?.first().map(|s| s.params.id.clone());
+        } else {
+            let stale = store.abandon_in_flight(clock.now_ms()).await?;
+            if stale > 0 {
+                warn!(
+                    rounds = stale,
+                    "rounds in flight at the last stop marked abandoned (relay_restarted)"
+                );
+            }
+            let restored = registry.restore().await?;
+            for spec in cfg.studies {
+                match store.study(&spec.params.id).await? {
+                    Some(stored) => {
+                        if stored != spec {
+                            warn!(study = %spec.params.id, "--study differs from the stored study of that id; keeping the stored one");
+                        }
+                    }
+                    None => {
+                        registry.create(spec).await?;
+                    }
+                }
+            }
+            if restored == 0 && registry.list().is_empty() {
+                registry
+                    .create(StudySpec {
+                        params: StudyParams::demo(),
+                        deadlines: Default::default(),
+                        invite: None,
+                    })
+                    .await?;
+            }
+        }
+        let first_study = first_study
+            .or_else(|| registry.list().first().map(|h| h.id().to_string()))
+            .unwrap_or_default();
+        let cluster_tasks = if leases.is_some() {
+            vec![
+                tokio::spawn(cluster::run_leases(registry.clone())),
+                tokio::spawn(cluster::bridge_events(registry.clone())),
+            ]
+        } else {
+            Vec::new()
+        };
         let (closing, closing_rx) = watch::channel(false);
         let limits = ws::SessionLimits {
             max_message_bytes: cfg.max_message_bytes,
@@ -154,6 +200,8 @@ impl Relay {
             accept,
             conns,
             max_connections: cfg.max_connections,
+            first_study,
+            cluster_tasks,
         })
     }
 
@@ -175,12 +223,7 @@ impl Relay {
     /// The three startup lines of docs/API.md: listening URL, patient page, dashboard.
     pub fn startup_lines(&self) -> [String; 3] {
         let base = self.base_url();
-        let first = self
-            .registry
-            .list()
-            .first()
-            .map(|h| h.id().to_string())
-            .unwrap_or_default();
+        let first = &self.first_study;
         [
             format!("listening on {base}"),
             format!("patient page: {base}/?study={first}"),
@@ -213,11 +256,24 @@ impl Relay {
         &self.registry
     }
 
+    /// This relay's id in the study leases (PostgreSQL only).
+    pub fn relay_id(&self) -> Option<&str> {
+        self.registry.leases().map(|l| l.owner())
+    }
+
     /// Stops accepting, abandons running rounds (reason `shutdown`, stored and sent to their
-    /// patients), closes connections and waits for them, at most a few seconds.
+    /// patients), releases its study leases, closes connections and waits for them, at most a
+    /// few seconds.
     pub async fn shutdown(self) {
+        self.registry.set_draining();
         self.accept.abort();
+        for t in &self.cluster_tasks {
+            t.abort();
+        }
         self.registry.shutdown(SHUTDOWN_GRACE).await;
+        if let Some(leases) = self.registry.leases() {
+            leases.release_all().await;
+        }
         let _ = self.closing.send(true);
         let all = self.conns.acquire_many(self.max_connections as u32);
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, all).await;
@@ -228,5 +284,19 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         self.accept.abort();
+        for t in &self.cluster_tasks {
+            t.abort();
+        }
     }
+}
+
+/// `HOSTNAME:PORT:PID`: unique among live relays, different for a restarted one.
+fn default_relay_id(port: u16) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "relay".to_owned());
+    format!("{host}:{port}:{}", std::process::id())
 }

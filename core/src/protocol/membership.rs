@@ -6,6 +6,10 @@
 //! [`HospitalOutput::Detached`] ends it (refused join, round over, left, dropped). Every
 //! other message goes to the study the connection joined; with none, it is refused here.
 //!
+//! A connection opened for one study ([`Membership::bound`], the relay's `/ws?study=ID`, so
+//! that a load balancer can route it by study) may join only that study: a `join` for another
+//! is refused with [`ProtocolError::StudyNotOfConnection`] (code `forbidden`).
+//!
 //! [`HospitalOutput::Attached`]: super::HospitalOutput::Attached
 //! [`HospitalOutput::Detached`]: super::HospitalOutput::Detached
 
@@ -34,11 +38,15 @@ struct Joined<H> {
 #[derive(Debug)]
 pub struct Membership<H> {
     joined: Option<Joined<H>>,
+    bound: Option<String>,
 }
 
 impl<H> Default for Membership<H> {
     fn default() -> Membership<H> {
-        Membership { joined: None }
+        Membership {
+            joined: None,
+            bound: None,
+        }
     }
 }
 
@@ -52,9 +60,24 @@ impl<H: Clone> Membership<H> {
         Membership::default()
     }
 
+    /// A connection opened for study `study` only: a `join` for any other is refused.
+    pub fn bound(study: &str) -> Membership<H> {
+        Membership {
+            joined: None,
+            bound: Some(study.into()),
+        }
+    }
+
+    /// The study this connection was opened for, if any.
+    pub fn bound_study(&self) -> Option<&str> {
+        self.bound.as_deref()
+    }
+
     /// Decides where `msg` goes. `find` looks a study up by id (for a `join`). A `join` on a
     /// connection already joined somewhere, a `join` for an unknown study and a round message
-    /// before any join are refused. A `leave` ends the membership at once.
+    /// before any join are refused, and so is a `join` for a study other than the one a
+    /// [bound](Membership::bound) connection was opened for. A `leave` ends the membership at
+    /// once.
     pub fn route(
         &mut self,
         msg: &PatientToRelay,
@@ -64,6 +87,9 @@ impl<H: Clone> Membership<H> {
             PatientToRelay::Join(j) => {
                 if self.joined.is_some() {
                     return refuse(&ProtocolError::AlreadyJoined);
+                }
+                if self.bound.as_ref().is_some_and(|b| *b != j.study) {
+                    return refuse(&ProtocolError::StudyNotOfConnection);
                 }
                 let Some(handle) = find(&j.study) else {
                     return refuse(&ProtocolError::UnknownStudy);
@@ -220,6 +246,19 @@ mod tests {
         m.route(&join("s"), known);
         assert!(!m.detached("s"));
         assert_eq!(m.study(), None);
+    }
+
+    #[test]
+    fn a_bound_connection_joins_only_its_study() {
+        let mut m = Membership::bound("s");
+        assert_eq!(m.bound_study(), Some("s"));
+        assert_eq!(code(m.route(&join("x"), known)), Some(ErrorCode::Forbidden));
+        assert_eq!(m.study(), None, "a refused join leaves no membership");
+        assert!(matches!(m.route(&join("s"), known), Route::Study(7)));
+        m.attached("s");
+        assert!(m.detached("s"));
+        assert_eq!(code(m.route(&join("x"), known)), Some(ErrorCode::Forbidden));
+        assert_eq!(m.bound_study(), Some("s"), "the binding outlives a round");
     }
 
     #[test]

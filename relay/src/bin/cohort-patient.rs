@@ -14,7 +14,8 @@ use cohort_relay::client::{PatientOptions, PatientOutcome, run_patient};
 #[derive(Parser, Debug)]
 #[command(name = "cohort-patient", version)]
 struct Args {
-    /// The relay's WebSocket URL, e.g. wss://127.0.0.1:8443/ws.
+    /// The relay's WebSocket URL, e.g. wss://127.0.0.1:8443/ws (`?study=ID` is added to a bare
+    /// /ws, so that a load balancer can route by study).
     #[arg(long, value_name = "URL")]
     relay: String,
 
@@ -41,6 +42,11 @@ struct Args {
     /// Give up if the relay is silent this many seconds while a round is under way.
     #[arg(long, value_name = "N", default_value_t = 120)]
     timeout_s: u64,
+
+    /// Keep reconnecting this many seconds while the relay answers "try again later" (close
+    /// code 1013: the study runs on another relay or is being taken over). 0: never.
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    retry_s: u64,
 }
 
 /// `cohort-patient verify-page`: checks that the code a relay serves to browser patients is the
@@ -114,6 +120,7 @@ async fn main() -> ExitCode {
     opts.invite = args.invite;
     opts.drop_after_shares = args.drop_after_shares;
     opts.timeout = Duration::from_secs(args.timeout_s.max(1));
+    opts.retry_for = Duration::from_secs(args.retry_s);
     let mut progress = |ev: &PatientEvent| match ev {
         PatientEvent::Welcomed {
             study,
@@ -138,6 +145,7 @@ async fn main() -> ExitCode {
         PatientEvent::PartialSumSent { contributors, .. } => {
             eprintln!("partial sum sent ({contributors} contributors)")
         }
+        PatientEvent::RelayError { message, .. } => eprintln!("relay: {message}"),
         _ => {}
     };
     match run_patient(&opts, &mut progress).await {

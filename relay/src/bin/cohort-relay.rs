@@ -41,6 +41,11 @@ struct Args {
     )]
     database: Option<String>,
 
+    /// This relay's name in the study leases (with --database); default HOSTNAME:PORT:PID.
+    /// Must differ between live relays.
+    #[arg(long, value_name = "NAME", env = "COHORT_RELAY_ID")]
+    relay_id: Option<String>,
+
     /// A study to run (repeatable), e.g.
     /// "id=height,size=3,threshold=3,min=0,max=300,decimals=1,buckets=10". Other keys:
     /// question, unit, min_cohort, enrol_s, shares_s, partials_s, invite. A study whose id is
@@ -122,6 +127,8 @@ async fn main() -> ExitCode {
         certs: args.certs,
         data: args.data,
         database: args.database,
+        relay_id: args.relay_id,
+        lease_times: Default::default(),
         studies: args.study,
         admin_token: args.admin_token,
         max_message_bytes: args.max_message_bytes,
@@ -141,6 +148,9 @@ async fn main() -> ExitCode {
     };
     for line in relay.startup_lines() {
         println!("{line}");
+    }
+    if let Some(id) = relay.relay_id() {
+        println!("relay id: {id} (studies run where their lease is taken)");
     }
     match relay.token_source() {
         TokenSource::Generated { path, token } => {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use cohort_core::study::StudySpec;
 
 use crate::certs::CertError;
+use crate::cluster::LeaseTimes;
 use crate::registry::CreateError;
 use crate::store::StoreError;
 use crate::tls::TlsSetupError;
@@ -42,7 +43,12 @@ pub struct RelayConfig {
     pub data: PathBuf,
     /// PostgreSQL URL (`postgres://USER@HOST:PORT/DB`) of the store; SQLite in `data` if `None`.
     pub database: Option<String>,
+    /// This relay's name in the study leases (PostgreSQL only); `HOSTNAME:PORT:PID` if `None`.
+    pub relay_id: Option<String>,
+    /// Lease timing (PostgreSQL only).
+    pub lease_times: LeaseTimes,
     /// Studies to run. A study whose id is already stored keeps its stored specification.
+    /// With PostgreSQL they are stored, and run on whichever relay takes their lease first.
     pub studies: Vec<StudySpec>,
     /// The admin token; generated (or read from the data directory) if `None`.
     pub admin_token: Option<String>,
@@ -72,6 +78,8 @@ impl RelayConfig {
             certs: "certs".into(),
             data: "data".into(),
             database: None,
+            relay_id: None,
+            lease_times: LeaseTimes::default(),
             studies: Vec::new(),
             admin_token: None,
             max_message_bytes: ws::DEFAULT_MAX_MESSAGE_BYTES,

@@ -1,5 +1,5 @@
-//! The one router: every path the relay serves (`/ws`, `/ws/dashboard`, `/api/...`, static
-//! pages) is decided here.
+//! The one router: every path the relay serves (`/ws`, `/ws/dashboard`, `/api/...`,
+//! `/healthz`, static pages) is decided here.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +37,7 @@ pub async fn route(ctx: &Handler, req: &Request) -> Routed {
     let resp = match req.path.as_str() {
         "/ws" => return Routed::Upgrade(Socket::Patient),
         "/ws/dashboard" => return Routed::Upgrade(Socket::Dashboard),
+        "/healthz" => healthz(ctx),
         p if p == "/api" || p.starts_with("/api/") => {
             api::handle(&ctx.registry, &ctx.token, req).await
         }
@@ -56,6 +57,30 @@ pub async fn route(ctx: &Handler, req: &Request) -> Routed {
         },
     };
     Routed::Response(resp)
+}
+
+/// `GET /healthz`: 200 and `{"relay": ID, "studies": [IDS RUNNING HERE]}`, or 503 while the
+/// relay shuts down (a load balancer's health check).
+fn healthz(ctx: &Handler) -> Response {
+    let registry = &ctx.registry;
+    let studies: Vec<String> = registry.list().iter().map(|h| h.id().to_string()).collect();
+    let body = serde_json::json!({
+        "relay": registry.leases().map(|l| l.owner()).unwrap_or(crate::store::LOCAL_OWNER),
+        "studies": studies,
+        "status": if registry.is_draining() { "shutting_down" } else { "ok" },
+    });
+    let status = if registry.is_draining() { 503 } else { 200 };
+    Response::json(status, &body).with_header("Cache-Control", "no-store")
+}
+
+/// The `study` parameter of a query string (`/ws?study=ID`), if present and not empty.
+pub fn study_param(query: Option<&str>) -> Option<&str> {
+    query?
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "study")
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
 }
 
 /// Upgrades the connection to `socket` (or refuses the upgrade) and runs its session.
@@ -89,11 +114,13 @@ pub(crate) async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
             .await;
     debug!(%remote, path = %req.path, "websocket open");
     if socket_kind == Socket::Patient {
+        let study = study_param(req.query.as_deref()).map(str::to_owned);
         ws::patient_session(
             socket,
             ctx.registry.clone(),
             ctx.limits,
             ctx.closing.clone(),
+            study,
         )
         .await;
     } else {
@@ -105,5 +132,19 @@ pub(crate) async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
             ctx.closing.clone(),
         )
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::study_param;
+
+    #[test]
+    fn the_study_parameter() {
+        assert_eq!(study_param(Some("study=height")), Some("height"));
+        assert_eq!(study_param(Some("x=1&study=a-b")), Some("a-b"));
+        assert_eq!(study_param(Some("study=")), None);
+        assert_eq!(study_param(Some("studies=a")), None);
+        assert_eq!(study_param(None), None);
     }
 }

@@ -2,6 +2,12 @@
 //! message to the study the core's [`Membership`] routes it to. The session keeps no protocol
 //! rule of its own: which study it belongs to changes only by the core's decisions (its
 //! routing of a `join` or `leave`, and the study's attach / detach outputs).
+//!
+//! A socket opened as `/ws?study=ID` belongs to that study only (the core's
+//! [`Membership::bound`]). With several relays (PostgreSQL), a study must run here before a
+//! patient can join it: the session asks [`Registry::acquire`] (which may take the study's
+//! lease) and, if another relay runs it, closes with 1013 "try again later"; it closes the
+//! same way when the study stops here because its lease was lost.
 
 use std::sync::Arc;
 
@@ -19,7 +25,31 @@ use tracing::{debug, info, warn};
 use super::{
     BadFrames, PING_EVERY, RateLimit, SessionLimits, close_with, on_read_error, send, to_message,
 };
-use crate::registry::{Outbound, PEER_QUEUE, PeerLink, Registry, StudyCmd, StudyHandle};
+use crate::registry::{Acquired, Outbound, PEER_QUEUE, PeerLink, Registry, StudyCmd, StudyHandle};
+
+/// Close reason when another relay runs the study (close code 1013, "try again later").
+pub const ELSEWHERE: &str = "study runs on another relay; try again later";
+
+/// Whether this session may go on with `study`: `Some(handle)` to watch (it runs here),
+/// `None` if it is unknown (a join is then refused by the core), `Err(())` if the client
+/// must try again later.
+async fn acquire(registry: &Registry, study: &str) -> Result<Option<StudyHandle>, ()> {
+    if registry.leases().is_none() {
+        return Ok(None);
+    }
+    match registry.acquire(study).await {
+        Acquired::Local(h) => Ok(Some(h)),
+        Acquired::Unknown => Ok(None),
+        Acquired::Elsewhere | Acquired::Unavailable => Err(()),
+    }
+}
+
+async fn stopped(watched: &Option<StudyHandle>) {
+    match watched {
+        Some(h) => h.stopped().await,
+        None => std::future::pending().await,
+    }
+}
 
 fn refusal(e: &ProtocolError) -> RelayToPatient {
     RelayToPatient::Error(ErrorMsg::refusing(e))
@@ -31,6 +61,7 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
     registry: Arc<Registry>,
     limits: SessionLimits,
     mut closing: watch::Receiver<bool>,
+    study: Option<String>,
 ) {
     let peer = registry.peer_id();
     let (tx, mut rx) = mpsc::channel(PEER_QUEUE);
@@ -39,10 +70,26 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
         tx,
         kick: kick.clone(),
     };
-    let mut at: Membership<StudyHandle> = Membership::new();
+    let mut at: Membership<StudyHandle> = match &study {
+        Some(s) => Membership::bound(s),
+        None => Membership::new(),
+    };
+    let wt = limits.write_timeout;
+    // The study this session depends on (with leases): if it stops here, the client retries.
+    let mut watched = None;
+    if let Some(s) = &study {
+        match acquire(&registry, s).await {
+            Ok(h) => watched = h,
+            Err(()) => {
+                info!(peer = peer.0, study = %s, "study runs elsewhere; client told to retry");
+                let _ = tokio::time::timeout(wt, close_with(&mut ws, CloseCode::Again, ELSEWHERE))
+                    .await;
+                return;
+            }
+        }
+    }
     let mut bad = BadFrames::default();
     let mut rate = RateLimit::new(limits.messages_per_second);
-    let wt = limits.write_timeout;
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     info!(peer = peer.0, "patient connected");
@@ -72,6 +119,19 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
                     // Pings are answered by tungstenite; a close is answered on the next read.
                     _ => continue,
                 };
+                if let Ok(PatientToRelay::Join(j)) = &decoded
+                    && watched.is_none()
+                    && at.bound_study().is_none_or(|b| b == j.study)
+                {
+                    match acquire(&registry, &j.study).await {
+                        Ok(h) => watched = h,
+                        Err(()) => {
+                            info!(peer = peer.0, "study runs elsewhere; client told to retry");
+                            let _ = tokio::time::timeout(wt, close_with(&mut ws, CloseCode::Again, ELSEWHERE)).await;
+                            break;
+                        }
+                    }
+                }
                 let reply = match decoded {
                     Ok(msg) => route(&registry, &mut at, peer, msg, &link).await,
                     Err(e) => {
@@ -119,6 +179,27 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                     }
                 }
+            }
+            () = stopped(&watched) => {
+                // The study stopped here: lease lost (retry, another relay runs it next) or
+                // the relay is shutting down. Deliver what it queued first.
+                while let Ok(out) = rx.try_recv() {
+                    let frame = match out {
+                        Outbound::Message(msg) => to_message(msg.encode()),
+                        Outbound::Frame(frame) => frame,
+                        _ => continue,
+                    };
+                    if !send(&mut ws, frame, wt, peer.0).await {
+                        break;
+                    }
+                }
+                let (code, why) = if registry.is_draining() {
+                    (CloseCode::Away, "relay shutting down")
+                } else {
+                    (CloseCode::Again, ELSEWHERE)
+                };
+                let _ = tokio::time::timeout(wt, close_with(&mut ws, code, why)).await;
+                break;
             }
             () = kick.notified() => {
                 let _ = tokio::time::timeout(wt, close_with(&mut ws, CloseCode::Policy, "too slow")).await;

@@ -67,8 +67,7 @@ impl PgCluster {
                 .success();
             assert!(ok, "chown postgres failed");
         }
-        let port = free_port();
-        let cluster = PgCluster { dir, bin, port };
+        let mut cluster = PgCluster { dir, bin, port: 0 };
         cluster.run(
             "initdb",
             &[
@@ -82,24 +81,30 @@ impl PgCluster {
                 "UTF8",
             ],
         );
-        let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
-            cluster.dir.display()
-        );
-        cluster.run(
-            "pg_ctl",
-            &[
-                "-D",
-                &cluster.path("db"),
-                "-o",
-                &opts,
-                "-l",
-                &cluster.path("log"),
-                "-w",
-                "start",
-            ],
-        );
-        cluster
+        // A free port can be taken by another process before the server binds it (tests and
+        // other builds run in parallel): try a few ports before failing.
+        let mut failures = String::new();
+        for _ in 0..3 {
+            cluster.port = free_port();
+            let opts = format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
+                cluster.port,
+                cluster.dir.display()
+            );
+            let out = cluster
+                .command("pg_ctl")
+                .args(["-D", &cluster.path("db"), "-o", &opts])
+                .args(["-l", &cluster.path("log"), "-w", "start"])
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            if out.status.success() {
+                return cluster;
+            }
+            failures.push_str(&String::from_utf8_lossy(&out.stdout));
+            failures.push_str(&std::fs::read_to_string(cluster.path("log")).unwrap_or_default());
+        }
+        panic!("pg_ctl start failed three times: {failures}");
     }
 
     fn path(&self, rel: &str) -> String {

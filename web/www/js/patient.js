@@ -215,10 +215,14 @@ function start() {
   connect(s);
 }
 
+/** How many times a "try again later" (close code 1013) is retried before giving up. */
+const RETRY_LIMIT = 30;
+
 function connect(s) {
   let ws;
   try {
-    ws = new WebSocket(`wss://${location.host}/ws`);
+    // ?study= lets a load balancer route the socket to the relay that runs the study.
+    ws = new WebSocket(`wss://${location.host}/ws?study=${encodeURIComponent(chosen.params.id)}`);
   } catch (e) {
     dropped(s);
     return;
@@ -244,9 +248,23 @@ function connect(s) {
     }
     drain(s);
   });
-  ws.addEventListener('close', () => {
+  ws.addEventListener('close', (ev) => {
     if (session !== s) return;
     s.ws = null;
+    // 1013 "try again later" before joining: another relay runs the study or is taking it
+    // over. Start afresh (new keys) in a moment; nothing but a public key was sent.
+    if (!s.over && ev.code === 1013 && (s.stage === 'connecting' || s.stage === 'connected')
+        && (s.retries = (s.retries ?? 0) + 1) <= RETRY_LIMIT) {
+      setStatus('The hospital is moving this study to another server; trying again…', 'connecting');
+      setTimeout(() => {
+        if (session !== s || s.over) return;
+        s.over = true;
+        const retries = s.retries;
+        start();
+        if (session !== s) session.retries = retries;
+      }, 1000);
+      return;
+    }
     if (!s.over) dropped(s);
   });
 }
