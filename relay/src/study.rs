@@ -272,8 +272,9 @@ impl StudyTask {
         }
     }
 
-    /// Applies the pending effects in order: each store write is awaited before anything
-    /// after it is published or sent, so a result a patient has seen is always stored.
+    /// Applies the pending effects: the step's store writes first (awaited), then the
+    /// dashboard messages and deliveries in order, so a round or result a patient has seen is
+    /// always stored.
     /// Connections that fell behind are dropped and their disconnects handled, until nothing
     /// is left. Returns `true` if the Hospital panicked on such a disconnect.
     async fn settle(&mut self) -> bool {
@@ -283,10 +284,21 @@ impl StudyTask {
                 self.current = None;
                 return false;
             }
+            // Every write of the step first (the Hospital emits a round's event after the
+            // messages that go with it, e.g. the roster before `RoundStarted`), then the rest
+            // in order: nothing reaches a patient or the dashboard before it is stored.
+            let (writes, rest): (Vec<Effect>, Vec<Effect>) = effects
+                .into_iter()
+                .partition(|e| matches!(e, Effect::Store(_)));
+            for w in writes {
+                if let Effect::Store(w) = w {
+                    self.persist(w).await;
+                }
+            }
             let mut dropped = Vec::new();
-            for effect in effects {
+            for effect in rest {
                 match effect {
-                    Effect::Store(w) => self.persist(w).await,
+                    Effect::Store(_) => unreachable!("writes were applied above"),
                     Effect::Publish(m) => {
                         let _ = self.feed.send(m.to_json().into());
                     }
