@@ -194,7 +194,7 @@ try {
   const drop = tabs[2];
   let route = null;
   let server = null;
-  await drop.routeWebSocket(/\/ws$/, (ws) => {
+  await drop.routeWebSocket(/\/ws(\?|$)/, (ws) => {
     server = ws.connectToServer();
     route = ws;
   });
