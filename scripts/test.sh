@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test of cohort: formatting, lints, native unit/property/simulation/relay tests, the
-# core's no_std build for wasm32, the core and web crates' tests in node and in headless
-# Chromium, and the browser end-to-end test over HTTPS/WSS. Installs missing tools first
-# (scripts/setup.sh). Prints "=== step" and its duration in seconds for each step, and
+# Runs every test of cohort: formatting, lints, native unit/property/simulation/relay tests, a
+# type-check of the fuzz targets, the core's no_std build for wasm32, the core and web crates'
+# tests in node and in headless Chromium, and the browser end-to-end test over HTTPS/WSS.
+# Installs missing tools first (scripts/setup.sh). Prints "=== step" and its duration in seconds for each step, and
 # "ALL OK" at the end; stops at the first failure, naming the step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,10 +28,20 @@ step() {
     current=""
 }
 
+# The fuzz crates are workspaces of their own (run with nightly and cargo-fuzz), so no other
+# step compiles them: type-check every target on stable so they cannot silently stop compiling
+# when the core's or the relay's API changes. They share the workspace's target directory.
+check_fuzz_targets() {
+    local dir=${CARGO_TARGET_DIR:-$PWD/target}
+    CARGO_TARGET_DIR=$dir cargo check --manifest-path core/fuzz/Cargo.toml --bins --locked
+    CARGO_TARGET_DIR=$dir cargo check --manifest-path relay/fuzz/Cargo.toml --bins --locked
+}
+
 step "setup" source scripts/setup.sh --with-browser
 step "cargo fmt" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test" cargo test --workspace --locked
+step "fuzz targets compile (core/fuzz, relay/fuzz)" check_fuzz_targets
 step "core no_std build (wasm32)" \
     cargo build -p cohort-core --target wasm32-unknown-unknown --no-default-features --locked
 step "wasm-pack test core (node)" wasm-pack test --node --mode no-install core

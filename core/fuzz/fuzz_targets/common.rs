@@ -1,11 +1,17 @@
-//! Shared by the fuzz targets: a deterministic pool of key pairs and wire round-trip checks.
+//! Shared by the fuzz targets: a deterministic pool of key pairs, commitments to them with
+//! fixed nonces, encoded values, and wire round-trip checks.
 #![allow(dead_code)]
 
 use std::sync::OnceLock;
 
+use cohort_core::commitment::{Commitment, Nonce, commit};
+use cohort_core::decimal::Decimal;
+use cohort_core::encoding::encode;
 use cohort_core::envelope::{KeyPair, PublicKey};
+use cohort_core::field::Fe;
 use cohort_core::message::{PatientToRelay, RelayToPatient};
 use cohort_core::rand_core::SeedableRng;
+use cohort_core::study::StudyParams;
 use rand_chacha::ChaCha20Rng;
 
 /// Eight fixed key pairs (from a fixed seed), so inputs can name keys by index.
@@ -49,6 +55,35 @@ impl KeySel {
             KeySel::Bytes(b) => PublicKey(b),
         }
     }
+}
+
+/// The fixed nonce `[b; 32]`: inputs name nonces by one byte, so a reveal can be made to match
+/// its commitment (or not).
+pub fn nonce(b: u8) -> Nonce {
+    Nonce([b; 32])
+}
+
+/// The commitment to `key` with the fixed nonce `b` for `study`.
+pub fn commitment(study: &str, key: &PublicKey, b: u8) -> Commitment {
+    commit(study, key, &nonce(b))
+}
+
+/// The pool key pair whose public key is `key`, if any (to seal as that member).
+pub fn pool_pair(key: &PublicKey) -> Option<&'static KeyPair> {
+    pool().iter().find(|k| k.public() == *key)
+}
+
+/// The encoding of the `x`-th value of the study's range (zeros if it does not encode).
+pub fn encoded(params: &StudyParams, x: u16) -> Vec<Fe> {
+    let lo = params.min.to_scaled(params.decimals).unwrap_or(0);
+    let off = (u64::from(x) % (params.range_scaled() + 1)) as i64;
+    Decimal::new(lo + off, params.decimals)
+        .ok()
+        .and_then(|d| encode(params, &d).ok())
+        .map_or_else(
+            || vec![Fe::ZERO; params.vector_len()],
+            |e| e.as_slice().to_vec(),
+        )
 }
 
 /// With `COHORT_FUZZ_PROBE=1`, prints `probe: <what>` to stderr: run a target over its corpus

@@ -1,10 +1,17 @@
 //! A `Patient` fed arbitrary relay message sequences: raw text, and structured messages built
-//! so that the deep states are reachable (rosters that hold the patient's key, deliveries
-//! sealed by the other members' real keys). Must never panic; everything it sends must
-//! survive the wire; a finished patient has no deadline; `handle_timeout` makes progress.
+//! so that the deep states are reachable (rosters that hold the patient's commitment, `keys`
+//! whose reveals open the other members' commitments (pool keys, fixed nonces) or not,
+//! deliveries sealed by the revealed keys, results recomputable from the patient's own partial
+//! sum). Must never panic; everything it sends must survive the wire; a finished patient has
+//! no deadline and sends nothing more; `handle_timeout` makes progress; and it never releases
+//! a partial sum it must not: at most one, only in answer to a delivery for the round whose
+//! roster held its commitment, after its shares went out on `keys` whose every reveal opens
+//! that roster's commitments, over a contributor set of at least the minimum cohort of keyed
+//! members that names every sender.
 #![no_main]
 
 use arbitrary::Arbitrary;
+use cohort_core::commitment::{Nonce, Revealed};
 use cohort_core::decimal::Decimal;
 use cohort_core::encoding::Statistics;
 use cohort_core::envelope::{Binding, PublicKey};
@@ -12,12 +19,13 @@ use cohort_core::error::ErrorCode;
 use cohort_core::field::Fe;
 use cohort_core::frame::ShareList;
 use cohort_core::message::{
-    AbandonReason, Abandoned, Delivery, Enrolment, ErrorMsg, PROTOCOL_VERSION, RelayToPatient,
-    RosterMsg, RoundResult, Welcome,
+    AbandonReason, Abandoned, Delivery, Enrolment, ErrorMsg, Keys, PROTOCOL_VERSION, PartialSumOf,
+    PatientToRelay, RelayToPatient, RosterMsg, RoundResult, Welcome,
 };
+use cohort_core::protocol::aggregate::aggregate;
 use cohort_core::protocol::{Patient, PatientEvent};
 use cohort_core::rand_core::SeedableRng;
-use cohort_core::roster::{Member, Roster};
+use cohort_core::roster::{Member, Roster, SafetyCode};
 use cohort_core::study::{StudyParams, StudySpec};
 use libfuzzer_sys::fuzz_target;
 use rand_chacha::ChaCha20Rng;
@@ -26,8 +34,8 @@ mod common;
 use common::KeySel;
 
 const SPECS: [&str; 3] = [
-    "id=f,size=8,min=0,max=300,decimals=1,buckets=10,min_cohort=2",
-    "id=f,size=8,threshold=3,min_cohort=2,min=-10,max=10,decimals=2,buckets=3",
+    "id=f,size=8,threshold=8,min=0,max=300,decimals=1,buckets=10,min_cohort=2",
+    "id=f,size=8,threshold=5,min_cohort=2,min=-10,max=10,decimals=2,buckets=3",
     "id=f,size=3,min=0,max=1,decimals=0,buckets=1",
 ];
 
@@ -61,6 +69,38 @@ struct DShare {
     payload: PayloadSel,
 }
 
+/// One entry of a `keys` message.
+#[derive(Arbitrary, Debug)]
+struct RevealSel {
+    /// Roster index (mod n + 2: 0 and n + 1 are outside the roster).
+    index: u8,
+    /// Another key than the member committed to.
+    key: Option<KeySel>,
+    /// Another nonce than the member committed with.
+    nonce: Option<u8>,
+}
+
+/// How a result is made.
+#[derive(Arbitrary, Debug)]
+enum ResultSel {
+    /// Partial sums that lie on one polynomial with the patient's own (or add up with it), to
+    /// an aggregate of `value` times the contributor set: one the patient can recompute.
+    Honest { value: u16, tamper: Option<Tamper> },
+    /// Statistics from nowhere, no partial sums.
+    Bogus { count: u64, mean: f64 },
+}
+
+#[derive(Arbitrary, Debug)]
+enum Tamper {
+    Statistics,
+    OwnPartial,
+    OtherPartial(u8),
+    DropPartial(u8),
+    Contributors,
+    RosterSize,
+    PartialCount,
+}
+
 #[derive(Arbitrary, Debug)]
 enum Op {
     Raw(String),
@@ -74,13 +114,24 @@ enum Op {
         enrolled: u32,
         size: u32,
     },
+    /// Members other than the patient commit to `others` (default: pool key i − 1) with nonce
+    /// `[i; 32]`; the patient's own commitment sits at `me_at` unless `without_me`.
     Roster {
         params: ParamSel,
         round: u64,
         n: u8,
         me_at: u8,
+        without_me: bool,
         threshold: Option<u32>,
         others: Vec<KeySel>,
+    },
+    /// `all`: every member's reveal of what it committed to (the patient's own from its
+    /// join), in index order, but for `skip`; else the listed entries.
+    Keys {
+        round: RoundSel,
+        all: bool,
+        skip: Option<u8>,
+        reveals: Vec<RevealSel>,
     },
     Delivery {
         round: RoundSel,
@@ -90,8 +141,7 @@ enum Op {
     },
     Result {
         round: RoundSel,
-        count: u64,
-        mean: f64,
+        result: ResultSel,
     },
     Abandoned {
         round: u64,
@@ -106,6 +156,7 @@ enum Op {
     Next {
         n: u8,
         me_at: u8,
+        value: u16,
     },
 }
 
@@ -140,6 +191,115 @@ fn params_for(joined: &StudyParams, sel: &ParamSel) -> StudyParams {
     }
 }
 
+/// The last roster sent, with what each member committed to (the patient's own: its key and
+/// the nonce of its join), to build `keys` and seal deliveries under it.
+#[derive(Clone)]
+struct Sent {
+    roster: Roster,
+    me: Option<u32>,
+    members: Vec<(PublicKey, Nonce)>,
+}
+
+/// What the patient accepted so far (learnt from what it sent), to check it releases nothing
+/// it must not.
+#[derive(Default)]
+struct Accepted {
+    /// The roster it revealed for, and its index there.
+    roster: Option<(Roster, u32)>,
+    /// The reveals of the `keys` it sent its shares on.
+    keys: Option<Vec<Revealed>>,
+    /// The contributor set and partial sum it answered with.
+    partial: Option<(Vec<u32>, Vec<Fe>)>,
+}
+
+/// A result the patient can recompute: the aggregate is `value` encoded, times the contributor
+/// set; the other members' partial sums are chosen so that together with the patient's own
+/// they give it (additive: one other member carries the difference; Shamir: the line through
+/// (0, aggregate) and (me, own)).
+fn honest_result(r: &Roster, me: u32, contributors: &[u32], own: &[Fe], value: u16) -> RoundResult {
+    let n = r.n();
+    let k = Fe::new(contributors.len() as u64);
+    let a: Vec<Fe> = common::encoded(&r.study, value)
+        .into_iter()
+        .map(|x| x * k)
+        .collect();
+    let carrier = if me == 1 { 2 } else { 1 };
+    let slope = Fe::new(u64::from(me)).inverse();
+    let partials: Vec<PartialSumOf> = (1..=n)
+        .map(|j| {
+            let sum = if j == me {
+                own.to_vec()
+            } else if r.threshold >= n {
+                if j == carrier {
+                    a.iter().zip(own).map(|(&x, &y)| x - y).collect()
+                } else {
+                    vec![Fe::ZERO; own.len()]
+                }
+            } else {
+                let c = Fe::new(u64::from(j)) * slope;
+                a.iter().zip(own).map(|(&x, &y)| x + (y - x) * c).collect()
+            };
+            PartialSumOf { from: j, sum }
+        })
+        .collect();
+    let points: Vec<(u32, &[Fe])> = partials
+        .iter()
+        .map(|p| (p.from, p.sum.as_slice()))
+        .collect();
+    let statistics = aggregate(r, contributors, &points).unwrap_or(Statistics {
+        count: 0,
+        sum: 0.0,
+        mean: 0.0,
+        stddev: 0.0,
+        histogram: vec![],
+    });
+    RoundResult {
+        v: PROTOCOL_VERSION,
+        study: r.study.id.clone(),
+        round: r.round,
+        statistics,
+        roster_size: n,
+        contributors: contributors.to_vec(),
+        partial_sums: n,
+        safety_code: SafetyCode::pending(),
+        partials,
+    }
+}
+
+fn tamper(r: &mut RoundResult, me: u32, t: &Tamper) {
+    let bump = |v: &mut Vec<Fe>| {
+        if let Some(x) = v.first_mut() {
+            *x += Fe::ONE;
+        }
+    };
+    let n = r.partials.len().max(1);
+    match t {
+        Tamper::Statistics => r.statistics.mean += 1.0,
+        Tamper::OwnPartial => {
+            if let Some(p) = r.partials.iter_mut().find(|p| p.from == me) {
+                bump(&mut p.sum);
+            }
+        }
+        Tamper::OtherPartial(i) => {
+            if let Some(p) = r.partials.get_mut(usize::from(*i) % n) {
+                bump(&mut p.sum);
+            }
+        }
+        Tamper::DropPartial(i) => {
+            let i = usize::from(*i) % n;
+            if i < r.partials.len() {
+                r.partials.remove(i);
+                r.partial_sums = r.partials.len() as u32;
+            }
+        }
+        Tamper::Contributors => {
+            r.contributors.pop();
+        }
+        Tamper::RosterSize => r.roster_size += 1,
+        Tamper::PartialCount => r.partial_sums += 1,
+    }
+}
+
 fuzz_target!(|input: Input| {
     let spec: StudySpec = SPECS[usize::from(input.spec) % SPECS.len()]
         .parse()
@@ -157,12 +317,17 @@ fuzz_target!(|input: Input| {
     p.set_timeout(now, input.timeout.map(u64::from));
     let me_key = p.public_key();
     let pool = common::pool();
-    // The last roster sent, to seal deliveries under it.
-    let mut roster: Option<(Roster, u32)> = None;
+    let mut sent: Option<Sent> = None;
+    // The indices whose reveals the last `keys` carried (an honest delivery comes from them).
+    let mut keyed: Vec<u32> = vec![];
+    let mut accepted = Accepted::default();
+    let mut partial_sums = 0u32;
+    // The first output is the join.
+    let mut first = true;
     for op in input.ops.iter().take(128) {
         let next;
         let op = match op {
-            Op::Next { n, me_at } => {
+            Op::Next { n, me_at, value } => {
                 next = match p.state_name() {
                     "awaiting welcome" => Op::Welcome {
                         params: ParamSel::Joined,
@@ -174,8 +339,15 @@ fuzz_target!(|input: Input| {
                         round: 5,
                         n: *n,
                         me_at: *me_at,
+                        without_me: false,
                         threshold: None,
                         others: vec![],
+                    },
+                    "awaiting keys" => Op::Keys {
+                        round: RoundSel::Roster,
+                        all: true,
+                        skip: None,
+                        reveals: vec![],
                     },
                     "awaiting delivery" => Op::Delivery {
                         round: RoundSel::Roster,
@@ -185,14 +357,18 @@ fuzz_target!(|input: Input| {
                     },
                     _ => Op::Result {
                         round: RoundSel::Roster,
-                        count: 3,
-                        mean: 1.5,
+                        result: ResultSel::Honest {
+                            value: *value,
+                            tamper: None,
+                        },
                     },
                 };
                 &next
             }
             other => other,
         };
+        // Before the op: `Leave` finishes the patient itself.
+        let was_finished = p.is_finished();
         let msg = match op {
             Op::Raw(text) => RelayToPatient::decode(text).ok(),
             Op::Welcome {
@@ -220,34 +396,108 @@ fuzz_target!(|input: Input| {
                 round,
                 n,
                 me_at,
+                without_me,
                 threshold,
                 others,
             } => {
                 let study = params_for(&joined, params);
                 let n = 2 + u32::from(*n % 7);
                 let me_at = 1 + u32::from(*me_at) % n;
-                let members: Vec<Member> = (1..=n)
+                let me = (!without_me).then_some(me_at);
+                let members: Vec<(PublicKey, Nonce)> = (1..=n)
                     .map(|index| {
-                        let public_key = if index == me_at {
-                            me_key
+                        if Some(index) == me {
+                            (me_key, p.revealed(index).nonce)
                         } else {
-                            others
+                            let key = others
                                 .get(index as usize - 1)
-                                .map_or(pool[index as usize - 1].public(), |k| k.key())
-                        };
-                        Member { index, public_key }
+                                .map_or(pool[index as usize - 1].public(), |k| k.key());
+                            (key, common::nonce(index as u8))
+                        }
                     })
                     .collect();
-                let r = Roster {
+                let roster = Roster {
                     threshold: threshold.unwrap_or(study.round_threshold(n)),
+                    members: members
+                        .iter()
+                        .zip(1..)
+                        .map(|((key, nonce), index)| Member {
+                            index,
+                            commitment: cohort_core::commitment::commit(&study.id, key, nonce),
+                        })
+                        .collect(),
                     study,
                     round: *round,
-                    members,
                 };
-                roster = Some((r.clone(), me_at));
+                sent = Some(Sent {
+                    roster: roster.clone(),
+                    me,
+                    members,
+                });
                 Some(RelayToPatient::Roster(RosterMsg {
                     v: PROTOCOL_VERSION,
-                    roster: r,
+                    roster,
+                }))
+            }
+            Op::Keys {
+                round,
+                all,
+                skip,
+                reveals,
+            } => {
+                let s = sent.clone().unwrap_or_else(|| Sent {
+                    roster: Roster {
+                        study: joined.clone(),
+                        round: 0,
+                        threshold: 2,
+                        members: vec![],
+                    },
+                    me: None,
+                    members: vec![],
+                });
+                let n = s.roster.n();
+                let member = |i: u32| {
+                    s.members
+                        .get((i as usize).wrapping_sub(1))
+                        .copied()
+                        .unwrap_or((pool[0].public(), common::nonce(0)))
+                };
+                let reveals: Vec<Revealed> = if *all {
+                    let skip = skip.map(|k| 1 + u32::from(k) % n.max(1));
+                    (1..=n)
+                        .filter(|&i| Some(i) != skip)
+                        .map(|index| {
+                            let (public_key, nonce) = member(index);
+                            Revealed {
+                                index,
+                                public_key,
+                                nonce,
+                            }
+                        })
+                        .collect()
+                } else {
+                    reveals
+                        .iter()
+                        .take(16)
+                        .map(|rv| {
+                            let index = u32::from(rv.index) % (n + 2);
+                            let (key, nonce) = member(index);
+                            Revealed {
+                                index,
+                                public_key: rv.key.map_or(key, |k| k.key()),
+                                nonce: rv.nonce.map_or(nonce, common::nonce),
+                            }
+                        })
+                        .collect()
+                };
+                keyed = reveals.iter().map(|r| r.index).collect();
+                Some(RelayToPatient::Keys(Keys {
+                    v: PROTOCOL_VERSION,
+                    round: match round {
+                        RoundSel::Roster => s.roster.round,
+                        RoundSel::Any(x) => *x,
+                    },
+                    reveals,
                 }))
             }
             Op::Delivery {
@@ -256,23 +506,30 @@ fuzz_target!(|input: Input| {
                 all,
                 shares,
             } => {
-                let (r, me) = roster.clone().unwrap_or_else(|| {
-                    (
-                        Roster {
-                            study: joined.clone(),
-                            round: 0,
-                            threshold: 2,
-                            members: vec![],
-                        },
-                        1,
-                    )
-                });
+                let (r, me, members) = sent.clone().map_or_else(
+                    || {
+                        (
+                            Roster {
+                                study: joined.clone(),
+                                round: 0,
+                                threshold: 2,
+                                members: vec![],
+                            },
+                            1,
+                            vec![],
+                        )
+                    },
+                    |s| (s.roster, s.me.unwrap_or(1), s.members),
+                );
                 let round = match round {
                     RoundSel::Roster => r.round,
                     RoundSel::Any(x) => *x,
                 };
                 let contributors: Vec<u32> = if *all {
-                    (1..=r.n()).collect()
+                    let mut c: Vec<u32> = keyed.clone();
+                    c.sort_unstable();
+                    c.dedup();
+                    c
                 } else {
                     contributors
                         .iter()
@@ -284,10 +541,10 @@ fuzz_target!(|input: Input| {
                     .scheme()
                     .map_or(32, |s| s.payload_len(r.study.vector_len()));
                 let seal = |from: u32, plain: &[u8]| -> Vec<u8> {
-                    // The real sender's key if it is a pool key, else pool key 0.
-                    let sender = r
-                        .member(from)
-                        .and_then(|m| pool.iter().find(|k| k.public() == m.public_key))
+                    // The sender's committed key if it is a pool key, else pool key 0.
+                    let sender = members
+                        .get((from as usize).wrapping_sub(1))
+                        .and_then(|(k, _)| common::pool_pair(k))
                         .unwrap_or(&pool[0]);
                     let from_key = sender.public();
                     let b = Binding {
@@ -348,29 +605,47 @@ fuzz_target!(|input: Input| {
                     shares: list,
                 }))
             }
-            Op::Result { round, count, mean } => {
-                let round = match (round, &roster) {
-                    (RoundSel::Roster, Some((r, _))) => r.round,
+            Op::Result { round, result } => {
+                let honest = match (result, &accepted.roster, &accepted.partial) {
+                    (ResultSel::Honest { value, tamper: t }, Some((r, me)), Some((c, own))) => {
+                        let mut res = honest_result(r, *me, c, own, *value);
+                        if let Some(t) = t {
+                            tamper(&mut res, *me, t);
+                        }
+                        Some(res)
+                    }
+                    _ => None,
+                };
+                let mut res = honest.unwrap_or_else(|| {
+                    let (count, mean) = match result {
+                        ResultSel::Bogus { count, mean } => (*count, *mean),
+                        ResultSel::Honest { value, .. } => (3, f64::from(*value)),
+                    };
+                    let mean = if mean.is_finite() { mean } else { 0.0 };
+                    RoundResult {
+                        v: PROTOCOL_VERSION,
+                        study: "f".into(),
+                        round: 0,
+                        statistics: Statistics {
+                            count,
+                            sum: mean,
+                            mean,
+                            stddev: 0.0,
+                            histogram: vec![count],
+                        },
+                        roster_size: 3,
+                        contributors: vec![1, 2, 3],
+                        partial_sums: 3,
+                        safety_code: serde_json::from_str("\"0000 0000 0000\"").unwrap(),
+                        partials: vec![],
+                    }
+                });
+                res.round = match (round, &sent) {
+                    (RoundSel::Roster, Some(s)) => s.roster.round,
                     (RoundSel::Roster, None) => 0,
                     (RoundSel::Any(x), _) => *x,
                 };
-                let mean = if mean.is_finite() { *mean } else { 0.0 };
-                Some(RelayToPatient::Result(RoundResult {
-                    v: PROTOCOL_VERSION,
-                    study: "f".into(),
-                    round,
-                    statistics: Statistics {
-                        count: *count,
-                        sum: mean,
-                        mean,
-                        stddev: 0.0,
-                        histogram: vec![*count],
-                    },
-                    roster_size: 3,
-                    contributors: vec![1, 2, 3],
-                    partial_sums: 3,
-                    safety_code: serde_json::from_str("\"0000 0000 0000\"").unwrap(),
-                }))
+                Some(RelayToPatient::Result(res))
             }
             Op::Abandoned { round, reason } => {
                 let reason = match reason % 4 {
@@ -405,13 +680,16 @@ fuzz_target!(|input: Input| {
             }
             Op::Next { .. } => unreachable!("replaced above"),
         };
+        let mut handled: Option<(RelayToPatient, bool)> = None;
         if let Some(msg) = msg {
             // What the relay sends survives the wire (so the patient sees what was meant).
-            let text = msg.encode();
-            if let Ok(back) = RelayToPatient::decode_wire(&text) {
-                if let Err(e) = p.handle(now, back) {
+            let wire = msg.encode();
+            if let Ok(back) = RelayToPatient::decode_wire(&wire) {
+                let r = p.handle(now, back.clone());
+                if let Err(e) = &r {
                     let _ = (e.to_string(), e.code());
                 }
+                handled = Some((back, r.is_ok()));
             }
         }
         let pc = std::cell::RefCell::new(&mut p);
@@ -422,6 +700,90 @@ fuzz_target!(|input: Input| {
         );
         while let Some(out) = p.poll_output() {
             common::patient_round_trip(&out);
+            if first {
+                assert!(matches!(out, PatientToRelay::Join(_)), "join first");
+                first = false;
+                continue;
+            }
+            assert!(!was_finished, "a finished patient sent {}", out.kind());
+            match (&out, &handled) {
+                (PatientToRelay::Join(_), _) => panic!("a second join"),
+                (PatientToRelay::Leave(_), _) => {}
+                (PatientToRelay::Reveal(rv), Some((RelayToPatient::Roster(m), true))) => {
+                    let mine = p.commitment();
+                    let me = m
+                        .roster
+                        .members
+                        .iter()
+                        .find(|x| x.commitment == mine)
+                        .map(|x| x.index)
+                        .expect("a reveal for a roster without the patient's commitment");
+                    assert!(accepted.roster.is_none(), "a second reveal");
+                    assert_eq!(rv.round, m.roster.round);
+                    assert_eq!(rv.public_key, me_key);
+                    assert!(p.revealed(me).opens(&m.roster.study.id, &mine));
+                    accepted.roster = Some((m.roster.clone(), me));
+                }
+                (PatientToRelay::Shares(s), Some((RelayToPatient::Keys(k), true))) => {
+                    let (r, me) = accepted.roster.as_ref().expect("shares before a reveal");
+                    assert!(accepted.keys.is_none(), "shares twice");
+                    assert_eq!(s.round, r.round);
+                    assert_eq!(k.round, r.round);
+                    for rv in &k.reveals {
+                        let m = r.member(rv.index).expect("a reveal outside the roster");
+                        assert!(
+                            rv.opens(&r.study.id, &m.commitment),
+                            "shares sent on a reveal that does not open its commitment"
+                        );
+                    }
+                    assert!(k.reveals.contains(&p.revealed(*me)), "own reveal missing");
+                    // One share for every other revealed member, in roster order.
+                    let to: Vec<u32> = s.shares.iter().map(|(j, _)| j).collect();
+                    let want: Vec<u32> = k
+                        .reveals
+                        .iter()
+                        .map(|r| r.index)
+                        .filter(|i| i != me)
+                        .collect();
+                    assert_eq!(to, want);
+                    accepted.keys = Some(k.reveals.clone());
+                }
+                (PatientToRelay::PartialSum(ps), Some((RelayToPatient::Delivery(d), true))) => {
+                    partial_sums += 1;
+                    assert_eq!(partial_sums, 1, "a second partial sum");
+                    let (r, me) = accepted
+                        .roster
+                        .as_ref()
+                        .expect("a partial sum before a reveal");
+                    let keys = accepted.keys.as_ref().expect("a partial sum before shares");
+                    assert_eq!(ps.round, r.round);
+                    assert_eq!(d.round, r.round);
+                    let c = &d.contributors;
+                    assert!(
+                        c.windows(2).all(|w| w[0] < w[1]),
+                        "contributors not ascending"
+                    );
+                    assert!(
+                        c.len() as u32 >= r.study.min_cohort,
+                        "a partial sum below the minimum cohort"
+                    );
+                    for i in c.iter().filter(|&i| i != me) {
+                        assert!(
+                            keys.iter().any(|k| k.index == *i),
+                            "a contributor without a revealed key"
+                        );
+                    }
+                    for (from, _) in d.shares.iter() {
+                        assert!(c.contains(&from), "a delivery that omits a sender");
+                    }
+                    accepted.partial = Some((c.clone(), ps.sum.clone()));
+                }
+                (out, handled) => panic!(
+                    "{} sent on {:?}",
+                    out.kind(),
+                    handled.as_ref().map(|(m, ok)| (m.kind(), ok))
+                ),
+            }
         }
         while let Some(e) = p.poll_event() {
             common::probe(match &e {
@@ -429,17 +791,24 @@ fuzz_target!(|input: Input| {
                 PatientEvent::RosterFrozen { .. } => "roster frozen",
                 PatientEvent::SharesSent { .. } => "shares sent",
                 PatientEvent::PartialSumSent { .. } => "partial sum sent",
+                PatientEvent::ResultChecked { .. } => "result checked",
                 PatientEvent::Completed(_) => "completed",
                 PatientEvent::Abandoned { .. } => "abandoned",
                 PatientEvent::Refused(_) => "refused",
                 _ => "other event",
             });
+            if let PatientEvent::Completed(r) = &e {
+                let (c, _) = accepted
+                    .partial
+                    .as_ref()
+                    .expect("completed without a partial sum");
+                assert_eq!(&r.contributors, c, "completed over another contributor set");
+            }
             let _ = format!("{e:?}");
         }
         if p.is_finished() {
             assert_eq!(p.poll_timeout(), None, "a finished patient has no deadline");
         }
         let _ = p.state_name();
-        let _ = PublicKey(me_key.0);
     }
 });
