@@ -254,6 +254,13 @@ pub enum ProtocolError {
     /// The sender is not in the current round's roster.
     #[error("not a member of the current round")]
     NotInRoster,
+    /// This member's key was not revealed (validly) before the reveal deadline; the round
+    /// goes on without it.
+    #[error("no valid key reveal arrived in time; round {round} goes on without this patient")]
+    RevealTooLate {
+        /// Round id.
+        round: u64,
+    },
     /// Shares already received from this patient in this round.
     #[error("shares already received from this patient")]
     DuplicateShares,
@@ -420,9 +427,11 @@ impl ProtocolError {
             E::Decode(_) => ErrorCode::BadMessage,
             E::RateLimited => ErrorCode::RateLimited,
             E::StudyUnavailable => ErrorCode::Unavailable,
-            E::WrongState { .. } | E::WrongRound { .. } | E::WrongStudy | E::NotInRoster => {
-                ErrorCode::Unexpected
-            }
+            E::WrongState { .. }
+            | E::WrongRound { .. }
+            | E::WrongStudy
+            | E::NotInRoster
+            | E::RevealTooLate { .. } => ErrorCode::Unexpected,
             E::UnknownStudy => ErrorCode::UnknownStudy,
             E::BadInvite | E::StudyNotOfConnection => ErrorCode::Forbidden,
             E::AlreadyJoined | E::DuplicateKey | E::DuplicateShares | E::DuplicatePartialSum => {

@@ -262,19 +262,14 @@ fn drain(h: &mut Hospital, seen: &mut Seen) {
                             );
                         }
                         seen.keyed = k.reveals.iter().map(|r| r.index).collect();
-                        // Known gap, not checked: a member left out here (no valid reveal in
-                        // time) is dropped like a dropout but gets no `Detached` (nor any
-                        // message); it is no longer a member, so it may join again and be
-                        // attached a second time. Treated as detached from here on.
+                        // A member left out here (no valid reveal in time) was told and
+                        // detached before the keys went out.
                         for i in 0..8 {
-                            if seen.in_round[i]
-                                && seen.index[i].is_some_and(|j| !seen.keyed.contains(&j))
-                            {
-                                common::probe("member left out at keys without detached");
-                                seen.in_round[i] = false;
-                                seen.attached[i] = false;
-                                seen.joined[i] = None;
-                            }
+                            assert!(
+                                !(seen.in_round[i]
+                                    && seen.index[i].is_some_and(|j| !seen.keyed.contains(&j))),
+                                "a member left out at keys is still in the round"
+                            );
                         }
                         for p in &to {
                             let i = seen.index[slot(*p)].expect("keys to a non-member");

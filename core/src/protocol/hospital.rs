@@ -796,10 +796,20 @@ impl Hospital {
             self.round = Some(r);
             return;
         };
+        // A connected member without a valid reveal is told and detached: the round goes on
+        // without it (found by the hospital_handle fuzz target: it used to stay attached).
+        let mut left_out = Vec::new();
         for (i, rv) in reveals.iter().enumerate() {
-            if rv.is_none() {
+            if rv.is_none() && r.live[i] {
                 r.live[i] = false;
+                left_out.push(r.peers[i]);
             }
+        }
+        let round = r.roster.round;
+        for peer in left_out {
+            let e = ProtocolError::RevealTooLate { round };
+            self.emit(peer, RelayToPatient::Error(ErrorMsg::refusing(&e)));
+            self.out.push_back(HospitalOutput::Detached { peer });
         }
         let reveals: Vec<Revealed> = reveals.drain(..).flatten().collect();
         let revealed = reveals.len() as u32;
@@ -1335,6 +1345,15 @@ mod tests {
             })
             .collect();
         assert_eq!(keys.len(), 2, "the two good members get the keys");
+        // The member left out is told why and detached (it does not wait for a round that
+        // goes on without it).
+        let told = ErrorMsg::refusing(&ProtocolError::RevealTooLate { round: 1 });
+        assert!(out.iter().any(|o| matches!(o,
+            HospitalOutput::Send { to: PeerId(0), msg: RelayToPatient::Error(e) } if *e == told)));
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, HospitalOutput::Detached { peer: PeerId(0) }))
+        );
         assert!(keys[0].reveals.iter().all(|r| r.public_key != weak));
         assert_eq!(
             keys[0].reveals.iter().map(|r| r.index).collect::<Vec<_>>(),
