@@ -39,15 +39,17 @@ pub const HEADER_LEN: usize = 8;
 pub const MAX_ENTRIES: u32 = crate::study::MAX_COHORT;
 
 /// Largest sealed share a frame may carry: a Shamir share of the longest statistics vector
-/// (`MAX_BUCKETS + 3` elements of 8 bytes) plus the AEAD tag.
+/// ([`crate::layout::MAX_VECTOR_LEN`] elements of 8 bytes) plus the AEAD tag. (An additive
+/// share is a 32-byte seed, except one full vector.)
 pub const MAX_SEALED_LEN: u32 =
-    ((crate::study::MAX_BUCKETS as usize + 3) * 8 + crate::envelope::TAG_LEN) as u32;
+    (crate::layout::MAX_VECTOR_LEN * 8 + crate::envelope::TAG_LEN) as u32;
 
-/// Largest JSON part of a `result` frame.
-pub const MAX_RESULT_JSON: u32 = 64 * 1024;
+/// Largest JSON part of a `result` frame: a questionnaire's result (per-question statistics,
+/// every pair and every option × number mean) stays well below 2 MiB for the longest vector.
+pub const MAX_RESULT_JSON: u32 = 2 * 1024 * 1024;
 
 /// Longest vector a frame may carry (a partial sum, or each partial sum of a result).
-pub const MAX_VECTOR: u32 = 4096;
+pub const MAX_VECTOR: u32 = crate::layout::MAX_VECTOR_LEN as u32;
 
 /// Which bulk message a binary frame carries (its byte 3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
