@@ -44,9 +44,12 @@ pub const MAX_ENTRIES: u32 = crate::study::MAX_COHORT;
 pub const MAX_SEALED_LEN: u32 =
     (crate::layout::MAX_VECTOR_LEN * 8 + crate::envelope::TAG_LEN) as u32;
 
-/// Largest JSON part of a `result` frame: a questionnaire's result (per-question statistics,
-/// every pair and every option × number mean) stays well below 2 MiB for the longest vector.
-pub const MAX_RESULT_JSON: u32 = 2 * 1024 * 1024;
+/// Largest JSON part of a `result` frame. A questionnaire's result costs at most about 320 bytes
+/// of JSON per two vector entries (an option × number mean with 64-byte ids and label), and at
+/// most 496 pairs of about 310 bytes: under 0.8 MB for the longest vector. With the partial
+/// sums (at most `size × vector length` ≤ 2^18 elements) the frame stays below the 4 MiB
+/// message limit.
+pub const MAX_RESULT_JSON: u32 = 1024 * 1024;
 
 /// Longest vector a frame may carry (a partial sum, or each partial sum of a result).
 pub const MAX_VECTOR: u32 = crate::layout::MAX_VECTOR_LEN as u32;
