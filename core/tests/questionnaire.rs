@@ -699,7 +699,11 @@ fn protocol_round(
     let first = out.results[0].clone().expect("round completed");
     assert_eq!(first.statistics.is_some(), spec.params.is_single());
     for r in &out.results {
-        assert_eq!(r.as_ref(), Some(&first), "every patient sees the same result");
+        assert_eq!(
+            r.as_ref(),
+            Some(&first),
+            "every patient sees the same result"
+        );
     }
     let hospital = out
         .events
@@ -820,7 +824,10 @@ fn one_question_round_is_todays_statistics() {
 fn study_json_form() {
     let s = StudySpec::from_json(SURVEY).unwrap();
     assert_eq!(s.params.id, "survey");
-    assert_eq!((s.params.size, s.params.threshold, s.params.min_cohort), (7, 5, 3));
+    assert_eq!(
+        (s.params.size, s.params.threshold, s.params.min_cohort),
+        (7, 5, 3)
+    );
     assert_eq!(s.deadlines.shares_ms, 30_000);
     assert_eq!(s.params.question_ids(), ["height", "weight", "smoker"]);
     assert_eq!(s.params.vector_len(), s.params.layout().unwrap().len());
@@ -829,12 +836,18 @@ fn study_json_form() {
         serde_json::from_str(&serde_json::to_string(&s.params).unwrap()).unwrap();
     assert_eq!(back, s.params);
     // A one-question study's parameters serialize without `questions`, as before.
-    assert!(!serde_json::to_string(&spec(3, 3, 3).params).unwrap().contains("questions"));
+    assert!(
+        !serde_json::to_string(&spec(3, 3, 3).params)
+            .unwrap()
+            .contains("questions")
+    );
 
     let with = |extra: &str| SURVEY.replacen("\"size\":7,", &format!("\"size\":7,{extra}"), 1);
     assert_eq!(
         StudySpec::from_json(&with(r#""colour":"blue","#)),
-        Err(StudyError::UnknownField { key: "colour".into() })
+        Err(StudyError::UnknownField {
+            key: "colour".into()
+        })
     );
     assert_eq!(
         StudySpec::from_json(&with(r#""size":8,"#)),
@@ -846,18 +859,25 @@ fn study_json_form() {
     );
     assert!(matches!(
         StudySpec::from_json(&with(r#""threshold":"five","#)),
-        Err(StudyError::BadField { key: "threshold", .. })
+        Err(StudyError::BadField {
+            key: "threshold",
+            ..
+        })
     ));
     assert!(matches!(
         StudySpec::from_json(r#"{"id":"a","size":"five"}"#),
         Err(StudyError::BadField { key: "size", .. })
     ));
-    let e = StudySpec::from_json(&SURVEY.replace(r#""id":"weight""#, r#""id":"height""#))
-        .unwrap_err();
+    let e =
+        StudySpec::from_json(&SURVEY.replace(r#""id":"weight""#, r#""id":"height""#)).unwrap_err();
     assert!(e.to_string().contains("\"height\""), "{e}");
     assert!(matches!(
         e,
-        StudyError::Questionnaire(QuestionnaireError::Question { index: 1, key: "id", .. })
+        StudyError::Questionnaire(QuestionnaireError::Question {
+            index: 1,
+            key: "id",
+            ..
+        })
     ));
     let e = StudySpec::from_json(&SURVEY.replace(r#""buckets":10"#, r#""buckets":10,"colour":1"#))
         .unwrap_err();
@@ -871,7 +891,9 @@ fn study_json_form() {
     ));
     assert!(matches!(
         StudySpec::from_json(r#"{"id":"a","questions":[]}"#),
-        Err(StudyError::Questionnaire(QuestionnaireError::QuestionCount { got: 0, .. }))
+        Err(StudyError::Questionnaire(
+            QuestionnaireError::QuestionCount { got: 0, .. }
+        ))
     ));
 }
 
@@ -879,8 +901,10 @@ fn study_json_form() {
 /// the error names the question (or the pair) responsible.
 #[test]
 fn overflowing_studies_are_refused_naming_the_question() {
-    let big = r#"{"id":"big","kind":"number","text":"","min":0,"max":1000000,"decimals":3,"buckets":2}"#;
-    let small = r#"{"id":"small","kind":"number","text":"","min":0,"max":10,"decimals":0,"buckets":2}"#;
+    let big =
+        r#"{"id":"big","kind":"number","text":"","min":0,"max":1000000,"decimals":3,"buckets":2}"#;
+    let small =
+        r#"{"id":"small","kind":"number","text":"","min":0,"max":10,"decimals":0,"buckets":2}"#;
     let study = |size: u32, qs: &str| {
         StudySpec::from_json(&format!(r#"{{"id":"s","size":{size},"questions":[{qs}]}}"#))
     };
@@ -901,7 +925,9 @@ fn overflowing_studies_are_refused_naming_the_question() {
         .collect();
     assert!(matches!(
         study(3, &long.join(",")),
-        Err(StudyError::Questionnaire(QuestionnaireError::TooLong { .. }))
+        Err(StudyError::Questionnaire(
+            QuestionnaireError::TooLong { .. }
+        ))
     ));
 }
 
@@ -935,8 +961,15 @@ fn patient_checks_answers_before_joining() {
     join(args(&["height=170"], &["weight", "smoker"]), &mut rng).unwrap();
     // A one-question study keeps its value errors.
     assert_eq!(
-        Patient::new(0, "sim", "300.1".parse().unwrap(), Some(spec_params()), None, &mut rng)
-            .map(|_| ()),
+        Patient::new(
+            0,
+            "sim",
+            "300.1".parse().unwrap(),
+            Some(spec_params()),
+            None,
+            &mut rng
+        )
+        .map(|_| ()),
         Err(ProtocolError::Value(ValueError::OutOfRange))
     );
 }
