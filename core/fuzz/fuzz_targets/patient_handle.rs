@@ -355,21 +355,27 @@ fuzz_target!(|input: Input| {
                     (RoundSel::Any(x), _) => *x,
                 };
                 let mean = if mean.is_finite() { *mean } else { 0.0 };
+                let statistics = Statistics {
+                    count: *count,
+                    sum: mean,
+                    mean,
+                    stddev: 0.0,
+                    histogram: vec![*count],
+                };
                 Some(RelayToPatient::Result(RoundResult {
                     v: PROTOCOL_VERSION,
                     study: "f".into(),
                     round,
-                    statistics: Statistics {
-                        count: *count,
-                        sum: mean,
-                        mean,
-                        stddev: 0.0,
-                        histogram: vec![*count],
-                    },
+                    questionnaire:
+                        cohort_core::questionnaire::QuestionnaireResult::from_statistics(
+                            &statistics,
+                        ),
+                    statistics: Some(statistics),
                     roster_size: 3,
                     contributors: vec![1, 2, 3],
                     partial_sums: 3,
                     safety_code: serde_json::from_str("\"0000 0000 0000\"").unwrap(),
+                    partials: Vec::new(),
                 }))
             }
             Op::Abandoned { round, reason } => {
