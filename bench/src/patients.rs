@@ -115,7 +115,12 @@ impl Expected {
 
     /// Checks a round's result: every patient counted, the exact sum, the full roster.
     pub fn check(&self, r: &RoundResult) -> Result<(), String> {
-        let s = &r.statistics;
+        let Some(s) = &r.statistics else {
+            return Err(format!(
+                "round {}: no one-question statistics in the result",
+                r.round
+            ));
+        };
         let sum_ok = (s.sum - self.sum).abs() <= 1e-6 * self.sum.abs().max(1.0);
         if s.count != self.n as u64
             || !sum_ok

@@ -6,7 +6,7 @@
 use thiserror::Error;
 
 /// A study's parameters are unacceptable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum StudyError {
     /// The id is empty, longer than 64 bytes, or has characters other than `a-z 0-9 - _`.
@@ -53,7 +53,9 @@ pub enum StudyError {
     )]
     WouldOverflow,
     /// `size × vector length` would make share frames too large.
-    #[error("cohort size times (buckets + 3) is too large for one round")]
+    #[error(
+        "cohort size times the vector length (buckets + 3 for one number) is too large for one round"
+    )]
     TooLarge,
     /// The invite code is empty, too long or has control characters.
     #[error("invite code must be 1-128 bytes without control characters")]
@@ -66,6 +68,43 @@ pub enum StudyError {
     /// A `--study` spec has an unknown key.
     #[error("unknown key in study spec")]
     UnknownKey,
+    /// The questionnaire is unacceptable (names the question and the key).
+    #[error("{0}")]
+    Questionnaire(#[from] QuestionnaireError),
+    /// The JSON form of a study is not a JSON object.
+    #[error("study JSON must be one object (line {line}, column {column})")]
+    NotAnObject {
+        /// Line of the problem (1-based).
+        line: usize,
+        /// Column of the problem (1-based).
+        column: usize,
+    },
+    /// The JSON form of a study has a key it does not know.
+    #[error("unknown key `{key}` in study JSON")]
+    UnknownField {
+        /// The key.
+        key: alloc::string::String,
+    },
+    /// The JSON form of a study gives a key twice.
+    #[error("key `{key}` is given twice in study JSON")]
+    DuplicateField {
+        /// The key.
+        key: alloc::string::String,
+    },
+    /// A key of the JSON form of a study has a value of the wrong type or out of range.
+    #[error("`{key}` in study JSON: {reason}")]
+    BadField {
+        /// The key.
+        key: &'static str,
+        /// What is wrong (the parser's message; study parameters are public).
+        reason: alloc::string::String,
+    },
+    /// The JSON form of a study mixes `questions` with single-question keys.
+    #[error("`{key}` is a single-question key: with `questions`, give it per question")]
+    MixedForms {
+        /// The single-question key.
+        key: &'static str,
+    },
 }
 
 /// A patient's value is unacceptable for a study. Never names the value.
@@ -362,6 +401,13 @@ pub enum ProtocolError {
     /// The value does not fit the study.
     #[error("value rejected: {0}")]
     Value(#[from] ValueError),
+    /// The patient's answers do not fit the study's questionnaire.
+    #[error("answers rejected: {0}")]
+    Answer(#[from] AnswerError),
+    /// The study's parameters (from the relay) are unusable: e.g. a questionnaire that does not
+    /// lay out.
+    #[error("study rejected: {0}")]
+    Study(#[from] StudyError),
     /// A message could not be decoded.
     #[error("undecodable message: {0}")]
     Decode(#[from] DecodeError),

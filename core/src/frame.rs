@@ -39,15 +39,20 @@ pub const HEADER_LEN: usize = 8;
 pub const MAX_ENTRIES: u32 = crate::study::MAX_COHORT;
 
 /// Largest sealed share a frame may carry: a Shamir share of the longest statistics vector
-/// (`MAX_BUCKETS + 3` elements of 8 bytes) plus the AEAD tag.
+/// ([`crate::layout::MAX_VECTOR_LEN`] elements of 8 bytes) plus the AEAD tag. (An additive
+/// share is a 32-byte seed, except one full vector.)
 pub const MAX_SEALED_LEN: u32 =
-    ((crate::study::MAX_BUCKETS as usize + 3) * 8 + crate::envelope::TAG_LEN) as u32;
+    (crate::layout::MAX_VECTOR_LEN * 8 + crate::envelope::TAG_LEN) as u32;
 
-/// Largest JSON part of a `result` frame.
-pub const MAX_RESULT_JSON: u32 = 64 * 1024;
+/// Largest JSON part of a `result` frame. A questionnaire's result costs at most about 320 bytes
+/// of JSON per two vector entries (an option × number mean with 64-byte ids and label), and at
+/// most 496 pairs of about 310 bytes: under 0.8 MB for the longest vector. With the partial
+/// sums (at most `size × vector length` ≤ 2^18 elements) the frame stays below the 4 MiB
+/// message limit.
+pub const MAX_RESULT_JSON: u32 = 1024 * 1024;
 
 /// Longest vector a frame may carry (a partial sum, or each partial sum of a result).
-pub const MAX_VECTOR: u32 = 4096;
+pub const MAX_VECTOR: u32 = crate::layout::MAX_VECTOR_LEN as u32;
 
 /// Which bulk message a binary frame carries (its byte 3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

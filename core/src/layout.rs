@@ -157,6 +157,35 @@ pub struct ByOptionSlot {
     pub at: usize,
 }
 
+/// The length of the vector of `questions` (counted as [`Layout::new`] lays it out, without
+/// building it or checking the questions; the count may exceed [`MAX_VECTOR_LEN`]).
+pub fn vector_len(questions: &[Question]) -> usize {
+    let mut numbers = 0usize;
+    let mut optional_numbers = 0usize;
+    let mut len = 1usize;
+    for q in questions {
+        len += usize::from(q.optional);
+        match &q.kind {
+            QuestionKind::Number(n) => {
+                len += 2 + usize::from(n.buckets);
+                numbers += 1;
+                optional_numbers += usize::from(q.optional);
+            }
+            QuestionKind::Choice(c) => len += c.options.len(),
+        }
+    }
+    let required = numbers - optional_numbers;
+    let pairs = numbers * numbers.saturating_sub(1) / 2;
+    let required_pairs = required * required.saturating_sub(1) / 2;
+    len += required_pairs + 6 * (pairs - required_pairs);
+    let options: usize = questions
+        .iter()
+        .filter_map(|q| q.as_choice())
+        .map(|c| c.options.len())
+        .sum();
+    len + 2 * options * numbers
+}
+
 /// The vector layout of a checked questionnaire for a cohort size.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
@@ -312,6 +341,7 @@ impl Layout {
                 });
             }
         }
+        debug_assert_eq!(vector_len(questions), layout.len());
         Ok(layout)
     }
 

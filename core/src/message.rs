@@ -12,6 +12,7 @@ use crate::envelope::PublicKey;
 use crate::error::{DecodeError, ErrorCode, ProtocolError};
 use crate::field::Fe;
 use crate::frame::{self, Decoded, FrameError, ShareList};
+use crate::questionnaire::QuestionnaireResult;
 use crate::roster::{Roster, SafetyCode};
 use crate::study::StudyParams;
 
@@ -182,8 +183,13 @@ pub struct RoundResult {
     pub study: String,
     /// Round id.
     pub round: u64,
-    /// The revealed statistics.
-    pub statistics: Statistics,
+    /// The revealed statistics of a one-question study (the single-question fields of
+    /// [`crate::study::StudyParams`]); absent for a study with `questions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistics: Option<Statistics>,
+    /// The revealed result of the questionnaire (for a one-question study: its one question
+    /// `value`).
+    pub questionnaire: QuestionnaireResult,
     /// Roster size.
     pub roster_size: u32,
     /// Roster indices whose values are in the statistics.

@@ -106,6 +106,7 @@ impl NumberQuestion {
             threshold: size,
             min_cohort: size,
             colluders: 0,
+            questions: Vec::new(),
         }
     }
 }

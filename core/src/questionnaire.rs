@@ -173,6 +173,29 @@ pub struct QuestionnaireResult {
     pub by_option: Vec<ByOptionStats>,
 }
 
+impl QuestionnaireResult {
+    /// The result of a one-question study (its one question
+    /// [`crate::question::SINGLE_QUESTION_ID`]) whose single-number statistics are `s`: what
+    /// [`Layout::decode`] gives for the aggregate that [`crate::encoding::decode`] decodes to `s`.
+    pub fn from_statistics(s: &crate::encoding::Statistics) -> QuestionnaireResult {
+        QuestionnaireResult {
+            count: s.count,
+            questions: Ordered(alloc::vec![(
+                String::from(crate::question::SINGLE_QUESTION_ID),
+                QuestionStats::Number(NumberStats {
+                    count: s.count,
+                    sum: s.sum,
+                    mean: (s.count > 0).then_some(s.mean),
+                    stddev: (s.count > 0).then_some(s.stddev),
+                    histogram: s.histogram.clone(),
+                }),
+            )]),
+            pairs: Vec::new(),
+            by_option: Vec::new(),
+        }
+    }
+}
+
 /// `10^decimals` as `f64`.
 fn scale(q: &NumberQuestion) -> f64 {
     libm::pow(10.0, f64::from(q.decimals))

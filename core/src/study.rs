@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::decimal::Decimal;
 use crate::error::StudyError;
 use crate::field::MODULUS;
+use crate::layout::{Layout, vector_len};
+use crate::question::{Question, SINGLE_QUESTION_ID};
 
 /// Largest cohort a study may ask for.
 pub const MAX_COHORT: u32 = 10_000;
@@ -18,13 +20,17 @@ pub const MAX_COHORT: u32 = 10_000;
 pub const MAX_BUCKETS: u16 = 1_000;
 /// Most fractional digits a study may ask for.
 pub const MAX_DECIMALS: u8 = 6;
-/// Largest `size × (buckets + 3)`: bounds the share frames of a round.
+/// Largest `size × vector length`: bounds the share frames of a round.
 pub const MAX_SIZE_TIMES_VECTOR: usize = 1 << 18;
 /// Longest study id, question or unit, in bytes.
 pub const MAX_TEXT: usize = 200;
 
 /// The public parameters of a study. Every patient in a round checks that the roster carries
 /// exactly the parameters it joined, and the safety code covers all of them.
+///
+/// With `questions` empty (the default, and absent from the JSON form) the study is the one
+/// number question described by `question`, `unit`, `min`, `max`, `decimals` and `buckets`.
+/// With `questions` set, those single-question fields are unused (and not checked).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StudyParams {
@@ -56,6 +62,11 @@ pub struct StudyParams {
     /// set only. Each colluder allowed for costs one tolerated dropout.
     #[serde(default)]
     pub colluders: u32,
+    /// The questionnaire (1 to [`crate::question::MAX_QUESTIONS`] questions); empty for a
+    /// one-question study given by the single-question fields. Omitted from JSON when empty, so
+    /// one-question studies serialize (and hash into the safety code) as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub questions: Vec<Question>,
 }
 
 /// The collusion rule every patient checks on a roster of `n` with threshold `t`: 2t > n + c.
@@ -78,7 +89,40 @@ impl StudyParams {
             threshold: 3,
             min_cohort: 3,
             colluders: 0,
+            questions: Vec::new(),
         }
+    }
+
+    /// Whether this is a one-question study given by the single-question fields (`questions`
+    /// empty): its result also carries the single-number [`crate::encoding::Statistics`].
+    pub fn is_single(&self) -> bool {
+        self.questions.is_empty()
+    }
+
+    /// The study's questions in order: `questions`, or the one question
+    /// [`Question::from_params`] (id [`SINGLE_QUESTION_ID`]) for a one-question study.
+    pub fn question_list(&self) -> Vec<Question> {
+        if self.is_single() {
+            alloc::vec![Question::from_params(self)]
+        } else {
+            self.questions.clone()
+        }
+    }
+
+    /// The ids of the study's questions, in order.
+    pub fn question_ids(&self) -> Vec<&str> {
+        if self.is_single() {
+            alloc::vec![SINGLE_QUESTION_ID]
+        } else {
+            self.questions.iter().map(|q| q.id.as_str()).collect()
+        }
+    }
+
+    /// The vector layout of the study's questionnaire for its cohort size. Refuses (naming the
+    /// question) what [`Layout::new`] refuses: bad questions, a vector longer than
+    /// [`crate::layout::MAX_VECTOR_LEN`], an entry whose sum could overflow the field.
+    pub fn layout(&self) -> Result<Layout, StudyError> {
+        Ok(Layout::new(&self.question_list(), self.size)?)
     }
 
     /// Checks every parameter, including that no aggregate can wrap the field.
@@ -92,6 +136,40 @@ impl StudyParams {
         if !id_ok {
             return Err(StudyError::BadId);
         }
+        if self.is_single() {
+            self.validate_single()?;
+        }
+        if self.size < 2 || self.size > MAX_COHORT {
+            return Err(StudyError::BadSize { max: MAX_COHORT });
+        }
+        if self.threshold < 2 || self.threshold > self.size {
+            return Err(StudyError::BadThreshold);
+        }
+        if self.colluders >= self.threshold
+            || !collusion_rule_holds(self.size, self.threshold, self.colluders)
+        {
+            return Err(StudyError::BreaksCollusionRule);
+        }
+        if self.min_cohort < 2 || self.min_cohort > self.size {
+            return Err(StudyError::BadMinCohort);
+        }
+        if !self.is_single() {
+            self.layout()?;
+        }
+        if self.size as usize * self.vector_len() > MAX_SIZE_TIMES_VECTOR {
+            return Err(StudyError::TooLarge);
+        }
+        if self.is_single() {
+            let range = u128::from(self.range_scaled());
+            if u128::from(self.size) * range * range >= u128::from(MODULUS) {
+                return Err(StudyError::WouldOverflow);
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks of the single-question fields (one-question studies only).
+    fn validate_single(&self) -> Result<(), StudyError> {
         if self.question.len() > MAX_TEXT
             || self.unit.len() > MAX_TEXT
             || self.question.chars().any(char::is_control)
@@ -116,27 +194,6 @@ impl StudyParams {
         if self.buckets == 0 || self.buckets > MAX_BUCKETS {
             return Err(StudyError::BadBuckets { max: MAX_BUCKETS });
         }
-        if self.size < 2 || self.size > MAX_COHORT {
-            return Err(StudyError::BadSize { max: MAX_COHORT });
-        }
-        if self.threshold < 2 || self.threshold > self.size {
-            return Err(StudyError::BadThreshold);
-        }
-        if self.colluders >= self.threshold
-            || !collusion_rule_holds(self.size, self.threshold, self.colluders)
-        {
-            return Err(StudyError::BreaksCollusionRule);
-        }
-        if self.min_cohort < 2 || self.min_cohort > self.size {
-            return Err(StudyError::BadMinCohort);
-        }
-        if self.size as usize * self.vector_len() > MAX_SIZE_TIMES_VECTOR {
-            return Err(StudyError::TooLarge);
-        }
-        let range = (hi - lo) as u128;
-        if u128::from(self.size) * range * range >= u128::from(MODULUS) {
-            return Err(StudyError::WouldOverflow);
-        }
         Ok(())
     }
 
@@ -147,9 +204,14 @@ impl StudyParams {
         hi.saturating_sub(lo).max(1) as u64
     }
 
-    /// Length of the statistics vector: `[1, x, x², bucket…]`.
+    /// Length of the statistics vector: the layout's ([`crate::layout`]); `[1, x, x², bucket…]`
+    /// for a one-question study. Computed without building the layout.
     pub fn vector_len(&self) -> usize {
-        3 + usize::from(self.buckets)
+        if self.is_single() {
+            3 + usize::from(self.buckets)
+        } else {
+            vector_len(&self.questions)
+        }
     }
 
     /// The threshold used by a round whose roster has `n` members.
@@ -274,6 +336,178 @@ impl FromStr for StudySpec {
         }
         p.threshold = threshold.unwrap_or(p.size);
         p.min_cohort = min_cohort.unwrap_or(p.size.min(3));
+        let spec = StudySpec {
+            params: p,
+            deadlines,
+            invite,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+/// The keys of a study's JSON form other than `questions`, with what they set.
+const JSON_KEYS: &[&str] = &[
+    "id",
+    "size",
+    "threshold",
+    "min_cohort",
+    "colluders",
+    "enrol_s",
+    "shares_s",
+    "partials_s",
+    "invite",
+    "questions",
+    "question",
+    "unit",
+    "min",
+    "max",
+    "decimals",
+    "buckets",
+];
+
+/// The single-question keys, refused next to `questions`.
+const SINGLE_KEYS: &[&str] = &["question", "unit", "min", "max", "decimals", "buckets"];
+
+/// A JSON object's entries in document order, duplicates kept (so they can be refused).
+struct Entries(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Entries, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Entries;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Entries, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = m.next_entry::<String, serde_json::Value>()? {
+                    out.push(entry);
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl StudySpec {
+    /// Reads the JSON form of a study (`--study-file`, `POST /api/studies`):
+    ///
+    /// ```json
+    /// {"id": "survey", "size": 5, "threshold": 5, "min_cohort": 3,
+    ///  "questions": [{"id": "height", "kind": "number", "text": "How tall are you?",
+    ///                 "unit": "cm", "min": 100, "max": 230, "decimals": 1, "buckets": 13},
+    ///                {"id": "smoker", "kind": "choice", "text": "Do you smoke?",
+    ///                 "options": ["no", "yes", "used to"], "optional": true}],
+    ///  "shares_s": 60, "partials_s": 60, "enrol_s": 120, "invite": "code", "colluders": 0}
+    /// ```
+    ///
+    /// The keys and defaults are those of the `--study` flag form ([`FromStr`]) plus
+    /// `questions` (the questions' JSON form, [`crate::question`]). Without `questions`, the
+    /// single-question keys (`question`, `unit`, `min`, `max`, `decimals`, `buckets`) describe a
+    /// one-question study as in the flag form; with it, they are refused. Unknown and repeated
+    /// keys are refused naming the key, a value of the wrong type naming its key, and the
+    /// whole study is then validated ([`StudySpec::validate`]: a bad question or an overflowing
+    /// layout names the question).
+    pub fn from_json(json: &str) -> Result<StudySpec, StudyError> {
+        let entries: Entries = serde_json::from_str(json).map_err(|e| StudyError::NotAnObject {
+            line: e.line(),
+            column: e.column(),
+        })?;
+        let mut p = StudyParams::demo();
+        p.id = String::new();
+        let mut deadlines = Deadlines::default();
+        let mut invite = None;
+        let mut threshold = None;
+        let mut min_cohort = None;
+        let mut single_key = None;
+        for (i, (k, v)) in entries.0.iter().enumerate() {
+            let Some(&key) = JSON_KEYS.iter().find(|&&known| known == k) else {
+                return Err(StudyError::UnknownField { key: k.clone() });
+            };
+            if entries.0[..i].iter().any(|(prev, _)| prev == k) {
+                return Err(StudyError::DuplicateField { key: k.clone() });
+            }
+            if SINGLE_KEYS.contains(&key) {
+                single_key = single_key.or(Some(key));
+            }
+            let bad = |reason: &str| StudyError::BadField {
+                key,
+                reason: reason.to_string(),
+            };
+            let text = || {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| bad("must be a string"))
+            };
+            let int = || {
+                v.as_u64()
+                    .ok_or_else(|| bad("must be a non-negative integer"))
+            };
+            let small = |max: u64| {
+                int().and_then(|x| {
+                    if x > max {
+                        Err(bad("is too large"))
+                    } else {
+                        Ok(x)
+                    }
+                })
+            };
+            let secs = || int().map(|s| s.saturating_mul(1000));
+            let decimal = || -> Result<Decimal, StudyError> {
+                let t = match v {
+                    serde_json::Value::String(t) => t.clone(),
+                    serde_json::Value::Number(n) => n.to_string(),
+                    _ => return Err(bad("must be a decimal number")),
+                };
+                t.parse().map_err(|_| bad("must be a decimal number"))
+            };
+            match key {
+                "id" => p.id = text()?,
+                "size" => p.size = small(u64::from(u32::MAX))? as u32,
+                "threshold" => threshold = Some(small(u64::from(u32::MAX))? as u32),
+                "min_cohort" => min_cohort = Some(small(u64::from(u32::MAX))? as u32),
+                "colluders" => p.colluders = small(u64::from(u32::MAX))? as u32,
+                "enrol_s" => deadlines.enrol_ms = Some(secs()?),
+                "shares_s" => deadlines.shares_ms = secs()?,
+                "partials_s" => deadlines.partials_ms = secs()?,
+                "invite" => invite = Some(text()?),
+                "questions" => {
+                    p.questions =
+                        Vec::<Question>::deserialize(v).map_err(|e| bad(&alloc::format!("{e}")))?;
+                    if p.questions.is_empty() {
+                        return Err(StudyError::Questionnaire(
+                            crate::error::QuestionnaireError::QuestionCount {
+                                got: 0,
+                                max: crate::question::MAX_QUESTIONS,
+                            },
+                        ));
+                    }
+                }
+                "question" => p.question = text()?,
+                "unit" => p.unit = text()?,
+                "min" => p.min = decimal()?,
+                "max" => p.max = decimal()?,
+                "decimals" => p.decimals = small(u64::from(u8::MAX))? as u8,
+                "buckets" => p.buckets = small(u64::from(u16::MAX))? as u16,
+                _ => return Err(StudyError::UnknownField { key: k.clone() }),
+            }
+        }
+        if let Some(key) = single_key.filter(|_| !p.questions.is_empty()) {
+            return Err(StudyError::MixedForms { key });
+        }
+        p.threshold = threshold.unwrap_or(p.size);
+        p.min_cohort = min_cohort.unwrap_or(p.size.min(3));
+        if !p.questions.is_empty() {
+            // Unused with `questions`; fixed so that two hospitals agree on the parameters.
+            p.question = String::new();
+            p.unit = String::new();
+        }
         let spec = StudySpec {
             params: p,
             deadlines,

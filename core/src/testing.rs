@@ -16,6 +16,7 @@ use alloc::vec::Vec;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 
+use crate::answer::Answers;
 use crate::decimal::Decimal;
 use crate::frame::ShareList;
 use crate::message::{
@@ -309,16 +310,27 @@ pub fn run_round(
     behaviour: &[Behaviour],
     seed: u64,
 ) -> Outcome {
-    assert_eq!(values.len(), behaviour.len());
+    let answers: Vec<Answers> = values.iter().map(|v| Answers::single(*v)).collect();
+    run_round_answers(spec, &answers, behaviour, seed)
+}
+
+/// [`run_round`] for a questionnaire: each core patient joins with its [`Answers`].
+pub fn run_round_answers(
+    spec: &StudySpec,
+    answers: &[Answers],
+    behaviour: &[Behaviour],
+    seed: u64,
+) -> Outcome {
+    assert_eq!(answers.len(), behaviour.len());
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let hospital = Hospital::new(spec.clone(), 1).expect("valid spec");
-    let patients: Vec<Patient> = values
+    let patients: Vec<Patient> = answers
         .iter()
-        .map(|v| {
-            Patient::new(
+        .map(|a| {
+            Patient::with_answers(
                 0,
                 &spec.params.id,
-                *v,
+                a.clone(),
                 Some(spec.params.clone()),
                 spec.invite.clone(),
                 &mut rng,
@@ -377,23 +389,24 @@ pub fn assert_exact(r: &RoundResult, included: &[Decimal]) {
     let n = xs.len() as f64;
     let mean = xs.iter().sum::<f64>() / n;
     let sd = libm::sqrt(xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n);
-    assert_eq!(r.statistics.count, included.len() as u64);
-    assert!(libm::fabs(r.statistics.mean - mean) < 1e-9, "mean");
-    assert!(libm::fabs(r.statistics.stddev - sd) < 1e-6, "stddev");
+    let s = r
+        .statistics
+        .as_ref()
+        .expect("a one-question study's statistics");
+    assert_eq!(s.count, included.len() as u64);
+    assert!(libm::fabs(s.mean - mean) < 1e-9, "mean");
+    assert!(libm::fabs(s.stddev - sd) < 1e-6, "stddev");
     let sum: i64 = included
         .iter()
         .map(|v| v.to_scaled(1).expect("1 decimal"))
         .sum();
-    assert!(
-        libm::fabs(r.statistics.sum - sum as f64 / 10.0) < 1e-6,
-        "sum"
-    );
+    assert!(libm::fabs(s.sum - sum as f64 / 10.0) < 1e-6, "sum");
     let mut hist = vec![0u64; 10];
     for v in included {
         let x = v.to_scaled(1).expect("1 decimal") as usize;
         hist[(x * 10 / 3000).min(9)] += 1;
     }
-    assert_eq!(r.statistics.histogram, hist);
+    assert_eq!(s.histogram, hist);
 }
 
 /// Runs a round of [`spec`]`(n, t, min(3, n))` over [`values`]`(n, seed)` and checks it: every

@@ -206,11 +206,13 @@ impl Round {
             .map(|p| (p.from, p.sum.as_slice()))
             .collect();
         let roster = self.roster();
+        let decoded = aggregate(&roster, set, &points).expect("honest aggregate");
         RoundResult {
             v: PROTOCOL_VERSION,
             study: self.params.id.clone(),
             round: ROUND,
-            statistics: aggregate(&roster, set, &points).expect("honest aggregate"),
+            statistics: decoded.statistics,
+            questionnaire: decoded.questionnaire,
             roster_size: self.n(),
             contributors: set.to_vec(),
             partial_sums: partials.len() as u32,
@@ -257,8 +259,9 @@ fn hostile_baseline_honest_round_is_checked_on_every_device() {
         let PatientEvent::Completed(c) = &evs[1] else {
             panic!("completed expected")
         };
-        assert_eq!(c.statistics.count, 5);
-        assert_eq!(c.statistics.sum, 850.5);
+        let s = c.statistics.as_ref().expect("one-question statistics");
+        assert_eq!(s.count, 5);
+        assert_eq!(s.sum, 850.5);
     }
 }
 
@@ -576,7 +579,15 @@ fn hostile_lying_result() {
     let mut lies: Vec<(RoundResult, ProtocolError)> = Vec::new();
     // Other statistics than the partial sums give.
     let mut l = honest.clone();
-    l.statistics.mean += 1.0;
+    l.statistics.as_mut().expect("one question").mean += 1.0;
+    lies.push((l, ProtocolError::LyingResult));
+    // Another questionnaire result than the partial sums give.
+    let mut l = honest.clone();
+    l.questionnaire.count += 1;
+    lies.push((l, ProtocolError::LyingResult));
+    // No one-question statistics at all.
+    let mut l = honest.clone();
+    l.statistics = None;
     lies.push((l, ProtocolError::LyingResult));
     // A forged partial sum (more than t: it is not on the polynomial through the others).
     let mut l = honest.clone();

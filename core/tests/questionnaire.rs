@@ -671,3 +671,311 @@ fn corrupted_aggregates_never_panic() {
     // Changing an entry by zero (e.g. a histogram bucket already 0 set to 0) keeps it valid.
     assert!(accepted > 0);
 }
+
+// ---- Questionnaire studies through the whole protocol (simulated network) ----
+
+use cohort_core::error::{ProtocolError, QuestionnaireError, StudyError};
+use cohort_core::protocol::{HospitalEvent, Patient};
+use cohort_core::testing::{Behaviour, assert_exact, run_round, run_round_answers, spec, values};
+
+/// Number, optional number and optional choice, as a study file would give them.
+const SURVEY: &str = r#"{"id":"survey","size":7,"threshold":5,"min_cohort":3,"shares_s":30,
+  "questions":[
+    {"id":"height","kind":"number","text":"How tall are you?","unit":"cm","min":100,"max":230,"decimals":1,"buckets":13},
+    {"id":"weight","kind":"number","text":"Weight?","unit":"kg","min":30,"max":200,"decimals":0,"buckets":10,"optional":true},
+    {"id":"smoker","kind":"choice","text":"Do you smoke?","options":["no","yes","used to"],"optional":true}]}"#;
+
+/// Runs a questionnaire round of `spec` with these answers, every patient honest, and checks that
+/// the hospital's and every patient's result are one and the same and equal the statistics of
+/// the plain answers. Returns that result.
+fn protocol_round(
+    spec: &StudySpec,
+    answers: &[Answers],
+    plain: &[Vec<Plain>],
+    seed: u64,
+) -> QuestionnaireResult {
+    let n = answers.len();
+    let out = run_round_answers(spec, answers, &vec![Behaviour::Honest; n], seed);
+    let first = out.results[0].clone().expect("round completed");
+    assert_eq!(first.statistics.is_some(), spec.params.is_single());
+    for r in &out.results {
+        assert_eq!(
+            r.as_ref(),
+            Some(&first),
+            "every patient sees the same result"
+        );
+    }
+    let hospital = out
+        .events
+        .iter()
+        .find_map(|e| match e {
+            HospitalEvent::Completed(o) => Some(o.clone()),
+            _ => None,
+        })
+        .expect("the hospital completed the round");
+    assert_eq!(hospital.questionnaire, first.questionnaire);
+    assert_eq!(hospital.statistics, first.statistics);
+    check_against_plain(&spec.params.question_list(), plain, &first.questionnaire);
+    first.questionnaire
+}
+
+fn survey_answers() -> (Vec<Answers>, Vec<Vec<Plain>>) {
+    let rows: [(&[&str], &[&str]); 7] = [
+        (&["height=160", "weight=55", "smoker=no"], &[]),
+        (&["height=172.5", "weight=80", "smoker=yes"], &[]),
+        (&["height=181.3", "smoker=used to"], &["weight"]),
+        (&["height=165.2", "weight=61"], &["smoker"]),
+        (&["height=190.0", "weight=95", "smoker=yes"], &[]),
+        (&["height=100", "weight=200"], &[]),
+        (&["height=230"], &["weight", "smoker"]),
+    ];
+    let spec = StudySpec::from_json(SURVEY).unwrap();
+    let qs = spec.params.question_list();
+    let answers: Vec<Answers> = rows.iter().map(|(a, s)| args(a, s)).collect();
+    let plain = answers
+        .iter()
+        .map(|a| {
+            qs.iter()
+                .map(|q| match (a.get(&q.id), &q.kind) {
+                    (None | Some(Answer::Skip), _) => Plain::Skip,
+                    (Some(Answer::Text(t)), QuestionKind::Number(n)) => {
+                        let d: Decimal = t.parse().unwrap();
+                        let x = (d.to_scaled(n.decimals).unwrap() - n.min_scaled()) as u64;
+                        Plain::Number(x, d.to_f64())
+                    }
+                    (Some(Answer::Text(t)), QuestionKind::Choice(c)) => {
+                        Plain::Choice(c.options.iter().position(|o| o == t).unwrap())
+                    }
+                    _ => unreachable!("answers are text"),
+                })
+                .collect()
+        })
+        .collect();
+    (answers, plain)
+}
+
+/// The survey (number, optional number, optional choice, with skips) over the simulated
+/// network, Shamir (t = 5 of 7) and additive (t = n = 7): hospital and every patient decode
+/// the statistics of the plain answers.
+#[test]
+fn questionnaire_round_shamir_and_additive() {
+    let (answers, plain) = survey_answers();
+    for (threshold, seed) in [(5u32, 11u64), (7, 12)] {
+        let mut spec = StudySpec::from_json(SURVEY).unwrap();
+        spec.params.threshold = threshold;
+        spec.validate().unwrap();
+        let r = protocol_round(&spec, &answers, &plain, seed);
+        assert_eq!(r.count, 7);
+        assert_eq!(number(&r, "weight").count, 5);
+        assert_eq!(choice(&r, "smoker").count, 4);
+        assert_eq!(r.pairs.len(), 1);
+        assert_eq!(r.pairs[0].n, 5);
+        assert_eq!(r.by_option.len(), 6);
+    }
+}
+
+/// Random questionnaires (numbers and choices, some optional, random skips) through whole
+/// rounds, Shamir and additive.
+#[test]
+fn random_questionnaire_rounds_match_plain_statistics() {
+    let mut rng = ChaCha20Rng::seed_from_u64(0x7175_6573_7432); // "quest2"
+    for case in 0..12u64 {
+        // As a study file or the wire gives them (Decimal::new keeps trailing zeros, parsing
+        // drops them, and parameters are compared exactly).
+        let qs: Vec<Question> =
+            serde_json::from_str(&serde_json::to_string(&random_questions(&mut rng)).unwrap())
+                .unwrap();
+        let n = 3 + below(&mut rng, 6) as usize;
+        let t = if case % 2 == 0 { n } else { n / 2 + 1 };
+        let mut spec = spec(n, t, 3);
+        spec.params.questions = qs.clone();
+        spec.validate()
+            .unwrap_or_else(|e| panic!("case {case}: {e}"));
+        let (answers, plain): (Vec<Answers>, Vec<Vec<Plain>>) =
+            (0..n).map(|_| random_answers(&mut rng, &qs)).unzip();
+        protocol_round(&spec, &answers, &plain, 100 + case);
+    }
+}
+
+/// A one-question study's round gives exactly today's statistics, and its questionnaire result
+/// is the same numbers under the question `value`.
+#[test]
+fn one_question_round_is_todays_statistics() {
+    for (n, t, seed) in [(5usize, 3usize, 21u64), (4, 4, 22)] {
+        let spec = spec(n, t, 3);
+        let vals = values(n, seed);
+        let out = run_round(&spec, &vals, &vec![Behaviour::Honest; n], seed);
+        let r = out.results[0].clone().expect("completed");
+        assert_exact(&r, &vals);
+        let s = r.statistics.as_ref().unwrap();
+        assert_eq!(r.questionnaire, QuestionnaireResult::from_statistics(s));
+        assert_eq!(r.questionnaire.questions.0[0].0, SINGLE_QUESTION_ID);
+    }
+    // The JSON form without `questions` is the flag form.
+    let json = StudySpec::from_json(
+        r#"{"id":"sim","size":5,"threshold":3,"min":0,"max":300,"decimals":1,"buckets":10,"min_cohort":3}"#,
+    )
+    .unwrap();
+    assert_eq!(json, spec(5, 3, 3));
+    assert_eq!(json.params.vector_len(), 13);
+}
+
+#[test]
+fn study_json_form() {
+    let s = StudySpec::from_json(SURVEY).unwrap();
+    assert_eq!(s.params.id, "survey");
+    assert_eq!(
+        (s.params.size, s.params.threshold, s.params.min_cohort),
+        (7, 5, 3)
+    );
+    assert_eq!(s.deadlines.shares_ms, 30_000);
+    assert_eq!(s.params.question_ids(), ["height", "weight", "smoker"]);
+    assert_eq!(s.params.vector_len(), s.params.layout().unwrap().len());
+    // The questions survive the wire form of the parameters (welcome, roster).
+    let back: StudyParams =
+        serde_json::from_str(&serde_json::to_string(&s.params).unwrap()).unwrap();
+    assert_eq!(back, s.params);
+    // A one-question study's parameters serialize without `questions`, as before.
+    assert!(
+        !serde_json::to_string(&spec(3, 3, 3).params)
+            .unwrap()
+            .contains("questions")
+    );
+
+    let with = |extra: &str| SURVEY.replacen("\"size\":7,", &format!("\"size\":7,{extra}"), 1);
+    assert_eq!(
+        StudySpec::from_json(&with(r#""colour":"blue","#)),
+        Err(StudyError::UnknownField {
+            key: "colour".into()
+        })
+    );
+    assert_eq!(
+        StudySpec::from_json(&with(r#""size":8,"#)),
+        Err(StudyError::DuplicateField { key: "size".into() })
+    );
+    assert_eq!(
+        StudySpec::from_json(&with(r#""min":3,"#)),
+        Err(StudyError::MixedForms { key: "min" })
+    );
+    assert!(matches!(
+        StudySpec::from_json(&with(r#""threshold":"five","#)),
+        Err(StudyError::BadField {
+            key: "threshold",
+            ..
+        })
+    ));
+    assert!(matches!(
+        StudySpec::from_json(r#"{"id":"a","size":"five"}"#),
+        Err(StudyError::BadField { key: "size", .. })
+    ));
+    let e =
+        StudySpec::from_json(&SURVEY.replace(r#""id":"weight""#, r#""id":"height""#)).unwrap_err();
+    assert!(e.to_string().contains("\"height\""), "{e}");
+    assert!(matches!(
+        e,
+        StudyError::Questionnaire(QuestionnaireError::Question {
+            index: 1,
+            key: "id",
+            ..
+        })
+    ));
+    let e = StudySpec::from_json(&SURVEY.replace(r#""buckets":10"#, r#""buckets":10,"colour":1"#))
+        .unwrap_err();
+    assert!(
+        matches!(&e, StudyError::BadField { key: "questions", reason } if reason.contains("colour")),
+        "{e}"
+    );
+    assert!(matches!(
+        StudySpec::from_json("[1]"),
+        Err(StudyError::NotAnObject { .. })
+    ));
+    assert!(matches!(
+        StudySpec::from_json(r#"{"id":"a","questions":[]}"#),
+        Err(StudyError::Questionnaire(
+            QuestionnaireError::QuestionCount { got: 0, .. }
+        ))
+    ));
+}
+
+/// A study whose layout could overflow the field, or is too long, is refused at creation and
+/// the error names the question (or the pair) responsible.
+#[test]
+fn overflowing_studies_are_refused_naming_the_question() {
+    let big =
+        r#"{"id":"big","kind":"number","text":"","min":0,"max":1000000,"decimals":3,"buckets":2}"#;
+    let small =
+        r#"{"id":"small","kind":"number","text":"","min":0,"max":10,"decimals":0,"buckets":2}"#;
+    let study = |size: u32, qs: &str| {
+        StudySpec::from_json(&format!(r#"{{"id":"s","size":{size},"questions":[{qs}]}}"#))
+    };
+    let e = study(10, &format!("{small},{big}")).unwrap_err();
+    assert_eq!(
+        e,
+        StudyError::Questionnaire(QuestionnaireError::WouldOverflow {
+            question: "big".into()
+        })
+    );
+    assert!(e.to_string().contains("\"big\""), "{e}");
+    // R = 10^9 fits two patients (2·R² < p), alone or with its products with another such range.
+    let big2 = big.replace("\"big\"", "\"big2\"");
+    study(2, &format!("{big},{big2}")).unwrap();
+    // Too long: 5 numbers of 1000 buckets.
+    let long: Vec<String> = (0..5)
+        .map(|i| format!(r#"{{"id":"q{i}","kind":"number","text":"","min":0,"max":10,"decimals":0,"buckets":1000}}"#))
+        .collect();
+    assert!(matches!(
+        study(3, &long.join(",")),
+        Err(StudyError::Questionnaire(
+            QuestionnaireError::TooLong { .. }
+        ))
+    ));
+}
+
+/// Answers are checked against the study before joining when it is known, naming the question.
+#[test]
+fn patient_checks_answers_before_joining() {
+    let spec = StudySpec::from_json(SURVEY).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let join = |a: Answers, rng: &mut ChaCha20Rng| {
+        Patient::with_answers(0, "survey", a, Some(spec.params.clone()), None, rng).map(|_| ())
+    };
+    assert_eq!(
+        join(args(&["weight=70"], &[]), &mut rng),
+        Err(ProtocolError::Answer(AnswerError::Missing {
+            question: "height".into()
+        }))
+    );
+    assert_eq!(
+        join(args(&["height=170", "weight=20"], &[]), &mut rng),
+        Err(ProtocolError::Answer(AnswerError::Value {
+            question: "weight".into(),
+            source: ValueError::OutOfRange
+        }))
+    );
+    assert_eq!(
+        join(args(&["height=170", "smoker=maybe"], &[]), &mut rng),
+        Err(ProtocolError::Answer(AnswerError::UnknownOption {
+            question: "smoker".into()
+        }))
+    );
+    join(args(&["height=170"], &["weight", "smoker"]), &mut rng).unwrap();
+    // A one-question study keeps its value errors.
+    assert_eq!(
+        Patient::new(
+            0,
+            "sim",
+            "300.1".parse().unwrap(),
+            Some(spec_params()),
+            None,
+            &mut rng
+        )
+        .map(|_| ()),
+        Err(ProtocolError::Value(ValueError::OutOfRange))
+    );
+}
+
+fn spec_params() -> StudyParams {
+    let mut p = spec(3, 3, 3).params;
+    p.id = "sim".into();
+    p
+}

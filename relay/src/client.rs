@@ -100,7 +100,7 @@ impl PatientOptions {
 #[derive(Clone, Debug, PartialEq)]
 pub enum PatientOutcome {
     /// The round completed.
-    Completed(RoundResult),
+    Completed(Box<RoundResult>),
     /// The patient left after sending its shares (`drop_after_shares`).
     LeftAfterShares {
         /// Round id.
@@ -424,7 +424,7 @@ async fn run_once(
             let drain = async { while let Some(Ok(_)) = ws.next().await {} };
             let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
             let result = done?;
-            report.outcome = PatientOutcome::Completed(result);
+            report.outcome = PatientOutcome::Completed(Box::new(result));
             return Ok(report);
         }
         let deadline = patient.poll_timeout().map(|t| clock.instant_at(t));

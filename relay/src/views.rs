@@ -3,6 +3,7 @@
 //! Only public data appears here: study parameters, counters, safety codes and revealed
 //! aggregates. Nothing carries a value, a share, a sealed payload, a partial sum or a key.
 
+use cohort_core::encoding::Statistics;
 use cohort_core::message::AbandonReason;
 use cohort_core::protocol::hospital::RoundOutcome;
 use cohort_core::protocol::{RoundStatus, StudyStatus as CoreStatus};
@@ -101,17 +102,31 @@ pub struct ResultRow {
     pub finished_at_ms: u64,
 }
 
+/// The single-number statistics of a round: a one-question study's, or, for a questionnaire
+/// (whose result is `o.questionnaire`, not yet stored or shown by the relay: issue 11), only
+/// its contributor count with zero sums and no histogram.
+pub fn one_question_statistics(o: &RoundOutcome) -> Statistics {
+    o.statistics.clone().unwrap_or_else(|| Statistics {
+        count: o.questionnaire.count,
+        sum: 0.0,
+        mean: 0.0,
+        stddev: 0.0,
+        histogram: Vec::new(),
+    })
+}
+
 impl ResultRow {
     /// Builds the row for a completed round of a study with these parameters.
     pub fn from_outcome(params: &StudyParams, o: &RoundOutcome) -> ResultRow {
+        let s = one_question_statistics(o);
         ResultRow {
             study: o.study.clone(),
             round: o.round,
-            count: o.statistics.count,
-            sum: o.statistics.sum,
-            mean: o.statistics.mean,
-            stddev: o.statistics.stddev,
-            histogram: o.statistics.histogram.clone(),
+            count: s.count,
+            sum: s.sum,
+            mean: s.mean,
+            stddev: s.stddev,
+            histogram: s.histogram,
             bucket_edges: params.bucket_edges(),
             roster_size: o.roster_size,
             threshold: o.threshold,

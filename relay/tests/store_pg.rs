@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use cohort_core::encoding::Statistics;
 use cohort_core::message::AbandonReason;
 use cohort_core::protocol::hospital::RoundOutcome;
+use cohort_core::questionnaire::QuestionnaireResult;
 use cohort_core::study::StudySpec;
 use cohort_relay::store::{LOCAL_OWNER, RoundStart, Store, StoreError};
 use cohort_relay::views::ResultRow;
@@ -31,16 +32,18 @@ fn outcome(study: &str, round: u64) -> RoundOutcome {
         threshold: 3,
         members: vec![],
     };
+    let statistics = Statistics {
+        count: 3,
+        sum: 510.5,
+        mean: 170.16666666666666,
+        stddev: 4.8,
+        histogram: vec![0, 0, 0, 0, 0, 3, 0, 0, 0, 0],
+    };
     RoundOutcome {
         study: study.into(),
         round,
-        statistics: Statistics {
-            count: 3,
-            sum: 510.5,
-            mean: 170.16666666666666,
-            stddev: 4.8,
-            histogram: vec![0, 0, 0, 0, 0, 3, 0, 0, 0, 0],
-        },
+        questionnaire: QuestionnaireResult::from_statistics(&statistics),
+        statistics: Some(statistics),
         roster_size: 3,
         threshold: 3,
         contributors: vec![1, 2, 3],

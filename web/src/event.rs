@@ -70,21 +70,27 @@ pub fn event_json(ev: &PatientEvent) -> Value {
         }),
         // The core emits `Completed` only after it recomputed the result from the published
         // partial sums and checked it (`ResultChecked` comes first); the statistics are its own.
-        PatientEvent::Completed(r) => json!({
-            "kind": "completed",
-            "checkedOnDevice": true,
-            "study": r.study,
-            "round": r.round,
-            "count": r.statistics.count,
-            "sum": r.statistics.sum,
-            "mean": r.statistics.mean,
-            "stddev": r.statistics.stddev,
-            "histogram": r.statistics.histogram,
-            "rosterSize": r.roster_size,
-            "contributors": r.contributors,
-            "partialSums": r.partial_sums,
-            "safetyCode": r.safety_code.as_str(),
-        }),
+        PatientEvent::Completed(r) => {
+            let mut v = json!({
+                "kind": "completed",
+                "checkedOnDevice": true,
+                "study": r.study,
+                "round": r.round,
+                "count": r.questionnaire.count,
+                "rosterSize": r.roster_size,
+                "contributors": r.contributors,
+                "partialSums": r.partial_sums,
+                "safetyCode": r.safety_code.as_str(),
+            });
+            // A one-question study keeps its single-number fields (questionnaire views: issue 11).
+            if let (Some(s), Some(o)) = (&r.statistics, v.as_object_mut()) {
+                o.insert("sum".into(), json!(s.sum));
+                o.insert("mean".into(), json!(s.mean));
+                o.insert("stddev".into(), json!(s.stddev));
+                o.insert("histogram".into(), json!(s.histogram));
+            }
+            v
+        }
         PatientEvent::Abandoned { round, reason } => json!({
             "kind": "abandoned",
             "round": round,

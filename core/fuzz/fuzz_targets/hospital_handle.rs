@@ -285,7 +285,7 @@ fn drain(h: &mut Hospital, seen: &mut Seen) {
                             seen.contributors.as_ref(),
                             "a result over another contributor set than delivered"
                         );
-                        assert_eq!(res.statistics.count, res.contributors.len() as u64);
+                        assert_eq!(res.questionnaire.count, res.contributors.len() as u64);
                     }
                     RelayToPatient::Enrolment(_) | RelayToPatient::Abandoned(_) => {}
                     other => panic!("{} broadcast", other.kind()),

@@ -24,6 +24,7 @@ use cohort_core::message::{
 };
 use cohort_core::protocol::aggregate::aggregate;
 use cohort_core::protocol::{Patient, PatientEvent};
+use cohort_core::questionnaire::QuestionnaireResult;
 use cohort_core::rand_core::SeedableRng;
 use cohort_core::roster::{Member, Roster, SafetyCode};
 use cohort_core::study::{StudyParams, StudySpec};
@@ -246,18 +247,25 @@ fn honest_result(r: &Roster, me: u32, contributors: &[u32], own: &[Fe], value: u
         .iter()
         .map(|p| (p.from, p.sum.as_slice()))
         .collect();
-    let statistics = aggregate(r, contributors, &points).unwrap_or(Statistics {
-        count: 0,
-        sum: 0.0,
-        mean: 0.0,
-        stddev: 0.0,
-        histogram: vec![],
-    });
+    let (statistics, questionnaire) = match aggregate(r, contributors, &points) {
+        Ok(d) => (d.statistics, d.questionnaire),
+        Err(_) => {
+            let s = Statistics {
+                count: 0,
+                sum: 0.0,
+                mean: 0.0,
+                stddev: 0.0,
+                histogram: vec![],
+            };
+            (Some(s.clone()), QuestionnaireResult::from_statistics(&s))
+        }
+    };
     RoundResult {
         v: PROTOCOL_VERSION,
         study: r.study.id.clone(),
         round: r.round,
         statistics,
+        questionnaire,
         roster_size: n,
         contributors: contributors.to_vec(),
         partial_sums: n,
@@ -274,7 +282,11 @@ fn tamper(r: &mut RoundResult, me: u32, t: &Tamper) {
     };
     let n = r.partials.len().max(1);
     match t {
-        Tamper::Statistics => r.statistics.mean += 1.0,
+        Tamper::Statistics => {
+            if let Some(s) = r.statistics.as_mut() {
+                s.mean += 1.0;
+            }
+        }
         Tamper::OwnPartial => {
             if let Some(p) = r.partials.iter_mut().find(|p| p.from == me) {
                 bump(&mut p.sum);
@@ -622,17 +634,19 @@ fuzz_target!(|input: Input| {
                         ResultSel::Honest { value, .. } => (3, f64::from(*value)),
                     };
                     let mean = if mean.is_finite() { mean } else { 0.0 };
+                    let statistics = Statistics {
+                        count,
+                        sum: mean,
+                        mean,
+                        stddev: 0.0,
+                        histogram: vec![count],
+                    };
                     RoundResult {
                         v: PROTOCOL_VERSION,
                         study: "f".into(),
                         round: 0,
-                        statistics: Statistics {
-                            count,
-                            sum: mean,
-                            mean,
-                            stddev: 0.0,
-                            histogram: vec![count],
-                        },
+                        questionnaire: QuestionnaireResult::from_statistics(&statistics),
+                        statistics: Some(statistics),
                         roster_size: 3,
                         contributors: vec![1, 2, 3],
                         partial_sums: 3,

@@ -5,6 +5,7 @@ use alloc::vec::Vec;
 
 use crate::encoding::{Statistics, decode};
 use crate::field::{Fe, batch_inverse};
+use crate::questionnaire::QuestionnaireResult;
 use crate::roster::Roster;
 
 /// Why a set of partial sums does not give a result.
@@ -19,6 +20,16 @@ pub enum AggregateFailure {
     Inconsistent,
 }
 
+/// A round's decoded result: the questionnaire's, and for a one-question study also the
+/// single-number statistics (decoded from the same aggregate vector).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decoded {
+    /// The single-number statistics of a one-question study ([`crate::study::StudyParams::is_single`]).
+    pub statistics: Option<Statistics>,
+    /// The questionnaire's result.
+    pub questionnaire: QuestionnaireResult,
+}
+
 /// Reconstructs and decodes the aggregate of `contributors` from `(index, partial sum)` pairs.
 /// In a Shamir round with more than t partial sums, every one must lie on the polynomial
 /// through the first t (barycentric evaluation, O((k − t)·t·len)); the decoded count must be
@@ -27,7 +38,7 @@ pub fn aggregate(
     roster: &Roster,
     contributors: &[u32],
     partials: &[(u32, &[Fe])],
-) -> Result<Statistics, AggregateFailure> {
+) -> Result<Decoded, AggregateFailure> {
     let scheme = roster.scheme().map_err(|_| AggregateFailure::Malformed)?;
     let t = roster.threshold as usize;
     let len = roster.study.vector_len();
@@ -78,8 +89,27 @@ pub fn aggregate(
             }
         }
     }
-    decode(&roster.study, &total)
+    let count = contributors.len() as u64;
+    let layout = roster
+        .study
+        .layout()
+        .map_err(|_| AggregateFailure::Inconsistent)?;
+    let questionnaire = layout
+        .decode(&total)
         .ok()
-        .filter(|s| s.count == contributors.len() as u64)
-        .ok_or(AggregateFailure::Inconsistent)
+        .filter(|q| q.count == count)
+        .ok_or(AggregateFailure::Inconsistent)?;
+    let statistics = if roster.study.is_single() {
+        let s = decode(&roster.study, &total)
+            .ok()
+            .filter(|s| s.count == count)
+            .ok_or(AggregateFailure::Inconsistent)?;
+        Some(s)
+    } else {
+        None
+    };
+    Ok(Decoded {
+        statistics,
+        questionnaire,
+    })
 }

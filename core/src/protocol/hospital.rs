@@ -31,6 +31,7 @@ use crate::message::{
     PartialSumOf, PatientToRelay, RelayToPatient, Reveal, RosterMsg, RoundResult, Welcome,
 };
 use crate::protocol::aggregate::aggregate;
+use crate::questionnaire::QuestionnaireResult;
 use crate::roster::{Member, Roster, SafetyCode};
 use crate::sharing::Scheme;
 use crate::study::StudySpec;
@@ -84,8 +85,10 @@ pub struct RoundOutcome {
     pub study: String,
     /// Round id.
     pub round: u64,
-    /// Revealed statistics.
-    pub statistics: Statistics,
+    /// Revealed statistics of a one-question study (`None` for a study with `questions`).
+    pub statistics: Option<Statistics>,
+    /// Revealed result of the questionnaire (a one-question study's one question is `value`).
+    pub questionnaire: QuestionnaireResult,
     /// Roster size.
     pub roster_size: u32,
     /// Threshold used.
@@ -1035,7 +1038,7 @@ impl Hospital {
             .filter_map(|(i, p)| p.as_ref().map(|v| (i as u32 + 1, v.as_slice())))
             .collect();
         // The same computation every patient repeats on the published partial sums.
-        let Ok(statistics) = aggregate(&r.roster, contributors, &points) else {
+        let Ok(decoded) = aggregate(&r.roster, contributors, &points) else {
             self.round = Some(r);
             self.abandon(now_ms, AbandonReason::InconsistentAggregate);
             return;
@@ -1051,7 +1054,8 @@ impl Hospital {
             v: PROTOCOL_VERSION,
             study: self.spec.params.id.clone(),
             round: r.roster.round,
-            statistics: statistics.clone(),
+            statistics: decoded.statistics.clone(),
+            questionnaire: decoded.questionnaire.clone(),
             roster_size: r.roster.n(),
             contributors: contributors.clone(),
             partial_sums: *count,
@@ -1064,7 +1068,8 @@ impl Hospital {
         self.event(HospitalEvent::Completed(RoundOutcome {
             study: self.spec.params.id.clone(),
             round: r.roster.round,
-            statistics,
+            statistics: decoded.statistics,
+            questionnaire: decoded.questionnaire,
             roster_size: r.roster.n(),
             threshold: t,
             contributors: contributors.clone(),

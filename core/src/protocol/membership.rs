@@ -24,7 +24,7 @@ pub enum Route<H> {
     /// To this study's state machine.
     Study(H),
     /// Nowhere: send this `error` reply back on the connection.
-    Refuse(RelayToPatient),
+    Refuse(ErrorMsg),
 }
 
 #[derive(Debug)]
@@ -51,7 +51,7 @@ impl<H> Default for Membership<H> {
 }
 
 fn refuse<H>(e: &ProtocolError) -> Route<H> {
-    Route::Refuse(RelayToPatient::Error(ErrorMsg::refusing(e)))
+    Route::Refuse(ErrorMsg::refusing(e))
 }
 
 impl<H: Clone> Membership<H> {
@@ -192,7 +192,7 @@ mod tests {
 
     fn code<H>(r: Route<H>) -> Option<ErrorCode> {
         match r {
-            Route::Refuse(RelayToPatient::Error(e)) => Some(e.code),
+            Route::Refuse(e) => Some(e.code),
             _ => None,
         }
     }

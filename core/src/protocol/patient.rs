@@ -31,11 +31,11 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{CryptoRng, SeedableRng};
 use zeroize::Zeroize;
 
+use crate::answer::Answers;
 use crate::commitment::{Commitment, Nonce, Revealed, commit};
 use crate::decimal::Decimal;
-use crate::encoding::{check_value, encode};
 use crate::envelope::{Binding, DirectionKey, KeyPair, PublicKey};
-use crate::error::{ErrorCode, ProtocolError, SealError};
+use crate::error::{AnswerError, ErrorCode, ProtocolError, SealError};
 use crate::field::Fe;
 use crate::frame::ShareList;
 use crate::message::{
@@ -166,7 +166,7 @@ impl State {
 /// A patient in one round. `Debug` shows the state only.
 pub struct Patient {
     study: String,
-    value: Decimal,
+    answers: Answers,
     expected: Option<StudyParams>,
     keys: KeyPair,
     nonce: Nonce,
@@ -189,7 +189,8 @@ impl core::fmt::Debug for Patient {
 }
 
 impl Patient {
-    /// Starts a patient that will join `study` with `value`. If `expected` is given (from the
+    /// Starts a patient that will join the one-question study `study` with `value` (the answer
+    /// to its question `value`; see [`Patient::with_answers`]). If `expected` is given (from the
     /// study list the user saw), the value is checked against it now and the relay's parameters
     /// must match it exactly. Draws a fresh key pair and a seed for its own CSPRNG from `rng`.
     /// Queues the `join` message.
@@ -201,8 +202,25 @@ impl Patient {
         invite: Option<String>,
         rng: &mut R,
     ) -> Result<Patient, ProtocolError> {
+        Patient::with_answers(now_ms, study, Answers::single(value), expected, invite, rng)
+    }
+
+    /// Starts a patient that will join `study` with `answers` to its questionnaire. If
+    /// `expected` is given (from the study list the user saw), the answers are checked against
+    /// it now ([`check_answers`]); otherwise they are checked against the parameters of the
+    /// relay's welcome, before anything is shared. The relay's parameters must match `expected`
+    /// exactly. Draws a fresh key pair and a seed for its own CSPRNG from `rng`. Queues the
+    /// `join` message.
+    pub fn with_answers<R: CryptoRng + ?Sized>(
+        now_ms: u64,
+        study: &str,
+        answers: Answers,
+        expected: Option<StudyParams>,
+        invite: Option<String>,
+        rng: &mut R,
+    ) -> Result<Patient, ProtocolError> {
         if let Some(p) = &expected {
-            check_value(p, &value)?;
+            check_answers(p, &answers)?;
         }
         let keys = KeyPair::generate(rng);
         let mut nonce = Nonce([0; 32]);
@@ -213,7 +231,7 @@ impl Patient {
         seed.zeroize();
         let mut p = Patient {
             study: study.into(),
-            value,
+            answers,
             expected,
             keys,
             nonce,
@@ -377,8 +395,8 @@ impl Patient {
                 {
                     return (State::AwaitingWelcome, Err(ProtocolError::ParamsMismatch));
                 }
-                if let Err(e) = check_value(&w.study, &self.value) {
-                    return (State::AwaitingWelcome, Err(e.into()));
+                if let Err(e) = check_answers(&w.study, &self.answers) {
+                    return (State::AwaitingWelcome, Err(e));
                 }
                 if self.seen.contains(w.round) {
                     return (
@@ -612,7 +630,10 @@ impl Patient {
             return Err(ProtocolError::DuplicateRosterMember);
         }
         let scheme = roster.scheme()?;
-        let encoded = encode(params, &self.value)?;
+        let encoded = params
+            .layout()?
+            .encode(&self.answers)
+            .map_err(|e| answer_error(params, e))?;
         let mut deal = scheme.deal(encoded.as_slice(), me, &mut self.rng);
         let my_key = self.keys.public();
         let sealed_len = scheme.payload_len(encoded.as_slice().len()) + crate::envelope::TAG_LEN;
@@ -752,7 +773,8 @@ impl Patient {
 /// Recomputes the result from the published partial sums and checks it: the contributor set is
 /// the one this patient answered for, its own partial sum is there unaltered, the partial sums
 /// give one consistent aggregate (on one polynomial in Shamir rounds), and the relay's
-/// statistics are exactly that. Returns the result with this device's own statistics.
+/// questionnaire result (and one-question statistics) are exactly that. Returns the result with
+/// this device's own computation.
 fn check_result(
     roster: &Roster,
     me: u32,
@@ -776,12 +798,36 @@ fn check_result(
         | AggregateFailure::NotOnePolynomial
         | AggregateFailure::Inconsistent => ProtocolError::InconsistentPartialSums,
     })?;
-    if own != r.statistics || r.roster_size != roster.n() || r.partial_sums as usize != points.len()
+    if own.statistics != r.statistics
+        || own.questionnaire != r.questionnaire
+        || r.roster_size != roster.n()
+        || r.partial_sums as usize != points.len()
     {
         return Err(ProtocolError::LyingResult);
     }
-    r.statistics = own;
+    r.statistics = own.statistics;
+    r.questionnaire = own.questionnaire;
     Ok(r)
+}
+
+/// Checks answers against a study's questionnaire without encoding them (the study's layout
+/// must be valid too). For a one-question study a bad value is [`ProtocolError::Value`], as it
+/// always was; otherwise [`ProtocolError::Answer`] names the question.
+pub fn check_answers(params: &StudyParams, answers: &Answers) -> Result<(), ProtocolError> {
+    params
+        .layout()?
+        .check(answers)
+        .map(|_| ())
+        .map_err(|e| answer_error(params, e))
+}
+
+/// A one-question study's value error stays a [`ProtocolError::Value`] (its question is
+/// implicit); any other answer error names the question.
+fn answer_error(params: &StudyParams, e: AnswerError) -> ProtocolError {
+    match e {
+        AnswerError::Value { source, .. } if params.is_single() => ProtocolError::Value(source),
+        other => ProtocolError::Answer(other),
+    }
 }
 
 /// Errors after which the patient must not go on with the round.

@@ -152,20 +152,24 @@ async fn main() -> ExitCode {
         // One round per process: the core Patient's own seen-round set is this process's.
         Ok(report) => match report.outcome {
             PatientOutcome::Completed(r) => {
-                let line = serde_json::json!({
+                let mut line = serde_json::json!({
                     "study": r.study,
                     "round": r.round,
-                    "count": r.statistics.count,
-                    "sum": r.statistics.sum,
-                    "mean": r.statistics.mean,
-                    "stddev": r.statistics.stddev,
-                    "histogram": r.statistics.histogram,
+                    "count": r.questionnaire.count,
                     "safety_code": r.safety_code.to_string(),
                     "roster_size": r.roster_size,
                     "contributors": r.contributors,
                     "partial_sums": r.partial_sums,
                     "checked_on_device": report.checked_on_device,
                 });
+                // A one-question study keeps its single-number fields (questionnaire output:
+                // issue 11).
+                if let (Some(s), Some(o)) = (&r.statistics, line.as_object_mut()) {
+                    o.insert("sum".into(), serde_json::json!(s.sum));
+                    o.insert("mean".into(), serde_json::json!(s.mean));
+                    o.insert("stddev".into(), serde_json::json!(s.stddev));
+                    o.insert("histogram".into(), serde_json::json!(s.histogram));
+                }
                 println!("{line}");
                 ExitCode::SUCCESS
             }

@@ -161,7 +161,8 @@ impl PgStore {
     }
 
     pub(super) async fn round_completed(&self, o: &RoundOutcome) -> Result<(), StoreError> {
-        let histogram = serde_json::to_string(&o.statistics.histogram).map_err(corrupt)?;
+        let stats = crate::views::one_question_statistics(o);
+        let histogram = serde_json::to_string(&stats.histogram).map_err(corrupt)?;
         let contributors = serde_json::to_string(&o.contributors).map_err(corrupt)?;
         self.client()
             .execute(
@@ -187,10 +188,10 @@ impl PgStore {
                     &o.safety_code.as_str(),
                     &(o.started_ms as i64),
                     &(o.finished_ms as i64),
-                    &(o.statistics.count as i64),
-                    &o.statistics.sum,
-                    &o.statistics.mean,
-                    &o.statistics.stddev,
+                    &(stats.count as i64),
+                    &stats.sum,
+                    &stats.mean,
+                    &stats.stddev,
                     &histogram,
                     &contributors,
                     &i64::from(o.partial_sums),

@@ -174,8 +174,9 @@ pub(super) fn round_started(conn: &Connection, s: &RoundStartOwned) -> Result<()
 
 /// Records a completed round and its revealed statistics.
 pub(super) fn round_completed(conn: &Connection, o: &RoundOutcome) -> Result<(), StoreError> {
-    let histogram = serde_json::to_string(&o.statistics.histogram)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let stats = crate::views::one_question_statistics(o);
+    let histogram =
+        serde_json::to_string(&stats.histogram).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let contributors =
         serde_json::to_string(&o.contributors).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     conn.execute(
@@ -193,10 +194,10 @@ pub(super) fn round_completed(conn: &Connection, o: &RoundOutcome) -> Result<(),
             o.safety_code.as_str(),
             o.started_ms as i64,
             o.finished_ms as i64,
-            o.statistics.count as i64,
-            o.statistics.sum,
-            o.statistics.mean,
-            o.statistics.stddev,
+            stats.count as i64,
+            stats.sum,
+            stats.mean,
+            stats.stddev,
             histogram,
             contributors,
             o.partial_sums,

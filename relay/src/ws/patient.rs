@@ -249,7 +249,7 @@ async fn route(
                 peer = peer.0,
                 kind, "message refused by the connection's membership"
             );
-            Some(reply)
+            Some(RelayToPatient::Error(reply))
         }
         Route::Study(h) => {
             let cmd = StudyCmd::Patient {
