@@ -34,6 +34,7 @@ pub mod protocol;
 pub mod roster;
 pub mod sharing;
 pub mod study;
+pub mod summary;
 #[cfg(feature = "test-util")]
 pub mod testing;
 

@@ -282,7 +282,7 @@ impl Registry {
             spec: spec.clone(),
             tx,
         };
-        let status = StudyStatusView::new(&spec, &hospital.status(), completed);
+        let status = StudyStatusView::new(&spec, hospital.status(), completed);
         let task = StudyTask {
             id: id.clone(),
             spec,
@@ -306,11 +306,11 @@ impl Registry {
         studies.push(handle.clone());
         drop(studies);
         info!(study = %id, first_round, new, "study running");
-        let _ = self.feed.send(
-            DashboardMsg::StudyCreated { study: status }
-                .to_json()
-                .into(),
-        );
+        let created = DashboardMsg::Status {
+            study: status,
+            ended: None,
+        };
+        let _ = self.feed.send(created.to_json().into());
         Ok(handle)
     }
 

@@ -25,7 +25,7 @@ use tracing::{debug, error, info, warn};
 use crate::clock::Clock;
 use crate::registry::{Outbound, PeerLink, StudyCmd};
 use crate::store::{RoundStart, Store};
-use crate::views::{DashboardMsg, ResultRow, StudyStatusView, reason_kind};
+use crate::views::{Abandonment, DashboardMsg, ResultRow, RoundEnd, StudyStatusView};
 
 /// One study's actor state.
 pub(crate) struct StudyTask {
@@ -197,15 +197,11 @@ impl StudyTask {
                 error!(study = %self.id, error = %e, "study restart failed; keeping the halted state machine")
             }
         }
-        let status = self.status();
-        self.effects
-            .push(Effect::Publish(DashboardMsg::StudyCreated {
-                study: status,
-            }));
+        self.publish(None);
     }
 
     fn status(&self) -> StudyStatusView {
-        StudyStatusView::new(&self.spec, &self.hospital.status(), self.completed)
+        StudyStatusView::new(&self.spec, self.hospital.status(), self.completed)
     }
 
     fn on_cmd(&mut self, cmd: StudyCmd) {
@@ -390,8 +386,17 @@ impl StudyTask {
         }
     }
 
-    fn publish(&mut self, msg: DashboardMsg) {
-        self.effects.push(Effect::Publish(msg));
+    /// Publishes the study's current status on the dashboard feed, with the round that just
+    /// ended if any. A status without an ended round that is still the last pending effect is
+    /// replaced (it would be stale at once), so one Hospital step publishes one status.
+    fn publish(&mut self, ended: Option<RoundEnd>) {
+        if let Some(Effect::Publish(DashboardMsg::Status { ended: None, .. })) = self.effects.last()
+        {
+            self.effects.pop();
+        }
+        let study = self.status();
+        self.effects
+            .push(Effect::Publish(DashboardMsg::Status { study, ended }));
     }
 
     fn on_event(&mut self, e: HospitalEvent) {
@@ -403,12 +408,7 @@ impl StudyTask {
                 size,
             } => {
                 debug!(study = %study, round, enrolled, size, "enrolment");
-                self.publish(DashboardMsg::Enrolment {
-                    study,
-                    round,
-                    enrolled,
-                    size,
-                });
+                self.publish(None);
             }
             HospitalEvent::RoundStarted {
                 study,
@@ -420,38 +420,24 @@ impl StudyTask {
             } => {
                 info!(study = %study, round, n = roster_size, threshold, safety_code = %safety_code, "round started");
                 self.effects.push(Effect::Store(Write::Started {
-                    study: study.clone(),
+                    study,
                     round,
                     roster_size,
                     threshold,
                     safety_code: safety_code.to_string(),
                     started_ms,
                 }));
-                self.publish(DashboardMsg::RoundStarted {
-                    study,
-                    round,
-                    roster_size,
-                    threshold,
-                    safety_code: safety_code.to_string(),
-                });
+                self.publish(None);
             }
             HospitalEvent::KeysRevealed {
                 study,
                 round,
-                roster_size,
-                threshold,
                 safety_code,
                 ..
             } => {
                 info!(study = %study, round, safety_code = %safety_code, "keys revealed");
-                // The dashboard learns the safety code now (RoundStarted had it pending).
-                self.publish(DashboardMsg::RoundStarted {
-                    study,
-                    round,
-                    roster_size,
-                    threshold,
-                    safety_code: safety_code.to_string(),
-                });
+                // The status now carries the round's safety code (it was pending).
+                self.publish(None);
             }
             HospitalEvent::SharesDelivered {
                 study,
@@ -459,11 +445,7 @@ impl StudyTask {
                 contributors,
             } => {
                 info!(study = %study, round, contributors, "shares delivered");
-                self.publish(DashboardMsg::SharesDelivered {
-                    study,
-                    round,
-                    contributors,
-                });
+                self.publish(None);
             }
             HospitalEvent::Completed(o) => {
                 self.path_done = self.first_shares.take().map(|t| (o.round, t));
@@ -480,31 +462,33 @@ impl StudyTask {
                 let result = ResultRow::from_outcome(&self.spec.params, &o);
                 self.effects
                     .push(Effect::Store(Write::Completed(Box::new(o))));
-                self.publish(DashboardMsg::Completed { result });
+                self.publish(Some(RoundEnd::Completed(result)));
             }
             HospitalEvent::Abandoned {
                 study,
                 round,
                 reason,
+                safety_code,
+                started_ms,
                 finished_ms,
-                ..
             } => {
                 self.first_shares = None;
-                let kind = reason_kind(&reason);
-                info!(study = %study, round, reason = %kind, "round abandoned");
-                let message = reason.to_string();
+                info!(study = %study, round, reason = reason.kind(), "round abandoned");
+                let ended = Abandonment::new(
+                    study.clone(),
+                    round,
+                    &reason,
+                    safety_code,
+                    started_ms,
+                    finished_ms,
+                );
                 self.effects.push(Effect::Store(Write::Abandoned {
-                    study: study.clone(),
+                    study,
                     round,
                     reason,
                     finished_ms,
                 }));
-                self.publish(DashboardMsg::Abandoned {
-                    study,
-                    round,
-                    reason: kind,
-                    message,
-                });
+                self.publish(Some(RoundEnd::Abandoned(ended)));
             }
             other => {
                 debug!(study = %self.id, event = ?std::mem::discriminant(&other), "unhandled event")
@@ -606,6 +590,7 @@ mod tests {
                 .status()
                 .await
                 .unwrap()
+                .status
                 .running
                 .expect("round running")
                 .round;
@@ -631,8 +616,8 @@ mod tests {
 
             // The study runs again: a fresh round to enrol, and joins are accepted.
             let status = h.status().await.expect("the study answers after the panic");
-            assert!(status.running.is_none());
-            assert!(status.enrolling_round > round);
+            assert!(status.status.running.is_none());
+            assert!(status.status.enrolling_round > round);
             let (link, mut rx) = link();
             let cmd = StudyCmd::Patient {
                 peer: PeerId(99),
@@ -645,7 +630,7 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert!(matches!(first, Outbound::Attached(_)), "join accepted");
-            assert_eq!(h.status().await.unwrap().enrolled, 1);
+            assert_eq!(h.status().await.unwrap().status.enrolled, 1);
         });
     }
 }

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 /// | `roster_frozen` | `round`, `n`, `threshold`, `you`, `safetyCode` |
 /// | `shares_sent` | `round` |
 /// | `partial_sum_sent` | `round`, `contributors` (how many) |
-/// | `completed` | `study`, `round`, `count`, `sum`, `mean`, `stddev`, `histogram`, `rosterSize`, `contributors` (indices), `partialSums`, `safetyCode` |
+/// | `result_checked` | `round`, `contributors` (how many), `partialSums` |
+/// | `completed` | `checkedOnDevice` (`true`) and core's `ResultSummary` in camelCase: `study`, `round`, `count`, `sum`, `mean`, `stddev`, `histogram`, `rosterSize`, `contributors` (indices), `partialSums`, `safetyCode` |
 /// | `abandoned` | `round`, `reason` (core `AbandonReason` JSON, with its own `kind`), `message` |
 /// | `relay_error` | `code` (core `ErrorCode`, e.g. `"unknown_study"`), `message` |
 /// | `refused` | `code`, `message`: this patient stopped (bad roster, timeout, …) and left |
@@ -70,21 +71,18 @@ pub fn event_json(ev: &PatientEvent) -> Value {
         }),
         // The core emits `Completed` only after it recomputed the result from the published
         // partial sums and checked it (`ResultChecked` comes first); the statistics are its own.
-        PatientEvent::Completed(r) => json!({
-            "kind": "completed",
-            "checkedOnDevice": true,
-            "study": r.study,
-            "round": r.round,
-            "count": r.statistics.count,
-            "sum": r.statistics.sum,
-            "mean": r.statistics.mean,
-            "stddev": r.statistics.stddev,
-            "histogram": r.statistics.histogram,
-            "rosterSize": r.roster_size,
-            "contributors": r.contributors,
-            "partialSums": r.partial_sums,
-            "safetyCode": r.safety_code.as_str(),
-        }),
+        // The fields are core's `ResultSummary` (the one definition of a result's JSON), with
+        // camelCase names at this boundary.
+        PatientEvent::Completed(r) => {
+            let mut v = camel_case_keys(
+                serde_json::to_value(r.summary()).expect("a result summary serializes"),
+            );
+            if let Value::Object(m) = &mut v {
+                m.insert("kind".into(), "completed".into());
+                m.insert("checkedOnDevice".into(), true.into());
+            }
+            v
+        }
         PatientEvent::Abandoned { round, reason } => json!({
             "kind": "abandoned",
             "round": round,
@@ -105,11 +103,81 @@ pub fn event_json(ev: &PatientEvent) -> Value {
     }
 }
 
+/// Renames an object's own keys from snake_case to camelCase (`roster_size` → `rosterSize`);
+/// nested values are left as they are.
+fn camel_case_keys(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let mut out = String::with_capacity(k.len());
+                    let mut upper = false;
+                    for c in k.chars() {
+                        if c == '_' {
+                            upper = true;
+                        } else if upper {
+                            out.extend(c.to_uppercase());
+                            upper = false;
+                        } else {
+                            out.push(c);
+                        }
+                    }
+                    (out, v)
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use cohort_core::error::{ErrorCode, ProtocolError, ValueError};
     use cohort_core::message::AbandonReason;
+
+    #[test]
+    fn completed_is_the_core_summary_in_camel_case() {
+        use cohort_core::encoding::Statistics;
+        use cohort_core::message::{PROTOCOL_VERSION, RoundResult};
+        use cohort_core::roster::SafetyCode;
+        let r = RoundResult {
+            v: PROTOCOL_VERSION,
+            study: "height".into(),
+            round: 2,
+            statistics: Statistics {
+                count: 3,
+                sum: 510.0,
+                mean: 170.0,
+                stddev: 4.5,
+                histogram: vec![1, 2],
+            },
+            roster_size: 4,
+            contributors: vec![1, 2, 3],
+            partial_sums: 3,
+            safety_code: SafetyCode::from_stored("1234 5678 9012".into()),
+            partials: Vec::new(),
+        };
+        let v = event_json(&PatientEvent::Completed(r));
+        assert_eq!(
+            v,
+            json!({
+                "kind": "completed",
+                "checkedOnDevice": true,
+                "study": "height",
+                "round": 2,
+                "count": 3,
+                "sum": 510.0,
+                "mean": 170.0,
+                "stddev": 4.5,
+                "histogram": [1, 2],
+                "rosterSize": 4,
+                "contributors": [1, 2, 3],
+                "partialSums": 3,
+                "safetyCode": "1234 5678 9012",
+            })
+        );
+    }
 
     #[test]
     fn kinds_and_camel_case() {

@@ -69,14 +69,17 @@ pub enum HospitalOutput {
     },
 }
 
-/// A completed round, as stored and shown on the dashboard.
+/// A completed round, as stored and shown on the dashboard. Its JSON is the API's `ResultRow`
+/// without `bucket_edges`: the statistics' fields are flattened into the object and the times
+/// are `started_at_ms` / `finished_at_ms` (docs/API.md).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RoundOutcome {
     /// Study id.
     pub study: String,
     /// Round id.
     pub round: u64,
-    /// Revealed statistics.
+    /// Revealed statistics (flattened into the JSON object).
+    #[serde(flatten)]
     pub statistics: Statistics,
     /// Roster size.
     pub roster_size: u32,
@@ -89,8 +92,10 @@ pub struct RoundOutcome {
     /// Safety code of the round.
     pub safety_code: SafetyCode,
     /// When the roster was frozen (driver's clock, ms).
+    #[serde(rename = "started_at_ms")]
     pub started_ms: u64,
     /// When the result was computed (driver's clock, ms).
+    #[serde(rename = "finished_at_ms")]
     pub finished_ms: u64,
 }
 

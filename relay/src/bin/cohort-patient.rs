@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use cohort_core::protocol::PatientEvent;
+use cohort_core::summary::ResultSummary;
 use cohort_relay::client::{PatientOptions, PatientOutcome, run_patient};
 
 /// A native cohort patient: contributes one value to one round of a study without revealing
@@ -41,6 +42,15 @@ struct Args {
     /// Give up if the relay is silent this many seconds while a round is under way.
     #[arg(long, value_name = "N", default_value_t = 120)]
     timeout_s: u64,
+}
+
+/// The stdout line of a completed round: the core's [`ResultSummary`] plus whether this
+/// patient recomputed and checked it on its own device.
+#[derive(serde::Serialize)]
+struct ResultLine {
+    #[serde(flatten)]
+    result: ResultSummary,
+    checked_on_device: bool,
 }
 
 /// `cohort-patient verify-page`: checks that the code a relay serves to browser patients is the
@@ -144,20 +154,11 @@ async fn main() -> ExitCode {
         // One round per process: the core Patient's own seen-round set is this process's.
         Ok(report) => match report.outcome {
             PatientOutcome::Completed(r) => {
-                let line = serde_json::json!({
-                    "study": r.study,
-                    "round": r.round,
-                    "count": r.statistics.count,
-                    "sum": r.statistics.sum,
-                    "mean": r.statistics.mean,
-                    "stddev": r.statistics.stddev,
-                    "histogram": r.statistics.histogram,
-                    "safety_code": r.safety_code.to_string(),
-                    "roster_size": r.roster_size,
-                    "contributors": r.contributors,
-                    "partial_sums": r.partial_sums,
-                    "checked_on_device": report.checked_on_device,
-                });
+                let line = ResultLine {
+                    result: r.summary(),
+                    checked_on_device: report.checked_on_device,
+                };
+                let line = serde_json::to_string(&line).expect("a result serializes");
                 println!("{line}");
                 ExitCode::SUCCESS
             }

@@ -1,0 +1,111 @@
+//! A round's result as users see it: the one definition of its JSON object.
+//!
+//! The native patient's stdout line and the page's `completed` event are built from
+//! [`ResultSummary`]; the relay's `ResultRow` flattens [`RoundOutcome`] the same way (the
+//! revealed [`Statistics`] appear as top-level fields in both). A change to what a round
+//! reveals (e.g. per-question statistics) is made in [`Statistics`] and shows up everywhere.
+//!
+//! Only public data: the revealed aggregate and round metadata. Never a value, a share, a
+//! partial sum or a key (the partial sums a [`RoundResult`] carries for the patients' own
+//! check are left out).
+//!
+//! [`RoundOutcome`]: crate::protocol::RoundOutcome
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::encoding::Statistics;
+use crate::message::RoundResult;
+use crate::roster::SafetyCode;
+
+/// A completed round's result as shown to users, e.g.
+/// `{"study","round","count","sum","mean","stddev","histogram","roster_size","contributors",
+/// "partial_sums","safety_code"}` (the [`Statistics`] fields are flattened into the object).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResultSummary {
+    /// Study id.
+    pub study: String,
+    /// Round id.
+    pub round: u64,
+    /// The revealed statistics (their fields appear at the top level of the JSON object).
+    #[serde(flatten)]
+    pub statistics: Statistics,
+    /// Roster size.
+    pub roster_size: u32,
+    /// Roster indices whose values are in the statistics.
+    pub contributors: Vec<u32>,
+    /// Number of partial sums used.
+    pub partial_sums: u32,
+    /// The round's safety code.
+    pub safety_code: SafetyCode,
+}
+
+impl RoundResult {
+    /// The user-facing summary of this result (without the partial sums).
+    pub fn summary(&self) -> ResultSummary {
+        ResultSummary {
+            study: self.study.clone(),
+            round: self.round,
+            statistics: self.statistics.clone(),
+            roster_size: self.roster_size,
+            contributors: self.contributors.clone(),
+            partial_sums: self.partial_sums,
+            safety_code: self.safety_code.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::PROTOCOL_VERSION;
+
+    fn result() -> RoundResult {
+        RoundResult {
+            v: PROTOCOL_VERSION,
+            study: "height".into(),
+            round: 3,
+            statistics: Statistics {
+                count: 3,
+                sum: 510.0,
+                mean: 170.0,
+                stddev: 4.5,
+                histogram: alloc::vec![0, 1, 2],
+            },
+            roster_size: 4,
+            contributors: alloc::vec![1, 2, 4],
+            partial_sums: 3,
+            safety_code: SafetyCode::pending(),
+            partials: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn summary_json_has_the_user_facing_fields_and_no_partials() {
+        let s = result().summary();
+        let v = serde_json::to_value(&s).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "contributors",
+                "count",
+                "histogram",
+                "mean",
+                "partial_sums",
+                "roster_size",
+                "round",
+                "safety_code",
+                "stddev",
+                "study",
+                "sum"
+            ]
+        );
+        assert_eq!(v["count"], 3);
+        assert_eq!(v["histogram"], serde_json::json!([0, 1, 2]));
+        let back: ResultSummary = serde_json::from_value(v).unwrap();
+        assert_eq!(back, s);
+    }
+}
