@@ -307,7 +307,7 @@ impl Registry {
         drop(studies);
         info!(study = %id, first_round, new, "study running");
         let created = DashboardMsg::Status {
-            study: status,
+            study: Box::new(status),
             ended: None,
         };
         let _ = self.feed.send(created.to_json().into());

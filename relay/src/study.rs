@@ -394,7 +394,8 @@ impl StudyTask {
         {
             self.effects.pop();
         }
-        let study = self.status();
+        let study = Box::new(self.status());
+        let ended = ended.map(Box::new);
         self.effects
             .push(Effect::Publish(DashboardMsg::Status { study, ended }));
     }

@@ -236,9 +236,9 @@ pub enum DashboardMsg {
     /// whole current status.
     Status {
         /// Its status.
-        study: StudyStatusView,
+        study: Box<StudyStatusView>,
         /// The round that just ended, if this change is a round ending.
-        ended: Option<RoundEnd>,
+        ended: Option<Box<RoundEnd>>,
     },
 }
 
@@ -342,15 +342,15 @@ mod tests {
         };
         let view = StudyStatusView::new(&spec, status, 1);
         let m = DashboardMsg::Status {
-            study: view.clone(),
-            ended: Some(RoundEnd::Abandoned(Abandonment::new(
+            study: Box::new(view.clone()),
+            ended: Some(Box::new(RoundEnd::Abandoned(Abandonment::new(
                 "demo".into(),
                 2,
                 &AbandonReason::Shutdown,
                 SafetyCode::pending(),
                 10,
                 20,
-            ))),
+            )))),
         };
         let v: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
         assert_eq!(v["type"], "status");
@@ -361,11 +361,11 @@ mod tests {
         assert_eq!(v["ended"]["reason"], "shutdown");
         assert_eq!(v["ended"]["round"], 2);
         let completed = DashboardMsg::Status {
-            study: view,
-            ended: Some(RoundEnd::Completed(ResultRow::from_outcome(
+            study: Box::new(view),
+            ended: Some(Box::new(RoundEnd::Completed(ResultRow::from_outcome(
                 &StudyParams::demo(),
                 &outcome(),
-            ))),
+            )))),
         };
         let v: serde_json::Value = serde_json::from_str(&completed.to_json()).unwrap();
         assert_eq!(v["ended"]["status"], "completed");
