@@ -5,7 +5,8 @@
 //! The task feeds the Hospital messages, disconnects and the clock, drains its outputs, sends
 //! each message (and each attach / detach) to the connection it names, persists round events
 //! before telling anyone about them (so a result a patient has seen is always readable
-//! through the API), and publishes them on the dashboard feed.
+//! through the API), and publishes the study's status (with the round that ended, if any) on
+//! the dashboard feed.
 //!
 //! A panic while the Hospital handles a step is caught and logged; the study's running round
 //! is abandoned with reason `study_restarted` (stored, and sent to its members) and the study
@@ -388,7 +389,7 @@ impl StudyTask {
 
     /// Publishes the study's current status on the dashboard feed, with the round that just
     /// ended if any. A status without an ended round that is still the last pending effect is
-    /// replaced (it would be stale at once), so one Hospital step publishes one status.
+    /// replaced: the status is read after the whole Hospital step, so it would repeat it.
     fn publish(&mut self, ended: Option<RoundEnd>) {
         if let Some(Effect::Publish(DashboardMsg::Status { ended: None, .. })) = self.effects.last()
         {
