@@ -138,6 +138,10 @@ function setConn(state, text) {
   ui.conn.textContent = text;
 }
 
+function feedLive() {
+  return ws !== null && ui.conn.dataset.state === 'live';
+}
+
 function connect() {
   if (!token) return;
   setConn('off', 'connecting…');
@@ -235,7 +239,10 @@ async function startRound(id) {
   const st = studies.get(id);
   st.error = '';
   try {
-    st.status = await api('POST', `/api/studies/${encodeURIComponent(id)}/start`);
+    const status = await api('POST', `/api/studies/${encodeURIComponent(id)}/start`);
+    // The live feed already brought this status and maybe newer ones (a fast round can end
+    // before this reply is read): only use the reply without the feed.
+    if (!feedLive()) st.status = status;
   } catch (e) {
     st.error = `Could not start: ${e.message}.`;
   }
@@ -308,7 +315,7 @@ async function createStudy() {
   try {
     const status = await api('POST', '/api/studies', { spec });
     const id = status.params.id;
-    upsert(status);
+    if (!studies.has(id)) upsert(status); // else the feed already brought it, maybe newer
     renderAll();
     for (const input of ui.createForm.querySelectorAll('input')) input.value = '';
     updateSpec();
