@@ -40,6 +40,7 @@ pub mod questionnaire;
 pub mod roster;
 pub mod sharing;
 pub mod study;
+pub mod summary;
 #[cfg(feature = "test-util")]
 pub mod testing;
 

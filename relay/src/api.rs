@@ -174,23 +174,27 @@ pub fn csv(rows: &[ResultRow]) -> String {
     );
     let join = |xs: &mut dyn Iterator<Item = String>| xs.collect::<Vec<_>>().join(";");
     for r in rows {
+        let (o, st) = (
+            &r.outcome,
+            crate::views::one_question_statistics(&r.outcome),
+        );
         let _ = writeln!(
             out,
             "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            r.study,
-            r.round,
-            r.count,
-            r.sum,
-            r.mean,
-            r.stddev,
-            join(&mut r.histogram.iter().map(u64::to_string)),
-            r.roster_size,
-            r.threshold,
-            join(&mut r.contributors.iter().map(u32::to_string)),
-            r.partial_sums,
-            r.safety_code,
-            r.started_at_ms,
-            r.finished_at_ms
+            o.study,
+            o.round,
+            st.count,
+            st.sum,
+            st.mean,
+            st.stddev,
+            join(&mut st.histogram.iter().map(u64::to_string)),
+            o.roster_size,
+            o.threshold,
+            join(&mut o.contributors.iter().map(u32::to_string)),
+            o.partial_sums,
+            o.safety_code,
+            o.started_ms,
+            o.finished_ms
         );
     }
     out

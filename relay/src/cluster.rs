@@ -20,8 +20,10 @@ use futures_util::future::join_all;
 use tracing::{debug, info, warn};
 
 use crate::registry::Registry;
-use crate::store::{Store, StoreError, completed_results};
-use crate::views::DashboardMsg;
+use cohort_core::roster::SafetyCode;
+
+use crate::store::{Store, StoreError};
+use crate::views::{Abandonment, DashboardMsg, RoundEnd};
 
 /// Lease timing. The defaults: ttl 6 s, renew every 2 s, stop after 4 s without a successful
 /// renew, release after 30 s idle.
@@ -228,7 +230,7 @@ pub async fn run_leases(registry: Arc<Registry>) {
                 continue;
             };
             let idle_now = match tokio::time::timeout(every, h.status()).await {
-                Ok(Some(s)) => s.enrolled == 0 && s.running.is_none(),
+                Ok(Some(s)) => s.status.enrolled == 0 && s.status.running.is_none(),
                 _ => false,
             };
             if leases.idle(&id, idle_now) {
@@ -272,13 +274,22 @@ impl Drop for AbortOnDrop {
 
 /// The study a local dashboard frame is about, for the frames other relays need.
 fn changed_study(frame: &str) -> Option<String> {
+    // A `status` frame whose round just ended or just started (enrolment counts stay local).
     let v: serde_json::Value = serde_json::from_str(frame).ok()?;
-    let id = match v.get("type")?.as_str()? {
-        "completed" => v.get("result")?.get("study")?,
-        "abandoned" | "round_started" => v.get("study")?,
-        _ => return None,
-    };
-    Some(id.as_str()?.to_owned())
+    if v.get("type")?.as_str()? != "status" {
+        return None;
+    }
+    let study = v.get("study")?;
+    let ended = !v.get("ended")?.is_null();
+    let started = study
+        .get("running")
+        .and_then(|r| r.get("phase"))
+        .and_then(|p| p.as_str())
+        == Some("awaiting reveals");
+    if !(ended || started) {
+        return None;
+    }
+    Some(study.get("params")?.get("id")?.as_str()?.to_owned())
 }
 
 async fn notify_local_changes(registry: Arc<Registry>) {
@@ -313,25 +324,30 @@ async fn publish_remote(registry: &Registry, study: &str) {
     let Some(last) = rows.last().cloned() else {
         return;
     };
-    let msg = match last.status.as_str() {
-        "completed" => match completed_results(vec![last]).pop() {
-            Some(result) => DashboardMsg::Completed { result },
+    let ended = match last.status.as_str() {
+        "completed" => match last.clone().result() {
+            Some(row) => Some(Box::new(RoundEnd::Completed(row))),
             None => return,
         },
-        "abandoned" => DashboardMsg::Abandoned {
-            study: last.study,
+        "abandoned" => Some(Box::new(RoundEnd::Abandoned(Abandonment {
+            study: last.study.clone(),
             round: last.round,
-            reason: last.reason.unwrap_or_default(),
-            message: last.message.unwrap_or_default(),
-        },
-        "running" => DashboardMsg::RoundStarted {
-            study: last.study,
-            round: last.round,
-            roster_size: last.roster_size,
-            threshold: last.threshold,
-            safety_code: last.safety_code,
-        },
+            reason: last.reason.clone().unwrap_or_default(),
+            message: last.message.clone().unwrap_or_default(),
+            safety_code: SafetyCode::from_stored(last.safety_code.clone()),
+            started_at_ms: last.started_at_ms,
+            finished_at_ms: last.finished_at_ms.unwrap_or(last.started_at_ms),
+        }))),
+        "running" => None,
         _ => return,
+    };
+    let status = match registry.remote_status(study).await {
+        Ok(Some(s)) => s,
+        _ => return,
+    };
+    let msg = DashboardMsg::Status {
+        study: Box::new(status),
+        ended,
     };
     registry.publish(msg.to_json().into());
 }
@@ -342,15 +358,21 @@ mod tests {
 
     #[test]
     fn frames_that_concern_other_relays() {
-        assert_eq!(
-            changed_study(r#"{"type":"completed","result":{"study":"a","round":1}}"#).as_deref(),
-            Some("a")
-        );
-        assert_eq!(
-            changed_study(r#"{"type":"abandoned","study":"b","round":2}"#).as_deref(),
-            Some("b")
-        );
-        assert_eq!(changed_study(r#"{"type":"enrolment","study":"c"}"#), None);
+        let status = |running: &str, ended: &str| {
+            format!(
+                r#"{{"type":"status","study":{{"params":{{"id":"a"}},"running":{running}}},"ended":{ended}}}"#
+            )
+        };
+        // A round ended, or one just started: other relays' dashboards hear of it.
+        let ended = status("null", r#"{"status":"completed","study":"a","round":1}"#);
+        assert_eq!(changed_study(&ended).as_deref(), Some("a"));
+        let started = status(r#"{"round":2,"phase":"awaiting reveals"}"#, "null");
+        assert_eq!(changed_study(&started).as_deref(), Some("a"));
+        // Enrolment and a round moving on stay local.
+        assert_eq!(changed_study(&status("null", "null")), None);
+        let moving = status(r#"{"round":2,"phase":"awaiting shares"}"#, "null");
+        assert_eq!(changed_study(&moving), None);
+        assert_eq!(changed_study(r#"{"type":"snapshot","studies":[]}"#), None);
         assert_eq!(changed_study("not json"), None);
     }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use cohort_core::error::{ProtocolError, StudyError};
 use cohort_core::message::{PatientToRelay, RelayToPatient};
+use cohort_core::protocol::StudyStatus;
 use cohort_core::protocol::{Hospital, PeerId};
 use cohort_core::study::StudySpec;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
@@ -343,7 +344,7 @@ impl Registry {
         let _one = self.taking.lock().await;
         if let Some(h) = self.get(id)
             && let Some(s) = h.status().await
-            && (s.enrolled > 0 || s.running.is_some())
+            && (s.status.enrolled > 0 || s.status.running.is_some())
         {
             return;
         }
@@ -358,15 +359,14 @@ impl Registry {
         let Some(spec) = self.store.study(id).await? else {
             return Ok(None);
         };
-        Ok(Some(StudyStatusView {
-            invite_required: spec.invite.is_some(),
-            deadlines: spec.deadlines.clone(),
+        let status = StudyStatus {
             enrolling_round: self.store.next_round(id).await?,
             enrolled: 0,
+            size: spec.params.size,
             running: None,
-            completed_rounds: self.store.completed_count(id).await?,
-            params: spec.params,
-        }))
+        };
+        let completed = self.store.completed_count(id).await?;
+        Ok(Some(StudyStatusView::new(&spec, status, completed)))
     }
 
     fn remove(&self, id: &str) -> Option<StudyHandle> {
@@ -478,8 +478,9 @@ impl Registry {
             .await?
             .ok_or_else(|| CreateError::Exists(id.clone()))?;
         let _ = self.feed.send(
-            DashboardMsg::StudyCreated {
-                study: status.clone(),
+            DashboardMsg::Status {
+                study: Box::new(status.clone()),
+                ended: None,
             }
             .to_json()
             .into(),
@@ -539,7 +540,7 @@ impl Registry {
         let id: Arc<str> = id.into();
         let spec = Arc::new(spec);
         let (tx, rx) = mpsc::channel(STUDY_QUEUE);
-        let status = StudyStatusView::new(&spec, &hospital.status(), completed);
+        let status = StudyStatusView::new(&spec, hospital.status(), completed);
         let task = StudyTask {
             id: id.clone(),
             spec: spec.clone(),
@@ -569,11 +570,11 @@ impl Registry {
         studies.push(handle.clone());
         drop(studies);
         info!(study = %id, first_round, new, "study running");
-        let _ = self.feed.send(
-            DashboardMsg::StudyCreated { study: status }
-                .to_json()
-                .into(),
-        );
+        let created = DashboardMsg::Status {
+            study: Box::new(status),
+            ended: None,
+        };
+        let _ = self.feed.send(created.to_json().into());
         Ok(handle)
     }
 

@@ -5,7 +5,8 @@
 //! The task feeds the Hospital messages, disconnects and the clock, drains its outputs, sends
 //! each message (and each attach / detach) to the connection it names, persists round events
 //! before telling anyone about them (so a result a patient has seen is always readable
-//! through the API), and publishes them on the dashboard feed.
+//! through the API), and publishes the study's status (with the round that ended, if any) on
+//! the dashboard feed.
 //!
 //! A panic while the Hospital handles a step is caught and logged; the study's running round
 //! is abandoned with reason `study_restarted` (stored, and sent to its members) and the study
@@ -25,7 +26,7 @@ use tracing::{debug, error, info, warn};
 use crate::clock::Clock;
 use crate::registry::{Outbound, PeerLink, StudyCmd};
 use crate::store::{RoundStart, Store};
-use crate::views::{DashboardMsg, ResultRow, StudyStatusView, reason_kind};
+use crate::views::{Abandonment, DashboardMsg, ResultRow, RoundEnd, StudyStatusView};
 
 /// One study's actor state.
 pub(crate) struct StudyTask {
@@ -60,6 +61,7 @@ pub(crate) type StartReply = (
 );
 
 /// One thing a Hospital step asked of the relay.
+#[allow(clippy::large_enum_variant)] // a short-lived queue, drained after every step
 pub(crate) enum Effect {
     /// Persist a round event (awaited before anything after it).
     Store(Write),
@@ -197,15 +199,11 @@ impl StudyTask {
                 error!(study = %self.id, error = %e, "study restart failed; keeping the halted state machine")
             }
         }
-        let status = self.status();
-        self.effects
-            .push(Effect::Publish(DashboardMsg::StudyCreated {
-                study: status,
-            }));
+        self.publish(None);
     }
 
     fn status(&self) -> StudyStatusView {
-        StudyStatusView::new(&self.spec, &self.hospital.status(), self.completed)
+        StudyStatusView::new(&self.spec, self.hospital.status(), self.completed)
     }
 
     fn on_cmd(&mut self, cmd: StudyCmd) {
@@ -415,8 +413,18 @@ impl StudyTask {
         }
     }
 
-    fn publish(&mut self, msg: DashboardMsg) {
-        self.effects.push(Effect::Publish(msg));
+    /// Publishes the study's current status on the dashboard feed, with the round that just
+    /// ended if any. A status without an ended round that is still the last pending effect is
+    /// replaced: the status is read after the whole Hospital step, so it would repeat it.
+    fn publish(&mut self, ended: Option<RoundEnd>) {
+        if let Some(Effect::Publish(DashboardMsg::Status { ended: None, .. })) = self.effects.last()
+        {
+            self.effects.pop();
+        }
+        let study = Box::new(self.status());
+        let ended = ended.map(Box::new);
+        self.effects
+            .push(Effect::Publish(DashboardMsg::Status { study, ended }));
     }
 
     fn on_event(&mut self, e: HospitalEvent) {
@@ -428,12 +436,7 @@ impl StudyTask {
                 size,
             } => {
                 debug!(study = %study, round, enrolled, size, "enrolment");
-                self.publish(DashboardMsg::Enrolment {
-                    study,
-                    round,
-                    enrolled,
-                    size,
-                });
+                self.publish(None);
             }
             HospitalEvent::RoundStarted {
                 study,
@@ -445,38 +448,24 @@ impl StudyTask {
             } => {
                 info!(study = %study, round, n = roster_size, threshold, safety_code = %safety_code, "round started");
                 self.effects.push(Effect::Store(Write::Started {
-                    study: study.clone(),
+                    study,
                     round,
                     roster_size,
                     threshold,
                     safety_code: safety_code.to_string(),
                     started_ms,
                 }));
-                self.publish(DashboardMsg::RoundStarted {
-                    study,
-                    round,
-                    roster_size,
-                    threshold,
-                    safety_code: safety_code.to_string(),
-                });
+                self.publish(None);
             }
             HospitalEvent::KeysRevealed {
                 study,
                 round,
-                roster_size,
-                threshold,
                 safety_code,
                 ..
             } => {
                 info!(study = %study, round, safety_code = %safety_code, "keys revealed");
-                // The dashboard learns the safety code now (RoundStarted had it pending).
-                self.publish(DashboardMsg::RoundStarted {
-                    study,
-                    round,
-                    roster_size,
-                    threshold,
-                    safety_code: safety_code.to_string(),
-                });
+                // The status now carries the round's safety code (it was pending).
+                self.publish(None);
             }
             HospitalEvent::SharesDelivered {
                 study,
@@ -484,11 +473,7 @@ impl StudyTask {
                 contributors,
             } => {
                 info!(study = %study, round, contributors, "shares delivered");
-                self.publish(DashboardMsg::SharesDelivered {
-                    study,
-                    round,
-                    contributors,
-                });
+                self.publish(None);
             }
             HospitalEvent::Completed(o) => {
                 self.path_done = self.first_shares.take().map(|t| (o.round, t));
@@ -505,31 +490,33 @@ impl StudyTask {
                 let result = ResultRow::from_outcome(&self.spec.params, &o);
                 self.effects
                     .push(Effect::Store(Write::Completed(Box::new(o))));
-                self.publish(DashboardMsg::Completed { result });
+                self.publish(Some(RoundEnd::Completed(result)));
             }
             HospitalEvent::Abandoned {
                 study,
                 round,
                 reason,
+                safety_code,
+                started_ms,
                 finished_ms,
-                ..
             } => {
                 self.first_shares = None;
-                let kind = reason_kind(&reason);
-                info!(study = %study, round, reason = %kind, "round abandoned");
-                let message = reason.to_string();
+                info!(study = %study, round, reason = reason.kind(), "round abandoned");
+                let ended = Abandonment::new(
+                    study.clone(),
+                    round,
+                    &reason,
+                    safety_code,
+                    started_ms,
+                    finished_ms,
+                );
                 self.effects.push(Effect::Store(Write::Abandoned {
-                    study: study.clone(),
+                    study,
                     round,
                     reason,
                     finished_ms,
                 }));
-                self.publish(DashboardMsg::Abandoned {
-                    study,
-                    round,
-                    reason: kind,
-                    message,
-                });
+                self.publish(Some(RoundEnd::Abandoned(ended)));
             }
             other => {
                 debug!(study = %self.id, event = ?std::mem::discriminant(&other), "unhandled event")
@@ -632,6 +619,7 @@ mod tests {
                 .status()
                 .await
                 .unwrap()
+                .status
                 .running
                 .expect("round running")
                 .round;
@@ -661,8 +649,8 @@ mod tests {
 
             // The study runs again: a fresh round to enrol, and joins are accepted.
             let status = h.status().await.expect("the study answers after the panic");
-            assert!(status.running.is_none());
-            assert!(status.enrolling_round > round);
+            assert!(status.status.running.is_none());
+            assert!(status.status.enrolling_round > round);
             let (link, mut rx) = link();
             let cmd = StudyCmd::Patient {
                 peer: PeerId(99),
@@ -675,7 +663,7 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert!(matches!(first, Outbound::Attached(_)), "join accepted");
-            assert_eq!(h.status().await.unwrap().enrolled, 1);
+            assert_eq!(h.status().await.unwrap().status.enrolled, 1);
         });
     }
 }

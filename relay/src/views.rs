@@ -5,12 +5,15 @@
 
 use cohort_core::encoding::Statistics;
 use cohort_core::message::AbandonReason;
+use cohort_core::protocol::StudyStatus;
 use cohort_core::protocol::hospital::RoundOutcome;
-use cohort_core::protocol::{RoundStatus, StudyStatus as CoreStatus};
+use cohort_core::questionnaire::{Ordered, QuestionnaireResult};
+use cohort_core::roster::SafetyCode;
 use cohort_core::study::{Deadlines, StudyParams, StudySpec};
 use serde::{Deserialize, Serialize};
 
-/// A study's status: `StudyStatus` in docs/API.md.
+/// A study's status: `StudyStatus` in docs/API.md. The core's [`StudyStatus`] (enrolment and
+/// the running round) plus what only the relay knows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StudyStatusView {
     /// Public parameters.
@@ -19,28 +22,28 @@ pub struct StudyStatusView {
     pub invite_required: bool,
     /// Phase deadlines.
     pub deadlines: Deadlines,
-    /// The round being enrolled.
-    pub enrolling_round: u64,
-    /// Patients enrolled for it.
-    pub enrolled: u32,
-    /// The running round, if any (the core's own status type: same JSON fields).
-    pub running: Option<RoundStatus>,
+    /// The core's status (`enrolling_round`, `enrolled`, `size`, `running`), flattened.
+    #[serde(flatten)]
+    pub status: StudyStatus,
     /// Rounds completed so far (including before restarts).
     pub completed_rounds: u64,
 }
 
 impl StudyStatusView {
     /// Builds the view from the core's status.
-    pub fn new(spec: &StudySpec, status: &CoreStatus, completed_rounds: u64) -> StudyStatusView {
+    pub fn new(spec: &StudySpec, status: StudyStatus, completed_rounds: u64) -> StudyStatusView {
         StudyStatusView {
             params: spec.params.clone(),
             invite_required: spec.invite.is_some(),
             deadlines: spec.deadlines.clone(),
-            enrolling_round: status.enrolling_round,
-            enrolled: status.enrolled,
-            running: status.running.clone(),
+            status,
             completed_rounds,
         }
+    }
+
+    /// The study id.
+    pub fn id(&self) -> &str {
+        &self.params.id
     }
 
     /// The unauthenticated subset shown to patients.
@@ -48,8 +51,8 @@ impl StudyStatusView {
         PublicStudyView {
             params: self.params.clone(),
             invite_required: self.invite_required,
-            enrolling_round: self.enrolling_round,
-            enrolled: self.enrolled,
+            enrolling_round: self.status.enrolling_round,
+            enrolled: self.status.enrolled,
         }
     }
 }
@@ -67,39 +70,15 @@ pub struct PublicStudyView {
     pub enrolled: u32,
 }
 
-/// A completed round: `ResultRow` in docs/API.md. Times are Unix milliseconds.
+/// A completed round: `ResultRow` in docs/API.md. The core's [`RoundOutcome`] (its statistics
+/// flattened, times in Unix milliseconds) plus the study's bucket edges.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResultRow {
-    /// Study id.
-    pub study: String,
-    /// Round id.
-    pub round: u64,
-    /// Number of contributing patients.
-    pub count: u64,
-    /// Sum of their values, in the study's unit.
-    pub sum: f64,
-    /// Mean, in the study's unit.
-    pub mean: f64,
-    /// Population standard deviation, in the study's unit.
-    pub stddev: f64,
-    /// Patients per bucket.
-    pub histogram: Vec<u64>,
+    /// The round's outcome, flattened.
+    #[serde(flatten)]
+    pub outcome: RoundOutcome,
     /// Bucket edges (buckets + 1 numbers), in the study's unit.
     pub bucket_edges: Vec<f64>,
-    /// Roster size.
-    pub roster_size: u32,
-    /// Threshold used.
-    pub threshold: u32,
-    /// Roster indices whose values are included.
-    pub contributors: Vec<u32>,
-    /// Partial sums used.
-    pub partial_sums: u32,
-    /// The round's safety code.
-    pub safety_code: String,
-    /// When the roster was frozen.
-    pub started_at_ms: u64,
-    /// When the result was computed.
-    pub finished_at_ms: u64,
 }
 
 /// The single-number statistics of a round: a one-question study's, or, for a questionnaire
@@ -118,38 +97,27 @@ pub fn one_question_statistics(o: &RoundOutcome) -> Statistics {
 impl ResultRow {
     /// Builds the row for a completed round of a study with these parameters.
     pub fn from_outcome(params: &StudyParams, o: &RoundOutcome) -> ResultRow {
-        let s = one_question_statistics(o);
         ResultRow {
-            study: o.study.clone(),
-            round: o.round,
-            count: s.count,
-            sum: s.sum,
-            mean: s.mean,
-            stddev: s.stddev,
-            histogram: s.histogram,
+            outcome: o.clone(),
             bucket_edges: params.bucket_edges(),
-            roster_size: o.roster_size,
-            threshold: o.threshold,
-            contributors: o.contributors.clone(),
-            partial_sums: o.partial_sums,
-            safety_code: o.safety_code.to_string(),
-            started_at_ms: o.started_ms,
-            finished_at_ms: o.finished_ms,
         }
     }
 }
 
-/// A completed or abandoned round: `RoundRow` in docs/API.md. Result fields are `null` for
-/// an abandoned round.
+/// A completed or abandoned round as stored: `RoundRow` in docs/API.md. Result fields are
+/// `null` for an abandoned round. (A store row, not a core type: it carries the stored
+/// status and the abandonment's reason; [`RoundRow::result`] turns a completed one into a
+/// [`ResultRow`].)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RoundRow {
     /// Study id.
     pub study: String,
     /// Round id.
     pub round: u64,
-    /// `"completed"` or `"abandoned"`.
+    /// `"completed"` or `"abandoned"` (`"running"` in the store only).
     pub status: String,
-    /// For an abandoned round, the reason's kind, e.g. `"relay_restarted"`.
+    /// For an abandoned round, the reason's kind ([`AbandonReason::kind`]), e.g.
+    /// `"relay_restarted"`.
     pub reason: Option<String>,
     /// For an abandoned round, the reason in words.
     pub message: Option<String>,
@@ -181,74 +149,128 @@ pub struct RoundRow {
     pub finished_at_ms: Option<u64>,
 }
 
-/// The machine-readable kind of an abandonment, e.g. `"too_few_partial_sums"`
-/// ([`AbandonReason::kind`], owned for the store and the feed).
-pub fn reason_kind(reason: &AbandonReason) -> String {
-    reason.kind().to_owned()
+impl RoundRow {
+    /// The completed round's result; `None` for a round that is not completed (or a row
+    /// missing a result column).
+    pub fn result(self) -> Option<ResultRow> {
+        if self.status != "completed" {
+            return None;
+        }
+        let count = self.count?;
+        // A one-question round stores its statistics; a questionnaire round only its count
+        // for now (issue 11: stored questionnaire results).
+        let statistics = match (self.sum, self.mean, self.stddev, self.histogram) {
+            (Some(sum), Some(mean), Some(stddev), Some(histogram)) if !histogram.is_empty() => {
+                Some(Statistics {
+                    count,
+                    sum,
+                    mean,
+                    stddev,
+                    histogram,
+                })
+            }
+            _ => None,
+        };
+        let questionnaire = match &statistics {
+            Some(s) => QuestionnaireResult::from_statistics(s),
+            None => QuestionnaireResult {
+                count,
+                questions: Ordered(Vec::new()),
+                pairs: Vec::new(),
+                by_option: Vec::new(),
+            },
+        };
+        let outcome = RoundOutcome {
+            study: self.study,
+            round: self.round,
+            statistics,
+            questionnaire,
+            roster_size: self.roster_size,
+            threshold: self.threshold,
+            contributors: self.contributors?,
+            partial_sums: self.partial_sums?,
+            safety_code: SafetyCode::from_stored(self.safety_code),
+            started_ms: self.started_at_ms,
+            finished_ms: self.finished_at_ms?,
+        };
+        Some(ResultRow {
+            outcome,
+            bucket_edges: self.bucket_edges?,
+        })
+    }
 }
 
-/// One frame of the dashboard feed (`/ws/dashboard`).
+/// An abandoned round, as the dashboard feed reports it. Nothing was revealed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Abandonment {
+    /// Study id.
+    pub study: String,
+    /// Round id.
+    pub round: u64,
+    /// The reason's kind ([`AbandonReason::kind`]), e.g. `"too_few_partial_sums"`.
+    pub reason: String,
+    /// The reason in words.
+    pub message: String,
+    /// The round's safety code.
+    pub safety_code: SafetyCode,
+    /// When the roster was frozen (Unix ms).
+    pub started_at_ms: u64,
+    /// When it was abandoned (Unix ms).
+    pub finished_at_ms: u64,
+}
+
+impl Abandonment {
+    /// Builds the report of an abandoned round.
+    pub fn new(
+        study: String,
+        round: u64,
+        reason: &AbandonReason,
+        safety_code: SafetyCode,
+        started_at_ms: u64,
+        finished_at_ms: u64,
+    ) -> Abandonment {
+        Abandonment {
+            study,
+            round,
+            reason: reason.kind().to_owned(),
+            message: reason.to_string(),
+            safety_code,
+            started_at_ms,
+            finished_at_ms,
+        }
+    }
+}
+
+/// A round that just ended, tagged by `status` like a [`RoundRow`]: `{"status":"completed",
+/// …ResultRow}` or `{"status":"abandoned","study","round","reason","message","safety_code",
+/// "started_at_ms","finished_at_ms"}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum RoundEnd {
+    /// The round completed with this result.
+    Completed(ResultRow),
+    /// The round was abandoned.
+    Abandoned(Abandonment),
+}
+
+/// One frame of the dashboard feed (`/ws/dashboard`): always whole statuses, never events to
+/// replay.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DashboardMsg {
-    /// Every study's status; sent first after authentication.
+    /// Every study's status; sent first after authentication (and again if the dashboard
+    /// fell behind the feed).
     Snapshot {
         /// All studies.
         studies: Vec<StudyStatusView>,
     },
-    /// A study was created.
-    StudyCreated {
+    /// One study changed (created, enrolment, round started or moved on, round ended): its
+    /// whole current status.
+    Status {
         /// Its status.
-        study: StudyStatusView,
-    },
-    /// Enrolment changed.
-    Enrolment {
-        /// Study id.
-        study: String,
-        /// Round being enrolled.
-        round: u64,
-        /// Patients enrolled.
-        enrolled: u32,
-        /// Cohort size.
-        size: u32,
-    },
-    /// A roster was frozen.
-    RoundStarted {
-        /// Study id.
-        study: String,
-        /// Round id.
-        round: u64,
-        /// Roster size.
-        roster_size: u32,
-        /// Threshold.
-        threshold: u32,
-        /// The relay's safety code.
-        safety_code: String,
-    },
-    /// Shares were delivered.
-    SharesDelivered {
-        /// Study id.
-        study: String,
-        /// Round id.
-        round: u64,
-        /// Number of contributors.
-        contributors: u32,
-    },
-    /// A round completed.
-    Completed {
-        /// The result.
-        result: ResultRow,
-    },
-    /// A round was abandoned.
-    Abandoned {
-        /// Study id.
-        study: String,
-        /// Round id.
-        round: u64,
-        /// The reason's kind.
-        reason: String,
-        /// The reason in words.
-        message: String,
+        study: Box<StudyStatusView>,
+        /// The round that just ended, if this change is a round ending.
+        ended: Option<Box<RoundEnd>>,
     },
 }
 
@@ -262,30 +284,131 @@ impl DashboardMsg {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cohort_core::protocol::RoundStatus;
 
-    #[test]
-    fn reason_kinds_are_snake_case() {
-        assert_eq!(
-            reason_kind(&AbandonReason::RelayRestarted),
-            "relay_restarted"
-        );
-        assert_eq!(
-            reason_kind(&AbandonReason::TooFewPartialSums { got: 1, needed: 2 }),
-            "too_few_partial_sums"
-        );
+    fn outcome() -> RoundOutcome {
+        let statistics = Statistics {
+            count: 3,
+            sum: 510.0,
+            mean: 170.0,
+            stddev: 4.5,
+            histogram: vec![0, 1, 2],
+        };
+        RoundOutcome {
+            study: "demo".into(),
+            round: 2,
+            questionnaire: QuestionnaireResult::from_statistics(&statistics),
+            statistics: Some(statistics),
+            roster_size: 4,
+            threshold: 3,
+            contributors: vec![1, 2, 4],
+            partial_sums: 3,
+            safety_code: SafetyCode::from_stored("1234 5678 9012".into()),
+            started_ms: 10,
+            finished_ms: 20,
+        }
+    }
+
+    fn keys(v: &serde_json::Value) -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
     }
 
     #[test]
-    fn dashboard_frames_are_tagged() {
-        let m = DashboardMsg::Abandoned {
-            study: "demo".into(),
-            round: 2,
-            reason: "shutdown".into(),
-            message: "bye".into(),
+    fn result_row_json_keeps_its_fields() {
+        let row = ResultRow::from_outcome(&StudyParams::demo(), &outcome());
+        let v = serde_json::to_value(&row).unwrap();
+        assert_eq!(
+            keys(&v),
+            [
+                "bucket_edges",
+                "contributors",
+                "count",
+                "finished_at_ms",
+                "histogram",
+                "mean",
+                "partial_sums",
+                "questionnaire",
+                "roster_size",
+                "round",
+                "safety_code",
+                "started_at_ms",
+                "stddev",
+                "study",
+                "sum",
+                "threshold"
+            ]
+        );
+        assert_eq!(v["questionnaire"]["questions"]["value"]["count"], 3);
+        assert_eq!(v["started_at_ms"], 10);
+        assert_eq!(v["safety_code"], "1234 5678 9012");
+        let back: ResultRow = serde_json::from_value(v).unwrap();
+        assert_eq!(back, row);
+    }
+
+    #[test]
+    fn a_completed_round_row_is_its_result_row() {
+        let row = ResultRow::from_outcome(&StudyParams::demo(), &outcome());
+        let mut v = serde_json::to_value(&row).unwrap();
+        v["status"] = "completed".into();
+        v["reason"] = serde_json::Value::Null;
+        v["message"] = serde_json::Value::Null;
+        let stored: RoundRow = serde_json::from_value(v).unwrap();
+        assert_eq!(stored.clone().result(), Some(row));
+        let abandoned = RoundRow {
+            status: "abandoned".into(),
+            ..stored
+        };
+        assert_eq!(abandoned.result(), None);
+    }
+
+    #[test]
+    fn dashboard_frames_are_whole_statuses() {
+        let spec = StudySpec {
+            params: StudyParams::demo(),
+            deadlines: Default::default(),
+            invite: None,
+        };
+        let status = StudyStatus {
+            enrolling_round: 3,
+            enrolled: 1,
+            size: 3,
+            running: None,
+        };
+        let view = StudyStatusView::new(&spec, status, 1);
+        let m = DashboardMsg::Status {
+            study: Box::new(view.clone()),
+            ended: Some(Box::new(RoundEnd::Abandoned(Abandonment::new(
+                "demo".into(),
+                2,
+                &AbandonReason::Shutdown,
+                SafetyCode::pending(),
+                10,
+                20,
+            )))),
         };
         let v: serde_json::Value = serde_json::from_str(&m.to_json()).unwrap();
-        assert_eq!(v["type"], "abandoned");
-        assert_eq!(v["round"], 2);
+        assert_eq!(v["type"], "status");
+        assert_eq!(v["study"]["enrolling_round"], 3);
+        assert_eq!(v["study"]["running"], serde_json::Value::Null);
+        assert_eq!(v["study"]["completed_rounds"], 1);
+        assert_eq!(v["ended"]["status"], "abandoned");
+        assert_eq!(v["ended"]["reason"], "shutdown");
+        assert_eq!(v["ended"]["round"], 2);
+        let completed = DashboardMsg::Status {
+            study: Box::new(view),
+            ended: Some(Box::new(RoundEnd::Completed(ResultRow::from_outcome(
+                &StudyParams::demo(),
+                &outcome(),
+            )))),
+        };
+        let v: serde_json::Value = serde_json::from_str(&completed.to_json()).unwrap();
+        assert_eq!(v["ended"]["status"], "completed");
+        assert_eq!(v["ended"]["count"], 3);
+        assert_eq!(v["ended"]["bucket_edges"].as_array().unwrap().len(), 11);
+        let back: DashboardMsg = serde_json::from_value(v).unwrap();
+        assert_eq!(back, completed);
     }
 
     #[test]

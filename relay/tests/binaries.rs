@@ -620,8 +620,12 @@ async fn cli_dropouts_within_tolerance_complete_beyond_it_abandon_and_the_study_
         assert_eq!(v["round"], 1);
         assert_eq!(v["contributors"], serde_json::json!([1, 2, 3, 4, 5]));
     }
-    let done = wait_feed(&mut dash, |v| v["type"] == "completed").await;
-    assert_stats(&done["result"], &want);
+    let done = wait_feed(&mut dash, |v| {
+        v["type"] == "status" && v["ended"].is_object()
+    })
+    .await;
+    assert_eq!(done["ended"]["status"], "completed");
+    assert_stats(&done["ended"], &want);
 
     // Round 2: three leave after sharing, so only two partial sums can come: abandoned, with
     // the reason at every remaining patient and on the dashboard; nothing revealed.
@@ -637,9 +641,15 @@ async fn cli_dropouts_within_tolerance_complete_beyond_it_abandon_and_the_study_
             "the reason in words: {stderr}"
         );
     }
-    let ab = wait_feed(&mut dash, |v| v["type"] == "abandoned").await;
-    assert_eq!(ab["round"], 2);
-    assert_eq!(ab["reason"], "too_few_partial_sums");
+    let ab = wait_feed(&mut dash, |v| v["ended"]["status"] == "abandoned").await;
+    assert_eq!(ab["ended"]["round"], 2);
+    assert_eq!(ab["ended"]["reason"], "too_few_partial_sums");
+    assert_eq!(
+        ab["ended"]["count"],
+        serde_json::Value::Null,
+        "nothing revealed"
+    );
+    assert_eq!(ab["study"]["running"], serde_json::Value::Null);
     let rounds = t.get("/api/studies/five/rounds", Some(TOKEN)).await.json();
     assert_eq!(rounds[1]["status"], "abandoned");
     assert_eq!(rounds[1]["count"], serde_json::Value::Null);

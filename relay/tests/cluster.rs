@@ -326,10 +326,13 @@ async fn two_relays_behind_haproxy_survive_a_sigkill() {
     let v = next_values(&mut used);
     let r = complete_round(&hap, &ca, "bravo", &v).await;
     let heard = wait_feed(&mut dash, |f| {
-        f["type"] == "completed" && f["result"]["study"] == "bravo" && f["result"]["round"] == r
+        f["type"] == "status"
+            && f["ended"]["status"] == "completed"
+            && f["ended"]["study"] == "bravo"
+            && f["ended"]["round"] == r
     })
     .await;
-    assert_stats(&heard["result"], &expected(&v, 0, 300, 1, 10));
+    assert_stats(&heard["ended"], &expected(&v, 0, 300, 1, 10));
     done.push(("bravo".into(), r, v));
 
     // Middle of a round: three patients join and then stay silent, so the round (its roster

@@ -208,10 +208,12 @@ async fn dashboard_creates_starts_and_follows_a_round() {
     assert_eq!(created.status, 201, "{}", created.body);
     assert_eq!(created.json()["params"]["size"], 5);
     assert_eq!(created.json()["enrolling_round"], 1);
-    wait_feed(&mut dash, |v| {
-        v["type"] == "study_created" && v["study"]["params"]["id"] == "early"
+    let created = wait_feed(&mut dash, |v| {
+        v["type"] == "status" && v["study"]["params"]["id"] == "early"
     })
     .await;
+    assert_eq!(created["study"]["enrolling_round"], 1);
+    assert_eq!(created["ended"], serde_json::Value::Null);
     assert_eq!(
         t.post("/api/studies", Some(TOKEN), Some(spec)).await.status,
         409
@@ -256,10 +258,10 @@ async fn dashboard_creates_starts_and_follows_a_round() {
         .map(|v| options(&ws, &ca, "early", v))
         .collect();
     let patients = tokio::spawn(run_all(opts));
-    wait_feed(&mut dash, |v| {
-        v["type"] == "enrolment" && v["study"] == "early" && v["enrolled"] == 3
-    })
-    .await;
+    // Every feed frame is the study's whole status.
+    let early =
+        |v: &serde_json::Value| v["type"] == "status" && v["study"]["params"]["id"] == "early";
+    wait_feed(&mut dash, |v| early(v) && v["study"]["enrolled"] == 3).await;
     let started = t.post("/api/studies/early/start", Some(TOKEN), None).await;
     assert_eq!(started.status, 200, "{}", started.body);
     let running = &started.json()["running"];
@@ -267,31 +269,35 @@ async fn dashboard_creates_starts_and_follows_a_round() {
     assert_eq!(running["roster_size"], 3);
     assert_eq!(running["threshold"], 3);
     let code = running["safety_code"].as_str().unwrap().to_string();
-    let rs = wait_feed(&mut dash, |v| {
-        v["type"] == "round_started" && v["study"] == "early"
-    })
-    .await;
-    assert_eq!(rs["safety_code"], code.as_str());
+    let rs = wait_feed(&mut dash, |v| early(v) && v["study"]["running"].is_object()).await;
+    assert_eq!(rs["study"]["running"]["safety_code"], code.as_str());
+    assert_eq!(rs["study"]["running"]["phase"], "awaiting reveals");
     assert_eq!(
         code, "(awaiting reveals)",
         "the code exists once the keys are revealed"
     );
-    // The keys are revealed: the dashboard hears round_started again, now with the code.
+    // The keys are revealed: the status now has the code, and the round awaits shares.
     let rs = wait_feed(&mut dash, |v| {
-        v["type"] == "round_started" && v["study"] == "early"
+        early(v) && v["study"]["running"]["phase"] == "awaiting shares"
     })
     .await;
-    let code = rs["safety_code"].as_str().unwrap().to_string();
+    let code = rs["study"]["running"]["safety_code"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(code.len(), 14, "{code}");
     let sd = wait_feed(&mut dash, |v| {
-        v["type"] == "shares_delivered" && v["study"] == "early"
+        early(v) && v["study"]["running"]["phase"] == "awaiting partial sums"
     })
     .await;
-    assert_eq!(sd["contributors"], 3);
-    let done = wait_feed(&mut dash, |v| v["type"] == "completed").await;
+    assert_eq!(sd["study"]["running"]["received"], 0);
+    let done = wait_feed(&mut dash, |v| early(v) && v["ended"].is_object()).await;
     let want = expected(&values, 0, 300, 1, 10);
-    assert_stats(&done["result"], &want);
-    assert_eq!(done["result"]["safety_code"], code.as_str());
+    assert_eq!(done["ended"]["status"], "completed");
+    assert_stats(&done["ended"], &want);
+    assert_eq!(done["ended"]["safety_code"], code.as_str());
+    assert_eq!(done["study"]["running"], serde_json::Value::Null);
+    assert_eq!(done["study"]["completed_rounds"], 1);
     for r in patients.await.unwrap() {
         let got = result_json(&r.unwrap());
         assert_stats(&got, &want);

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 /// | `roster_frozen` | `round`, `n`, `threshold`, `you`, `safetyCode` |
 /// | `shares_sent` | `round` |
 /// | `partial_sum_sent` | `round`, `contributors` (how many) |
-/// | `completed` | `study`, `round`, `count`, `sum`, `mean`, `stddev`, `histogram`, `rosterSize`, `contributors` (indices), `partialSums`, `safetyCode` |
+/// | `result_checked` | `round`, `contributors` (how many), `partialSums` |
+/// | `completed` | `checkedOnDevice` (`true`) and core's `ResultSummary` in camelCase: `study`, `round`, `count`, `sum`, `mean`, `stddev`, `histogram`, `rosterSize`, `contributors` (indices), `partialSums`, `safetyCode` |
 /// | `abandoned` | `round`, `reason` (core `AbandonReason` JSON, with its own `kind`), `message` |
 /// | `relay_error` | `code` (core `ErrorCode`, e.g. `"unknown_study"`), `message` |
 /// | `refused` | `code`, `message`: this patient stopped (bad roster, timeout, …) and left |
@@ -70,24 +71,15 @@ pub fn event_json(ev: &PatientEvent) -> Value {
         }),
         // The core emits `Completed` only after it recomputed the result from the published
         // partial sums and checked it (`ResultChecked` comes first); the statistics are its own.
+        // The fields are core's `ResultSummary` (the one definition of a result's JSON), with
+        // camelCase names at this boundary.
         PatientEvent::Completed(r) => {
-            let mut v = json!({
-                "kind": "completed",
-                "checkedOnDevice": true,
-                "study": r.study,
-                "round": r.round,
-                "count": r.questionnaire.count,
-                "rosterSize": r.roster_size,
-                "contributors": r.contributors,
-                "partialSums": r.partial_sums,
-                "safetyCode": r.safety_code.as_str(),
-            });
-            // A one-question study keeps its single-number fields (questionnaire views: issue 11).
-            if let (Some(s), Some(o)) = (&r.statistics, v.as_object_mut()) {
-                o.insert("sum".into(), json!(s.sum));
-                o.insert("mean".into(), json!(s.mean));
-                o.insert("stddev".into(), json!(s.stddev));
-                o.insert("histogram".into(), json!(s.histogram));
+            let mut v = camel_case_keys(
+                serde_json::to_value(r.summary()).expect("a result summary serializes"),
+            );
+            if let Value::Object(m) = &mut v {
+                m.insert("kind".into(), "completed".into());
+                m.insert("checkedOnDevice".into(), true.into());
             }
             v
         }
@@ -111,11 +103,89 @@ pub fn event_json(ev: &PatientEvent) -> Value {
     }
 }
 
+/// Renames an object's own keys from snake_case to camelCase (`roster_size` → `rosterSize`);
+/// nested values are left as they are.
+fn camel_case_keys(v: Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let mut out = String::with_capacity(k.len());
+                    let mut upper = false;
+                    for c in k.chars() {
+                        if c == '_' {
+                            upper = true;
+                        } else if upper {
+                            out.extend(c.to_uppercase());
+                            upper = false;
+                        } else {
+                            out.push(c);
+                        }
+                    }
+                    (out, v)
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use cohort_core::error::{ErrorCode, ProtocolError, ValueError};
     use cohort_core::message::AbandonReason;
+
+    #[test]
+    fn completed_is_the_core_summary_in_camel_case() {
+        use cohort_core::encoding::Statistics;
+        use cohort_core::message::{PROTOCOL_VERSION, RoundResult};
+        use cohort_core::roster::SafetyCode;
+        let statistics = Statistics {
+            count: 3,
+            sum: 510.0,
+            mean: 170.0,
+            stddev: 4.5,
+            histogram: vec![1, 2],
+        };
+        let questionnaire =
+            cohort_core::questionnaire::QuestionnaireResult::from_statistics(&statistics);
+        let questions = serde_json::to_value(&questionnaire.questions).unwrap();
+        let r = RoundResult {
+            v: PROTOCOL_VERSION,
+            study: "height".into(),
+            round: 2,
+            statistics: Some(statistics),
+            questionnaire,
+            roster_size: 4,
+            contributors: vec![1, 2, 3],
+            partial_sums: 3,
+            safety_code: SafetyCode::from_stored("1234 5678 9012".into()),
+            partials: Vec::new(),
+        };
+        let v = event_json(&PatientEvent::Completed(r));
+        assert_eq!(
+            v,
+            json!({
+                "kind": "completed",
+                "checkedOnDevice": true,
+                "study": "height",
+                "round": 2,
+                "count": 3,
+                "sum": 510.0,
+                "mean": 170.0,
+                "stddev": 4.5,
+                "histogram": [1, 2],
+                "questions": questions,
+                "pairs": [],
+                "byOption": [],
+                "rosterSize": 4,
+                "contributors": [1, 2, 3],
+                "partialSums": 3,
+                "safetyCode": "1234 5678 9012",
+            })
+        );
+    }
 
     #[test]
     fn kinds_and_camel_case() {

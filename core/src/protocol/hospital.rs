@@ -78,14 +78,18 @@ pub enum HospitalOutput {
     },
 }
 
-/// A completed round, as stored and shown on the dashboard.
+/// A completed round, as stored and shown on the dashboard. Its JSON is the API's `ResultRow`
+/// without `bucket_edges`: the statistics' fields are flattened into the object and the times
+/// are `started_at_ms` / `finished_at_ms` (docs/API.md).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RoundOutcome {
     /// Study id.
     pub study: String,
     /// Round id.
     pub round: u64,
-    /// Revealed statistics of a one-question study (`None` for a study with `questions`).
+    /// Revealed statistics of a one-question study (`None` for a study with `questions`;
+    /// flattened into the JSON object).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub statistics: Option<Statistics>,
     /// Revealed result of the questionnaire (a one-question study's one question is `value`).
     pub questionnaire: QuestionnaireResult,
@@ -100,8 +104,10 @@ pub struct RoundOutcome {
     /// Safety code of the round.
     pub safety_code: SafetyCode,
     /// When the roster was frozen (driver's clock, ms).
+    #[serde(rename = "started_at_ms")]
     pub started_ms: u64,
     /// When the result was computed (driver's clock, ms).
+    #[serde(rename = "finished_at_ms")]
     pub finished_ms: u64,
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use cohort_core::protocol::PatientEvent;
+use cohort_core::summary::ResultSummary;
 use cohort_relay::client::{PatientOptions, PatientOutcome, run_patient};
 
 /// A native cohort patient: contributes one value to one round of a study without revealing
@@ -47,6 +48,15 @@ struct Args {
     /// code 1013: the study runs on another relay or is being taken over). 0: never.
     #[arg(long, value_name = "N", default_value_t = 30)]
     retry_s: u64,
+}
+
+/// The stdout line of a completed round: the core's [`ResultSummary`] plus whether this
+/// patient recomputed and checked it on its own device.
+#[derive(serde::Serialize)]
+struct ResultLine {
+    #[serde(flatten)]
+    result: ResultSummary,
+    checked_on_device: bool,
 }
 
 /// `cohort-patient verify-page`: checks that the code a relay serves to browser patients is the
@@ -152,24 +162,11 @@ async fn main() -> ExitCode {
         // One round per process: the core Patient's own seen-round set is this process's.
         Ok(report) => match report.outcome {
             PatientOutcome::Completed(r) => {
-                let mut line = serde_json::json!({
-                    "study": r.study,
-                    "round": r.round,
-                    "count": r.questionnaire.count,
-                    "safety_code": r.safety_code.to_string(),
-                    "roster_size": r.roster_size,
-                    "contributors": r.contributors,
-                    "partial_sums": r.partial_sums,
-                    "checked_on_device": report.checked_on_device,
-                });
-                // A one-question study keeps its single-number fields (questionnaire output:
-                // issue 11).
-                if let (Some(s), Some(o)) = (&r.statistics, line.as_object_mut()) {
-                    o.insert("sum".into(), serde_json::json!(s.sum));
-                    o.insert("mean".into(), serde_json::json!(s.mean));
-                    o.insert("stddev".into(), serde_json::json!(s.stddev));
-                    o.insert("histogram".into(), serde_json::json!(s.histogram));
-                }
+                let line = ResultLine {
+                    result: r.summary(),
+                    checked_on_device: report.checked_on_device,
+                };
+                let line = serde_json::to_string(&line).expect("a result serializes");
                 println!("{line}");
                 ExitCode::SUCCESS
             }

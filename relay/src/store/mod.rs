@@ -305,26 +305,5 @@ impl Store {
 
 /// The completed rounds among `rows`, as results.
 pub(crate) fn completed_results(rows: Vec<RoundRow>) -> Vec<ResultRow> {
-    rows.into_iter()
-        .filter_map(|r| {
-            Some(ResultRow {
-                count: r.count?,
-                sum: r.sum?,
-                mean: r.mean?,
-                stddev: r.stddev?,
-                histogram: r.histogram?,
-                bucket_edges: r.bucket_edges?,
-                contributors: r.contributors?,
-                partial_sums: r.partial_sums?,
-                finished_at_ms: r.finished_at_ms?,
-                study: r.study,
-                round: r.round,
-                roster_size: r.roster_size,
-                threshold: r.threshold,
-                safety_code: r.safety_code,
-                started_at_ms: r.started_at_ms,
-            })
-            .filter(|_| r.status == "completed")
-        })
-        .collect()
+    rows.into_iter().filter_map(RoundRow::result).collect()
 }

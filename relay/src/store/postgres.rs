@@ -20,7 +20,7 @@ use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Row};
 use tracing::warn;
 
 use super::{RoundStartOwned, StoreError};
-use crate::views::{RoundRow, reason_kind};
+use crate::views::RoundRow;
 
 /// Versioned migrations, applied in order; a version is never edited once released.
 const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/pg_0001_init.sql"))];
@@ -216,7 +216,7 @@ impl PgStore {
                 &[
                     &study,
                     &(round as i64),
-                    &reason_kind(reason),
+                    &reason.kind(),
                     &reason.to_string(),
                     &(finished_at_ms as i64),
                 ],
@@ -238,7 +238,7 @@ impl PgStore {
                    finished_at_ms = $3
                  WHERE status = 'running' AND ($4::TEXT IS NULL OR study = $4)",
                 &[
-                    &reason_kind(&reason),
+                    &reason.kind(),
                     &reason.to_string(),
                     &(now_ms as i64),
                     &study,

@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::{RoundStartOwned, StoreError};
-use crate::views::{ResultRow, RoundRow, reason_kind};
+use crate::views::{ResultRow, RoundRow};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "cohort.sqlite3";
@@ -220,7 +220,7 @@ pub(super) fn round_abandoned(
         params![
             study,
             round as i64,
-            reason_kind(reason),
+            reason.kind(),
             reason.to_string(),
             finished_at_ms as i64
         ],
@@ -235,7 +235,7 @@ pub(super) fn abandon_in_flight(conn: &Connection, now_ms: u64) -> Result<usize,
     let n = conn.execute(
         "UPDATE rounds SET status = 'abandoned', reason = ?1, message = ?2, finished_at_ms = ?3
          WHERE status = 'running'",
-        params![reason_kind(&reason), reason.to_string(), now_ms as i64],
+        params![reason.kind(), reason.to_string(), now_ms as i64],
     )?;
     Ok(n)
 }
@@ -249,12 +249,7 @@ pub(super) fn abandon_in_flight_of(
     let n = conn.execute(
         "UPDATE rounds SET status = 'abandoned', reason = ?1, message = ?2, finished_at_ms = ?3
          WHERE status = 'running' AND study = ?4",
-        params![
-            reason_kind(&reason),
-            reason.to_string(),
-            now_ms as i64,
-            study
-        ],
+        params![reason.kind(), reason.to_string(), now_ms as i64, study],
     )?;
     Ok(n)
 }

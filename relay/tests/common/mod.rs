@@ -294,15 +294,8 @@ pub fn assert_stats(got: &serde_json::Value, want: &Expected) {
 /// A patient's completed result as the JSON the statistics checks read.
 pub fn result_json(report: &PatientReport) -> serde_json::Value {
     match &report.outcome {
-        client::PatientOutcome::Completed(r) => {
-            let mut v = serde_json::to_value(&r.statistics).unwrap();
-            v["round"] = r.round.into();
-            v["study"] = r.study.clone().into();
-            v["safety_code"] = r.safety_code.to_string().into();
-            v["roster_size"] = r.roster_size.into();
-            v["contributors"] = serde_json::to_value(&r.contributors).unwrap();
-            v
-        }
+        // The same object as the CLI's stdout line (core's ResultSummary).
+        client::PatientOutcome::Completed(r) => serde_json::to_value(r.summary()).unwrap(),
         other => panic!("not completed: {other:?}"),
     }
 }

@@ -138,6 +138,10 @@ function setConn(state, text) {
   ui.conn.textContent = text;
 }
 
+function feedLive() {
+  return ws !== null && ui.conn.dataset.state === 'live';
+}
+
 function connect() {
   if (!token) return;
   setConn('off', 'connecting…');
@@ -172,62 +176,28 @@ function connect() {
   });
 }
 
+/**
+ * Every feed frame carries whole statuses (docs/API.md, /ws/dashboard): a `snapshot` of every
+ * study, or one study's `status` with the round that just `ended` (a RoundRow-like object), if
+ * any. Nothing is replayed here: the page shows what it is given.
+ */
 function onFeed(msg) {
   switch (msg.type) {
     case 'snapshot':
       for (const s of msg.studies) upsert(s);
       renderAll();
       break;
-    case 'study_created':
+    case 'status': {
+      const id = msg.study.params.id;
+      const known = studies.has(id);
       upsert(msg.study);
-      loadRounds(msg.study.params.id);
-      renderAll();
-      break;
-    case 'enrolment': {
-      const st = studies.get(msg.study);
-      if (!st) break;
-      st.status.enrolling_round = msg.round;
-      st.status.enrolled = msg.enrolled;
-      render(msg.study);
-      break;
-    }
-    case 'round_started': {
-      const st = studies.get(msg.study);
-      if (!st) break;
-      st.status.running = {
-        round: msg.round, phase: 'awaiting shares', roster_size: msg.roster_size,
-        threshold: msg.threshold, live: msg.roster_size, received: 0, safety_code: msg.safety_code,
-      };
-      render(msg.study);
-      refresh(msg.study);
-      break;
-    }
-    case 'shares_delivered': {
-      const st = studies.get(msg.study);
-      if (!st || !st.status.running) break;
-      st.status.running.phase = 'awaiting partial sums';
-      st.status.running.received = 0;
-      render(msg.study);
-      break;
-    }
-    case 'completed': {
-      const r = msg.result;
-      const st = studies.get(r.study);
-      if (!st) break;
-      st.rounds = st.rounds.filter((x) => x.round !== r.round);
-      st.rounds.push({ ...r, status: 'completed', reason: null, message: null });
-      st.status.running = null;
-      render(r.study);
-      refresh(r.study);
-      break;
-    }
-    case 'abandoned': {
-      const st = studies.get(msg.study);
-      if (!st) break;
-      st.status.running = null;
-      render(msg.study);
-      refresh(msg.study);
-      loadRounds(msg.study);
+      if (msg.ended) addRound(id, msg.ended);
+      if (known) {
+        render(id);
+      } else {
+        renderAll();
+        loadRounds(id);
+      }
       break;
     }
     default:
@@ -242,17 +212,12 @@ function upsert(status) {
   else studies.set(id, { status, rounds: [], error: '' });
 }
 
-async function refresh(id) {
-  try {
-    const status = await api('GET', `/api/studies/${encodeURIComponent(id)}`);
-    const st = studies.get(id);
-    if (st) {
-      st.status = status;
-      render(id);
-    }
-  } catch (e) {
-    console.warn(`cohort: refresh ${id}: ${e.message}`);
-  }
+/** Adds (or replaces) a round that ended, keeping the rounds in order. */
+function addRound(id, row) {
+  const st = studies.get(id);
+  st.rounds = st.rounds.filter((x) => x.round !== row.round);
+  st.rounds.push(row);
+  st.rounds.sort((a, b) => a.round - b.round);
 }
 
 async function loadRounds(id) {
@@ -274,7 +239,10 @@ async function startRound(id) {
   const st = studies.get(id);
   st.error = '';
   try {
-    st.status = await api('POST', `/api/studies/${encodeURIComponent(id)}/start`);
+    const status = await api('POST', `/api/studies/${encodeURIComponent(id)}/start`);
+    // The live feed already brought this status and maybe newer ones (a fast round can end
+    // before this reply is read): only use the reply without the feed.
+    if (!feedLive()) st.status = status;
   } catch (e) {
     st.error = `Could not start: ${e.message}.`;
   }
@@ -347,7 +315,7 @@ async function createStudy() {
   try {
     const status = await api('POST', '/api/studies', { spec });
     const id = status.params.id;
-    upsert(status);
+    if (!studies.has(id)) upsert(status); // else the feed already brought it, maybe newer
     renderAll();
     for (const input of ui.createForm.querySelectorAll('input')) input.value = '';
     updateSpec();
@@ -428,7 +396,7 @@ function render(id) {
       el('h4', { text: `Round ${r.round}: ${r.phase}` }),
       el('p', { class: 'muted', text: 'Relay safety code' }),
       el('p', { class: 'dash-code', 'data-testid': 'dash-safety-code', dataset: { round: r.round }, text: r.safety_code }),
-      el('p', { class: 'muted', text: `Every patient's screen should show this code. ${patients(r.roster_size)}, threshold ${r.threshold}, ${r.live} connected, ${r.received} ${r.phase === 'awaiting shares' ? 'sent shares' : 'sent partial sums'}.` }));
+      el('p', { class: 'muted', text: `Every patient's screen should show this code. ${patients(r.roster_size)}, threshold ${r.threshold}, ${r.live} connected, ${r.received} ${received(r.phase)}.` }));
   } else if (last) {
     roundPanel = el('section', { class: 'panel' },
       el('h4', {}, `Round ${last.round}: `, badge(last.status)),
@@ -491,6 +459,12 @@ function render(id) {
     el('div', { class: 'panels' }, enrol, roundPanel, resultPanel),
     st.error ? el('p', { class: 'error-text', role: 'alert', text: st.error }) : null,
     table, actions);
+}
+
+/** What `running.received` counts, from the phase as the relay names it: "awaiting shares" →
+ * "sent shares". */
+function received(phase) {
+  return phase.replace(/^awaiting /, 'sent ');
 }
 
 function badge(status) {
