@@ -23,9 +23,13 @@ use cohort_core::study::StudySpec;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, error, info, warn};
 
+mod effects;
+
+pub(crate) use effects::{Effect, StartReply, Write};
+
 use crate::clock::Clock;
 use crate::registry::{Outbound, PeerLink, StudyCmd};
-use crate::store::{RoundStart, Store};
+use crate::store::Store;
 use crate::views::{Abandonment, DashboardMsg, ResultRow, RoundEnd, StudyStatusView};
 
 /// One study's actor state.
@@ -52,42 +56,6 @@ pub(crate) struct StudyTask {
     pub(crate) effects: Vec<Effect>,
     /// A `start` command's reply, sent once the roster is out.
     pub(crate) start_reply: Option<StartReply>,
-}
-
-/// The reply channel of a `start` command and what to answer.
-pub(crate) type StartReply = (
-    tokio::sync::oneshot::Sender<Result<StudyStatusView, cohort_core::error::ProtocolError>>,
-    Result<(), cohort_core::error::ProtocolError>,
-);
-
-/// One thing a Hospital step asked of the relay.
-#[allow(clippy::large_enum_variant)] // a short-lived queue, drained after every step
-pub(crate) enum Effect {
-    /// Persist a round event (awaited before anything after it).
-    Store(Write),
-    /// Publish on the dashboard feed.
-    Publish(DashboardMsg),
-    /// A message, attach or detach for a connection.
-    Out(HospitalOutput),
-}
-
-/// A round event to persist.
-pub(crate) enum Write {
-    Started {
-        study: String,
-        round: u64,
-        roster_size: u32,
-        threshold: u32,
-        safety_code: String,
-        started_ms: u64,
-    },
-    Completed(Box<cohort_core::protocol::RoundOutcome>),
-    Abandoned {
-        study: String,
-        round: u64,
-        reason: AbandonReason,
-        finished_ms: u64,
-    },
 }
 
 impl StudyTask {
@@ -368,51 +336,6 @@ impl StudyTask {
         }
     }
 
-    /// Writes one round event to the store; a failure is logged (the round goes on).
-    async fn persist(&mut self, w: Write) {
-        match w {
-            Write::Started {
-                study,
-                round,
-                roster_size,
-                threshold,
-                safety_code,
-                started_ms,
-            } => {
-                let start = RoundStart {
-                    study: &study,
-                    round,
-                    roster_size,
-                    threshold,
-                    safety_code: &safety_code,
-                    started_at_ms: started_ms,
-                };
-                if let Err(e) = self.store.round_started(&start).await {
-                    error!(study = %study, round, error = %e, "cannot store round start");
-                }
-            }
-            Write::Completed(o) => {
-                if let Err(e) = self.store.round_completed(&o).await {
-                    error!(study = %o.study, round = o.round, error = %e, "cannot store result");
-                }
-            }
-            Write::Abandoned {
-                study,
-                round,
-                reason,
-                finished_ms,
-            } => {
-                if let Err(e) = self
-                    .store
-                    .round_abandoned(&study, round, &reason, finished_ms)
-                    .await
-                {
-                    error!(study = %study, round, error = %e, "cannot store abandonment");
-                }
-            }
-        }
-    }
-
     /// Publishes the study's current status on the dashboard feed, with the round that just
     /// ended if any. A status without an ended round that is still the last pending effect is
     /// replaced: the status is read after the whole Hospital step, so it would repeat it.
@@ -539,131 +462,4 @@ fn deliver(link: &PeerLink, item: Outbound) -> Result<(), bool> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::registry::Registry;
-    use cohort_core::envelope::KeyPair;
-    use cohort_core::message::{Join, PROTOCOL_VERSION, RelayToPatient};
-    use cohort_core::study::StudyParams;
-    use rand_chacha::ChaCha20Rng;
-    use rand_core::SeedableRng;
-    use std::time::Duration;
-    use tokio::sync::Notify;
-    use tokio_tungstenite::tungstenite::Message;
-
-    fn join(i: u64) -> PatientToRelay {
-        PatientToRelay::Join(Join {
-            v: PROTOCOL_VERSION,
-            study: StudyParams::demo().id,
-            commitment: cohort_core::commitment::commit(
-                &StudyParams::demo().id,
-                &KeyPair::generate(&mut ChaCha20Rng::seed_from_u64(i)).public(),
-                &cohort_core::commitment::Nonce([7; 32]),
-            ),
-            invite: None,
-        })
-    }
-
-    fn link() -> (PeerLink, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(64);
-        let kick = Arc::new(Notify::new());
-        (PeerLink { tx, kick }, rx)
-    }
-
-    /// Everything queued for one connection until (and including) its detach.
-    async fn until_detached(rx: &mut mpsc::Receiver<Outbound>) -> Vec<Outbound> {
-        let mut got = Vec::new();
-        loop {
-            let out = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-                .await
-                .expect("the study answers")
-                .expect("the study keeps the link");
-            let done = matches!(out, Outbound::Detached(_));
-            got.push(out);
-            if done {
-                return got;
-            }
-        }
-    }
-
-    #[test]
-    fn a_panicking_study_abandons_its_round_and_recovers() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let store = Arc::new(Store::open_in_memory().unwrap());
-            let reg = Registry::new(store.clone(), Clock::new());
-            let h = reg
-                .create(StudySpec {
-                    params: StudyParams::demo(),
-                    deadlines: Default::default(),
-                    invite: None,
-                })
-                .await
-                .unwrap();
-            let size = StudyParams::demo().size as u64;
-            let mut rxs = Vec::new();
-            for i in 0..size {
-                let (link, rx) = link();
-                let cmd = StudyCmd::Patient {
-                    peer: PeerId(i),
-                    msg: join(i),
-                    link,
-                };
-                assert!(h.send(cmd).await);
-                rxs.push(rx);
-            }
-            let round = h
-                .status()
-                .await
-                .unwrap()
-                .status
-                .running
-                .expect("round running")
-                .round;
-
-            assert!(h.send(StudyCmd::Panic).await);
-
-            for rx in &mut rxs {
-                let got = until_detached(rx).await;
-                let abandoned = got.iter().any(|o| {
-                    let msg = match o {
-                        Outbound::Message(m) => Some((**m).clone()),
-                        Outbound::Frame(Message::Text(t)) => RelayToPatient::decode(t).ok(),
-                        _ => None,
-                    };
-                    matches!(msg, Some(RelayToPatient::Abandoned(a))
-                            if a.round == round && a.reason == AbandonReason::StudyRestarted)
-                });
-                assert!(abandoned, "every member hears why its round ended");
-            }
-            let rows = store.rounds(&StudyParams::demo().id).await.unwrap();
-            let row = rows
-                .iter()
-                .find(|r| r.round == round)
-                .expect("round stored");
-            assert_eq!(row.status, "abandoned");
-            assert_eq!(row.reason.as_deref(), Some("study_restarted"));
-
-            // The study runs again: a fresh round to enrol, and joins are accepted.
-            let status = h.status().await.expect("the study answers after the panic");
-            assert!(status.status.running.is_none());
-            assert!(status.status.enrolling_round > round);
-            let (link, mut rx) = link();
-            let cmd = StudyCmd::Patient {
-                peer: PeerId(99),
-                msg: join(99),
-                link,
-            };
-            assert!(h.send(cmd).await);
-            let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(matches!(first, Outbound::Attached(_)), "join accepted");
-            assert_eq!(h.status().await.unwrap().status.enrolled, 1);
-        });
-    }
-}
+mod tests;
