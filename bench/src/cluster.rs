@@ -237,10 +237,8 @@ impl Haproxy {
         // would not route the study to once the other one comes up).
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(down) = h.servers_not_up() {
-                if down.is_empty() {
-                    return Ok(h);
-                }
+            if h.stat_not_up().is_some_and(|down| down.is_empty()) {
+                return Ok(h);
             }
             if !matches!(h.child.try_wait(), Ok(None)) || Instant::now() > deadline {
                 return Err(format!(
@@ -254,29 +252,35 @@ impl Haproxy {
 
     /// `backend/server` of every server not UP, from `show stat` on the stats socket; `None`
     /// while the socket does not answer.
-    fn servers_not_up(&self) -> Option<Vec<String>> {
+    fn stat_not_up(&self) -> Option<Vec<String>> {
         let mut s = std::os::unix::net::UnixStream::connect(self.run.join("haproxy.sock")).ok()?;
         s.write_all(b"show stat\n").ok()?;
         let mut out = String::new();
         s.read_to_string(&mut out).ok()?;
-        let mut down = Vec::new();
-        let mut servers = 0;
-        for line in out.lines().filter(|l| !l.starts_with('#')) {
-            let f: Vec<&str> = line.split(',').collect();
-            if f.len() > 17 && f[1] != "FRONTEND" && f[1] != "BACKEND" {
-                servers += 1;
-                if f[17] != "UP" {
-                    down.push(format!("{}/{} {}", f[0], f[1], f[17]));
-                }
-            }
-        }
-        (servers > 0).then_some(down)
+        servers_not_up(&out)
     }
 
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// `backend/server status` of every server not UP in HAProxy's `show stat` CSV; `None` if it
+/// lists no server.
+fn servers_not_up(stat: &str) -> Option<Vec<String>> {
+    let mut down = Vec::new();
+    let mut servers = 0;
+    for line in stat.lines().filter(|l| !l.starts_with('#')) {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.len() > 17 && f[1] != "FRONTEND" && f[1] != "BACKEND" {
+            servers += 1;
+            if f[17] != "UP" {
+                down.push(format!("{}/{} {}", f[0], f[1], f[17]));
+            }
+        }
+    }
+    (servers > 0).then_some(down)
 }
 
 impl Drop for Haproxy {
@@ -366,4 +370,37 @@ pub async fn run_cluster(common: &Common, cfg: &RoundsConfig) -> Result<[RoundsR
         let _ = std::fs::remove_dir_all(&base);
     }
     Ok([via_hap, direct])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(px: &str, sv: &str, status: &str) -> String {
+        let mut f = vec![""; 20];
+        f[0] = px;
+        f[1] = sv;
+        f[17] = status;
+        f.join(",")
+    }
+
+    #[test]
+    fn reads_server_states_from_show_stat() {
+        let head = "# pxname,svname,qcur";
+        let all_up = [
+            head.to_string(),
+            row("cohort", "FRONTEND", "OPEN"),
+            row("relays_any", "relay1", "UP"),
+            row("relays_any", "relay2", "UP"),
+            row("relays_any", "BACKEND", "UP"),
+        ]
+        .join("\n");
+        assert_eq!(servers_not_up(&all_up), Some(vec![]));
+        let one_down = all_up.replace(&row("relays_any", "relay2", "UP"), &row("relays_any", "relay2", "DOWN"));
+        assert_eq!(
+            servers_not_up(&one_down),
+            Some(vec!["relays_any/relay2 DOWN".to_string()])
+        );
+        assert_eq!(servers_not_up(head), None);
+    }
 }
