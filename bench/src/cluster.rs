@@ -53,7 +53,11 @@ impl PgCluster {
     /// Creates and starts a cluster in `dir` with superuser `cohort` (trust authentication).
     pub fn start(dir: PathBuf, keep: bool) -> Result<PgCluster, String> {
         let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).collect())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.path().join("bin"))
+                    .collect()
+            })
             .unwrap_or_default();
         found.retain(|p| p.join("initdb").is_file());
         found.sort();
@@ -396,7 +400,10 @@ mod tests {
         ]
         .join("\n");
         assert_eq!(servers_not_up(&all_up), Some(vec![]));
-        let one_down = all_up.replace(&row("relays_any", "relay2", "UP"), &row("relays_any", "relay2", "DOWN"));
+        let one_down = all_up.replace(
+            &row("relays_any", "relay2", "UP"),
+            &row("relays_any", "relay2", "DOWN"),
+        );
         assert_eq!(
             servers_not_up(&one_down),
             Some(vec!["relays_any/relay2 DOWN".to_string()])
