@@ -1,6 +1,7 @@
 //! `cohort-bench` as a library, shared by the binary and its test: a relay child process,
 //! P native patients over WSS, round runners, and the idle-connection run.
 
+pub mod cluster;
 pub mod fixture;
 pub mod patients;
 pub mod progress;
@@ -8,6 +9,7 @@ pub mod relay_proc;
 pub mod scale;
 pub mod stats;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -92,6 +94,17 @@ pub struct RoundsReport {
     pub peak_rss_kib: Option<u64>,
     /// 1-minute load average before and after.
     pub load: (Option<f64>, Option<f64>),
+    /// `--cluster`: how the patients reached the relays (`direct`, `haproxy`); `None` in the
+    /// other modes (and then none of the cluster fields is printed).
+    pub via: Option<&'static str>,
+    /// Index of the relay that ran the study (the one measured).
+    pub ran_on: usize,
+    /// `--cluster`: the relay ids, in `ran_on` order.
+    pub relay_ids: Vec<String>,
+    /// CPU of the load balancer per measured end-to-end round, ms.
+    pub proxy_cpu_e2e_ms: Option<f64>,
+    /// CPU of the load balancer per measured prepared round, ms.
+    pub proxy_cpu_prepared_ms: Option<f64>,
 }
 
 fn mb(kib: Option<u64>) -> Value {
@@ -130,6 +143,19 @@ impl RoundsReport {
         o.insert("load1_before", opt(self.load.0));
         o.insert("load1_after", opt(self.load.1));
         o.insert("results_checked", true);
+        if let Some(via) = self.via {
+            o.insert("via", via);
+            o.insert("store", "postgres");
+            o.insert("relays", self.relay_ids.len());
+            o.insert("ran_on", self.relay_ids.get(self.ran_on).cloned());
+            if via != "direct" {
+                o.insert("haproxy_cpu_ms_per_round", opt(self.proxy_cpu_e2e_ms));
+                o.insert(
+                    "haproxy_cpu_ms_per_prepared_round",
+                    opt(self.proxy_cpu_prepared_ms),
+                );
+            }
+        }
         o
     }
 }
@@ -147,6 +173,9 @@ fn relay_for(
         studies,
         max_connections,
         log_filter: common.log_filter.clone(),
+        database: None,
+        relay_id: None,
+        certs: None,
     })?;
     Ok((relay, dir))
 }
@@ -177,6 +206,104 @@ pub async fn run_rounds(common: &Common, cfg: &RoundsConfig) -> Result<RoundsRep
         return Err("at least 3 patients (the minimum cohort)".into());
     }
     ensure_nofile(n as u64 + 256)?;
+    let load0 = load1();
+    let (mut relay, dir) = relay_for(common, &format!("bench{n}"), vec![study_spec(n)], n + 64)?;
+    let tls = client_tls(&relay.ca)?;
+    let addr = relay.addr;
+    let mut target = Target {
+        label: format!("bench{n}"),
+        addr,
+        ws_path: "/ws".into(),
+        relays: vec![&mut relay],
+        owner: None,
+        proxy_pid: None,
+    };
+    let mut rep = measure(common, cfg, &mut target, tls).await?;
+    rep.load.0 = load0;
+    drop(relay);
+    if !common.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(rep)
+}
+
+/// Where one configuration's patients connect, and which relay processes may run its study.
+pub(crate) struct Target<'a> {
+    /// Progress label.
+    pub(crate) label: String,
+    /// Where the patients connect (a relay, or a load balancer in front of them).
+    pub(crate) addr: SocketAddr,
+    /// The WebSocket path, e.g. `/ws` or `/ws?study=ID`.
+    pub(crate) ws_path: String,
+    /// Every relay that may run the study; the one that logs the rounds' `round relay path`
+    /// lines is the one measured.
+    pub(crate) relays: Vec<&'a mut RelayProc>,
+    /// Index into `relays` of the relay that ran the study, once seen.
+    pub(crate) owner: Option<usize>,
+    /// A process between the patients and the relays (HAProxy) whose CPU is measured too.
+    pub(crate) proxy_pid: Option<u32>,
+}
+
+impl Target<'_> {
+    /// CPU so far of every relay, ms (`None` if one cannot be read).
+    fn cpu_ms(&self) -> Option<Vec<f64>> {
+        self.relays.iter().map(|r| r.cpu_ms()).collect()
+    }
+
+    /// The relay's path for `round` (from whichever relay ran it), ms, or an error naming
+    /// the logs.
+    async fn path_ms(&mut self, round: u64) -> Result<f64, String> {
+        if let [relay] = self.relays.as_mut_slice() {
+            self.owner = Some(0);
+            return path_ms(relay, round).await;
+        }
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            for (i, r) in self.relays.iter_mut().enumerate() {
+                if let Some(us) = r.take_path(round) {
+                    if self.owner.is_some_and(|o| o != i) {
+                        return Err(format!(
+                            "round {round} ran on another relay ({}) than the earlier rounds",
+                            r.log.display()
+                        ));
+                    }
+                    self.owner = Some(i);
+                    return Ok(us as f64 / 1e3);
+                }
+            }
+            if std::time::Instant::now() >= end {
+                let logs: Vec<String> = self
+                    .relays
+                    .iter()
+                    .map(|r| r.log.display().to_string())
+                    .collect();
+                return Err(format!(
+                    "no relay logged a `round relay path` line for round {round} (logs: {})",
+                    logs.join(", ")
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// CPU of another process (HAProxy) so far, ms.
+fn pid_cpu_ms(pid: Option<u32>) -> Option<f64> {
+    relay_proc::sched_ms_of(pid?)
+}
+
+fn delta(a: Option<Vec<f64>>, b: Option<Vec<f64>>, i: usize) -> Option<f64> {
+    Some(b?.get(i)? - a?.get(i)?)
+}
+
+/// Connects P patients to `target`, runs the rounds, closes them.
+pub(crate) async fn measure(
+    common: &Common,
+    cfg: &RoundsConfig,
+    target: &mut Target<'_>,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+) -> Result<RoundsReport, String> {
+    let n = cfg.patients;
     let mut rep = RoundsReport {
         patients: n,
         rounds: cfg.rounds,
@@ -184,14 +311,13 @@ pub async fn run_rounds(common: &Common, cfg: &RoundsConfig) -> Result<RoundsRep
         load: (load1(), None),
         ..RoundsReport::default()
     };
-    let (mut relay, dir) = relay_for(common, &format!("bench{n}"), vec![study_spec(n)], n + 64)?;
-    let tls = client_tls(&relay.ca)?;
-    let label = format!("bench{n}");
+    let label = target.label.clone();
 
     let mut bar = Progress::new(format!("{label} connect"), n, common.quiet);
     let t0 = std::time::Instant::now();
-    let mut fleet = Fleet::connect(
-        relay.addr,
+    let mut fleet = Fleet::connect_path(
+        target.addr,
+        &target.ws_path,
         tls,
         &format!("bench{n}"),
         n,
@@ -203,32 +329,39 @@ pub async fn run_rounds(common: &Common, cfg: &RoundsConfig) -> Result<RoundsRep
     bar.finish("");
     // Let the relay settle (sessions spawned, first reads done) before reading its memory.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    rep.rss_connected_kib = relay.memory_kib().map(|m| m.0);
+    let rss_connected: Vec<Option<u64>> = target
+        .relays
+        .iter()
+        .map(|r| r.memory_kib().map(|m| m.0))
+        .collect();
 
     let total = cfg.warmup + cfg.rounds;
+    let per_round = |x: f64| x / cfg.rounds.max(1) as f64;
     if matches!(cfg.mode, Mode::Both | Mode::E2e) {
         let mut bar = Progress::new(format!("{label} end-to-end"), total, common.quiet);
         let mut cpu0 = None;
         let mut own0 = None;
+        let mut proxy0 = None;
         for i in 0..total {
             if i == cfg.warmup {
-                cpu0 = relay.cpu_ms();
+                cpu0 = target.cpu_ms();
                 own0 = own_cpu_ms();
+                proxy0 = pid_cpu_ms(target.proxy_pid);
             }
             let s = fleet.e2e_round().await?;
-            let path = path_ms(&mut relay, s.round).await?;
+            let path = target.path_ms(s.round).await?;
             if i >= cfg.warmup {
                 rep.e2e.push(s);
                 rep.e2e_relay_path_ms.push(path);
             }
             bar.set(i + 1, &format!("last {:.2} ms", s.ms));
         }
-        rep.patients_cpu_e2e_ms = own0
-            .zip(own_cpu_ms())
-            .map(|(a, b)| (b - a) / cfg.rounds.max(1) as f64);
-        rep.cpu_e2e_ms = cpu0
-            .zip(relay.cpu_ms())
-            .map(|(a, b)| (b - a) / cfg.rounds.max(1) as f64);
+        let owner = target.owner.unwrap_or(0);
+        rep.patients_cpu_e2e_ms = own0.zip(own_cpu_ms()).map(|(a, b)| per_round(b - a));
+        rep.cpu_e2e_ms = delta(cpu0, target.cpu_ms(), owner).map(per_round);
+        rep.proxy_cpu_e2e_ms = proxy0
+            .zip(pid_cpu_ms(target.proxy_pid))
+            .map(|(a, b)| per_round(b - a));
         let e2e: Vec<f64> = rep.e2e.iter().map(|s| s.ms).collect();
         bar.finish(&Summary::of(&e2e).map_or(String::new(), |s| {
             format!("p50 {:.2} ms p99 {:.2} ms", s.p50, s.p99)
@@ -238,35 +371,40 @@ pub async fn run_rounds(common: &Common, cfg: &RoundsConfig) -> Result<RoundsRep
         let mut bar = Progress::new(format!("{label} prepared"), total, common.quiet);
         let mut cpu = 0.0;
         let mut cpu_ok = true;
+        let mut proxy = Some(0.0);
         for i in 0..total {
-            let before = relay.cpu_ms();
+            let before = target.cpu_ms();
+            let proxy_before = pid_cpu_ms(target.proxy_pid);
             let s = fleet.prepared_round().await?;
-            let path = path_ms(&mut relay, s.round).await?;
+            let path = target.path_ms(s.round).await?;
             if i >= cfg.warmup {
-                match (before, relay.cpu_ms()) {
-                    (Some(a), Some(b)) => cpu += b - a,
-                    _ => cpu_ok = false,
+                match delta(before, target.cpu_ms(), target.owner.unwrap_or(0)) {
+                    Some(d) => cpu += d,
+                    None => cpu_ok = false,
                 }
+                proxy = proxy
+                    .zip(proxy_before.zip(pid_cpu_ms(target.proxy_pid)))
+                    .map(|(sum, (a, b))| sum + b - a);
                 rep.prepared.push(s);
                 rep.relay_path_ms.push(path);
             }
             bar.set(i + 1, &format!("relay {path:.2} ms"));
         }
-        rep.cpu_prepared_ms = cpu_ok.then(|| cpu / cfg.rounds.max(1) as f64);
+        rep.cpu_prepared_ms = cpu_ok.then(|| per_round(cpu));
+        rep.proxy_cpu_prepared_ms = proxy.map(per_round);
         bar.finish(&Summary::of(&rep.relay_path_ms).map_or(String::new(), |s| {
             format!("relay p50 {:.2} ms p99 {:.2} ms", s.p50, s.p99)
         }));
     }
-    rep.peak_rss_kib = relay.memory_kib().map(|m| m.1);
+    let owner = target.owner.unwrap_or(0);
+    rep.ran_on = owner;
+    rep.rss_connected_kib = rss_connected.get(owner).copied().flatten();
+    rep.peak_rss_kib = target.relays[owner].memory_kib().map(|m| m.1);
     rep.load.1 = load1();
-    if !relay.alive() {
-        return Err("the relay exited during the run".into());
+    if !target.relays.iter_mut().all(|r| r.alive()) {
+        return Err("a relay exited during the run".into());
     }
     fleet.close().await;
-    drop(relay);
-    if !common.keep {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
     Ok(rep)
 }
 

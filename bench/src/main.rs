@@ -6,7 +6,8 @@
 //! worker threads) before any clock starts, runs `--warmup` + `--rounds` end-to-end rounds and
 //! then as many prepared rounds, and prints ONE JSON line on stdout. Progress goes to stderr.
 //! With `--idle N` it instead holds N idle connections and prints one JSON line about
-//! admission time and memory per connection. With `--wasm-fixtures DIR` it writes the
+//! admission time and memory per connection. With `--cluster` each configuration runs on two
+//! relays sharing a throw-away PostgreSQL behind HAProxy, through HAProxy and then direct. With `--wasm-fixtures DIR` it writes the
 //! simulated rounds that the wasm timing page (web/bench/) replays. See docs/BENCHMARKS.md.
 
 use std::path::PathBuf;
@@ -56,6 +57,13 @@ struct Args {
     /// (web/bench/run.sh) into DIR as round-<n>.json.
     #[arg(long, value_name = "DIR")]
     wasm_fixtures: Option<PathBuf>,
+
+    /// Rounds on several relays: a throw-away PostgreSQL, two `cohort-relay --database`
+    /// processes and HAProxy with deploy/haproxy.cfg in front; each configuration runs through
+    /// HAProxy and then direct to the relay that ran it (two JSON lines, `"via"`). Needs
+    /// PostgreSQL and HAProxy (scripts/setup.sh).
+    #[arg(long)]
+    cluster: bool,
 
     /// The cohort-relay binary (default: next to this one).
     #[arg(long, value_name = "PATH")]
@@ -149,6 +157,12 @@ fn main() -> ExitCode {
                 warmup: args.warmup,
                 mode: args.mode,
             };
+            if args.cluster {
+                for report in cohort_bench::cluster::run_cluster(&common, &cfg).await? {
+                    println!("{}", report.to_json());
+                }
+                continue;
+            }
             let report = cohort_bench::run_rounds(&common, &cfg).await?;
             println!("{}", report.to_json());
         }

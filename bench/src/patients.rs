@@ -65,6 +65,16 @@ pub async fn connect(
     tls: Arc<ClientConfig>,
     ws_config: WebSocketConfig,
 ) -> Result<Ws, String> {
+    connect_path(addr, "/ws", tls, ws_config).await
+}
+
+/// [`connect`] to another path on the relay (or on a load balancer), e.g. `/ws?study=ID`.
+pub async fn connect_path(
+    addr: SocketAddr,
+    path: &str,
+    tls: Arc<ClientConfig>,
+    ws_config: WebSocketConfig,
+) -> Result<Ws, String> {
     let tcp = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect {addr}: {e}"))?;
@@ -74,7 +84,7 @@ pub async fn connect(
         .connect(name, tcp)
         .await
         .map_err(|e| format!("TLS handshake: {e}"))?;
-    let url = format!("wss://{addr}/ws");
+    let url = format!("wss://{addr}{path}");
     let (ws, _) = tokio_tungstenite::client_async_with_config(url, tls, Some(ws_config))
         .await
         .map_err(|e| format!("WebSocket handshake: {e}"))?;
@@ -217,13 +227,29 @@ impl Fleet {
         concurrency: usize,
         progress: &mut (dyn FnMut(usize) + Send),
     ) -> Result<Fleet, String> {
+        Fleet::connect_path(addr, "/ws", tls, study, n, concurrency, progress).await
+    }
+
+    /// [`Fleet::connect`] with every patient on `path` (e.g. `/ws?study=ID`, which a load
+    /// balancer routes on).
+    pub async fn connect_path(
+        addr: SocketAddr,
+        path: &str,
+        tls: Arc<ClientConfig>,
+        study: &str,
+        n: usize,
+        concurrency: usize,
+        progress: &mut (dyn FnMut(usize) + Send),
+    ) -> Result<Fleet, String> {
+        let path: Arc<str> = path.into();
         let sem = Arc::new(Semaphore::new(concurrency.max(1)));
         let (conn_tx, mut conn_rx) = mpsc::unbounded_channel();
         for idx in 0..n {
             let (sem, tls, conn_tx) = (sem.clone(), tls.clone(), conn_tx.clone());
+            let path = path.clone();
             tokio::spawn(async move {
                 let _permit = sem.acquire_owned().await;
-                let r = connect(addr, tls, client_ws_config()).await;
+                let r = connect_path(addr, &path, tls, client_ws_config()).await;
                 let _ = conn_tx.send((idx, r));
             });
         }

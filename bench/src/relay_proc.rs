@@ -22,6 +22,12 @@ pub struct RelayOptions {
     pub max_connections: usize,
     /// `RUST_LOG` for the relay (its default, `info`, when `None`).
     pub log_filter: Option<String>,
+    /// `--database` (PostgreSQL URL); `None`: the default SQLite store in `dir/data`.
+    pub database: Option<String>,
+    /// `--relay-id` (relays sharing one database need distinct ones).
+    pub relay_id: Option<String>,
+    /// A certificate directory shared with another relay (`None`: `dir/certs`).
+    pub certs: Option<PathBuf>,
 }
 
 /// The relay's own timing of one round (see the `round relay path` log line).
@@ -117,9 +123,9 @@ impl RelayProc {
     /// Starts the relay and waits for its `listening on` line.
     pub fn start(opts: &RelayOptions) -> Result<RelayProc, String> {
         let io = |what: &str, e: std::io::Error| format!("{what}: {e}");
-        for sub in ["certs", "data", "web"] {
-            std::fs::create_dir_all(opts.dir.join(sub))
-                .map_err(|e| io(&opts.dir.join(sub).display().to_string(), e))?;
+        let certs = opts.certs.clone().unwrap_or_else(|| opts.dir.join("certs"));
+        for d in [certs.clone(), opts.dir.join("data"), opts.dir.join("web")] {
+            std::fs::create_dir_all(&d).map_err(|e| io(&d.display().to_string(), e))?;
         }
         std::fs::write(
             opts.dir.join("web/index.html"),
@@ -135,7 +141,7 @@ impl RelayProc {
         cmd.arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--certs")
-            .arg(opts.dir.join("certs"))
+            .arg(&certs)
             .arg("--data")
             .arg(opts.dir.join("data"))
             .arg("--web")
@@ -158,6 +164,13 @@ impl RelayProc {
         for s in &opts.studies {
             cmd.arg("--study").arg(s);
         }
+        if let Some(db) = &opts.database {
+            cmd.arg("--database").arg(db);
+        }
+        if let Some(id) = &opts.relay_id {
+            cmd.arg("--relay-id").arg(id);
+        }
+        cmd.env_remove("COHORT_DATABASE_URL");
         // Limits meant for the open internet that a one-box bench would trip over: every
         // patient comes from 127.0.0.1, and a small cohort runs hundreds of rounds a second.
         // Passed only if this relay has them (older relays have no such limits).
@@ -223,7 +236,7 @@ impl RelayProc {
         Ok(RelayProc {
             child,
             addr,
-            ca: opts.dir.join("certs").join(cohort_relay::certs::CA_FILE),
+            ca: certs.join(cohort_relay::certs::CA_FILE),
             log,
             paths,
             early: Vec::new(),
@@ -278,6 +291,15 @@ impl RelayProc {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+    }
+
+    /// The relay's timing of `round` if it has logged it (no waiting).
+    pub fn take_path(&mut self, round: u64) -> Option<u64> {
+        while let Ok(p) = self.paths.try_recv() {
+            self.early.push(p);
+        }
+        let i = self.early.iter().position(|p| p.round == round)?;
+        Some(self.early.swap_remove(i).us)
     }
 
     /// Whether the process is still running.

@@ -147,3 +147,39 @@ fn binary_quick_mode_prints_one_json_line_per_configuration() {
         "progress goes to stderr: {stderr}"
     );
 }
+
+/// `--cluster` (PostgreSQL, two relays, HAProxy with deploy/haproxy.cfg): one line through
+/// HAProxy and one direct, each measured on the relay that ran the study. Needs PostgreSQL
+/// and HAProxy (`scripts/setup.sh` installs both); fails, never skips, without them.
+#[test]
+fn cluster_mode_prints_a_haproxy_and_a_direct_line() {
+    let out = std::process::Command::new(BENCH)
+        .args(["--cluster", "--patients", "3", "--rounds", "2", "-q"])
+        .arg("--relay-bin")
+        .arg(relay_bin())
+        .arg("--tmp")
+        .arg(tmp("bench-cluster"))
+        .output()
+        .expect("cohort-bench runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 2, "stdout: {stdout}");
+    assert_eq!(lines[0]["via"], "haproxy");
+    assert_eq!(lines[1]["via"], "direct");
+    for l in &lines {
+        assert_eq!(l["patients"], 3);
+        assert_eq!(l["store"], "postgres");
+        assert_eq!(l["relays"], 2);
+        assert_eq!(l["results_checked"], true);
+        assert!(l["p50_ms"].as_f64().is_some_and(|v| v > 0.0), "{l}");
+        assert!(l["relay_p50_ms"].as_f64().is_some_and(|v| v > 0.0), "{l}");
+    }
+    assert_eq!(lines[0]["ran_on"], lines[1]["ran_on"]);
+    assert!(lines[0]["haproxy_cpu_ms_per_round"].as_f64().is_some());
+    assert!(lines[1].get("haproxy_cpu_ms_per_round").is_none());
+}

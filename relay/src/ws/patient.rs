@@ -95,6 +95,41 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
     info!(peer = peer.0, "patient connected");
     loop {
         tokio::select! {
+            // What the study queued first: a round's result is queued together with the
+            // detach that ends its membership, and a patient that answers the result with
+            // its next `join` must find the membership ended (else: "already joined").
+            biased;
+            out = rx.recv() => {
+                let Some(out) = out else { break };
+                match out {
+                    Outbound::Message(msg) => {
+                        if matches!(*msg, RelayToPatient::Error(_)) {
+                            // The study refused one of this connection's messages.
+                            if !bad.refuse(&mut ws, &msg, &limits, peer.0).await {
+                                break;
+                            }
+                        } else if !send(&mut ws, to_message(msg.encode()), wt, peer.0).await {
+                            break;
+                        }
+                    }
+                    // Progress (a join accepted, a round over): the budget starts over.
+                    Outbound::Frame(frame) => {
+                        if !send(&mut ws, frame, wt, peer.0).await {
+                            break;
+                        }
+                    }
+                    Outbound::Attached(study) => {
+                        if at.attached(&study) {
+                            bad.reset();
+                        }
+                    }
+                    Outbound::Detached(study) => {
+                        if at.detached(&study) {
+                            bad.reset();
+                        }
+                    }
+                }
+            }
             frame = ws.next() => {
                 let frame = match frame {
                     None => break,
@@ -147,37 +182,6 @@ pub async fn patient_session<S: AsyncRead + AsyncWrite + Unpin>(
                     && !bad.refuse(&mut ws, &reply, &limits, peer.0).await
                 {
                     break;
-                }
-            }
-            out = rx.recv() => {
-                let Some(out) = out else { break };
-                match out {
-                    Outbound::Message(msg) => {
-                        if matches!(*msg, RelayToPatient::Error(_)) {
-                            // The study refused one of this connection's messages.
-                            if !bad.refuse(&mut ws, &msg, &limits, peer.0).await {
-                                break;
-                            }
-                        } else if !send(&mut ws, to_message(msg.encode()), wt, peer.0).await {
-                            break;
-                        }
-                    }
-                    // Progress (a join accepted, a round over): the budget starts over.
-                    Outbound::Frame(frame) => {
-                        if !send(&mut ws, frame, wt, peer.0).await {
-                            break;
-                        }
-                    }
-                    Outbound::Attached(study) => {
-                        if at.attached(&study) {
-                            bad.reset();
-                        }
-                    }
-                    Outbound::Detached(study) => {
-                        if at.detached(&study) {
-                            bad.reset();
-                        }
-                    }
                 }
             }
             () = stopped(&watched) => {
