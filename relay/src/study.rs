@@ -17,7 +17,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Instant;
 
-use cohort_core::message::{AbandonReason, PatientToRelay};
+use cohort_core::message::{AbandonReason, PatientToRelay, RelayToPatient};
 use cohort_core::protocol::{Hospital, HospitalEvent, HospitalOutput, PeerId};
 use cohort_core::study::StudySpec;
 use tokio::sync::{broadcast, mpsc};
@@ -261,6 +261,16 @@ impl StudyTask {
                     self.persist(w).await;
                 }
             }
+            // Peers this step detaches: each gets its detach right behind its last message (a
+            // broadcast result or abandonment), so its connection ends the membership before
+            // it can read that patient's next `join`.
+            let detaching: std::collections::HashSet<PeerId> = rest
+                .iter()
+                .filter_map(|e| match e {
+                    Effect::Out(HospitalOutput::Detached { peer }) => Some(*peer),
+                    _ => None,
+                })
+                .collect();
             let mut dropped = Vec::new();
             for effect in rest {
                 match effect {
@@ -268,7 +278,7 @@ impl StudyTask {
                     Effect::Publish(m) => {
                         let _ = self.feed.send(m.to_json().into());
                     }
-                    Effect::Out(out) => self.send_out(out, &mut dropped),
+                    Effect::Out(out) => self.send_out(out, &detaching, &mut dropped),
                 }
             }
             if dropped.is_empty() {
@@ -289,13 +299,25 @@ impl StudyTask {
 
     /// Delivers one message, attach or detach to the connection it names (a broadcast to
     /// each, encoded once).
-    fn send_out(&mut self, out: HospitalOutput, dropped: &mut Vec<PeerId>) {
+    fn send_out(
+        &mut self,
+        out: HospitalOutput,
+        detaching: &std::collections::HashSet<PeerId>,
+        dropped: &mut Vec<PeerId>,
+    ) {
         let (to, item) = match out {
             HospitalOutput::Send { to, msg } => (to, Outbound::Message(Box::new(msg))),
             HospitalOutput::Broadcast { to, msg } => {
                 let frame = crate::ws::to_message(msg.encode());
+                let last = matches!(
+                    msg,
+                    RelayToPatient::Result(_) | RelayToPatient::Abandoned(_)
+                );
                 for peer in to {
                     self.send_item(peer, Outbound::Frame(frame.clone()), dropped);
+                    if last && detaching.contains(&peer) {
+                        self.detach(peer, dropped);
+                    }
                 }
                 return;
             }
@@ -307,19 +329,28 @@ impl StudyTask {
                 (peer, Outbound::Attached(self.id.clone()))
             }
             HospitalOutput::Detached { peer } => {
-                let item = Outbound::Detached(self.id.clone());
-                if let Some(link) = self.peers.remove(&peer) {
-                    debug!(study = %self.id, peer = peer.0, "patient detached");
-                    if deliver(&link, item).is_err() {
-                        dropped.push(peer);
-                    }
+                if self.peers.contains_key(&peer) {
+                    self.detach(peer, dropped);
                     return;
                 }
-                (peer, item)
+                if self.current.as_ref().is_none_or(|(p, _)| *p != peer) {
+                    return; // already detached right behind its last message
+                }
+                (peer, Outbound::Detached(self.id.clone()))
             }
             HospitalOutput::Event(_) => unreachable!("events become effects in drain"),
         };
         self.send_item(to, item, dropped);
+    }
+
+    /// Ends an attached connection's membership of this study.
+    fn detach(&mut self, peer: PeerId, dropped: &mut Vec<PeerId>) {
+        if let Some(link) = self.peers.remove(&peer) {
+            debug!(study = %self.id, peer = peer.0, "patient detached");
+            if deliver(&link, Outbound::Detached(self.id.clone())).is_err() {
+                dropped.push(peer);
+            }
+        }
     }
 
     /// Queues one item for `to`'s connection; a connection that fell behind is dropped.
