@@ -112,7 +112,7 @@ fn a_whole_round_of_three_patients() {
     assert!(
         net.hospital_events
             .iter()
-            .any(|e| matches!(e, HospitalEvent::Completed(o) if o.statistics.count == 3))
+            .any(|e| matches!(e, HospitalEvent::Completed(o) if o.questionnaire.count == 3))
     );
 
     for (i, events) in net.events.iter().enumerate() {
