@@ -170,6 +170,21 @@ impl PairSecret {
 }
 
 impl DirectionKey {
+    /// A key for another purpose in the same direction and binding: HKDF-Expand-SHA256 with
+    /// this key as PRK and `label ‖ context` as info, bound to `label ‖ context` as AAD. The
+    /// proof messages use it (`cohort/v2 correction`, `cohort/v2 verify`, `cohort/v2 verdict`)
+    /// so that no key seals two kinds of message.
+    pub fn derive(&self, label: &[u8]) -> DirectionKey {
+        let hk = Hkdf::<Sha256>::from_prk(&self.key).expect("32-byte PRK is valid");
+        let mut context = Vec::with_capacity(label.len() + self.context.len());
+        context.extend_from_slice(label);
+        context.extend_from_slice(&self.context);
+        let mut key = [0u8; 32];
+        hk.expand(&context, &mut key)
+            .expect("32 bytes is a valid HKDF-SHA256 length");
+        DirectionKey { key, context }
+    }
+
     /// Seals bytes (a share's payload: a seed or an encoded vector).
     pub fn seal_bytes(&self, plain: &[u8]) -> Vec<u8> {
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&self.key));

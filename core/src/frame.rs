@@ -38,11 +38,16 @@ pub const HEADER_LEN: usize = 8;
 /// Most entries (shares, contributors or elements) a frame may carry: the largest cohort.
 pub const MAX_ENTRIES: u32 = crate::study::MAX_COHORT;
 
-/// Largest sealed share a frame may carry: a Shamir share of the longest statistics vector
-/// ([`crate::layout::MAX_VECTOR_LEN`] elements of 8 bytes) plus the AEAD tag. (An additive
-/// share is a 32-byte seed, except one full vector.)
-pub const MAX_SEALED_LEN: u32 =
-    (crate::layout::MAX_VECTOR_LEN * 8 + crate::envelope::TAG_LEN) as u32;
+/// Largest sealed share a frame may carry: a Shamir share of the longest proven vector
+/// ([`MAX_SHARE_ELEMENTS`] elements of 8 bytes), a 32-byte check seed and the AEAD tag. (An
+/// additive share is a 32- or 64-byte seed payload; a proof correction is one full vector.)
+pub const MAX_SEALED_LEN: u32 = (MAX_SHARE_ELEMENTS * 8 + 32 + crate::envelope::TAG_LEN) as u32;
+
+/// Most field elements one share may carry: the statistics vector, the witness and the proof.
+pub const MAX_SHARE_ELEMENTS: usize = 32 * 1024;
+
+/// Largest item of a proof frame (a sealed verifier share is 48 bytes, a sealed verdict 22).
+pub const MAX_PROOF_ITEM: u32 = 64;
 
 /// Largest JSON part of a `result` frame. A questionnaire's result costs at most about 320 bytes
 /// of JSON per two vector entries (an option × number mean with 64-byte ids and label), and at
@@ -66,6 +71,14 @@ pub enum FrameKind {
     PartialSum = 3,
     /// A round's result with every partial sum used.
     Result = 4,
+    /// A patient's sealed verifier shares, each for the checker of one dealer's proof.
+    Verify = 5,
+    /// The verifier shares of one dealer's proof, delivered to its checker.
+    Checks = 6,
+    /// A checker's verdict on one dealer's proof, with one sealed copy per other member.
+    Verdict = 7,
+    /// The sealed verdicts addressed to one patient.
+    Verdicts = 8,
 }
 
 /// Why a binary frame was refused. Never carries a byte of the frame.
@@ -188,6 +201,8 @@ pub enum Decoded {
         round: u64,
         /// The sealed shares, tagged with the recipient's roster index.
         shares: ShareList,
+        /// The optional trailing section: sealed proof corrections (empty without proofs).
+        extra: ShareList,
     },
     /// `delivery`: round, contributor set and the sealed shares tagged with their senders.
     Delivery {
@@ -197,6 +212,22 @@ pub enum Decoded {
         contributors: Vec<u32>,
         /// The sealed shares, tagged with the sender's roster index.
         shares: ShareList,
+        /// The optional trailing section: sealed proof corrections (empty without proofs).
+        extra: ShareList,
+    },
+    /// `verify`, `checks`, `verdict` or `verdicts` (the proof messages): one list of sealed
+    /// items and two header words whose meaning depends on the kind.
+    Proof {
+        /// Which of the four kinds.
+        kind: FrameKind,
+        /// Round id.
+        round: u64,
+        /// The dealer whose proof is concerned (`checks`, `verdict`), else 0.
+        dealer: u32,
+        /// The verdict word (`verdict`), else 0.
+        word: u32,
+        /// The sealed items, each tagged with a roster index.
+        items: ShareList,
     },
     /// `partial_sum`: round and the sum vector.
     PartialSum {
@@ -235,18 +266,39 @@ impl Writer {
     }
 }
 
-/// Encodes a `shares` frame.
-pub fn encode_shares(round: u64, shares: &ShareList) -> Vec<u8> {
-    let mut w = Writer::new(FrameKind::Shares, round, 24 + shares.as_bytes().len());
+impl Writer {
+    /// Appends the optional trailing section: nothing if `extra` is empty, else
+    /// `count u32 | sealed_len u32 | count × (index u32 | sealed)`.
+    fn extra(&mut self, extra: &ShareList) {
+        if !extra.is_empty() {
+            self.u32(extra.len());
+            self.u32(extra.sealed_len());
+            self.0.extend_from_slice(extra.as_bytes());
+        }
+    }
+}
+
+/// Encodes a `shares` frame (with its trailing proof-correction section if `extra` is not
+/// empty).
+pub fn encode_shares(round: u64, shares: &ShareList, extra: &ShareList) -> Vec<u8> {
+    let cap = 32 + shares.as_bytes().len() + extra.as_bytes().len();
+    let mut w = Writer::new(FrameKind::Shares, round, cap);
     w.u32(shares.len());
     w.u32(shares.sealed_len());
     w.0.extend_from_slice(shares.as_bytes());
+    w.extra(extra);
     w.0
 }
 
-/// Encodes a `delivery` frame.
-pub fn encode_delivery(round: u64, contributors: &[u32], shares: &ShareList) -> Vec<u8> {
-    let cap = 28 + contributors.len() * 4 + shares.as_bytes().len();
+/// Encodes a `delivery` frame (with its trailing proof-correction section if `extra` is not
+/// empty).
+pub fn encode_delivery(
+    round: u64,
+    contributors: &[u32],
+    shares: &ShareList,
+    extra: &ShareList,
+) -> Vec<u8> {
+    let cap = 36 + contributors.len() * 4 + shares.as_bytes().len() + extra.as_bytes().len();
     let mut w = Writer::new(FrameKind::Delivery, round, cap);
     w.u32(contributors.len());
     w.u32(shares.len());
@@ -255,6 +307,30 @@ pub fn encode_delivery(round: u64, contributors: &[u32], shares: &ShareList) -> 
         w.0.extend_from_slice(&c.to_le_bytes());
     }
     w.0.extend_from_slice(shares.as_bytes());
+    w.extra(extra);
+    w.0
+}
+
+/// Encodes one of the four proof frames (`verify`, `checks`, `verdict`, `verdicts`):
+/// `header | round u64 | dealer u32 | word u32 | count u32 | item_len u32 | count × (index
+/// u32 | item)`.
+pub fn encode_proof(
+    kind: FrameKind,
+    round: u64,
+    dealer: u32,
+    word: u32,
+    items: &ShareList,
+) -> Vec<u8> {
+    debug_assert!(matches!(
+        kind,
+        FrameKind::Verify | FrameKind::Checks | FrameKind::Verdict | FrameKind::Verdicts
+    ));
+    let mut w = Writer::new(kind, round, 32 + items.as_bytes().len());
+    w.u32(dealer as usize);
+    w.u32(word as usize);
+    w.u32(items.len());
+    w.u32(items.sealed_len());
+    w.0.extend_from_slice(items.as_bytes());
     w.0
 }
 
@@ -321,6 +397,33 @@ impl Reader<'_> {
         Ok(l as usize)
     }
 
+    /// Reads the optional trailing section: empty if the frame ends here, else exactly one
+    /// section that ends the frame.
+    fn extra(&mut self) -> Result<ShareList, FrameError> {
+        if self.at == self.b.len() {
+            return Ok(ShareList::with_capacity(0, 0));
+        }
+        let count = self.count()?;
+        let sealed_len = self.sealed_len()?;
+        self.expect_rest(count * (4 + sealed_len))?;
+        Ok(ShareList {
+            sealed_len,
+            bytes: self.b[self.at..].to_vec(),
+        })
+    }
+
+    /// Checks that at least `len` bytes follow.
+    fn expect_at_least(&self, len: usize) -> Result<(), FrameError> {
+        let declared = self.at + len;
+        if self.b.len() < declared {
+            return Err(FrameError::Length {
+                len: self.b.len(),
+                declared,
+            });
+        }
+        Ok(())
+    }
+
     /// Checks that exactly `rest` bytes follow.
     fn expect_rest(&self, rest: usize) -> Result<(), FrameError> {
         let declared = self.at + rest;
@@ -368,13 +471,18 @@ pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
             let round = r.u64()?;
             let count = r.count()?;
             let sealed_len = r.sealed_len()?;
-            r.expect_rest(count * (4 + sealed_len))?;
+            let main = count * (4 + sealed_len);
+            r.expect_at_least(main)?;
+            let shares = ShareList {
+                sealed_len,
+                bytes: frame[r.at..r.at + main].to_vec(),
+            };
+            r.at += main;
+            let extra = r.extra()?;
             Ok(Decoded::Shares {
                 round,
-                shares: ShareList {
-                    sealed_len,
-                    bytes: frame[r.at..].to_vec(),
-                },
+                shares,
+                extra,
             })
         }
         k if k == FrameKind::Delivery as u8 => {
@@ -382,18 +490,23 @@ pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
             let nc = r.count()?;
             let count = r.count()?;
             let sealed_len = r.sealed_len()?;
-            r.expect_rest(nc * 4 + count * (4 + sealed_len))?;
+            let main = count * (4 + sealed_len);
+            r.expect_at_least(nc * 4 + main)?;
             let mut contributors = Vec::with_capacity(nc);
             for _ in 0..nc {
                 contributors.push(r.u32()?);
             }
+            let shares = ShareList {
+                sealed_len,
+                bytes: frame[r.at..r.at + main].to_vec(),
+            };
+            r.at += main;
+            let extra = r.extra()?;
             Ok(Decoded::Delivery {
                 round,
                 contributors,
-                shares: ShareList {
-                    sealed_len,
-                    bytes: frame[r.at..].to_vec(),
-                },
+                shares,
+                extra,
             })
         }
         k if k == FrameKind::PartialSum as u8 => {
@@ -433,6 +546,34 @@ pub fn decode(frame: &[u8]) -> Result<Decoded, FrameError> {
                 partials,
             })
         }
+        k @ 5..=8 => {
+            let kind = match k {
+                5 => FrameKind::Verify,
+                6 => FrameKind::Checks,
+                7 => FrameKind::Verdict,
+                _ => FrameKind::Verdicts,
+            };
+            let round = r.u64()?;
+            let dealer = r.u32()?;
+            let word = r.u32()?;
+            let count = r.count()?;
+            let item_len = r.u32()?;
+            if item_len > MAX_PROOF_ITEM {
+                return Err(FrameError::OverLimit);
+            }
+            let item_len = item_len as usize;
+            r.expect_rest(count * (4 + item_len))?;
+            Ok(Decoded::Proof {
+                kind,
+                round,
+                dealer,
+                word,
+                items: ShareList {
+                    sealed_len: item_len,
+                    bytes: frame[r.at..].to_vec(),
+                },
+            })
+        }
         kind => Err(FrameError::UnknownKind { kind }),
     }
 }
@@ -453,23 +594,25 @@ mod tests {
     #[test]
     fn round_trips_each_kind() {
         let shares = list(48, &[(2, 0xaa), (3, 0xbb)]);
-        let f = encode_shares(7, &shares);
+        let f = encode_shares(7, &shares, &ShareList::with_capacity(0, 0));
         assert_eq!(f.len(), 24 + 2 * 52);
         assert_eq!(&f[..4], b"CO\x02\x01");
         assert_eq!(
             decode(&f),
             Ok(Decoded::Shares {
                 round: 7,
-                shares: shares.clone()
+                shares: shares.clone(),
+                extra: ShareList::with_capacity(0, 0),
             })
         );
-        let f = encode_delivery(7, &[1, 2, 3], &shares);
+        let f = encode_delivery(7, &[1, 2, 3], &shares, &ShareList::with_capacity(0, 0));
         assert_eq!(
             decode(&f),
             Ok(Decoded::Delivery {
                 round: 7,
                 contributors: vec![1, 2, 3],
-                shares
+                shares,
+                extra: ShareList::with_capacity(0, 0),
             })
         );
         let sum = vec![Fe::new(0), Fe::new(5), Fe::new(crate::field::MODULUS - 1)];
@@ -528,7 +671,7 @@ mod tests {
 
     #[test]
     fn refuses_malformed_frames() {
-        let good = encode_shares(1, &list(20, &[(2, 1)]));
+        let good = encode_shares(1, &list(20, &[(2, 1)]), &ShareList::with_capacity(0, 0));
         assert_eq!(decode(&good[..5]), Err(FrameError::Short));
         assert_eq!(decode(b"{\"type\""), Err(FrameError::BadMagic));
         let mut bad = good.clone();
@@ -537,13 +680,18 @@ mod tests {
         let mut bad = good.clone();
         bad[5] = 1;
         assert_eq!(decode(&bad), Err(FrameError::Reserved));
+        // Bytes after the entries must be exactly one trailing section.
         let mut bad = good.clone();
+        bad.push(0);
+        assert_eq!(decode(&bad), Err(FrameError::Short));
+        let with_extra = encode_shares(1, &list(20, &[(2, 1)]), &list(30, &[(2, 2)]));
+        let mut bad = with_extra.clone();
         bad.push(0);
         assert_eq!(
             decode(&bad),
             Err(FrameError::Length {
-                len: good.len() + 1,
-                declared: good.len()
+                len: with_extra.len() + 1,
+                declared: with_extra.len()
             })
         );
         assert!(matches!(

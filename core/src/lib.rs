@@ -34,6 +34,7 @@ pub mod flp;
 pub mod frame;
 pub mod layout;
 pub mod message;
+pub mod proof;
 pub mod protocol;
 pub mod question;
 pub mod questionnaire;

@@ -11,7 +11,7 @@ use crate::encoding::Statistics;
 use crate::envelope::PublicKey;
 use crate::error::{DecodeError, ErrorCode, ProtocolError};
 use crate::field::Fe;
-use crate::frame::{self, Decoded, FrameError, ShareList};
+use crate::frame::{self, Decoded, FrameError, FrameKind, ShareList};
 use crate::questionnaire::QuestionnaireResult;
 use crate::roster::{Roster, SafetyCode};
 use crate::study::StudyParams;
@@ -60,6 +60,35 @@ pub struct Shares {
     pub round: u64,
     /// One sealed share per other roster member, tagged with the recipient's index.
     pub shares: ShareList,
+    /// With validity proofs in an additive round: the sealed correction for the leader (one
+    /// entry); otherwise empty.
+    pub extra: ShareList,
+}
+
+/// A patient's verifier shares: for every dealer whose proof share it holds, its verifier share
+/// sealed to that dealer's checker, tagged with the checker's index (ascending). A binary frame
+/// ([`crate::frame`], kind 5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verify {
+    /// Round id.
+    pub round: u64,
+    /// Sealed verifier shares, tagged with the checker's index.
+    pub checks: ShareList,
+}
+
+/// A checker's verdict on its dealer's proof, with the verdict sealed to every other member
+/// that received a delivery (tagged with the recipient's index, ascending). The relay reads
+/// the verdict in clear; patients trust only the sealed copies. A binary frame (kind 7).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// Round id.
+    pub round: u64,
+    /// The dealer whose proof was checked.
+    pub dealer: u32,
+    /// The verdict.
+    pub verdict: crate::proof::Verdict,
+    /// The sealed copies.
+    pub sealed: ShareList,
 }
 
 /// A patient's partial sum: the sum of the shares it holds from the contributor set. A binary
@@ -94,6 +123,12 @@ pub enum PatientToRelay {
     /// See [`PartialSum`]. A binary frame.
     #[serde(skip)]
     PartialSum(PartialSum),
+    /// See [`Verify`]. A binary frame.
+    #[serde(skip)]
+    Verify(Verify),
+    /// See [`Verdict`]. A binary frame.
+    #[serde(skip)]
+    Verdict(Verdict),
     /// See [`Leave`].
     Leave(Leave),
 }
@@ -171,6 +206,31 @@ pub struct Delivery {
     /// The shares addressed to the recipient from each other contributor, tagged with the
     /// sender's index.
     pub shares: ShareList,
+    /// With validity proofs in an additive round: the sealed correction of the dealer whose
+    /// leader the recipient is (at most one entry, tagged with the dealer); otherwise empty.
+    pub extra: ShareList,
+}
+
+/// The verifier shares of one dealer's proof, delivered to its checker (tagged with each
+/// verifier's index). A binary frame (kind 6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checks {
+    /// Round id.
+    pub round: u64,
+    /// The dealer whose proof these shares check.
+    pub dealer: u32,
+    /// The sealed verifier shares, tagged with the verifier's index.
+    pub checks: ShareList,
+}
+
+/// The sealed verdicts addressed to one patient, tagged with each checker's index. A binary
+/// frame (kind 8).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdicts {
+    /// Round id.
+    pub round: u64,
+    /// The sealed verdicts, tagged with the checker's index.
+    pub sealed: ShareList,
 }
 
 /// A completed round's result.
@@ -196,6 +256,10 @@ pub struct RoundResult {
     pub contributors: Vec<u32>,
     /// Number of partial sums used.
     pub partial_sums: u32,
+    /// Members left out because their validity proof failed or could not be checked
+    /// (omitted when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<crate::proof::Exclusion>,
     /// The round's safety code.
     pub safety_code: SafetyCode,
     /// Every partial sum used, so that each patient recomputes (and checks) the result itself.
@@ -226,6 +290,12 @@ pub enum AbandonReason {
     },
     /// The aggregate was inconsistent (a corrupted partial sum).
     InconsistentAggregate,
+    /// Validity proofs left members out where the round cannot do without them (an additive
+    /// round needs every member) or left too few. Nothing was revealed.
+    ProofsFailed {
+        /// The members left out, with the reason.
+        excluded: Vec<crate::proof::Exclusion>,
+    },
     /// The relay is shutting down.
     Shutdown,
     /// The relay restarted while the round was in flight.
@@ -249,6 +319,7 @@ impl AbandonReason {
             AbandonReason::TooFewContributors { .. } => "too_few_contributors",
             AbandonReason::TooFewPartialSums { .. } => "too_few_partial_sums",
             AbandonReason::InconsistentAggregate => "inconsistent_aggregate",
+            AbandonReason::ProofsFailed { .. } => "proofs_failed",
             AbandonReason::Shutdown => "shutdown",
             AbandonReason::RelayRestarted => "relay_restarted",
             AbandonReason::MissingReveals { .. } => "missing_reveals",
@@ -270,6 +341,17 @@ impl core::fmt::Display for AbandonReason {
             ),
             AbandonReason::InconsistentAggregate => {
                 f.write_str("the partial sums did not add up to a consistent result")
+            }
+            AbandonReason::ProofsFailed { excluded } => {
+                f.write_str("the validity proof of patient")?;
+                if excluded.len() > 1 {
+                    f.write_str("s")?;
+                }
+                for (i, e) in excluded.iter().enumerate() {
+                    let sep = if i == 0 { " " } else { ", " };
+                    write!(f, "{sep}#{} ({})", e.index, e.reason.as_str())?;
+                }
+                f.write_str(" did not hold, and the round cannot go on without them")
             }
             AbandonReason::Shutdown => f.write_str("the hospital's relay is shutting down"),
             AbandonReason::RelayRestarted => {
@@ -340,6 +422,12 @@ pub enum RelayToPatient {
     /// See [`Delivery`]. A binary frame.
     #[serde(skip)]
     Delivery(Delivery),
+    /// See [`Checks`]. A binary frame.
+    #[serde(skip)]
+    Checks(Checks),
+    /// See [`Verdicts`]. A binary frame.
+    #[serde(skip)]
+    Verdicts(Verdicts),
     /// See [`RoundResult`]. A binary frame.
     #[serde(skip)]
     Result(RoundResult),
@@ -497,17 +585,53 @@ impl PatientToRelay {
     /// Decodes one binary frame of at most `max` bytes: `shares` or `partial_sum`.
     pub fn decode_binary_with_limit(bytes: &[u8], max: usize) -> Result<Self, DecodeError> {
         match decode_frame(bytes, max)? {
-            Decoded::Shares { round, shares } => {
-                Ok(PatientToRelay::Shares(Shares { round, shares }))
-            }
+            Decoded::Shares {
+                round,
+                shares,
+                extra,
+            } => Ok(PatientToRelay::Shares(Shares {
+                round,
+                shares,
+                extra,
+            })),
             Decoded::PartialSum { round, sum } => {
                 Ok(PatientToRelay::PartialSum(PartialSum { round, sum }))
             }
-            Decoded::Delivery { .. } | Decoded::Result { .. } => {
-                Err(DecodeError::Frame(FrameError::UnknownKind {
-                    kind: bytes[3],
+            Decoded::Proof {
+                kind: FrameKind::Verify,
+                round,
+                dealer: 0,
+                word: 0,
+                items,
+            } => Ok(PatientToRelay::Verify(Verify {
+                round,
+                checks: items,
+            })),
+            Decoded::Proof {
+                kind: FrameKind::Verdict,
+                round,
+                dealer,
+                word,
+                items,
+            } => {
+                let verdict = u8::try_from(word)
+                    .ok()
+                    .and_then(crate::proof::Verdict::from_code)
+                    .ok_or(DecodeError::Frame(FrameError::Reserved))?;
+                Ok(PatientToRelay::Verdict(Verdict {
+                    round,
+                    dealer,
+                    verdict,
+                    sealed: items,
                 }))
             }
+            Decoded::Proof {
+                kind: FrameKind::Verify,
+                ..
+            } => Err(DecodeError::Frame(FrameError::Reserved)),
+            _ => Err(DecodeError::Frame(FrameError::UnknownKind {
+                kind: bytes[3],
+            })),
         }
     }
 
@@ -515,7 +639,23 @@ impl PatientToRelay {
     /// `partial_sum`.
     pub fn encode(&self) -> Wire {
         match self {
-            PatientToRelay::Shares(s) => Wire::Binary(frame::encode_shares(s.round, &s.shares)),
+            PatientToRelay::Shares(s) => {
+                Wire::Binary(frame::encode_shares(s.round, &s.shares, &s.extra))
+            }
+            PatientToRelay::Verify(v) => Wire::Binary(frame::encode_proof(
+                FrameKind::Verify,
+                v.round,
+                0,
+                0,
+                &v.checks,
+            )),
+            PatientToRelay::Verdict(v) => Wire::Binary(frame::encode_proof(
+                FrameKind::Verdict,
+                v.round,
+                v.dealer,
+                u32::from(v.verdict.code()),
+                &v.sealed,
+            )),
             PatientToRelay::PartialSum(p) => {
                 Wire::Binary(frame::encode_partial_sum(p.round, &p.sum))
             }
@@ -532,11 +672,38 @@ impl RelayToPatient {
                 round,
                 contributors,
                 shares,
+                extra,
             } => Ok(RelayToPatient::Delivery(Delivery {
                 round,
                 contributors,
                 shares,
+                extra,
             })),
+            Decoded::Proof {
+                kind: FrameKind::Checks,
+                round,
+                dealer,
+                word: 0,
+                items,
+            } => Ok(RelayToPatient::Checks(Checks {
+                round,
+                dealer,
+                checks: items,
+            })),
+            Decoded::Proof {
+                kind: FrameKind::Verdicts,
+                round,
+                dealer: 0,
+                word: 0,
+                items,
+            } => Ok(RelayToPatient::Verdicts(Verdicts {
+                round,
+                sealed: items,
+            })),
+            Decoded::Proof {
+                kind: FrameKind::Checks | FrameKind::Verdicts,
+                ..
+            } => Err(DecodeError::Frame(FrameError::Reserved)),
             Decoded::Result {
                 round,
                 json,
@@ -557,20 +724,35 @@ impl RelayToPatient {
                     .collect();
                 Ok(RelayToPatient::Result(result))
             }
-            Decoded::Shares { .. } | Decoded::PartialSum { .. } => {
-                Err(DecodeError::Frame(FrameError::UnknownKind {
-                    kind: bytes[3],
-                }))
-            }
+            _ => Err(DecodeError::Frame(FrameError::UnknownKind {
+                kind: bytes[3],
+            })),
         }
     }
 
     /// Encodes the message: JSON text for control messages, a binary frame for `delivery`.
     pub fn encode(&self) -> Wire {
         match self {
-            RelayToPatient::Delivery(d) => {
-                Wire::Binary(frame::encode_delivery(d.round, &d.contributors, &d.shares))
-            }
+            RelayToPatient::Delivery(d) => Wire::Binary(frame::encode_delivery(
+                d.round,
+                &d.contributors,
+                &d.shares,
+                &d.extra,
+            )),
+            RelayToPatient::Checks(c) => Wire::Binary(frame::encode_proof(
+                FrameKind::Checks,
+                c.round,
+                c.dealer,
+                0,
+                &c.checks,
+            )),
+            RelayToPatient::Verdicts(v) => Wire::Binary(frame::encode_proof(
+                FrameKind::Verdicts,
+                v.round,
+                0,
+                0,
+                &v.sealed,
+            )),
             RelayToPatient::Result(r) => {
                 let json = serde_json::to_vec(r).expect("wire messages always serialize");
                 let len = r.partials.first().map_or(0, |p| p.sum.len());
@@ -631,8 +813,8 @@ impl RelayToPatient {
     }
 }
 
-versioned!(PatientToRelay { Join, Reveal, Leave } binary { Shares, PartialSum });
-versioned!(RelayToPatient { Welcome, Enrolment, Roster, Keys, Abandoned, Error } binary { Delivery, Result });
+versioned!(PatientToRelay { Join, Reveal, Leave } binary { Shares, PartialSum, Verify, Verdict });
+versioned!(RelayToPatient { Welcome, Enrolment, Roster, Keys, Abandoned, Error } binary { Delivery, Checks, Verdicts, Result });
 
 #[cfg(test)]
 mod tests {
@@ -812,10 +994,26 @@ mod tests {
             PatientToRelay::Shares(Shares {
                 round: 3,
                 shares: shares.clone(),
+                extra: ShareList::with_capacity(0, 0),
+            }),
+            PatientToRelay::Shares(Shares {
+                round: 3,
+                shares: shares.clone(),
+                extra: shares.clone(),
             }),
             PatientToRelay::PartialSum(PartialSum {
                 round: 3,
                 sum: vec![Fe::new(5); 13],
+            }),
+            PatientToRelay::Verify(Verify {
+                round: 3,
+                checks: shares.clone(),
+            }),
+            PatientToRelay::Verdict(Verdict {
+                round: 3,
+                dealer: 2,
+                verdict: crate::proof::Verdict::InvalidProof,
+                sealed: shares.clone(),
             }),
         ];
         for m in &up {
@@ -830,15 +1028,38 @@ mod tests {
                 Err(DecodeError::Frame(FrameError::UnknownKind { .. }))
             ));
         }
-        let d = RelayToPatient::Delivery(Delivery {
-            round: 3,
-            contributors: vec![1, 2, 3],
-            shares,
-        });
-        let Wire::Binary(b) = d.encode() else {
+        let down = [
+            RelayToPatient::Delivery(Delivery {
+                round: 3,
+                contributors: vec![1, 2, 3],
+                shares: shares.clone(),
+                extra: ShareList::with_capacity(0, 0),
+            }),
+            RelayToPatient::Delivery(Delivery {
+                round: 3,
+                contributors: vec![1, 2, 3],
+                shares: shares.clone(),
+                extra: shares.clone(),
+            }),
+            RelayToPatient::Checks(Checks {
+                round: 3,
+                dealer: 1,
+                checks: shares.clone(),
+            }),
+            RelayToPatient::Verdicts(Verdicts {
+                round: 3,
+                sealed: shares,
+            }),
+        ];
+        for d in &down {
+            let Wire::Binary(b) = d.encode() else {
+                panic!("bulk messages are binary")
+            };
+            assert_eq!(RelayToPatient::decode_binary(&b).as_ref(), Ok(d));
+        }
+        let Wire::Binary(b) = down[0].encode() else {
             panic!("delivery is binary")
         };
-        assert_eq!(RelayToPatient::decode_binary(&b), Ok(d));
         assert!(matches!(
             PatientToRelay::decode_binary(&b),
             Err(DecodeError::Frame(FrameError::UnknownKind { kind: 2 }))

@@ -67,6 +67,19 @@ pub struct StudyParams {
     /// one-question studies serialize (and hash into the safety code) as before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub questions: Vec<Question>,
+    /// Whether every patient proves its vector valid and the others check it (validity proofs,
+    /// see docs/PROTOCOL.md). On by default; omitted from JSON unless off (`"proofs":false`), so
+    /// studies with proofs serialize (and hash into the safety code) as before.
+    #[serde(default = "proofs_default", skip_serializing_if = "is_on")]
+    pub proofs: bool,
+}
+
+fn proofs_default() -> bool {
+    true
+}
+
+fn is_on(b: &bool) -> bool {
+    *b
 }
 
 /// The collusion rule every patient checks on a roster of `n` with threshold `t`: 2t > n + c.
@@ -90,6 +103,7 @@ impl StudyParams {
             min_cohort: 3,
             colluders: 0,
             questions: Vec::new(),
+            proofs: true,
         }
     }
 
@@ -331,6 +345,13 @@ impl FromStr for StudySpec {
                 "shares_s" => deadlines.shares_ms = secs(v)?,
                 "partials_s" => deadlines.partials_ms = secs(v)?,
                 "invite" => invite = Some(v.to_string()),
+                "proofs" => {
+                    p.proofs = match v {
+                        "on" => true,
+                        "off" => false,
+                        _ => return Err(StudyError::BadSpec),
+                    }
+                }
                 _ => return Err(StudyError::UnknownKey),
             }
         }
@@ -477,6 +498,7 @@ impl StudySpec {
                 "shares_s" => deadlines.shares_ms = secs()?,
                 "partials_s" => deadlines.partials_ms = secs()?,
                 "invite" => invite = Some(text()?),
+                "proofs" => p.proofs = v.as_bool().ok_or_else(|| bad("must be true or false"))?,
                 "questions" => {
                     p.questions =
                         Vec::<Question>::deserialize(v).map_err(|e| bad(&alloc::format!("{e}")))?;

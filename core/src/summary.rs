@@ -117,6 +117,7 @@ mod tests {
             roster_size: 4,
             contributors: alloc::vec![1, 2, 4],
             partial_sums: 3,
+            excluded: Vec::new(),
             safety_code: SafetyCode::pending(),
             partials: Vec::new(),
         }

@@ -433,8 +433,8 @@ pub fn check_round(
         None => {
             let included: Vec<Decimal> = vals
                 .iter()
-                .zip(behaviour)
-                .filter(|(_, b)| **b != Behaviour::VanishBeforeShares)
+                .zip(included(&spec, behaviour))
+                .filter(|(_, inc)| *inc)
                 .map(|(v, _)| *v)
                 .collect();
             let first = out.results[honest[0]].clone().expect("round completed");
@@ -470,6 +470,19 @@ pub fn check_round(
     out
 }
 
+/// Which members' values a round with `behaviour` includes: those that sent their shares and,
+/// in a study with validity proofs, whose checker (the next member, cyclically) stayed to check
+/// their proof (a proof nobody could check is left out as `not_verified`).
+pub fn included(spec: &StudySpec, behaviour: &[Behaviour]) -> Vec<bool> {
+    let n = behaviour.len();
+    (0..n)
+        .map(|i| {
+            behaviour[i] != Behaviour::VanishBeforeShares
+                && (!spec.params.proofs || behaviour[(i + 1) % n] == Behaviour::Honest)
+        })
+        .collect()
+}
+
 /// The delivery the hospital owes roster member `to` (1-based) in `round` when every member
 /// contributed: the share from each other member, in index order, as the core's Hospital
 /// builds it. `by_member[k]` is member k + 1's `shares` message. `None` if a member sent
@@ -490,9 +503,20 @@ pub fn transpose(by_member: &[Shares], to: u32, round: u64) -> Option<Delivery> 
             return None;
         }
     }
+    // The correction of the dealer `to` leads (additive rounds with proofs): its checkee's.
+    let checkee = if to == 1 { n } else { to - 1 };
+    let mut extra = ShareList::with_capacity(0, 0);
+    if let Some((j, sealed)) = by_member[checkee as usize - 1].extra.iter().next()
+        && j == to
+        && checkee != to
+    {
+        extra = ShareList::with_capacity(sealed.len(), 1);
+        extra.push(checkee, sealed);
+    }
     Some(Delivery {
         round,
         contributors: (1..=n).collect(),
         shares,
+        extra,
     })
 }

@@ -66,6 +66,7 @@ fn good_frames_decode_to_their_fields_and_reencode_exactly() {
                 let want = PatientToRelay::Shares(Shares {
                     round: g.round,
                     shares: list,
+                    extra: ShareList::with_capacity(0, 0),
                 });
                 assert_eq!(
                     PatientToRelay::decode_binary(&bytes).as_ref(),
@@ -98,6 +99,7 @@ fn good_frames_decode_to_their_fields_and_reencode_exactly() {
                     round: g.round,
                     contributors: g.contributors.clone(),
                     shares: list,
+                    extra: ShareList::with_capacity(0, 0),
                 });
                 assert_eq!(
                     RelayToPatient::decode_binary(&bytes).as_ref(),

@@ -51,9 +51,11 @@ fn dropouts_within_tolerance_complete_exactly() {
         let n = 10;
         let t = 6;
         let values = random_values(n, &mut rng);
-        // Up to n − t vanish after sharing, some others before sharing.
+        // Up to n − t − 1 vanish after sharing, some others before sharing (with validity
+        // proofs each proof needs t verifier shares besides its dealer's: one dropout fewer than
+        // without).
         let mut behaviour = vec![Behaviour::Honest; n];
-        let after = (rng.next_u64() % (n as u64 - t as u64 + 1)) as usize;
+        let after = (rng.next_u64() % (n as u64 - t as u64)) as usize;
         let before = (rng.next_u64() % 3) as usize;
         for b in behaviour.iter_mut().skip(1).take(after) {
             *b = Behaviour::VanishAfterShares;
@@ -61,15 +63,16 @@ fn dropouts_within_tolerance_complete_exactly() {
         for b in behaviour
             .iter_mut()
             .skip(1 + after)
-            .take(before.min(n - t - after))
+            .take(before.min(n - t - 1 - after))
         {
             *b = Behaviour::VanishBeforeShares;
         }
-        let out = run_round(&spec(n, t, 3), &values, &behaviour, seed);
+        let spec = spec(n, t, 3);
+        let out = run_round(&spec, &values, &behaviour, seed);
         let included: Vec<Decimal> = values
             .iter()
-            .zip(&behaviour)
-            .filter(|(_, b)| **b != Behaviour::VanishBeforeShares)
+            .zip(cohort_core::testing::included(&spec, &behaviour))
+            .filter(|(_, inc)| *inc)
             .map(|(v, _)| *v)
             .collect();
         let r = out.results[0]

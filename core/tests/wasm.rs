@@ -37,8 +37,11 @@ fn round_3_additive_dropout_is_abandoned() {
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
-fn round_3_shamir_2_of_3_survives_a_dropout() {
-    check_round(3, 2, &[H, A, H], 33, None);
+fn round_5_shamir_3_of_5_survives_a_dropout() {
+    // With validity proofs each proof needs t verifier shares besides its dealer's, so a
+    // Shamir round keeps going with n − t − 1 dropouts; the dropout's checkee (member 1) is
+    // left out as `not_verified`.
+    check_round(5, 3, &[H, A, H, H, H], 33, None);
 }
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test)]

@@ -55,39 +55,8 @@ pub fn aggregate(
     let total = scheme
         .reconstruct(partials)
         .map_err(|_| AggregateFailure::Malformed)?;
-    if partials.len() > t {
-        let base: Vec<Fe> = partials[..t]
-            .iter()
-            .map(|(i, _)| Fe::new(u64::from(*i)))
-            .collect();
-        // Barycentric weights w_m = 1 / Π_{k≠m} (x_m − x_k).
-        let mut w: Vec<Fe> = base
-            .iter()
-            .enumerate()
-            .map(|(m, &xm)| {
-                base.iter()
-                    .enumerate()
-                    .filter(|&(k, _)| k != m)
-                    .fold(Fe::ONE, |a, (_, &xk)| a * (xm - xk))
-            })
-            .collect();
-        batch_inverse(&mut w);
-        for &(j, yj) in &partials[t..] {
-            let x = Fe::new(u64::from(j));
-            let mut d: Vec<Fe> = base.iter().map(|&xm| x - xm).collect();
-            let ell = d.iter().fold(Fe::ONE, |a, &b| a * b);
-            batch_inverse(&mut d);
-            let coef: Vec<Fe> = w.iter().zip(&d).map(|(&wm, &dm)| ell * wm * dm).collect();
-            for (c, &y) in yj.iter().enumerate() {
-                let p = partials[..t]
-                    .iter()
-                    .zip(&coef)
-                    .fold(Fe::ZERO, |a, ((_, s), &cm)| a + s[c] * cm);
-                if p != y {
-                    return Err(AggregateFailure::NotOnePolynomial);
-                }
-            }
-        }
+    if partials.len() > t && !on_one_polynomial(partials, t) {
+        return Err(AggregateFailure::NotOnePolynomial);
     }
     let count = contributors.len() as u64;
     let layout = roster
@@ -112,4 +81,46 @@ pub fn aggregate(
         statistics,
         questionnaire,
     })
+}
+
+/// Whether every point of `points` (`(x, vector)`, distinct nonzero x, equal lengths) lies on
+/// the polynomials of degree t − 1 through the first t (barycentric evaluation,
+/// O((k − t)·t·len)). True with at most t points.
+pub fn on_one_polynomial(points: &[(u32, &[Fe])], t: usize) -> bool {
+    if points.len() <= t {
+        return true;
+    }
+    let base: Vec<Fe> = points[..t]
+        .iter()
+        .map(|(i, _)| Fe::new(u64::from(*i)))
+        .collect();
+    // Barycentric weights w_m = 1 / Π_{k≠m} (x_m − x_k).
+    let mut w: Vec<Fe> = base
+        .iter()
+        .enumerate()
+        .map(|(m, &xm)| {
+            base.iter()
+                .enumerate()
+                .filter(|&(k, _)| k != m)
+                .fold(Fe::ONE, |a, (_, &xk)| a * (xm - xk))
+        })
+        .collect();
+    batch_inverse(&mut w);
+    for &(j, yj) in &points[t..] {
+        let x = Fe::new(u64::from(j));
+        let mut d: Vec<Fe> = base.iter().map(|&xm| x - xm).collect();
+        let ell = d.iter().fold(Fe::ONE, |a, &b| a * b);
+        batch_inverse(&mut d);
+        let coef: Vec<Fe> = w.iter().zip(&d).map(|(&wm, &dm)| ell * wm * dm).collect();
+        for (c, &y) in yj.iter().enumerate() {
+            let p = points[..t]
+                .iter()
+                .zip(&coef)
+                .fold(Fe::ZERO, |a, ((_, s), &cm)| a + s[c] * cm);
+            if p != y {
+                return false;
+            }
+        }
+    }
+    true
 }

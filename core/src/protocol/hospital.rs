@@ -30,11 +30,14 @@ use crate::message::{
     AbandonReason, Abandoned, Delivery, Enrolment, ErrorMsg, Join, Keys, PROTOCOL_VERSION,
     PartialSumOf, PatientToRelay, RelayToPatient, Reveal, RosterMsg, RoundResult, Welcome,
 };
+use crate::proof::{Exclusion, ProofSetup, Verdict};
 use crate::protocol::aggregate::aggregate;
 use crate::questionnaire::QuestionnaireResult;
 use crate::roster::{Member, Roster, SafetyCode};
 use crate::sharing::Scheme;
 use crate::study::StudySpec;
+
+mod verification;
 
 /// How often, at most, enrolment progress is broadcast to waiting patients.
 pub const ENROLMENT_BROADCAST_MS: u64 = 250;
@@ -101,6 +104,10 @@ pub struct RoundOutcome {
     pub contributors: Vec<u32>,
     /// Partial sums received.
     pub partial_sums: u32,
+    /// Members left out because their validity proof failed or could not be checked (omitted
+    /// from JSON when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<Exclusion>,
     /// Safety code of the round.
     pub safety_code: SafetyCode,
     /// When the roster was frozen (driver's clock, ms).
@@ -195,6 +202,12 @@ pub enum RoundPhase {
     /// Each member's `shares`.
     #[serde(rename = "awaiting shares")]
     AwaitingShares,
+    /// Each member's `verify` (its verifier shares; rounds with proofs).
+    #[serde(rename = "awaiting verifier shares")]
+    AwaitingVerify,
+    /// Each checker's `verdict` (rounds with proofs).
+    #[serde(rename = "awaiting verdicts")]
+    AwaitingVerdicts,
     /// Each member's `partial_sum`.
     #[serde(rename = "awaiting partial sums")]
     AwaitingPartialSums,
@@ -206,6 +219,8 @@ impl RoundPhase {
         match self {
             RoundPhase::AwaitingReveals => "awaiting reveals",
             RoundPhase::AwaitingShares => "awaiting shares",
+            RoundPhase::AwaitingVerify => "awaiting verifier shares",
+            RoundPhase::AwaitingVerdicts => "awaiting verdicts",
             RoundPhase::AwaitingPartialSums => "awaiting partial sums",
         }
     }
@@ -258,12 +273,28 @@ enum RoundState {
     },
     AwaitingShares {
         /// Each sender's sealed shares as they arrived: one buffer per sender, one entry per
-        /// other keyed member in ascending roster order (checked on arrival).
+        /// other keyed member in ascending roster order (checked on arrival), and its sealed
+        /// correction (additive rounds with proofs; else empty).
+        received: Vec<Option<(ShareList, ShareList)>>,
+        count: u32,
+    },
+    AwaitingVerify {
+        contributors: Vec<u32>,
+        /// Each member's sealed verifier shares, tagged with the checker.
         received: Vec<Option<ShareList>>,
+        count: u32,
+    },
+    AwaitingVerdicts {
+        contributors: Vec<u32>,
+        /// Whether a verdict is expected from each member (it checks a contributor's proof).
+        expected: Vec<bool>,
+        /// Each checker's verdict on its checkee and its sealed copies.
+        received: Vec<Option<(Verdict, ShareList)>>,
         count: u32,
     },
     AwaitingPartialSums {
         contributors: Vec<u32>,
+        excluded: Vec<Exclusion>,
         partials: Vec<Option<Vec<Fe>>>,
         count: u32,
     },
@@ -275,6 +306,8 @@ impl RoundState {
         match self {
             RoundState::AwaitingReveals { .. } => RoundPhase::AwaitingReveals,
             RoundState::AwaitingShares { .. } => RoundPhase::AwaitingShares,
+            RoundState::AwaitingVerify { .. } => RoundPhase::AwaitingVerify,
+            RoundState::AwaitingVerdicts { .. } => RoundPhase::AwaitingVerdicts,
             RoundState::AwaitingPartialSums { .. } => RoundPhase::AwaitingPartialSums,
         }
     }
@@ -321,6 +354,8 @@ pub struct Hospital {
     broadcast_due: Option<u64>,
     round: Option<Round>,
     out: VecDeque<HospitalOutput>,
+    /// The study's proof system, if it has validity proofs.
+    proofs: Option<ProofSetup>,
 }
 
 impl core::fmt::Debug for Hospital {
@@ -386,6 +421,11 @@ impl Hospital {
     /// past the last round it has stored, so round ids never repeat across restarts).
     pub fn new(spec: StudySpec, first_round: u64) -> Result<Hospital, StudyError> {
         spec.validate()?;
+        let proofs = if spec.params.proofs {
+            Some(ProofSetup::new(&spec.params).map_err(|_| StudyError::TooLarge)?)
+        } else {
+            None
+        };
         Ok(Hospital {
             spec,
             next_round: first_round,
@@ -394,6 +434,7 @@ impl Hospital {
             broadcast_due: None,
             round: None,
             out: VecDeque::new(),
+            proofs,
         })
     }
 
@@ -415,6 +456,12 @@ impl Hospital {
                     }
                     RoundState::AwaitingShares { count, .. } => {
                         (RoundPhase::AwaitingShares, *count)
+                    }
+                    RoundState::AwaitingVerify { count, .. } => {
+                        (RoundPhase::AwaitingVerify, *count)
+                    }
+                    RoundState::AwaitingVerdicts { count, .. } => {
+                        (RoundPhase::AwaitingVerdicts, *count)
                     }
                     RoundState::AwaitingPartialSums { count, .. } => {
                         (RoundPhase::AwaitingPartialSums, *count)
@@ -477,6 +524,8 @@ impl Hospital {
                     self.reveals_settled(now_ms, got);
                 }
                 Some(RoundState::AwaitingShares { .. }) => self.deliver(now_ms),
+                Some(RoundState::AwaitingVerify { .. }) => self.send_checks(now_ms),
+                Some(RoundState::AwaitingVerdicts { .. }) => self.settle_verdicts(now_ms),
                 Some(RoundState::AwaitingPartialSums { .. }) => self.finish(now_ms),
                 None => {}
             }
@@ -558,7 +607,9 @@ impl Hospital {
         let r = match msg {
             PatientToRelay::Join(j) => self.on_join(now_ms, from, j),
             PatientToRelay::Reveal(r) => self.on_reveal(now_ms, from, r),
-            PatientToRelay::Shares(s) => self.on_shares(now_ms, from, s.round, s.shares),
+            PatientToRelay::Shares(s) => self.on_shares(now_ms, from, s.round, s.shares, s.extra),
+            PatientToRelay::Verify(v) => self.on_verify(now_ms, from, v),
+            PatientToRelay::Verdict(v) => self.on_verdict(now_ms, from, v),
             PatientToRelay::PartialSum(p) => self.on_partial(now_ms, from, p.round, p.sum),
             PatientToRelay::Leave(_) => {
                 self.handle_disconnect(now_ms, from);
@@ -857,11 +908,15 @@ impl Hospital {
         from: PeerId,
         round: u64,
         shares: ShareList,
+        extra: ShareList,
     ) -> Result<(), ProtocolError> {
         let me = self.member_index(from, round)?;
         let r = self.round.as_mut().expect("member_index checked");
         let n = r.roster.n();
-        let len = r.scheme.payload_len(r.roster.study.vector_len());
+        let len = match &self.proofs {
+            Some(setup) => setup.payload_len(r.scheme) + crate::proof::CHECK_SEED_LEN,
+            None => r.scheme.payload_len(r.roster.study.vector_len()),
+        };
         let RoundState::AwaitingShares { received, count } = &mut r.state else {
             return Err(ProtocolError::WrongState {
                 state: r.state.phase().as_str(),
@@ -886,7 +941,20 @@ impl Hospital {
         if !in_order {
             return Err(ProtocolError::BadShares);
         }
-        received[me as usize - 1] = Some(shares);
+        // The correction: one, for the leader, in additive rounds with proofs; else none.
+        let keyed_list: Vec<u32> = (1..=n).filter(|&j| keyed[j as usize - 1]).collect();
+        let extra_ok = match (&self.proofs, r.scheme) {
+            (Some(setup), Scheme::Additive { .. }) => {
+                extra.len() == 1
+                    && Some(extra.get(0).0) == crate::proof::checker_of(&keyed_list, me)
+                    && extra.sealed_len() == setup.share_len() * 8 + crate::envelope::TAG_LEN
+            }
+            _ => extra.is_empty(),
+        };
+        if !extra_ok {
+            return Err(ProtocolError::BadShares);
+        }
+        received[me as usize - 1] = Some((shares, extra));
         *count += 1;
         if self.all_live_reported() {
             self.deliver(now_ms);
@@ -899,6 +967,10 @@ impl Hospital {
         let have = |i: usize| match &r.state {
             RoundState::AwaitingReveals { reveals, .. } => reveals[i].is_some(),
             RoundState::AwaitingShares { received, .. } => received[i].is_some(),
+            RoundState::AwaitingVerify { received, .. } => received[i].is_some(),
+            RoundState::AwaitingVerdicts {
+                expected, received, ..
+            } => !expected[i] || received[i].is_some(),
             RoundState::AwaitingPartialSums { partials, .. } => partials[i].is_some(),
         };
         (0..r.live.len()).all(|i| !r.live[i] || have(i))
@@ -937,8 +1009,13 @@ impl Hospital {
         }
         // Transpose without decoding: each live recipient's delivery is one buffer, built by
         // copying its fixed-size entry out of every other contributor's frame.
-        let sealed_len =
-            r.scheme.payload_len(r.roster.study.vector_len()) + crate::envelope::TAG_LEN;
+        let sealed_len = match &self.proofs {
+            Some(setup) => setup.payload_len(r.scheme) + crate::proof::CHECK_SEED_LEN,
+            None => r.scheme.payload_len(r.roster.study.vector_len()),
+        } + crate::envelope::TAG_LEN;
+        let keyed_list: Vec<u32> = (1..=n as u32)
+            .filter(|&j| r.keyed[j as usize - 1])
+            .collect();
         // rank[j]: how many members before j revealed a key; a sender lists the keyed members
         // other than itself in roster order, so member `to` sits at rank[to] in a frame from a
         // later member and at rank[to] - 1 in one from an earlier member.
@@ -953,7 +1030,7 @@ impl Hospital {
                 let to = i as u32 + 1;
                 let mut shares = ShareList::with_capacity(sealed_len, contributors.len());
                 for &c in contributors.iter().filter(|&&c| c != to) {
-                    let from = received[c as usize - 1]
+                    let (from, _) = received[c as usize - 1]
                         .as_ref()
                         .expect("contributors sent shares");
                     let at = if to < c { at_rank } else { at_rank - 1 };
@@ -962,10 +1039,22 @@ impl Hospital {
                     let pushed = shares.push(c, sealed);
                     debug_assert!(pushed, "lengths checked on arrival");
                 }
+                // The correction of the dealer this member leads (additive rounds with proofs).
+                let mut extra = ShareList::with_capacity(0, 0);
+                if let Some(c0) = crate::proof::checkee_of(&keyed_list, to)
+                    && c0 != to
+                    && let Some((_, ex)) = &received[c0 as usize - 1]
+                    && ex.len() == 1
+                {
+                    extra = ShareList::with_capacity(ex.sealed_len(), 1);
+                    let (_, sealed) = ex.get(0);
+                    extra.push(c0, sealed);
+                }
                 let msg = Delivery {
                     round: r.roster.round,
                     contributors: contributors.clone(),
                     shares,
+                    extra,
                 };
                 self.out.push_back(HospitalOutput::Send {
                     to: r.peers[i],
@@ -978,10 +1067,19 @@ impl Hospital {
             round: r.roster.round,
             contributors: contributors.len() as u32,
         });
-        r.state = RoundState::AwaitingPartialSums {
-            contributors,
-            partials: (0..n).map(|_| None).collect(),
-            count: 0,
+        r.state = if self.proofs.is_some() {
+            RoundState::AwaitingVerify {
+                contributors,
+                received: (0..n).map(|_| None).collect(),
+                count: 0,
+            }
+        } else {
+            RoundState::AwaitingPartialSums {
+                contributors,
+                excluded: Vec::new(),
+                partials: (0..n).map(|_| None).collect(),
+                count: 0,
+            }
         };
         r.deadline = now_ms.saturating_add(self.spec.deadlines.partials_ms);
         self.round = Some(r);
@@ -1024,6 +1122,7 @@ impl Hospital {
         let Some(r) = self.round.take() else { return };
         let RoundState::AwaitingPartialSums {
             contributors,
+            excluded,
             partials,
             count,
         } = &r.state
@@ -1065,6 +1164,7 @@ impl Hospital {
             roster_size: r.roster.n(),
             contributors: contributors.clone(),
             partial_sums: *count,
+            excluded: excluded.clone(),
             safety_code: r.safety.clone(),
             partials: published,
         };
@@ -1080,6 +1180,7 @@ impl Hospital {
             threshold: t,
             contributors: contributors.clone(),
             partial_sums: *count,
+            excluded: excluded.clone(),
             safety_code: r.safety.clone(),
             started_ms: r.started_ms,
             finished_ms: now_ms,
@@ -1176,6 +1277,16 @@ impl Hospital {
                     self.deliver(now_ms);
                 }
             }
+            RoundState::AwaitingVerify { .. } => {
+                if self.all_live_reported() {
+                    self.send_checks(now_ms);
+                }
+            }
+            RoundState::AwaitingVerdicts { .. } => {
+                if self.all_live_reported() {
+                    self.settle_verdicts(now_ms);
+                }
+            }
             RoundState::AwaitingPartialSums {
                 partials, count, ..
             } => {
@@ -1203,8 +1314,12 @@ mod tests {
     use rand_core::SeedableRng;
     use x25519_dalek::{PublicKey as DalekPublic, StaticSecret};
 
+    /// These tests send hand-made shares, so their studies have no validity proofs (the
+    /// rounds with proofs are tested with real patients in core/tests/forging.rs).
     fn spec(s: &str) -> StudySpec {
-        s.parse().unwrap()
+        let mut spec: StudySpec = s.parse().unwrap();
+        spec.params.proofs = false;
+        spec
     }
 
     fn key(i: u64) -> PublicKey {
@@ -1286,6 +1401,7 @@ mod tests {
         PatientToRelay::Shares(Shares {
             round,
             shares: list(&sealed, (1..=n).filter(|&j| j != me)),
+            extra: ShareList::with_capacity(0, 0),
         })
     }
 
@@ -1543,7 +1659,11 @@ mod tests {
             list(&seed, [3, 2].into_iter()),
             list(&[0u8; 40], [2, 3].into_iter()),
         ] {
-            let msg = PatientToRelay::Shares(Shares { round, shares: bad });
+            let msg = PatientToRelay::Shares(Shares {
+                round,
+                shares: bad,
+                extra: ShareList::with_capacity(0, 0),
+            });
             assert_eq!(h.handle(1, PeerId(0), msg), Err(ProtocolError::BadShares));
         }
         h.handle(1, PeerId(0), shares_from(1, 3, round)).unwrap();

@@ -9,6 +9,7 @@ pub mod aggregate;
 pub mod hospital;
 pub mod membership;
 pub mod patient;
+mod proving;
 pub mod seen;
 
 pub use hospital::{

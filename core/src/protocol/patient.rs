@@ -23,7 +23,8 @@
 //! in a round, a delivery that leaves out a sender whose share it carries, and a result it
 //! cannot recompute itself from the published partial sums over its own contributor set.
 
-use alloc::collections::VecDeque;
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -42,7 +43,9 @@ use crate::message::{
     AbandonReason, Delivery, Join, Keys, Leave, PROTOCOL_VERSION, PartialSum, PatientToRelay,
     RelayToPatient, Reveal, RosterMsg, RoundResult, Shares,
 };
+use crate::proof::{Exclusion, ProofSetup, Verdict};
 use crate::protocol::aggregate::{AggregateFailure, aggregate};
+use crate::protocol::proving::ProofRound;
 use crate::protocol::seen::SeenRounds;
 use crate::roster::{Roster, SafetyCode};
 use crate::study::StudyParams;
@@ -84,6 +87,23 @@ pub enum PatientEvent {
     SharesSent {
         /// Round id.
         round: u64,
+    },
+    /// This patient checked its checkee's validity proof (rounds with proofs).
+    ProofChecked {
+        /// Round id.
+        round: u64,
+        /// The roster index whose proof was checked.
+        dealer: u32,
+        /// The verdict.
+        verdict: Verdict,
+    },
+    /// Every checker's verdict is in (rounds with proofs): these members are left out of the
+    /// result (empty if every proof held).
+    ProofsChecked {
+        /// Round id.
+        round: u64,
+        /// Members left out, with the reason.
+        excluded: Vec<Exclusion>,
     },
     /// The partial sum was queued for sending.
     PartialSumSent {
@@ -140,13 +160,29 @@ enum State {
         own: Vec<Fe>,
         /// Opening key for each member's share to us (index − 1); `None` for ourselves.
         from_keys: Vec<Option<DirectionKey>>,
+        /// With validity proofs: everything the proof steps need (then `own` and `from_keys`
+        /// are empty and kept here instead).
+        proof: Option<Box<ProofRound>>,
+    },
+    AwaitingChecks {
+        roster: Roster,
+        me: u32,
+        proof: Box<ProofRound>,
+    },
+    AwaitingVerdicts {
+        roster: Roster,
+        me: u32,
+        proof: Box<ProofRound>,
     },
     AwaitingResult {
         roster: Roster,
         me: u32,
         contributors: Vec<u32>,
+        excluded: Vec<Exclusion>,
         sent: Vec<Fe>,
     },
+    /// Proofs left too few valid contributors: no partial sum is sent; the hospital abandons.
+    AwaitingAbandon,
     Finished,
 }
 
@@ -157,7 +193,10 @@ impl State {
             State::AwaitingRoster { .. } => "awaiting roster",
             State::AwaitingKeys { .. } => "awaiting keys",
             State::AwaitingDelivery { .. } => "awaiting delivery",
+            State::AwaitingChecks { .. } => "awaiting checks",
+            State::AwaitingVerdicts { .. } => "awaiting verdicts",
             State::AwaitingResult { .. } => "awaiting result",
+            State::AwaitingAbandon => "awaiting abandonment",
             State::Finished => "finished",
         }
     }
@@ -432,12 +471,13 @@ impl Patient {
             }
             (State::AwaitingKeys { roster, me }, RelayToPatient::Keys(k)) => {
                 match self.on_keys(&roster, me, k) {
-                    Ok((own, from_keys)) => (
+                    Ok((own, from_keys, proof)) => (
                         State::AwaitingDelivery {
                             roster,
                             me,
                             own,
                             from_keys,
+                            proof,
                         },
                         Ok(()),
                     ),
@@ -450,6 +490,32 @@ impl Patient {
                     me,
                     own,
                     from_keys,
+                    proof: Some(mut proof),
+                },
+                RelayToPatient::Delivery(d),
+            ) => match self.on_proven_delivery(&roster, me, &mut proof, d) {
+                Ok(()) if proof.expects_checks(me) => {
+                    (State::AwaitingChecks { roster, me, proof }, Ok(()))
+                }
+                Ok(()) => (State::AwaitingVerdicts { roster, me, proof }, Ok(())),
+                Err(e) => (
+                    State::AwaitingDelivery {
+                        roster,
+                        me,
+                        own,
+                        from_keys,
+                        proof: Some(proof),
+                    },
+                    Err(e),
+                ),
+            },
+            (
+                State::AwaitingDelivery {
+                    roster,
+                    me,
+                    own,
+                    from_keys,
+                    proof: None,
                 },
                 RelayToPatient::Delivery(d),
             ) => match self.on_delivery(&roster, me, &own, &from_keys, d) {
@@ -458,6 +524,7 @@ impl Patient {
                         roster,
                         me,
                         contributors,
+                        excluded: Vec::new(),
                         sent,
                     },
                     Ok(()),
@@ -468,10 +535,69 @@ impl Patient {
                         me,
                         own,
                         from_keys,
+                        proof: None,
                     },
                     Err(e),
                 ),
             },
+            (
+                State::AwaitingChecks {
+                    roster,
+                    me,
+                    mut proof,
+                },
+                RelayToPatient::Checks(c),
+            ) => {
+                if c.round != roster.round {
+                    let err = ProtocolError::WrongRound {
+                        got: c.round,
+                        current: roster.round,
+                    };
+                    return (State::AwaitingChecks { roster, me, proof }, Err(err));
+                }
+                match proof.on_checks(me, &c) {
+                    Ok(verdict) => {
+                        self.events.push_back(PatientEvent::ProofChecked {
+                            round: roster.round,
+                            dealer: verdict.dealer,
+                            verdict: verdict.verdict,
+                        });
+                        self.out.push_back(PatientToRelay::Verdict(verdict));
+                        (State::AwaitingVerdicts { roster, me, proof }, Ok(()))
+                    }
+                    Err(e) => (State::AwaitingChecks { roster, me, proof }, Err(e)),
+                }
+            }
+            (
+                State::AwaitingVerdicts {
+                    roster,
+                    me,
+                    mut proof,
+                },
+                RelayToPatient::Verdicts(v),
+            ) => {
+                if v.round != roster.round {
+                    let err = ProtocolError::WrongRound {
+                        got: v.round,
+                        current: roster.round,
+                    };
+                    return (State::AwaitingVerdicts { roster, me, proof }, Err(err));
+                }
+                match self.on_verdicts(&roster, me, &mut proof, &v) {
+                    Ok(Some((contributors, excluded, sent))) => (
+                        State::AwaitingResult {
+                            roster,
+                            me,
+                            contributors,
+                            excluded,
+                            sent,
+                        },
+                        Ok(()),
+                    ),
+                    Ok(None) => (State::AwaitingAbandon, Ok(())),
+                    Err(e) => (State::AwaitingVerdicts { roster, me, proof }, Err(e)),
+                }
+            }
             (s @ State::AwaitingResult { .. }, RelayToPatient::Delivery(d)) => {
                 let round = d.round;
                 (s, Err(ProtocolError::SecondPartialSumRequest { round }))
@@ -481,6 +607,7 @@ impl Patient {
                     roster,
                     me,
                     contributors,
+                    excluded,
                     sent,
                 },
                 RelayToPatient::Result(r),
@@ -495,12 +622,13 @@ impl Patient {
                             roster,
                             me,
                             contributors,
+                            excluded,
                             sent,
                         },
                         Err(err),
                     );
                 }
-                match check_result(&roster, me, &contributors, &sent, r) {
+                match check_result(&roster, me, &contributors, &excluded, &sent, r) {
                     Ok(checked) => {
                         self.events.push_back(PatientEvent::ResultChecked {
                             round: checked.round,
@@ -515,6 +643,7 @@ impl Patient {
                             roster,
                             me,
                             contributors,
+                            excluded,
                             sent,
                         },
                         Err(e),
@@ -594,7 +723,7 @@ impl Patient {
         roster: &Roster,
         me: u32,
         k: Keys,
-    ) -> Result<(Vec<Fe>, Vec<Option<DirectionKey>>), ProtocolError> {
+    ) -> Result<(Vec<Fe>, Vec<Option<DirectionKey>>, Option<Box<ProofRound>>), ProtocolError> {
         if k.round != roster.round {
             return Err(ProtocolError::WrongRound {
                 got: k.round,
@@ -634,13 +763,10 @@ impl Patient {
             .layout()?
             .encode(&self.answers)
             .map_err(|e| answer_error(params, e))?;
-        let mut deal = scheme.deal(encoded.as_slice(), me, &mut self.rng);
         let my_key = self.keys.public();
-        let sealed_len = scheme.payload_len(encoded.as_slice().len()) + crate::envelope::TAG_LEN;
-        let mut sealed = ShareList::with_capacity(sealed_len, k.reveals.len());
+        // Both directions' keys with every other keyed member, in roster order.
+        let mut to_keys: Vec<Option<DirectionKey>> = (0..n).map(|_| None).collect();
         let mut from_keys: Vec<Option<DirectionKey>> = (0..n).map(|_| None).collect();
-        // Payloads come in roster order, as do the reveals: one pass finds each.
-        let mut payloads = deal.payloads.iter();
         for m in &k.reveals {
             if m.index == me {
                 continue;
@@ -664,14 +790,55 @@ impl Patient {
                 to_key: &my_key,
                 ..to
             };
-            let (_, payload) = payloads
-                .find(|(j, _)| *j == m.index)
-                .expect("one payload per other member");
-            let pushed = sealed.push(m.index, &pair.direction_key(&to).seal_bytes(payload));
-            debug_assert!(pushed, "every payload of a scheme has one length");
+            to_keys[m.index as usize - 1] = Some(pair.direction_key(&to));
             from_keys[m.index as usize - 1] = Some(pair.direction_key(&from));
         }
-        let own = core::mem::take(&mut deal.own);
+        let (sealed, extra, own, from_keys, proof) = if params.proofs {
+            let setup = ProofSetup::new(params).map_err(|_| ProtocolError::BadRoster)?;
+            let mut check_seed = zeroize::Zeroizing::new([0u8; crate::proof::CHECK_SEED_LEN]);
+            rand_core::Rng::fill_bytes(&mut self.rng, &mut check_seed[..]);
+            let mut round = Box::new(ProofRound {
+                setup,
+                scheme,
+                keyed: k.reveals.iter().map(|r| r.index).collect(),
+                check_seed,
+                to_keys,
+                from_keys,
+                own: Vec::new(),
+                contributors: Vec::new(),
+                held: BTreeMap::new(),
+                local: None,
+                verdict: None,
+            });
+            let dealt = round.deal(me, encoded.as_slice(), &mut self.rng);
+            (
+                dealt.shares,
+                dealt.extra,
+                Vec::new(),
+                Vec::new(),
+                Some(round),
+            )
+        } else {
+            let mut deal = scheme.deal(encoded.as_slice(), me, &mut self.rng);
+            let sealed_len =
+                scheme.payload_len(encoded.as_slice().len()) + crate::envelope::TAG_LEN;
+            let mut sealed = ShareList::with_capacity(sealed_len, k.reveals.len());
+            // Payloads come in roster order, as do the reveals: one pass finds each.
+            let mut payloads = deal.payloads.iter();
+            for m in &k.reveals {
+                if m.index == me {
+                    continue;
+                }
+                let (_, payload) = payloads
+                    .find(|(j, _)| *j == m.index)
+                    .expect("one payload per other member");
+                let key = to_keys[m.index as usize - 1].as_ref().expect("keyed");
+                let pushed = sealed.push(m.index, &key.seal_bytes(payload));
+                debug_assert!(pushed, "every payload of a scheme has one length");
+            }
+            let own = core::mem::take(&mut deal.own);
+            (sealed, ShareList::with_capacity(0, 0), own, from_keys, None)
+        };
         self.events.push_back(PatientEvent::RosterFrozen {
             round: roster.round,
             n,
@@ -682,21 +849,17 @@ impl Patient {
         self.out.push_back(PatientToRelay::Shares(Shares {
             round: roster.round,
             shares: sealed,
+            extra,
         }));
         self.events.push_back(PatientEvent::SharesSent {
             round: roster.round,
         });
-        Ok((own, from_keys))
+        Ok((own, from_keys, proof))
     }
 
-    fn on_delivery(
-        &mut self,
-        roster: &Roster,
-        me: u32,
-        own: &[Fe],
-        from_keys: &[Option<DirectionKey>],
-        d: Delivery,
-    ) -> Result<(Vec<u32>, Vec<Fe>), ProtocolError> {
+    /// The checks every delivery gets (contributor set well-formed and large enough, no second
+    /// partial-sum request, exactly one share from each other contributor).
+    fn check_delivery(&self, roster: &Roster, me: u32, d: &Delivery) -> Result<(), ProtocolError> {
         if d.round != roster.round {
             return Err(ProtocolError::WrongRound {
                 got: d.round,
@@ -731,6 +894,70 @@ impl Patient {
         let mut got: Vec<u32> = d.shares.iter().map(|(from, _)| from).collect();
         got.sort_unstable();
         if got != expected {
+            return Err(ProtocolError::BadDelivery);
+        }
+        Ok(())
+    }
+
+    /// A delivery in a round with proofs: open everything, queue the verifier shares.
+    fn on_proven_delivery(
+        &mut self,
+        roster: &Roster,
+        me: u32,
+        proof: &mut ProofRound,
+        d: Delivery,
+    ) -> Result<(), ProtocolError> {
+        self.check_delivery(roster, me, &d)?;
+        let verify = proof.on_delivery(me, &d)?;
+        self.out.push_back(PatientToRelay::Verify(verify));
+        Ok(())
+    }
+
+    /// The verdicts of a round with proofs: the contributor set is the contributors whose proof
+    /// held. Sends the partial sum over it, or nothing if the round cannot complete (too few
+    /// valid contributors, or any exclusion in an additive round): the hospital abandons it.
+    #[allow(clippy::type_complexity)]
+    fn on_verdicts(
+        &mut self,
+        roster: &Roster,
+        me: u32,
+        proof: &mut ProofRound,
+        v: &crate::message::Verdicts,
+    ) -> Result<Option<(Vec<u32>, Vec<Exclusion>, Vec<Fe>)>, ProtocolError> {
+        let (accepted, excluded) = proof.on_verdicts(me, v)?;
+        self.events.push_back(PatientEvent::ProofsChecked {
+            round: roster.round,
+            excluded: excluded.clone(),
+        });
+        let additive = roster.threshold == roster.n();
+        let needed = roster.threshold.max(roster.study.min_cohort);
+        if (additive && !excluded.is_empty()) || (accepted.len() as u32) < needed.min(roster.n()) {
+            return Ok(None);
+        }
+        let sum = proof.partial_sum(me, &accepted);
+        self.seen.mark_answered(roster.round);
+        self.out.push_back(PatientToRelay::PartialSum(PartialSum {
+            round: roster.round,
+            sum: sum.clone(),
+        }));
+        self.events.push_back(PatientEvent::PartialSumSent {
+            round: roster.round,
+            contributors: accepted.len() as u32,
+        });
+        Ok(Some((accepted, excluded, sum)))
+    }
+
+    fn on_delivery(
+        &mut self,
+        roster: &Roster,
+        me: u32,
+        own: &[Fe],
+        from_keys: &[Option<DirectionKey>],
+        d: Delivery,
+    ) -> Result<(Vec<u32>, Vec<Fe>), ProtocolError> {
+        self.check_delivery(roster, me, &d)?;
+        let c = &d.contributors;
+        if !d.extra.is_empty() {
             return Err(ProtocolError::BadDelivery);
         }
         let len = own.len();
@@ -779,10 +1006,11 @@ fn check_result(
     roster: &Roster,
     me: u32,
     contributors: &[u32],
+    excluded: &[Exclusion],
     sent: &[Fe],
     mut r: RoundResult,
 ) -> Result<RoundResult, ProtocolError> {
-    if r.contributors != contributors {
+    if r.contributors != contributors || r.excluded != excluded {
         return Err(ProtocolError::ContributorSetChanged);
     }
     if !r.partials.iter().any(|p| p.from == me && p.sum == sent) {
@@ -848,6 +1076,7 @@ mod tests {
 
     fn params() -> StudyParams {
         StudyParams {
+            proofs: false,
             size: 4,
             threshold: 4,
             min_cohort: 3,
@@ -1021,6 +1250,7 @@ mod tests {
             round: 7,
             contributors: vec![1, 2],
             shares: one,
+            extra: ShareList::with_capacity(0, 0),
         };
         let err = ProtocolError::BelowMinimumCohort { got: 2, min: 3 };
         assert_eq!(p.handle(3, RelayToPatient::Delivery(small)), Err(err));
@@ -1041,6 +1271,7 @@ mod tests {
             round: 7,
             contributors: vec![1, 2, 3, 4],
             shares: forged,
+            extra: ShareList::with_capacity(0, 0),
         };
         assert!(matches!(
             p.handle(3, RelayToPatient::Delivery(d)),
@@ -1059,6 +1290,7 @@ mod tests {
             round: 7,
             contributors: vec![],
             shares: ShareList::with_capacity(48, 0),
+            extra: ShareList::with_capacity(0, 0),
         };
         assert!(matches!(
             p.handle(2, RelayToPatient::Delivery(d)),

@@ -1,0 +1,274 @@
+//! The hospital's side of validity proofs: it routes each patient's sealed verifier shares to
+//! the checker of each proof (`verify` → `checks`), each checker's sealed verdicts to everyone
+//! (`verdict` → `verdicts`), and settles the contributor set of the partial sums: the
+//! contributors whose checker found their proof valid. It reads the verdicts in clear to know
+//! that set; the patients trust only the sealed copies (see [`crate::proof`]).
+
+use alloc::vec::Vec;
+
+use super::{Hospital, RoundState};
+use crate::envelope::TAG_LEN;
+use crate::error::ProtocolError;
+use crate::frame::ShareList;
+use crate::message::{
+    AbandonReason, Checks, RelayToPatient, Verdict as VerdictMsg, Verdicts, Verify,
+};
+use crate::proof::{self, Exclusion, VERDICT_PLAIN_LEN, VERIFY_PLAIN_LEN, Verdict};
+use crate::protocol::HospitalOutput;
+use crate::sharing::Scheme;
+
+impl Hospital {
+    fn keyed_list(&self) -> Vec<u32> {
+        self.round.as_ref().map_or_else(Vec::new, |r| {
+            (1..=r.roster.n())
+                .filter(|&j| r.keyed[j as usize - 1])
+                .collect()
+        })
+    }
+
+    pub(super) fn on_verify(
+        &mut self,
+        now_ms: u64,
+        from: crate::protocol::PeerId,
+        v: Verify,
+    ) -> Result<(), ProtocolError> {
+        let me = self.member_index(from, v.round)?;
+        let keyed = self.keyed_list();
+        let r = self.round.as_mut().expect("member_index checked");
+        let RoundState::AwaitingVerify {
+            received, count, ..
+        } = &mut r.state
+        else {
+            return Err(ProtocolError::WrongState {
+                state: r.state.phase().as_str(),
+                got: "verify",
+            });
+        };
+        if received[me as usize - 1].is_some() {
+            return Err(ProtocolError::DuplicateShares);
+        }
+        let mut last = 0;
+        let ok = v.checks.sealed_len() == VERIFY_PLAIN_LEN + TAG_LEN
+            && v.checks.iter().all(|(to, _)| {
+                let fine = to > last && to != me && keyed.binary_search(&to).is_ok();
+                last = to;
+                fine
+            });
+        if !ok {
+            return Err(ProtocolError::BadShares);
+        }
+        received[me as usize - 1] = Some(v.checks);
+        *count += 1;
+        if self.all_live_reported() {
+            self.send_checks(now_ms);
+        }
+        Ok(())
+    }
+
+    /// Sends every checker the verifier shares of its checkee's proof.
+    pub(super) fn send_checks(&mut self, now_ms: u64) {
+        let keyed = self.keyed_list();
+        let Some(mut r) = self.round.take() else {
+            return;
+        };
+        let RoundState::AwaitingVerify {
+            contributors,
+            received,
+            ..
+        } = &mut r.state
+        else {
+            self.round = Some(r);
+            return;
+        };
+        let n = r.roster.n() as usize;
+        let mut expected = alloc::vec![false; n];
+        for k in 1..=n as u32 {
+            if !r.live[k as usize - 1] {
+                continue;
+            }
+            let Some(c0) = proof::checkee_of(&keyed, k) else {
+                continue;
+            };
+            if c0 == k || contributors.binary_search(&c0).is_err() {
+                continue;
+            }
+            let mut checks = ShareList::with_capacity(VERIFY_PLAIN_LEN + TAG_LEN, keyed.len());
+            for (j, list) in received.iter().enumerate() {
+                let Some(list) = list else { continue };
+                // Each list is ascending by checker: find the entry for k.
+                let (mut lo, mut hi) = (0, list.len());
+                while lo < hi {
+                    let mid = (lo + hi) / 2;
+                    if list.get(mid).0 < k {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                if lo < list.len() && list.get(lo).0 == k {
+                    checks.push(j as u32 + 1, list.get(lo).1);
+                }
+            }
+            expected[k as usize - 1] = true;
+            self.out.push_back(HospitalOutput::Send {
+                to: r.peers[k as usize - 1],
+                msg: RelayToPatient::Checks(Checks {
+                    round: r.roster.round,
+                    dealer: c0,
+                    checks,
+                }),
+            });
+        }
+        r.state = RoundState::AwaitingVerdicts {
+            contributors: core::mem::take(contributors),
+            expected,
+            received: (0..n).map(|_| None).collect(),
+            count: 0,
+        };
+        r.deadline = now_ms.saturating_add(self.spec.deadlines.partials_ms);
+        self.round = Some(r);
+        if self.all_live_reported() {
+            self.settle_verdicts(now_ms);
+        }
+    }
+
+    pub(super) fn on_verdict(
+        &mut self,
+        now_ms: u64,
+        from: crate::protocol::PeerId,
+        v: VerdictMsg,
+    ) -> Result<(), ProtocolError> {
+        let me = self.member_index(from, v.round)?;
+        let keyed = self.keyed_list();
+        let r = self.round.as_mut().expect("member_index checked");
+        let RoundState::AwaitingVerdicts {
+            expected,
+            received,
+            count,
+            ..
+        } = &mut r.state
+        else {
+            return Err(ProtocolError::WrongState {
+                state: r.state.phase().as_str(),
+                got: "verdict",
+            });
+        };
+        if !expected[me as usize - 1] || received[me as usize - 1].is_some() {
+            return Err(ProtocolError::DuplicateShares);
+        }
+        let others = keyed.iter().copied().filter(|&j| j != me);
+        let ok = Some(v.dealer) == proof::checkee_of(&keyed, me)
+            && v.sealed.sealed_len() == VERDICT_PLAIN_LEN + TAG_LEN
+            && v.sealed.len() == keyed.len() - 1
+            && v.sealed
+                .iter()
+                .zip(others)
+                .all(|((to, _), want)| to == want);
+        if !ok {
+            return Err(ProtocolError::BadShares);
+        }
+        received[me as usize - 1] = Some((v.verdict, v.sealed));
+        *count += 1;
+        if self.all_live_reported() {
+            self.settle_verdicts(now_ms);
+        }
+        Ok(())
+    }
+
+    /// Every expected verdict is in (or the deadline passed): the contributor set of the
+    /// partial sums is the contributors whose proof was found valid. Forwards every verdict to
+    /// every live member, or abandons the round if it cannot complete.
+    pub(super) fn settle_verdicts(&mut self, now_ms: u64) {
+        let keyed = self.keyed_list();
+        let Some(mut r) = self.round.take() else {
+            return;
+        };
+        let live = r.live_count();
+        let RoundState::AwaitingVerdicts {
+            contributors,
+            received,
+            ..
+        } = &mut r.state
+        else {
+            self.round = Some(r);
+            return;
+        };
+        let mut accepted = Vec::with_capacity(contributors.len());
+        let mut excluded = Vec::new();
+        for &c in contributors.iter() {
+            let verdict = proof::checker_of(&keyed, c)
+                .and_then(|k| received[k as usize - 1].as_ref())
+                .map_or(Verdict::NotVerified, |(v, _)| *v);
+            if verdict == Verdict::Valid {
+                accepted.push(c);
+            } else {
+                excluded.push(Exclusion {
+                    index: c,
+                    reason: verdict,
+                });
+            }
+        }
+        let t = r.roster.threshold;
+        let additive = matches!(r.scheme, Scheme::Additive { .. });
+        let needed = t.max(r.roster.study.min_cohort).min(r.roster.n());
+        if live < t {
+            self.round = Some(r);
+            self.abandon(
+                now_ms,
+                AbandonReason::TooFewPartialSums {
+                    got: live,
+                    needed: t,
+                },
+            );
+            return;
+        }
+        if (additive && !excluded.is_empty()) || (accepted.len() as u32) < needed {
+            self.round = Some(r);
+            let reason = if excluded.is_empty() {
+                AbandonReason::TooFewContributors {
+                    got: accepted.len() as u32,
+                    needed,
+                }
+            } else {
+                AbandonReason::ProofsFailed { excluded }
+            };
+            self.abandon(now_ms, reason);
+            return;
+        }
+        let n = r.roster.n() as usize;
+        for i in 0..n {
+            if !r.live[i] {
+                continue;
+            }
+            let to = i as u32 + 1;
+            let mut sealed = ShareList::with_capacity(VERDICT_PLAIN_LEN + TAG_LEN, keyed.len());
+            for (k, got) in received.iter().enumerate() {
+                let Some((_, list)) = got else { continue };
+                let k = k as u32 + 1;
+                if k == to {
+                    continue;
+                }
+                // The checker's list holds every keyed member but itself, ascending.
+                let at = keyed.iter().filter(|&&j| j != k).position(|&j| j == to);
+                if let Some(at) = at {
+                    sealed.push(k, list.get(at).1);
+                }
+            }
+            self.out.push_back(HospitalOutput::Send {
+                to: r.peers[i],
+                msg: RelayToPatient::Verdicts(Verdicts {
+                    round: r.roster.round,
+                    sealed,
+                }),
+            });
+        }
+        r.state = RoundState::AwaitingPartialSums {
+            contributors: accepted,
+            excluded,
+            partials: (0..n).map(|_| None).collect(),
+            count: 0,
+        };
+        r.deadline = now_ms.saturating_add(self.spec.deadlines.partials_ms);
+        self.round = Some(r);
+    }
+}
