@@ -497,6 +497,14 @@ impl Wire {
         }
     }
 
+    /// The frame, if this is a binary message.
+    pub fn as_binary(&self) -> Option<&[u8]> {
+        match self {
+            Wire::Binary(b) => Some(b),
+            Wire::Text(_) => None,
+        }
+    }
+
     /// The bytes of the message (UTF-8 text or the binary frame).
     pub fn as_bytes(&self) -> &[u8] {
         match self {

@@ -468,3 +468,123 @@ pub fn decide(scheme: Scheme, expected: usize, shares: &[(u32, VerifierShare)]) 
         Err(_) => Verdict::NotVerified,
     }
 }
+
+/// An invalid vector a forging patient contributes (feature `forge` or `test-util`): the honest
+/// vector changed in one way, with the witness computed from it as an honest prover would and
+/// a proof of that (the best a prover without the verifiers' randomness can do). Applied to
+/// the first number question (or, for [`Forgery::TwoOptions`], the first choice question).
+#[cfg(any(feature = "forge", feature = "test-util"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Forgery {
+    /// `x` far above the question's range (1000 × R), with `x²` and the last bucket to match.
+    OutOfRange,
+    /// `x²` one more than `x·x`.
+    BadSquare,
+    /// A second histogram bucket set.
+    TwoBuckets,
+    /// The count entry 50 instead of 1.
+    CountNotOne,
+    /// Two options of a choice question set.
+    TwoOptions,
+}
+
+#[cfg(any(feature = "forge", feature = "test-util"))]
+impl Forgery {
+    /// Every forgery, for tests.
+    pub const ALL: [Forgery; 5] = [
+        Forgery::OutOfRange,
+        Forgery::BadSquare,
+        Forgery::TwoBuckets,
+        Forgery::CountNotOne,
+        Forgery::TwoOptions,
+    ];
+
+    /// The forgery named `name` (`out-of-range`, `bad-square`, `two-buckets`, `count`,
+    /// `two-options`).
+    pub fn from_name(name: &str) -> Option<Forgery> {
+        Some(match name {
+            "out-of-range" => Forgery::OutOfRange,
+            "bad-square" => Forgery::BadSquare,
+            "two-buckets" => Forgery::TwoBuckets,
+            "count" => Forgery::CountNotOne,
+            "two-options" => Forgery::TwoOptions,
+            _ => return None,
+        })
+    }
+
+    /// Changes an honest statistics vector of `params` into the forged one, recomputing the
+    /// pair products from the forged entries. `false` if the study has no question this
+    /// forgery applies to.
+    pub fn apply(self, params: &StudyParams, stats: &mut [Fe]) -> bool {
+        use crate::layout::Term;
+        let Ok(layout) = params.layout() else {
+            return false;
+        };
+        let terms = layout.terms();
+        let find = |want: &dyn Fn(&Term) -> bool| terms.iter().position(want);
+        let first_number = params
+            .question_list()
+            .iter()
+            .position(|q| matches!(q.kind, QuestionKind::Number(_)));
+        let first_choice = params
+            .question_list()
+            .iter()
+            .position(|q| matches!(q.kind, QuestionKind::Choice(_)));
+        match self {
+            Forgery::CountNotOne => stats[0] = Fe::new(50),
+            Forgery::TwoOptions => {
+                let Some(q) = first_choice else { return false };
+                let opts: Vec<usize> = (0..terms.len())
+                    .filter(|&i| matches!(terms[i], Term::Option { question, .. } if question == q))
+                    .collect();
+                for &i in opts.iter().take(2) {
+                    stats[i] = Fe::ONE;
+                }
+            }
+            _ => {
+                let Some(q) = first_number else { return false };
+                let (Some(x), Some(x2)) = (
+                    find(&|t| *t == Term::X { question: q }),
+                    find(&|t| *t == Term::X2 { question: q }),
+                ) else {
+                    return false;
+                };
+                let buckets: Vec<usize> = (0..terms.len())
+                    .filter(|&i| matches!(terms[i], Term::Bucket { question, .. } if question == q))
+                    .collect();
+                match self {
+                    Forgery::OutOfRange => {
+                        let r = params.question_list()[q]
+                            .as_number()
+                            .map_or(1, |n| n.range_scaled());
+                        let big = Fe::new(r.saturating_mul(1000));
+                        stats[x] = big;
+                        stats[x2] = big * big;
+                        for &b in &buckets {
+                            stats[b] = Fe::ZERO;
+                        }
+                        if let Some(&last) = buckets.last() {
+                            stats[last] = Fe::ONE;
+                        }
+                    }
+                    Forgery::BadSquare => stats[x2] += Fe::ONE,
+                    _ => {
+                        // TwoBuckets: set the first bucket that is not already set.
+                        if let Some(&b) = buckets.iter().find(|&&b| stats[b] == Fe::ZERO) {
+                            stats[b] = Fe::ONE;
+                        }
+                    }
+                }
+            }
+        }
+        // Pair products follow from the (forged) entries, as a prover's best effort would.
+        if let Ok(flp) = flp::Layout::new(&shapes(params)) {
+            for &(f, g, out) in &flp.products {
+                let f = f.map_or(Fe::ONE, |i| stats[i]);
+                let g = g.map_or(Fe::ONE, |i| stats[i]);
+                stats[out] = f * g;
+            }
+        }
+        true
+    }
+}

@@ -377,6 +377,7 @@ const JSON_KEYS: &[&str] = &[
     "enrol_s",
     "shares_s",
     "partials_s",
+    "proofs",
     "invite",
     "questions",
     "question",

@@ -60,6 +60,10 @@ pub struct ResultSummary {
     pub contributors: Vec<u32>,
     /// Number of partial sums used.
     pub partial_sums: u32,
+    /// Members left out because their validity proof failed or could not be checked (roster
+    /// index and reason; omitted when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<crate::proof::Exclusion>,
     /// The round's safety code.
     pub safety_code: SafetyCode,
 }
@@ -90,6 +94,7 @@ impl RoundResult {
             roster_size: self.roster_size,
             contributors: self.contributors.clone(),
             partial_sums: self.partial_sums,
+            excluded: self.excluded.clone(),
             safety_code: self.safety_code.clone(),
         }
     }

@@ -34,6 +34,9 @@ pub enum Behaviour {
     VanishBeforeShares,
     /// Sends its shares, then disconnects.
     VanishAfterShares,
+    /// Contributes its vector changed by this forgery, with the best proof it can make, and
+    /// otherwise follows the protocol.
+    Forge(crate::proof::Forgery),
 }
 
 /// Which way a message went.
@@ -326,8 +329,9 @@ pub fn run_round_answers(
     let hospital = Hospital::new(spec.clone(), 1).expect("valid spec");
     let patients: Vec<Patient> = answers
         .iter()
-        .map(|a| {
-            Patient::with_answers(
+        .zip(behaviour)
+        .map(|(a, b)| {
+            let p = Patient::with_answers(
                 0,
                 &spec.params.id,
                 a.clone(),
@@ -335,7 +339,11 @@ pub fn run_round_answers(
                 spec.invite.clone(),
                 &mut rng,
             )
-            .expect("valid value")
+            .expect("valid value");
+            match b {
+                Behaviour::Forge(f) => p.forging(*f),
+                _ => p,
+            }
         })
         .collect();
     let n = patients.len();

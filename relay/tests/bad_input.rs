@@ -905,6 +905,7 @@ async fn out_of_turn_replayed_and_impersonating_round_messages_are_refused() {
         round,
         contributors: vec![1, 2, 3],
         shares: cohort_core::frame::ShareList::with_capacity(48, 0),
+        extra: cohort_core::frame::ShareList::with_capacity(0, 0),
     });
     let Wire::Binary(delivery) = delivery.encode() else {
         panic!("deliveries are binary frames")

@@ -341,6 +341,16 @@ fn frame_needles(frames: &[Wire]) -> Vec<String> {
                     }
                 }
             }
+            PatientToRelay::Verify(v) => {
+                for (_, sealed) in v.checks.iter() {
+                    out.push(cohort_core::b64::encode(sealed));
+                }
+            }
+            PatientToRelay::Verdict(v) => {
+                for (_, sealed) in v.sealed.iter() {
+                    out.push(cohort_core::b64::encode(sealed));
+                }
+            }
             PatientToRelay::Leave(_) => {}
         }
     }

@@ -48,6 +48,7 @@ fn outcome(study: &str, round: u64) -> RoundOutcome {
         threshold: 3,
         contributors: vec![1, 2, 3],
         partial_sums: 3,
+        excluded: Vec::new(),
         safety_code: roster.safety_code(&[]),
         started_ms: 1000 * round,
         finished_ms: 1000 * round + 500,

@@ -51,6 +51,21 @@ pub fn event_json(ev: &PatientEvent) -> Value {
             "safetyCode": safety_code.as_str(),
         }),
         PatientEvent::SharesSent { round } => json!({ "kind": "shares_sent", "round": round }),
+        PatientEvent::ProofChecked {
+            round,
+            dealer,
+            verdict,
+        } => json!({
+            "kind": "proof_checked",
+            "round": round,
+            "dealer": dealer,
+            "verdict": verdict,
+        }),
+        PatientEvent::ProofsChecked { round, excluded } => json!({
+            "kind": "proofs_checked",
+            "round": round,
+            "excluded": excluded,
+        }),
         PatientEvent::PartialSumSent {
             round,
             contributors,
@@ -160,6 +175,7 @@ mod tests {
             roster_size: 4,
             contributors: vec![1, 2, 3],
             partial_sums: 3,
+            excluded: Vec::new(),
             safety_code: SafetyCode::from_stored("1234 5678 9012".into()),
             partials: Vec::new(),
         };

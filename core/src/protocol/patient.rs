@@ -216,6 +216,9 @@ pub struct Patient {
     events: VecDeque<PatientEvent>,
     timeout_ms: Option<u64>,
     deadline: Option<u64>,
+    /// A forging patient's change to its own vector (attack tests only).
+    #[cfg(any(feature = "forge", feature = "test-util"))]
+    forgery: Option<crate::proof::Forgery>,
 }
 
 impl core::fmt::Debug for Patient {
@@ -281,6 +284,8 @@ impl Patient {
             events: VecDeque::new(),
             timeout_ms: None,
             deadline: None,
+            #[cfg(any(feature = "forge", feature = "test-util"))]
+            forgery: None,
         };
         p.out.push_back(PatientToRelay::Join(Join {
             v: PROTOCOL_VERSION,
@@ -290,6 +295,15 @@ impl Patient {
         }));
         p.touch(now_ms);
         Ok(p)
+    }
+
+    /// Makes this patient a forger (feature `forge`, for attack tests and `cohort-forger`):
+    /// it contributes its vector changed by `forgery`, with the best proof it can make. Its
+    /// own checks of others stay honest.
+    #[cfg(any(feature = "forge", feature = "test-util"))]
+    pub fn forging(mut self, forgery: crate::proof::Forgery) -> Patient {
+        self.forgery = Some(forgery);
+        self
     }
 
     /// Gives up (with [`ProtocolError::TimedOut`]) when the relay is silent for `ms` while a
@@ -763,6 +777,12 @@ impl Patient {
             .layout()?
             .encode(&self.answers)
             .map_err(|e| answer_error(params, e))?;
+        #[allow(unused_mut)]
+        let mut stats = zeroize::Zeroizing::new(encoded.as_slice().to_vec());
+        #[cfg(any(feature = "forge", feature = "test-util"))]
+        if let Some(f) = self.forgery {
+            f.apply(params, &mut stats);
+        }
         let my_key = self.keys.public();
         // Both directions' keys with every other keyed member, in roster order.
         let mut to_keys: Vec<Option<DirectionKey>> = (0..n).map(|_| None).collect();
@@ -810,7 +830,7 @@ impl Patient {
                 local: None,
                 verdict: None,
             });
-            let dealt = round.deal(me, encoded.as_slice(), &mut self.rng);
+            let dealt = round.deal(me, &stats, &mut self.rng);
             (
                 dealt.shares,
                 dealt.extra,
@@ -819,9 +839,8 @@ impl Patient {
                 Some(round),
             )
         } else {
-            let mut deal = scheme.deal(encoded.as_slice(), me, &mut self.rng);
-            let sealed_len =
-                scheme.payload_len(encoded.as_slice().len()) + crate::envelope::TAG_LEN;
+            let mut deal = scheme.deal(&stats, me, &mut self.rng);
+            let sealed_len = scheme.payload_len(stats.len()) + crate::envelope::TAG_LEN;
             let mut sealed = ShareList::with_capacity(sealed_len, k.reveals.len());
             // Payloads come in roster order, as do the reveals: one pass finds each.
             let mut payloads = deal.payloads.iter();

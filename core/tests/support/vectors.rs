@@ -1257,6 +1257,7 @@ fn behaviour_name(b: Behaviour) -> &'static str {
         Behaviour::Honest => "honest",
         Behaviour::VanishBeforeShares => "vanish_before_shares",
         Behaviour::VanishAfterShares => "vanish_after_shares",
+        Behaviour::Forge(_) => "forge",
     }
 }
 

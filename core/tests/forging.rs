@@ -1,0 +1,182 @@
+//! Attack tests: a patient running modified code contributes an invalid vector, with the best
+//! proof it can make, beside honest patients (the real `Patient` and `Hospital` over the
+//! simulated network). Every class of invalid vector is caught by the other patients' checks
+//! and left out (Shamir rounds) or stops the round (additive rounds); the honest result is
+//! exact. Without proofs (`proofs=off`) the same forgery poisons the result, which is what the
+//! proofs are for.
+
+#![cfg(feature = "test-util")]
+
+use cohort_core::answer::Answers;
+use cohort_core::decimal::Decimal;
+use cohort_core::message::AbandonReason;
+use cohort_core::proof::{Exclusion, Forgery, Verdict};
+use cohort_core::protocol::HospitalEvent;
+use cohort_core::questionnaire::QuestionStats;
+use cohort_core::study::StudySpec;
+use cohort_core::testing::{Behaviour, run_round_answers};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+
+const H: Behaviour = Behaviour::Honest;
+
+/// A study with two number questions (one optional) and a choice, `n` patients, threshold `t`.
+fn survey(n: u32, t: u32, proofs: bool) -> StudySpec {
+    StudySpec::from_json(&format!(
+        r#"{{"id":"survey","size":{n},"threshold":{t},"min_cohort":3,"proofs":{proofs},
+        "questions":[
+          {{"id":"height","kind":"number","text":"Height?","unit":"cm","min":100,"max":230,"decimals":1,"buckets":13}},
+          {{"id":"weight","kind":"number","text":"Weight?","unit":"kg","min":30,"max":200,"decimals":0,"buckets":10,"optional":true}},
+          {{"id":"smoker","kind":"choice","text":"Smoke?","options":["no","yes","used to"]}}
+        ]}}"#
+    ))
+    .expect("valid study")
+}
+
+fn answers(n: usize, seed: u64) -> Vec<Answers> {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            let h = Decimal::new(1000 + (rng.next_u64() % 1301) as i64, 1).expect("small");
+            let mut args = vec![format!("height={h}")];
+            let mut skips = vec![];
+            if rng.next_u64() % 4 == 0 {
+                skips.push("weight".to_string());
+            } else {
+                args.push(format!("weight={}", 30 + rng.next_u64() % 171));
+            }
+            let opt = ["no", "yes", "used to"][(rng.next_u64() % 3) as usize];
+            args.push(format!("smoker={opt}"));
+            Answers::from_args(
+                args.iter().map(String::as_str),
+                skips.iter().map(String::as_str),
+            )
+            .expect("well formed")
+        })
+        .collect()
+}
+
+/// The height statistics of the patients at `included` (0-based), computed directly.
+fn heights(answers: &[Answers], included: &[usize]) -> (u64, f64) {
+    let mut sum = 0.0;
+    for &i in included {
+        let d: Decimal = match answers[i].get("height").expect("answered") {
+            cohort_core::answer::Answer::Number(d) => *d,
+            cohort_core::answer::Answer::Text(t) => t.parse().expect("a number"),
+            cohort_core::answer::Answer::Skip => panic!("height is required"),
+        };
+        sum += d.to_scaled(1).expect("1 decimal") as f64 / 10.0;
+    }
+    (included.len() as u64, sum)
+}
+
+#[test]
+fn every_forgery_is_left_out_of_a_shamir_round_and_the_result_is_exact() {
+    let n = 7;
+    let forger = 3; // roster index 4
+    for (k, forgery) in Forgery::ALL.into_iter().enumerate() {
+        let spec = survey(n as u32, 4, true);
+        let ans = answers(n, 10 + k as u64);
+        let mut behaviour = vec![H; n];
+        behaviour[forger] = Behaviour::Forge(forgery);
+        let out = run_round_answers(&spec, &ans, &behaviour, 20 + k as u64);
+        let honest: Vec<usize> = (0..n).filter(|&i| i != forger).collect();
+        let (count, sum) = heights(&ans, &honest);
+        let excluded = vec![Exclusion {
+            index: forger as u32 + 1,
+            reason: Verdict::InvalidProof,
+        }];
+        for i in 0..n {
+            let r = out.results[i]
+                .as_ref()
+                .unwrap_or_else(|| panic!("{forgery:?}: patient {i}: {:?}", out.abandoned[i]));
+            assert_eq!(r.excluded, excluded, "{forgery:?}");
+            assert_eq!(r.contributors.len(), n - 1, "{forgery:?}");
+            assert!(!r.contributors.contains(&(forger as u32 + 1)));
+            assert_eq!(r.questionnaire.count, count, "{forgery:?}");
+            let Some(QuestionStats::Number(h)) = r.questionnaire.questions.get("height") else {
+                panic!("height stats")
+            };
+            assert!((h.sum - sum).abs() < 1e-6, "{forgery:?}: exact sum");
+        }
+        assert!(out.events.iter().any(|e| matches!(
+            e,
+            HospitalEvent::Completed(o) if o.excluded == excluded
+        )));
+    }
+}
+
+#[test]
+fn a_forgery_stops_an_additive_round_and_nothing_is_revealed() {
+    let n = 4;
+    for (k, forgery) in Forgery::ALL.into_iter().enumerate() {
+        let spec = survey(n as u32, n as u32, true);
+        let ans = answers(n, 30 + k as u64);
+        let mut behaviour = vec![H; n];
+        behaviour[1] = Behaviour::Forge(forgery);
+        let out = run_round_answers(&spec, &ans, &behaviour, 40 + k as u64);
+        let want = AbandonReason::ProofsFailed {
+            excluded: vec![Exclusion {
+                index: 2,
+                reason: Verdict::InvalidProof,
+            }],
+        };
+        for i in 0..n {
+            assert!(out.results[i].is_none(), "{forgery:?}");
+            assert_eq!(out.abandoned[i].as_ref(), Some(&want), "{forgery:?}");
+        }
+        // No partial sum was sent, so nothing about anyone's vector left the patients.
+        assert!(
+            !out.frames
+                .iter()
+                .any(|f| { f.wire.as_binary().is_some_and(|b| b.len() > 3 && b[3] == 3) })
+        );
+    }
+}
+
+#[test]
+fn without_proofs_the_same_forgery_poisons_the_result() {
+    let n = 5;
+    let spec = survey(n as u32, n as u32, false);
+    let ans = answers(n, 50);
+    let mut behaviour = vec![H; n];
+    behaviour[2] = Behaviour::Forge(Forgery::CountNotOne);
+    let out = run_round_answers(&spec, &ans, &behaviour, 51);
+    // The count entry says 50 for one patient: the aggregate no longer decodes consistently
+    // (or, if it did, would count 54 patients): either way the forger decides the outcome.
+    let poisoned = out.results[0]
+        .as_ref()
+        .map(|r| r.questionnaire.count != n as u64)
+        .unwrap_or(true);
+    assert!(poisoned);
+    let spec = survey(n as u32, n as u32, false);
+    behaviour[2] = Behaviour::Forge(Forgery::BadSquare);
+    let out = run_round_answers(&spec, &ans, &behaviour, 52);
+    let r = out.results[0].as_ref().expect("a bad square decodes");
+    let Some(QuestionStats::Number(h)) = r.questionnaire.questions.get("height") else {
+        panic!("height stats")
+    };
+    let all: Vec<usize> = (0..n).collect();
+    let (_, sum) = heights(&ans, &all);
+    assert!((h.sum - sum).abs() < 1e-6, "the mean is untouched…");
+    assert!(
+        r.excluded.is_empty(),
+        "…and nothing is checked without proofs"
+    );
+}
+
+#[test]
+fn honest_random_questionnaires_are_never_excluded() {
+    for seed in 0..6u64 {
+        let n = 5 + (seed % 3) as usize;
+        let t = if seed % 2 == 0 { n } else { n - 1 };
+        let spec = survey(n as u32, t as u32, true);
+        let ans = answers(n, 60 + seed);
+        let out = run_round_answers(&spec, &ans, &vec![H; n], 70 + seed);
+        for r in &out.results {
+            let r = r.as_ref().expect("completed");
+            assert!(r.excluded.is_empty(), "seed {seed}");
+            assert_eq!(r.contributors.len(), n);
+        }
+    }
+}
