@@ -433,33 +433,38 @@ pub fn checkee_of(keyed: &[u32], index: u32) -> Option<u32> {
     Some(keyed[(at + keyed.len() - 1) % keyed.len()])
 }
 
-/// Combines the verifier shares of one dealer's proof and decides. Additive: `shares` must be
-/// those of all `expected` share-holders (the other keyed members). Shamir: at least `t`
-/// share-holders, all on one polynomial of degree t − 1.
-pub fn decide(scheme: Scheme, expected: usize, shares: &[(u32, VerifierShare)]) -> Verdict {
+/// Combines the verifier shares of one dealer's proof and decides. `shares` (ascending by
+/// index) must include one from every member of `verifiers` (the contributors other than the
+/// dealer, fixed by the delivery every patient saw), else the proof is [`Verdict::NotVerified`].
+/// Additive: their sum. Shamir: all the points on one polynomial of degree t − 1 (so that any
+/// t of the contributors' points give the checked input, whichever the relay aggregates), then
+/// Lagrange at 0.
+pub fn decide(scheme: Scheme, verifiers: &[u32], shares: &[(u32, VerifierShare)]) -> Verdict {
+    let used: Vec<(u32, VerifierShare)> = shares
+        .iter()
+        .filter(|(i, _)| verifiers.binary_search(i).is_ok())
+        .copied()
+        .collect();
+    if used.len() != verifiers.len() || used.is_empty() {
+        return Verdict::NotVerified;
+    }
     let combined = match scheme {
         Scheme::Additive { .. } => {
-            if shares.len() != expected {
-                return Verdict::NotVerified;
-            }
-            let only: Vec<VerifierShare> = shares.iter().map(|(_, s)| *s).collect();
+            let only: Vec<VerifierShare> = used.iter().map(|(_, s)| *s).collect();
             VerifierShare::combine_additive(&only)
         }
         Scheme::Shamir { t, .. } => {
             let t = t as usize;
-            if shares.len() < t {
+            if used.len() < t {
                 return Verdict::NotVerified;
             }
-            if shares.len() > t {
-                let points: Vec<(u32, Vec<Fe>)> =
-                    shares.iter().map(|(i, s)| (*i, s.0.to_vec())).collect();
-                let refs: Vec<(u32, &[Fe])> =
-                    points.iter().map(|(i, v)| (*i, v.as_slice())).collect();
-                if !crate::protocol::aggregate::on_one_polynomial(&refs, t) {
-                    return Verdict::NotVerified;
-                }
+            let points: Vec<(u32, Vec<Fe>)> =
+                used.iter().map(|(i, s)| (*i, s.0.to_vec())).collect();
+            let refs: Vec<(u32, &[Fe])> = points.iter().map(|(i, v)| (*i, v.as_slice())).collect();
+            if !crate::protocol::aggregate::on_one_polynomial(&refs, t) {
+                return Verdict::InvalidProof;
             }
-            VerifierShare::combine_shamir(&shares[..t])
+            VerifierShare::combine_shamir(&used[..t])
         }
     };
     match combined {

@@ -478,15 +478,20 @@ pub fn check_round(
     out
 }
 
-/// Which members' values a round with `behaviour` includes: those that sent their shares and,
-/// in a study with validity proofs, whose checker (the next member, cyclically) stayed to check
-/// their proof (a proof nobody could check is left out as `not_verified`).
+/// Which members' values a round with `behaviour` includes: those that sent their shares; in a
+/// study with validity proofs, those that also stayed for the delivery (to check the others)
+/// and whose checker (the next member, cyclically) stayed to check their proof (a proof nobody
+/// could check is left out as `not_verified`).
 pub fn included(spec: &StudySpec, behaviour: &[Behaviour]) -> Vec<bool> {
     let n = behaviour.len();
     (0..n)
         .map(|i| {
-            behaviour[i] != Behaviour::VanishBeforeShares
-                && (!spec.params.proofs || behaviour[(i + 1) % n] == Behaviour::Honest)
+            if spec.params.proofs {
+                // A contributor must stay to check the others, and its checker must stay.
+                behaviour[i] == Behaviour::Honest && behaviour[(i + 1) % n] == Behaviour::Honest
+            } else {
+                behaviour[i] != Behaviour::VanishBeforeShares
+            }
         })
         .collect()
 }

@@ -93,12 +93,25 @@ fn too_many_dropouts_abandon_with_reason() {
     behaviour[1] = Behaviour::VanishAfterShares;
     behaviour[2] = Behaviour::VanishAfterShares;
     behaviour[3] = Behaviour::VanishAfterShares;
-    let out = run_round(&spec(n, 3, 3), &values, &behaviour, 7);
+    // Without proofs the three still count as contributors (their shares were delivered), and
+    // the round lacks partial sums; with proofs (the default) a contributor must stay to check
+    // the others, so only two contributors are left.
+    let mut no_proofs = spec(n, 3, 3);
+    no_proofs.params.proofs = false;
+    let out = run_round(&no_proofs, &values, &behaviour, 7);
     for i in [0, 4] {
         assert!(out.results[i].is_none());
         assert_eq!(
             out.abandoned[i],
             Some(AbandonReason::TooFewPartialSums { got: 2, needed: 3 })
+        );
+    }
+    let out = run_round(&spec(n, 3, 3), &values, &behaviour, 7);
+    for i in [0, 4] {
+        assert!(out.results[i].is_none());
+        assert_eq!(
+            out.abandoned[i],
+            Some(AbandonReason::TooFewContributors { got: 2, needed: 3 })
         );
     }
     // Additive: any vanished patient abandons the round.

@@ -986,8 +986,12 @@ impl Hospital {
             return;
         };
         let n = r.roster.n() as usize;
+        // With proofs, a contributor must also stay to check the others' proofs: one that left
+        // after sending its shares is left out (its value with it) rather than leaving every
+        // proof without one of its checks.
+        let proofs = self.proofs.is_some();
         let contributors: Vec<u32> = (0..n)
-            .filter(|&i| received[i].is_some())
+            .filter(|&i| received[i].is_some() && (!proofs || r.live[i]))
             .map(|i| i as u32 + 1)
             .collect();
         let min = r.roster.study.min_cohort;
@@ -1137,9 +1141,15 @@ impl Hospital {
             self.abandon(now_ms, AbandonReason::TooFewPartialSums { got, needed: t });
             return;
         }
+        // With proofs, only the partial sums of the members the shares were delivered to (the
+        // contributors and the excluded): their points are the ones every proof was checked on
+        // (see `proof::decide`).
+        let proofs = self.proofs.is_some();
+        let delivered = |i: u32| contributors.contains(&i) || excluded.iter().any(|e| e.index == i);
         let points: Vec<(u32, &[Fe])> = partials
             .iter()
             .enumerate()
+            .filter(|(i, _)| !proofs || delivered(*i as u32 + 1))
             .filter_map(|(i, p)| p.as_ref().map(|v| (i as u32 + 1, v.as_slice())))
             .collect();
         // The same computation every patient repeats on the published partial sums.
@@ -1163,7 +1173,7 @@ impl Hospital {
             questionnaire: decoded.questionnaire.clone(),
             roster_size: r.roster.n(),
             contributors: contributors.clone(),
-            partial_sums: *count,
+            partial_sums: points.len() as u32,
             excluded: excluded.clone(),
             safety_code: r.safety.clone(),
             partials: published,
@@ -1179,7 +1189,7 @@ impl Hospital {
             roster_size: r.roster.n(),
             threshold: t,
             contributors: contributors.clone(),
-            partial_sums: *count,
+            partial_sums: points.len() as u32,
             excluded: excluded.clone(),
             safety_code: r.safety.clone(),
             started_ms: r.started_ms,

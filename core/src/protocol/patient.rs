@@ -1032,6 +1032,12 @@ fn check_result(
     if r.contributors != contributors || r.excluded != excluded {
         return Err(ProtocolError::ContributorSetChanged);
     }
+    // With proofs, only the partial sums of members the shares were delivered to (contributors
+    // and excluded): the points every proof was checked on.
+    let delivered = |i: u32| contributors.contains(&i) || excluded.iter().any(|e| e.index == i);
+    if roster.study.proofs && r.partials.iter().any(|p| !delivered(p.from)) {
+        return Err(ProtocolError::InconsistentPartialSums);
+    }
     if !r.partials.iter().any(|p| p.from == me && p.sum == sent) {
         return Err(ProtocolError::OwnPartialSumAltered);
     }

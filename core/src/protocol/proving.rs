@@ -243,7 +243,13 @@ impl ProofRound {
             shares.push((me, local));
         }
         shares.sort_unstable_by_key(|(i, _)| *i);
-        let verdict = proof::decide(self.scheme, self.keyed.len() - 1, &shares);
+        let verifiers: Vec<u32> = self
+            .contributors
+            .iter()
+            .copied()
+            .filter(|&j| j != checkee)
+            .collect();
+        let verdict = proof::decide(self.scheme, &verifiers, &shares);
         self.verdict = Some((checkee, verdict));
         let plain = proof::verdict_plain(checkee, verdict);
         let mut sealed = ShareList::with_capacity(VERDICT_PLAIN_LEN + TAG_LEN, self.keyed.len());
