@@ -429,6 +429,20 @@ impl StudyTask {
                 info!(study = %study, round, contributors, "shares delivered");
                 self.publish(None);
             }
+            HospitalEvent::ProofsChecked {
+                study,
+                round,
+                accepted,
+                excluded,
+            } => {
+                // Roster indices and reasons only: which proofs failed, never any value.
+                let left_out: Vec<String> = excluded
+                    .iter()
+                    .map(|e| format!("#{} {}", e.index, e.reason.as_str()))
+                    .collect();
+                info!(study = %study, round, accepted, excluded = ?left_out, "proofs checked");
+                self.publish(None);
+            }
             HospitalEvent::Completed(o) => {
                 self.path_done = self.first_shares.take().map(|t| (o.round, t));
                 info!(

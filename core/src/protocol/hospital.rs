@@ -173,6 +173,18 @@ pub enum HospitalEvent {
         /// Number of contributors.
         contributors: u32,
     },
+    /// Every checker's verdict is in (rounds with validity proofs): the contributor set of the
+    /// partial sums is fixed.
+    ProofsChecked {
+        /// Study id.
+        study: String,
+        /// Round id.
+        round: u64,
+        /// Contributors whose proof held.
+        accepted: u32,
+        /// Contributors left out, with the reason.
+        excluded: Vec<Exclusion>,
+    },
     /// A round completed.
     Completed(RoundOutcome),
     /// A round was abandoned; nothing was revealed.
