@@ -41,6 +41,8 @@ step "setup" source scripts/setup.sh --with-browser
 step "cargo fmt" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test" cargo test --workspace --locked
+# `cohort-forger` (a patient with modified code) exists only with the relay's `forge` feature.
+step "cargo clippy + test (forger)" sh -c 'cargo clippy -p cohort-relay --all-targets --features forge --locked -- -D warnings && cargo test -p cohort-relay --features forge --locked --test binaries forging'
 step "fuzz targets compile (core/fuzz, relay/fuzz)" check_fuzz_targets
 step "core no_std build (wasm32)" \
     cargo build -p cohort-core --target wasm32-unknown-unknown --no-default-features --locked

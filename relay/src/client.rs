@@ -53,6 +53,9 @@ pub struct PatientOptions {
     /// later" (close code 1013 or HTTP 503: another relay runs the study, or is taking it
     /// over). Zero: never retry.
     pub retry_for: Duration,
+    /// Contribute this invalid vector instead (feature `forge`, for `cohort-forger` only).
+    #[cfg(feature = "forge")]
+    pub forgery: Option<cohort_core::proof::Forgery>,
 }
 
 /// Pause between two attempts when the relay says "try again later".
@@ -92,6 +95,8 @@ impl PatientOptions {
             timeout: Duration::from_secs(120),
             record_frames: false,
             retry_for: Duration::from_secs(30),
+            #[cfg(feature = "forge")]
+            forgery: None,
         }
     }
 }
@@ -340,6 +345,10 @@ async fn run_once(
         ProtocolError::Value(v) => PatientError::Value(v),
         e => PatientError::PatientRefused(e),
     })?;
+    #[cfg(feature = "forge")]
+    if let Some(f) = opts.forgery {
+        patient = patient.forging(f);
+    }
     patient.set_timeout(clock.now_ms(), Some(opts.timeout.as_millis() as u64));
     let mut report = PatientReport {
         outcome: PatientOutcome::LeftAfterShares { round: 0 },

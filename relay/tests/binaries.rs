@@ -97,16 +97,20 @@ impl RelayProc {
 }
 
 async fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
+    run_program(PATIENT, args).await
+}
+
+async fn run_program(program: &str, args: &[&str]) -> (Option<i32>, String, String) {
     let out = tokio::time::timeout(
         LIMIT,
-        Command::new(PATIENT)
+        Command::new(program)
             .args(args)
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .output(),
     )
     .await
-    .expect("cohort-patient finished in time")
+    .expect("the process finished in time")
     .unwrap();
     (
         out.status.code(),
@@ -791,4 +795,120 @@ async fn each_bad_input_gives_one_log_line() {
         "first at warn, the rest at debug: {log}"
     );
     assert!(!log.contains("xyz"), "no input in the log: {log}");
+}
+
+/// A patient with modified code (`cohort-forger`, feature `forge`) beside honest `cohort-patient`
+/// processes, through the real relay over WSS: its invalid vector is caught by the honest
+/// patients' checks, it is left out, and the honest result is exact; in an additive round the
+/// round stops instead and nothing is revealed.
+#[cfg(feature = "forge")]
+mod forging {
+    use super::*;
+
+    const FORGER: &str = env!("CARGO_BIN_EXE_cohort-forger");
+    const SHAMIR: &str =
+        "id=forge,size=5,threshold=3,min_cohort=3,min=0,max=300,decimals=1,buckets=10";
+    const ADDITIVE: &str =
+        "id=forge3,size=3,threshold=3,min_cohort=3,min=0,max=300,decimals=1,buckets=10";
+
+    fn forger(
+        ws: &str,
+        ca: &Path,
+        study: &str,
+        kind: &str,
+    ) -> tokio::task::JoinHandle<(Option<i32>, String, String)> {
+        let args: Vec<String> = [
+            "--relay",
+            ws,
+            "--ca",
+            ca.to_str().unwrap(),
+            "--study",
+            study,
+            "--value",
+            "150.0",
+            "--forge",
+            kind,
+            "--timeout-s",
+            "30",
+        ]
+        .map(String::from)
+        .to_vec();
+        tokio::spawn(async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_program(FORGER, &args).await
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn forgers_are_left_out_and_the_honest_result_is_exact() {
+        let t = TestRelay::start(&[SHAMIR, ADDITIVE]).await;
+        let (ws, ca) = (t.ws_url(), t.ca());
+        let mut dash = dashboard(&ws, &ca, TOKEN).await;
+        for (round, kind) in ["out-of-range", "bad-square", "two-buckets", "count"]
+            .into_iter()
+            .enumerate()
+        {
+            let values = random_values(4, 900 + round as u64, 0, 300, 1);
+            let f = forger(&ws, &ca, "forge", kind);
+            let runs = cli_round(&ws, &ca, "forge", &values, &[], None).await;
+            let (fcode, fout, ferr) = f.await.unwrap();
+            let want = expected(&values, 0, 300, 1, 10);
+            let mut forger_index = None;
+            for (code, stdout, stderr) in &runs {
+                assert_eq!(*code, Some(0), "{kind}: {stderr}");
+                let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+                assert_stats(&v, &want);
+                assert_eq!(v["contributors"].as_array().unwrap().len(), 4, "{kind}");
+                let excluded = v["excluded"].as_array().expect("exclusions listed");
+                assert_eq!(excluded.len(), 1, "{kind}: {v}");
+                assert_eq!(excluded[0]["reason"], "invalid_proof", "{kind}");
+                let index = excluded[0]["index"].as_u64().unwrap();
+                assert!(forger_index.is_none_or(|i| i == index), "one forger");
+                forger_index = Some(index);
+                assert!(
+                    !v["contributors"]
+                        .as_array()
+                        .unwrap()
+                        .contains(&index.into())
+                );
+            }
+            // The forger itself checked the others honestly and sees its own exclusion.
+            assert_eq!(fcode, Some(0), "{kind}: {ferr}");
+            assert!(
+                ferr.contains(&format!(
+                    "excluded: #{} (invalid_proof)",
+                    forger_index.unwrap()
+                )),
+                "{ferr}"
+            );
+            let fv: serde_json::Value = serde_json::from_str(fout.trim()).unwrap();
+            assert_stats(&fv, &want);
+            // The dashboard sees the round end with the exclusion.
+            let done = wait_feed(&mut dash, |v| {
+                v["study"]["params"]["id"] == "forge" && v["ended"]["round"] == round as u64 + 1
+            })
+            .await;
+            assert_eq!(done["ended"]["status"], "completed");
+            assert_eq!(done["ended"]["excluded"][0]["index"], forger_index.unwrap());
+            assert_eq!(done["ended"]["excluded"][0]["reason"], "invalid_proof");
+        }
+
+        // Additive: the forgery stops the round; the honest patients are told why.
+        let values = random_values(2, 950, 0, 300, 1);
+        let f = forger(&ws, &ca, "forge3", "bad-square");
+        let runs = cli_round(&ws, &ca, "forge3", &values, &[], None).await;
+        let _ = f.await.unwrap();
+        for (code, stdout, stderr) in &runs {
+            assert_eq!(*code, Some(5), "{stderr}");
+            assert!(stdout.is_empty(), "nothing revealed: {stdout}");
+            assert!(stderr.contains("validity proof"), "{stderr}");
+        }
+        let ab = wait_feed(&mut dash, |v| {
+            v["study"]["params"]["id"] == "forge3" && v["ended"]["status"] == "abandoned"
+        })
+        .await;
+        assert_eq!(ab["ended"]["reason"], "proofs_failed");
+        assert_eq!(ab["ended"]["count"], serde_json::Value::Null);
+        t.relay.shutdown().await;
+    }
 }
