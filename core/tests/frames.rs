@@ -5,7 +5,10 @@
 
 use cohort_core::field::Fe;
 use cohort_core::frame::ShareList;
-use cohort_core::message::{Delivery, PartialSum, PatientToRelay, RelayToPatient, Shares, Wire};
+use cohort_core::message::{
+    Checks, Delivery, PartialSum, PatientToRelay, RelayToPatient, Shares, Verdict, Verdicts,
+    Verify, Wire,
+};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -29,6 +32,14 @@ struct Good {
     contributors: Vec<u32>,
     #[serde(default)]
     sum: Vec<String>,
+    #[serde(default)]
+    extra_len: usize,
+    #[serde(default)]
+    extra: Vec<(u32, String)>,
+    #[serde(default)]
+    dealer: u32,
+    #[serde(default)]
+    verdict: u8,
 }
 
 #[derive(Deserialize)]
@@ -61,12 +72,53 @@ fn good_frames_decode_to_their_fields_and_reencode_exactly() {
         for (i, s) in &g.entries {
             assert!(list.push(*i, &unhex(s)), "{}", g.name);
         }
+        let mut extra = ShareList::with_capacity(g.extra_len, g.extra.len());
+        for (i, s) in &g.extra {
+            assert!(extra.push(*i, &unhex(s)), "{}", g.name);
+        }
+        let up = |want: PatientToRelay| {
+            assert_eq!(
+                PatientToRelay::decode_binary(&bytes).as_ref(),
+                Ok(&want),
+                "{}",
+                g.name
+            );
+            want.encode()
+        };
+        let down = |want: RelayToPatient| {
+            assert_eq!(
+                RelayToPatient::decode_binary(&bytes).as_ref(),
+                Ok(&want),
+                "{}",
+                g.name
+            );
+            want.encode()
+        };
         let wire = match (g.direction.as_str(), g.kind.as_str()) {
+            ("patient_to_relay", "verify") => up(PatientToRelay::Verify(Verify {
+                round: g.round,
+                checks: list,
+            })),
+            ("patient_to_relay", "verdict") => up(PatientToRelay::Verdict(Verdict {
+                round: g.round,
+                dealer: g.dealer,
+                verdict: cohort_core::proof::Verdict::from_code(g.verdict).expect("verdict"),
+                sealed: list,
+            })),
+            ("relay_to_patient", "checks") => down(RelayToPatient::Checks(Checks {
+                round: g.round,
+                dealer: g.dealer,
+                checks: list,
+            })),
+            ("relay_to_patient", "verdicts") => down(RelayToPatient::Verdicts(Verdicts {
+                round: g.round,
+                sealed: list,
+            })),
             ("patient_to_relay", "shares") => {
                 let want = PatientToRelay::Shares(Shares {
                     round: g.round,
                     shares: list,
-                    extra: ShareList::with_capacity(0, 0),
+                    extra,
                 });
                 assert_eq!(
                     PatientToRelay::decode_binary(&bytes).as_ref(),
@@ -99,7 +151,7 @@ fn good_frames_decode_to_their_fields_and_reencode_exactly() {
                     round: g.round,
                     contributors: g.contributors.clone(),
                     shares: list,
-                    extra: ShareList::with_capacity(0, 0),
+                    extra,
                 });
                 assert_eq!(
                     RelayToPatient::decode_binary(&bytes).as_ref(),

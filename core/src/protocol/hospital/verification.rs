@@ -262,13 +262,14 @@ impl Hospital {
                 }),
             });
         }
-        self.out
-            .push_back(HospitalOutput::Event(crate::protocol::HospitalEvent::ProofsChecked {
+        self.out.push_back(HospitalOutput::Event(
+            crate::protocol::HospitalEvent::ProofsChecked {
                 study: self.spec.params.id.clone(),
                 round: r.roster.round,
                 accepted: accepted.len() as u32,
                 excluded: excluded.clone(),
-            }));
+            },
+        ));
         r.state = RoundState::AwaitingPartialSums {
             contributors: accepted,
             excluded,
