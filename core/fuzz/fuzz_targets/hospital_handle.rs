@@ -28,11 +28,11 @@ mod common;
 use common::KeySel;
 
 const SPECS: [&str; 5] = [
-    "id=f,size=3,min=0,max=300,decimals=1,buckets=10",
-    "id=f,size=5,threshold=3,min_cohort=2,min=0,max=300,decimals=1,buckets=4,enrol_s=5,shares_s=2,partials_s=2",
-    "id=f,size=4,threshold=3,min_cohort=2,min=-10,max=10,buckets=3,enrol_s=0,shares_s=0,partials_s=0,invite=code",
-    "id=f,size=2,min=0,max=1,decimals=0,buckets=1,shares_s=0,partials_s=0",
-    "id=f,size=8,threshold=5,min_cohort=3,min=0,max=1000000,decimals=0,buckets=1000,enrol_s=1",
+    "id=f,size=3,min=0,max=300,decimals=1,buckets=10,proofs=off",
+    "id=f,size=5,threshold=3,min_cohort=2,min=0,max=300,decimals=1,buckets=4,enrol_s=5,shares_s=2,partials_s=2,proofs=off",
+    "id=f,size=4,threshold=3,min_cohort=2,min=-10,max=10,buckets=3,enrol_s=0,shares_s=0,partials_s=0,invite=code,proofs=off",
+    "id=f,size=2,min=0,max=1,decimals=0,buckets=1,shares_s=0,partials_s=0,proofs=off",
+    "id=f,size=8,threshold=5,min_cohort=3,min=0,max=1000000,decimals=0,buckets=1000,enrol_s=1,proofs=off",
 ];
 
 #[derive(Arbitrary, Debug)]
@@ -384,6 +384,7 @@ fn honest(
             let msg = PatientToRelay::Shares(Shares {
                 round: r.round,
                 shares,
+                extra: ShareList::with_capacity(0, 0),
             });
             h.handle(now, peer, msg)
         }
@@ -512,6 +513,7 @@ fuzz_target!(|input: Input| {
                 let msg = PatientToRelay::Shares(Shares {
                     round: round_of(&h, round),
                     shares: list,
+                    extra: ShareList::with_capacity(0, 0),
                 });
                 h.handle(now, peer(p), msg)
             }

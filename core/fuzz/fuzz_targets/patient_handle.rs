@@ -35,9 +35,9 @@ mod common;
 use common::KeySel;
 
 const SPECS: [&str; 3] = [
-    "id=f,size=8,threshold=8,min=0,max=300,decimals=1,buckets=10,min_cohort=2",
-    "id=f,size=8,threshold=5,min_cohort=2,min=-10,max=10,decimals=2,buckets=3",
-    "id=f,size=3,min=0,max=1,decimals=0,buckets=1",
+    "id=f,size=8,threshold=8,min=0,max=300,decimals=1,buckets=10,min_cohort=2,proofs=off",
+    "id=f,size=8,threshold=5,min_cohort=2,min=-10,max=10,decimals=2,buckets=3,proofs=off",
+    "id=f,size=3,min=0,max=1,decimals=0,buckets=1,proofs=off",
 ];
 
 #[derive(Arbitrary, Debug)]
@@ -269,6 +269,7 @@ fn honest_result(r: &Roster, me: u32, contributors: &[u32], own: &[Fe], value: u
         roster_size: n,
         contributors: contributors.to_vec(),
         partial_sums: n,
+        excluded: Vec::new(),
         safety_code: SafetyCode::pending(),
         partials,
     }
@@ -615,6 +616,7 @@ fuzz_target!(|input: Input| {
                     round,
                     contributors,
                     shares: list,
+                    extra: ShareList::with_capacity(0, 0),
                 }))
             }
             Op::Result { round, result } => {
@@ -650,6 +652,7 @@ fuzz_target!(|input: Input| {
                         roster_size: 3,
                         contributors: vec![1, 2, 3],
                         partial_sums: 3,
+                        excluded: Vec::new(),
                         safety_code: serde_json::from_str("\"0000 0000 0000\"").unwrap(),
                         partials: vec![],
                     }
