@@ -236,8 +236,14 @@ impl Hospital {
             return;
         }
         let n = r.roster.n() as usize;
+        // rank[j − 1]: j's position among the keyed members. A checker k lists every keyed
+        // member but itself, ascending, so member j sits at rank(j) − 1 if k is before it.
+        let mut rank = alloc::vec![usize::MAX; n];
+        for (at, &j) in keyed.iter().enumerate() {
+            rank[j as usize - 1] = at;
+        }
         for i in 0..n {
-            if !r.live[i] {
+            if !r.live[i] || rank[i] == usize::MAX {
                 continue;
             }
             let to = i as u32 + 1;
@@ -248,11 +254,10 @@ impl Hospital {
                 if k == to {
                     continue;
                 }
-                // The checker's list holds every keyed member but itself, ascending.
-                let at = keyed.iter().filter(|&&j| j != k).position(|&j| j == to);
-                if let Some(at) = at {
-                    sealed.push(k, list.get(at).1);
-                }
+                let at = if k < to { rank[i] - 1 } else { rank[i] };
+                let (addressed, item) = list.get(at);
+                debug_assert_eq!(addressed, to, "lists checked on arrival");
+                sealed.push(k, item);
             }
             self.out.push_back(HospitalOutput::Send {
                 to: r.peers[i],
