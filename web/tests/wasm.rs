@@ -187,8 +187,8 @@ fn a_whole_round_of_three_patients() {
         );
     }
     assert_eq!(
-        binary, 6,
-        "shares and partial sum from each, as binary frames"
+        binary, 12,
+        "shares, verifier shares, verdict and partial sum from each, as binary frames"
     );
 }
 
