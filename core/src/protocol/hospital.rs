@@ -6,9 +6,17 @@
 //!   ▲                                                         │ all live members sent shares,
 //!   │                                                         │ or the shares deadline
 //!   │            result / abandoned                           ▼
-//!   └──────────────────────────────────────────────── AwaitingPartialSums
-//!                                                  all live members sent, or the deadline
+//!   └──────────────────────────────────────────────── AwaitingPartialSums ◀──┐
+//!                                                  all live members sent,  │ all verdicts,
+//!                                                  or the deadline         │ or the deadline
+//!                                                                          │
+//!   with validity proofs, after the shares: AwaitingVerify ──all verify──▶ AwaitingVerdicts
 //! ```
+//!
+//! With validity proofs (the study's `proofs`, on by default) the delivery is followed by the
+//! proof steps (`hospital/verification.rs`): the hospital routes sealed verifier shares to each
+//! checker and sealed verdicts to every member, and the contributor set of the partial sums is
+//! the contributors whose proof a checker found valid.
 //!
 //! Patients that join while a round runs enrol for the next one. The hospital never sees a
 //! share in clear: it routes sealed shares (batched per recipient), and reconstructs only the

@@ -5,6 +5,11 @@
 //! ──Reveal──▶ AwaitingKeys ──Keys──▶ (check reveals, safety code, split, seal) ──Shares──▶
 //! AwaitingDelivery ──Delivery──▶ (open, sum) ──PartialSum──▶ AwaitingResult ──Result──▶
 //! (recompute, check) ──▶ Finished
+//!
+//! with validity proofs (see [`crate::proof`]), from the delivery on:
+//! AwaitingDelivery ──Delivery──▶ (open, verifier shares) ──Verify──▶ AwaitingChecks
+//! ──Checks──▶ (decide on its checkee) ──Verdict──▶ AwaitingVerdicts ──Verdicts──▶ (valid set)
+//! ──PartialSum──▶ AwaitingResult  (or, if the round cannot complete, AwaitingAbandon)
 //!         any state ──Abandoned / refusal / timeout──▶ Finished
 //!   AwaitingWelcome ──Error (join refused)──▶ Finished
 //! ```
@@ -21,7 +26,8 @@
 //! the study ([`SeenRounds`]), a roster listing one member twice, a threshold that breaks
 //! 2t > n + c, a reveal that does not open its frozen commitment, a second partial-sum request
 //! in a round, a delivery that leaves out a sender whose share it carries, and a result it
-//! cannot recompute itself from the published partial sums over its own contributor set.
+//! cannot recompute itself from the published partial sums over its own contributor set (with
+//! proofs: its own exclusions, from verdicts sealed by each checker).
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
