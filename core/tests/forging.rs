@@ -180,3 +180,91 @@ fn honest_random_questionnaires_are_never_excluded() {
         }
     }
 }
+
+/// Malformed proof messages from a patient are refused with an error, never a panic, and the
+/// round goes on: a `verify` before the delivery, a `verify` with the wrong item length or
+/// addressed to a non-member, a second `verify`, a `verdict` from a member that checks nobody or
+/// about the wrong dealer.
+#[test]
+fn malformed_proof_messages_are_refused_and_the_round_goes_on() {
+    use cohort_core::error::ProtocolError;
+    use cohort_core::frame::ShareList;
+    use cohort_core::message::{PatientToRelay, Verdict as VerdictMsg, Verify};
+    use cohort_core::protocol::{Hospital, Patient, PeerId, RoundPhase};
+    use cohort_core::testing::Network;
+
+    let n = 4;
+    let spec = survey(n as u32, n as u32, true);
+    let ans = answers(n, 80);
+    let mut rng = ChaCha20Rng::seed_from_u64(81);
+    let patients: Vec<Patient> = ans
+        .iter()
+        .map(|a| {
+            Patient::with_answers(
+                0,
+                "survey",
+                a.clone(),
+                Some(spec.params.clone()),
+                None,
+                &mut rng,
+            )
+            .expect("valid answers")
+        })
+        .collect();
+    let hospital = Hospital::new(spec.clone(), 1).expect("valid study");
+    let mut net = Network::new(hospital, patients, vec![H; n]);
+    let list = |len: usize, to: &[u32]| {
+        let mut l = ShareList::with_capacity(len, to.len());
+        for &t in to {
+            l.push(t, &vec![9; len]);
+        }
+        l
+    };
+    let verify = |round: u64, checks: ShareList| PatientToRelay::Verify(Verify { round, checks });
+    // Step until the hospital waits for verifier shares, refusing a verify sent too early.
+    let mut early_refused = false;
+    for _ in 0..100 {
+        let phase = net.hospital.status().running.map(|r| (r.round, r.phase));
+        if let Some((round, RoundPhase::AwaitingShares)) = phase
+            && !early_refused
+        {
+            let r = net
+                .hospital
+                .handle(0, PeerId(0), verify(round, list(48, &[2])));
+            assert!(matches!(r, Err(ProtocolError::WrongState { .. })), "{r:?}");
+            early_refused = true;
+        }
+        if let Some((_, RoundPhase::AwaitingVerify)) = phase {
+            break;
+        }
+        net.patients_to_hospital();
+        net.hospital_outputs();
+        net.deliver();
+    }
+    assert!(early_refused);
+    let round = net.hospital.status().running.expect("running").round;
+    // Wrong item length, and an entry to a non-member.
+    let r = net
+        .hospital
+        .handle(0, PeerId(0), verify(round, list(47, &[2])));
+    assert_eq!(r, Err(ProtocolError::BadShares));
+    let r = net
+        .hospital
+        .handle(0, PeerId(0), verify(round, list(48, &[9])));
+    assert_eq!(r, Err(ProtocolError::BadShares));
+    // A verdict before the checks, about anyone.
+    let verdict = PatientToRelay::Verdict(VerdictMsg {
+        round,
+        dealer: 3,
+        verdict: Verdict::Valid,
+        sealed: list(22, &[1, 3, 4]),
+    });
+    let r = net.hospital.handle(0, PeerId(1), verdict);
+    assert!(matches!(r, Err(ProtocolError::WrongState { .. })), "{r:?}");
+    // The honest round still completes, exactly, with no one excluded.
+    net.run();
+    let completed = net.hospital_events.iter().any(|e| {
+        matches!(e, HospitalEvent::Completed(o) if o.excluded.is_empty() && o.contributors.len() == n)
+    });
+    assert!(completed);
+}

@@ -23,7 +23,8 @@ use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::tungstenite::Message;
 
 // These tests hand-craft and hold the frames of a round at fixed offsets, so their studies run
-// without validity proofs; bad proof frames are tested in `bad_proof_frames_are_refused`.
+// without validity proofs; malformed proof frames are tested in core/tests/forging.rs
+// (`malformed_proof_messages_are_refused_and_the_round_goes_on`) and core/tests/frames.rs.
 const S: &str = "id=s,size=3,threshold=3,min=0,max=300,decimals=1,buckets=10,proofs=off";
 const OTHER: &str = "id=other,size=3,threshold=3,min=0,max=300,decimals=1,buckets=10,proofs=off";
 const SPARE: &str = "id=spare,size=3,threshold=3,min=0,max=300,decimals=1,buckets=10,proofs=off";
