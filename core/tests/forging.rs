@@ -268,3 +268,95 @@ fn malformed_proof_messages_are_refused_and_the_round_goes_on() {
     });
     assert!(completed);
 }
+
+/// A relay that tampers with a sealed verdict, or withholds one from a patient, cannot make a
+/// patient accept a contributor set its checkers did not give: a tampered verdict does not open
+/// (the patient refuses the round); a withheld one leaves that dealer out at that patient only,
+/// so its partial sum is over another set than the others' and no result comes out (the partial
+/// sums are not on one polynomial, or the patient refuses the result).
+#[test]
+fn a_relay_cannot_forge_or_withhold_verdicts_unnoticed() {
+    use cohort_core::error::ProtocolError;
+    use cohort_core::frame::ShareList;
+    use cohort_core::message::RelayToPatient;
+    use cohort_core::protocol::{Hospital, Patient};
+    use cohort_core::testing::Network;
+
+    for attack in ["tamper", "withhold"] {
+        let n = 5;
+        let spec = survey(n as u32, 3, true);
+        let ans = answers(n, 90);
+        let mut rng = ChaCha20Rng::seed_from_u64(91);
+        let patients: Vec<Patient> = ans
+            .iter()
+            .map(|a| {
+                Patient::with_answers(
+                    0,
+                    "survey",
+                    a.clone(),
+                    Some(spec.params.clone()),
+                    None,
+                    &mut rng,
+                )
+                .expect("valid answers")
+            })
+            .collect();
+        let hospital = Hospital::new(spec.clone(), 1).expect("valid study");
+        let mut net = Network::new(hospital, patients, vec![H; n]);
+        let mut refusals: Vec<ProtocolError> = Vec::new();
+        net.run_with(|net| {
+            let now = net.now_ms;
+            for (i, inbox) in net.inbox.iter_mut().enumerate() {
+                for msg in inbox.drain(..) {
+                    let msg = match msg {
+                        RelayToPatient::Verdicts(mut v) if i == 0 => {
+                            let mut list = ShareList::with_capacity(v.sealed.sealed_len(), 4);
+                            for (k, (from, sealed)) in v.sealed.iter().enumerate() {
+                                let mut sealed = sealed.to_vec();
+                                match (attack, k) {
+                                    ("tamper", 0) => sealed[3] ^= 1,
+                                    ("withhold", 0) => continue,
+                                    _ => {}
+                                }
+                                list.push(from, &sealed);
+                            }
+                            v.sealed = list;
+                            RelayToPatient::Verdicts(v)
+                        }
+                        m => m,
+                    };
+                    if let Err(e) = net.patients[i].handle(now, msg) {
+                        if i == 0 {
+                            refusals.push(e);
+                        }
+                    }
+                }
+            }
+        });
+        use cohort_core::protocol::PatientEvent;
+        let completed = |i: usize| {
+            net.events[i]
+                .iter()
+                .any(|e| matches!(e, PatientEvent::Completed(_)))
+        };
+        match attack {
+            "tamper" => assert!(
+                matches!(refusals.first(), Some(ProtocolError::Seal { .. })),
+                "{refusals:?}"
+            ),
+            _ => {
+                assert!(!completed(0), "patient 0 accepted no result");
+                let abandoned = net.events[0]
+                    .iter()
+                    .any(|e| matches!(e, PatientEvent::Abandoned { .. }));
+                assert!(abandoned || !refusals.is_empty(), "{refusals:?}");
+                assert!(
+                    !net.hospital_events
+                        .iter()
+                        .any(|e| matches!(e, HospitalEvent::Completed(_))),
+                    "no result"
+                );
+            }
+        }
+    }
+}
