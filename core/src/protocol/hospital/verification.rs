@@ -242,8 +242,8 @@ impl Hospital {
         for (at, &j) in keyed.iter().enumerate() {
             rank[j as usize - 1] = at;
         }
-        for i in 0..n {
-            if !r.live[i] || rank[i] == usize::MAX {
+        for (i, &at_rank) in rank.iter().enumerate() {
+            if !r.live[i] || at_rank == usize::MAX {
                 continue;
             }
             let to = i as u32 + 1;
@@ -254,7 +254,7 @@ impl Hospital {
                 if k == to {
                     continue;
                 }
-                let at = if k < to { rank[i] - 1 } else { rank[i] };
+                let at = if k < to { at_rank - 1 } else { at_rank };
                 let (addressed, item) = list.get(at);
                 debug_assert_eq!(addressed, to, "lists checked on arrival");
                 sealed.push(k, item);
