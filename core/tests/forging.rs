@@ -325,10 +325,10 @@ fn a_relay_cannot_forge_or_withhold_verdicts_unnoticed() {
                         }
                         m => m,
                     };
-                    if let Err(e) = net.patients[i].handle(now, msg) {
-                        if i == 0 {
-                            refusals.push(e);
-                        }
+                    if let Err(e) = net.patients[i].handle(now, msg)
+                        && i == 0
+                    {
+                        refusals.push(e);
                     }
                 }
             }
