@@ -25,12 +25,14 @@
 //!   interpolates the verifier shares at 0 and, with more than t of them, checks they lie on
 //!   one polynomial of degree t − 1 (so the checked input is the one any t points give).
 //!
-//! Every payload also carries the sender's 32-byte **check seed** for its checkee (the keyed
-//! member before it, cyclically), or random bytes in the payload addressed to the checkee
-//! itself. The check seed gives the joint randomness and the query point of that one proof.
-//! It is drawn before any share is seen and reaches only the checkee's other share-holders, in
-//! payloads the relay cannot open; so neither the dealer nor the relay knows it while the
-//! dealer's shares can still change.
+//! Every payload also carries two 32-byte **check seeds** of the sender: slot 1 for the keyed
+//! member one place before it (cyclically), slot 2 for the one two places before it; the
+//! payload addressed to that member carries random bytes in that slot instead. A dealer's proof
+//! is checked by the next keyed member after it, with its slot-1 seed, or, if that one did not
+//! contribute, by the one after that, with its slot-2 seed ([`checker_of`]). The seed gives the
+//! joint randomness and the query point of that one proof. It is drawn before any share is
+//! seen and reaches only the dealer's other share-holders, in payloads the relay cannot open;
+//! so neither the dealer nor the relay knows it while the dealer's shares can still change.
 
 use alloc::vec::Vec;
 use rand_chacha::ChaCha20Rng;
@@ -46,6 +48,9 @@ use crate::study::StudyParams;
 /// Length of a check seed.
 pub const CHECK_SEED_LEN: usize = 32;
 
+/// Bytes of check seeds at the end of every share payload with proofs (slots 1 and 2).
+pub const CHECK_SEEDS_LEN: usize = 2 * CHECK_SEED_LEN;
+
 /// Plaintext length of a sealed verifier share: 4 field elements.
 pub const VERIFY_PLAIN_LEN: usize = flp::VERIFIER_LEN * 8;
 
@@ -54,7 +59,8 @@ pub const VERDICT_PLAIN_LEN: usize = 6;
 
 /// Key-derivation label of the additive leader's correction.
 pub const CORRECTION_LABEL: &[u8] = b"cohort/v2 correction";
-/// Key-derivation label of a sealed verifier share.
+/// Key-derivation label of a sealed verifier share (followed by the dealer's index, u32 little
+/// endian, so that a relay cannot move a verifier share from one proof to another).
 pub const VERIFY_LABEL: &[u8] = b"cohort/v2 verify";
 /// Key-derivation label of a sealed verdict.
 pub const VERDICT_LABEL: &[u8] = b"cohort/v2 verdict";
@@ -419,18 +425,46 @@ pub fn receive(
     }
 }
 
-/// The keyed member after `index` in `keyed` (ascending), cyclically: `index`'s checker and,
-/// in additive rounds, its leader.
-pub fn checker_of(keyed: &[u32], index: u32) -> Option<u32> {
+/// The keyed member `steps` places after `index` in `keyed` (ascending), cyclically. One step:
+/// `index`'s **leader** in additive rounds (it receives the correction) and its first checker.
+pub fn after(keyed: &[u32], index: u32, steps: usize) -> Option<u32> {
     let at = keyed.iter().position(|&k| k == index)?;
-    Some(keyed[(at + 1) % keyed.len()])
+    Some(keyed[(at + steps) % keyed.len()])
 }
 
-/// The keyed member before `index` in `keyed` (ascending), cyclically: whose proof `index`
-/// checks.
-pub fn checkee_of(keyed: &[u32], index: u32) -> Option<u32> {
+/// The keyed member `steps` places before `index` in `keyed` (ascending), cyclically: the
+/// member from which `index`'s check seed of slot `steps` is hidden.
+pub fn before(keyed: &[u32], index: u32, steps: usize) -> Option<u32> {
     let at = keyed.iter().position(|&k| k == index)?;
-    Some(keyed[(at + keyed.len() - 1) % keyed.len()])
+    let n = keyed.len();
+    Some(keyed[(at + n - steps % n) % n])
+}
+
+/// Which check seed a checker uses: slot 1 (hidden from the member one place before it) or
+/// slot 2 (hidden from the member two places before it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// The checker is the next keyed member after the dealer.
+    First,
+    /// The next keyed member did not contribute; the checker is the one after it.
+    Second,
+}
+
+/// The checker of `dealer`'s proof, given the keyed members and the contributors (both
+/// ascending): the next keyed member after it if that one contributed, else the one after that
+/// if it contributed; `None` if neither did (the proof is then `not_verified`). Both candidates'
+/// check seeds for `dealer` are hidden from `dealer` itself (see the module docs), and the
+/// choice depends only on the contributor set, which every patient sees in its delivery.
+pub fn checker_of(keyed: &[u32], contributors: &[u32], dealer: u32) -> Option<(u32, Slot)> {
+    let first = after(keyed, dealer, 1)?;
+    if first != dealer && contributors.binary_search(&first).is_ok() {
+        return Some((first, Slot::First));
+    }
+    let second = after(keyed, dealer, 2)?;
+    if second != dealer && contributors.binary_search(&second).is_ok() {
+        return Some((second, Slot::Second));
+    }
+    None
 }
 
 /// Combines the verifier shares of one dealer's proof and decides. `shares` (ascending by

@@ -480,15 +480,17 @@ pub fn check_round(
 
 /// Which members' values a round with `behaviour` includes: those that sent their shares; in a
 /// study with validity proofs, those that also stayed for the delivery (to check the others)
-/// and whose checker (the next member, cyclically) stayed to check their proof (a proof nobody
+/// and of whose next two members (cyclically) one stayed to check their proof (a proof nobody
 /// could check is left out as `not_verified`).
 pub fn included(spec: &StudySpec, behaviour: &[Behaviour]) -> Vec<bool> {
     let n = behaviour.len();
     (0..n)
         .map(|i| {
             if spec.params.proofs {
-                // A contributor must stay to check the others, and its checker must stay.
-                behaviour[i] == Behaviour::Honest && behaviour[(i + 1) % n] == Behaviour::Honest
+                // A contributor must stay to check the others, and one of the next two members
+                // must have stayed to check it (see `proof::checker_of`).
+                let stays = |j: usize| behaviour[j % n] == Behaviour::Honest && j % n != i;
+                behaviour[i] == Behaviour::Honest && (stays(i + 1) || stays(i + 2))
             } else {
                 behaviour[i] != Behaviour::VanishBeforeShares
             }

@@ -39,8 +39,8 @@ fn round_3_additive_dropout_is_abandoned() {
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 fn round_5_shamir_3_of_5_survives_a_dropout() {
     // With validity proofs each proof needs t verifier shares besides its dealer's, so a
-    // Shamir round keeps going with n − t − 1 dropouts; the dropout's checkee (member 1) is
-    // left out as `not_verified`.
+    // Shamir round keeps going with n − t − 1 dropouts; the dropout is no contributor, and its
+    // checkee (member 1) is checked by the member after it instead.
     check_round(5, 3, &[H, A, H, H, H], 33, None);
 }
 
@@ -53,10 +53,10 @@ fn round_10_additive() {
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test)]
 #[cfg_attr(not(target_arch = "wasm32"), test)]
 fn round_10_shamir_with_dropouts() {
-    // 6-of-10: one vanishes after sharing, one before. With validity proofs both are left out
-    // (a contributor must stay to check the others), and so are their checkees (members 1 and
-    // 4, whose proofs nobody could check): six values remain, enough for t = 6.
-    check_round(10, 6, &[H, A, H, H, B, H, H, H, H, H], 35, None);
+    // 6-of-10: two vanish after sharing, one before. With validity proofs all three are left out
+    // (a contributor must stay to check the others); their checkees are checked by the next
+    // member but one: seven values remain, enough for t = 6.
+    check_round(10, 6, &[H, A, H, H, B, H, A, H, H, H], 35, None);
 }
 
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test)]

@@ -306,9 +306,9 @@ enum RoundState {
     },
     AwaitingVerdicts {
         contributors: Vec<u32>,
-        /// Whether a verdict is expected from each member (it checks a contributor's proof).
-        expected: Vec<bool>,
-        /// Each checker's verdict on its checkee and its sealed copies.
+        /// By dealer (index − 1): the checker of its proof, if any.
+        checkers: Vec<Option<u32>>,
+        /// By dealer: the checker's verdict and its sealed copies.
         received: Vec<Option<(Verdict, ShareList)>>,
         count: u32,
     },
@@ -934,7 +934,7 @@ impl Hospital {
         let r = self.round.as_mut().expect("member_index checked");
         let n = r.roster.n();
         let len = match &self.proofs {
-            Some(setup) => setup.payload_len(r.scheme) + crate::proof::CHECK_SEED_LEN,
+            Some(setup) => setup.payload_len(r.scheme) + crate::proof::CHECK_SEEDS_LEN,
             None => r.scheme.payload_len(r.roster.study.vector_len()),
         };
         let RoundState::AwaitingShares { received, count } = &mut r.state else {
@@ -966,7 +966,7 @@ impl Hospital {
         let extra_ok = match (&self.proofs, r.scheme) {
             (Some(setup), Scheme::Additive { .. }) => {
                 extra.len() == 1
-                    && Some(extra.get(0).0) == crate::proof::checker_of(&keyed_list, me)
+                    && Some(extra.get(0).0) == crate::proof::after(&keyed_list, me, 1)
                     && extra.sealed_len() == setup.share_len() * 8 + crate::envelope::TAG_LEN
             }
             _ => extra.is_empty(),
@@ -988,9 +988,13 @@ impl Hospital {
             RoundState::AwaitingReveals { reveals, .. } => reveals[i].is_some(),
             RoundState::AwaitingShares { received, .. } => received[i].is_some(),
             RoundState::AwaitingVerify { received, .. } => received[i].is_some(),
+            // A checker has reported when every proof it checks has its verdict.
             RoundState::AwaitingVerdicts {
-                expected, received, ..
-            } => !expected[i] || received[i].is_some(),
+                checkers, received, ..
+            } => checkers
+                .iter()
+                .zip(received)
+                .all(|(k, got)| *k != Some(i as u32 + 1) || got.is_some()),
             RoundState::AwaitingPartialSums { partials, .. } => partials[i].is_some(),
         };
         (0..r.live.len()).all(|i| !r.live[i] || have(i))
@@ -1034,7 +1038,7 @@ impl Hospital {
         // Transpose without decoding: each live recipient's delivery is one buffer, built by
         // copying its fixed-size entry out of every other contributor's frame.
         let sealed_len = match &self.proofs {
-            Some(setup) => setup.payload_len(r.scheme) + crate::proof::CHECK_SEED_LEN,
+            Some(setup) => setup.payload_len(r.scheme) + crate::proof::CHECK_SEEDS_LEN,
             None => r.scheme.payload_len(r.roster.study.vector_len()),
         } + crate::envelope::TAG_LEN;
         let keyed_list: Vec<u32> = (1..=n as u32)
@@ -1063,9 +1067,9 @@ impl Hospital {
                     let pushed = shares.push(c, sealed);
                     debug_assert!(pushed, "lengths checked on arrival");
                 }
-                // The correction of the dealer this member leads (additive rounds with proofs).
+                // The correction of the member this one leads (additive rounds with proofs).
                 let mut extra = ShareList::with_capacity(0, 0);
-                if let Some(c0) = crate::proof::checkee_of(&keyed_list, to)
+                if let Some(c0) = crate::proof::before(&keyed_list, to, 1)
                     && c0 != to
                     && let Some((_, ex)) = &received[c0 as usize - 1]
                     && ex.len() == 1

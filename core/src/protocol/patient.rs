@@ -514,7 +514,7 @@ impl Patient {
                 },
                 RelayToPatient::Delivery(d),
             ) => match self.on_proven_delivery(&roster, me, &mut proof, d) {
-                Ok(()) if proof.expects_checks(me) => {
+                Ok(()) if !proof.checkees(me).is_empty() => {
                     (State::AwaitingChecks { roster, me, proof }, Ok(()))
                 }
                 Ok(()) => (State::AwaitingVerdicts { roster, me, proof }, Ok(())),
@@ -583,7 +583,11 @@ impl Patient {
                             verdict: verdict.verdict,
                         });
                         self.out.push_back(PatientToRelay::Verdict(verdict));
-                        (State::AwaitingVerdicts { roster, me, proof }, Ok(()))
+                        if proof.checked_all(me) {
+                            (State::AwaitingVerdicts { roster, me, proof }, Ok(()))
+                        } else {
+                            (State::AwaitingChecks { roster, me, proof }, Ok(()))
+                        }
                     }
                     Err(e) => (State::AwaitingChecks { roster, me, proof }, Err(e)),
                 }
@@ -821,7 +825,7 @@ impl Patient {
         }
         let (sealed, extra, own, from_keys, proof) = if params.proofs {
             let setup = ProofSetup::new(params).map_err(|_| ProtocolError::BadRoster)?;
-            let mut check_seed = zeroize::Zeroizing::new([0u8; crate::proof::CHECK_SEED_LEN]);
+            let mut check_seed = zeroize::Zeroizing::new([0u8; crate::proof::CHECK_SEEDS_LEN]);
             rand_core::Rng::fill_bytes(&mut self.rng, &mut check_seed[..]);
             let mut round = Box::new(ProofRound {
                 setup,
@@ -833,8 +837,8 @@ impl Patient {
                 own: Vec::new(),
                 contributors: Vec::new(),
                 held: BTreeMap::new(),
-                local: None,
-                verdict: None,
+                local: BTreeMap::new(),
+                verdicts: BTreeMap::new(),
             });
             let dealt = round.deal(me, &stats, &mut self.rng);
             (

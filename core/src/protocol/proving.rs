@@ -5,7 +5,7 @@
 //! ```text
 //! Keys ──(prove, deal, seal + check seeds + correction)──▶ Shares
 //! Delivery ──(open, verifier share per dealer, sealed to its checker)──▶ Verify
-//! Checks ──(combine own checkee's verifier shares, decide)──▶ Verdict (sealed to everyone)
+//! Checks × (each proof it checks: at most two) ──(combine, decide)──▶ Verdict (sealed to all)
 //! Verdicts ──(open every verdict, contributor set = the valid ones)──▶ PartialSum
 //! ```
 
@@ -21,8 +21,8 @@ use crate::flp::{ShareRole, VerifierShare};
 use crate::frame::ShareList;
 use crate::message::{Checks, Delivery, Verdict as VerdictMsg, Verdicts, Verify};
 use crate::proof::{
-    self, CHECK_SEED_LEN, CORRECTION_LABEL, Exclusion, Held, ProofSetup, VERDICT_LABEL,
-    VERDICT_PLAIN_LEN, VERIFY_LABEL, VERIFY_PLAIN_LEN, Verdict,
+    self, CHECK_SEED_LEN, CHECK_SEEDS_LEN, CORRECTION_LABEL, Exclusion, Held, ProofSetup, Slot,
+    VERDICT_LABEL, VERDICT_PLAIN_LEN, VERIFY_LABEL, VERIFY_PLAIN_LEN, Verdict,
 };
 use crate::sharing::Scheme;
 
@@ -33,8 +33,8 @@ pub(crate) struct ProofRound {
     pub(crate) scheme: Scheme,
     /// The keyed members (those whose keys were forwarded), ascending.
     pub(crate) keyed: Vec<u32>,
-    /// This patient's check seed for its checkee.
-    pub(crate) check_seed: Zeroizing<[u8; CHECK_SEED_LEN]>,
+    /// This patient's check seeds: slot 1 (bytes 0..32) and slot 2 (32..64).
+    pub(crate) check_seed: Zeroizing<[u8; CHECK_SEEDS_LEN]>,
     /// Sealing keys to each member (index − 1), and opening keys from each.
     pub(crate) to_keys: Vec<Option<DirectionKey>>,
     pub(crate) from_keys: Vec<Option<DirectionKey>>,
@@ -43,10 +43,10 @@ pub(crate) struct ProofRound {
     /// After the delivery: the contributor set as delivered and what is held from each dealer.
     pub(crate) contributors: Vec<u32>,
     pub(crate) held: BTreeMap<u32, Held>,
-    /// This patient's verifier share of its checkee's proof, kept for its own check.
-    pub(crate) local: Option<VerifierShare>,
-    /// This patient's verdict on its checkee.
-    pub(crate) verdict: Option<(u32, Verdict)>,
+    /// This patient's own verifier shares of the proofs it checks, by dealer.
+    pub(crate) local: BTreeMap<u32, VerifierShare>,
+    /// This patient's verdicts on the proofs it checks, by dealer.
+    pub(crate) verdicts: BTreeMap<u32, Verdict>,
 }
 
 impl core::fmt::Debug for ProofRound {
@@ -61,15 +61,38 @@ pub(crate) struct Dealt {
     pub(crate) extra: ShareList,
 }
 
+/// The key label of a verifier share of `dealer`'s proof.
+fn verify_label(dealer: u32) -> Vec<u8> {
+    let mut l = VERIFY_LABEL.to_vec();
+    l.extend_from_slice(&dealer.to_le_bytes());
+    l
+}
+
 impl ProofRound {
+    /// This patient's check seed of `slot`.
+    fn own_seed(&self, slot: Slot) -> &[u8] {
+        match slot {
+            Slot::First => &self.check_seed[..CHECK_SEED_LEN],
+            Slot::Second => &self.check_seed[CHECK_SEED_LEN..],
+        }
+    }
+
     /// Proves `stats`, deals the proven vector to the other keyed members and seals each
-    /// payload (with the check seed for this patient's checkee, or random bytes for the checkee
-    /// itself) and, in additive rounds, the leader's correction.
-    pub(crate) fn deal<R: Rng + ?Sized>(&mut self, me: u32, stats: &[Fe], rng: &mut R) -> Dealt {
+    /// payload (with this patient's two check seeds, random bytes in the slot of the member it
+    /// is hidden from) and, in additive rounds, the leader's correction.
+    pub(crate) fn deal<R: Rng + ?Sized>(
+        &mut self,
+        me: u32,
+        stats: &[Fe],
+        rng: &mut R,
+    ) -> Dealt {
         let proven = Zeroizing::new(self.setup.prove(stats, rng));
         let others: Vec<u32> = self.keyed.iter().copied().filter(|&k| k != me).collect();
-        let leader = proof::checker_of(&self.keyed, me).expect("me is keyed");
-        let checkee = proof::checkee_of(&self.keyed, me).expect("me is keyed");
+        let leader = proof::after(&self.keyed, me, 1).expect("me is keyed");
+        let hidden_from = [
+            proof::before(&self.keyed, me, 1).expect("me is keyed"),
+            proof::before(&self.keyed, me, 2).expect("me is keyed"),
+        ];
         let mut deal = proof::deal(
             self.scheme,
             &proven,
@@ -79,17 +102,19 @@ impl ProofRound {
             leader,
             rng,
         );
-        let plain_len = self.setup.payload_len(self.scheme) + CHECK_SEED_LEN;
+        let plain_len = self.setup.payload_len(self.scheme) + CHECK_SEEDS_LEN;
         let mut shares = ShareList::with_capacity(plain_len + TAG_LEN, others.len());
         for (j, payload) in &deal.payloads {
             let mut plain = Zeroizing::new(Vec::with_capacity(plain_len));
             plain.extend_from_slice(payload);
-            if *j == checkee {
-                let mut junk = [0u8; CHECK_SEED_LEN];
-                rng.fill_bytes(&mut junk);
-                plain.extend_from_slice(&junk);
-            } else {
-                plain.extend_from_slice(&self.check_seed[..]);
+            for (slot, hidden) in [Slot::First, Slot::Second].into_iter().zip(hidden_from) {
+                if *j == hidden {
+                    let mut junk = [0u8; CHECK_SEED_LEN];
+                    rng.fill_bytes(&mut junk);
+                    plain.extend_from_slice(&junk);
+                } else {
+                    plain.extend_from_slice(self.own_seed(slot));
+                }
             }
             let key = self.to_keys[*j as usize - 1].as_ref().expect("keyed");
             let pushed = shares.push(*j, &key.seal_bytes(&plain));
@@ -105,41 +130,40 @@ impl ProofRound {
     }
 
     /// Opens the delivery, computes this patient's verifier share of every dealer's proof it
-    /// can check, and returns the `verify` message (verifier shares sealed to each checker).
+    /// can check, and returns the `verify` message: verifier shares sealed to each dealer's
+    /// checker, tagged with the dealer (ascending).
     pub(crate) fn on_delivery(&mut self, me: u32, d: &Delivery) -> Result<Verify, ProtocolError> {
-        let checkee = proof::checkee_of(&self.keyed, me).expect("me is keyed");
         let additive = matches!(self.scheme, Scheme::Additive { .. });
         let c = &d.contributors;
-        // The correction: exactly the checkee's, in additive rounds where it contributed.
-        let want_extra = additive && checkee != me && c.binary_search(&checkee).is_ok();
+        // The correction: exactly that of the member this patient leads (the keyed member before
+        // it), in additive rounds where that member contributed.
+        let led = proof::before(&self.keyed, me, 1).expect("me is keyed");
+        let want_extra = additive && led != me && c.binary_search(&led).is_ok();
         let correction = match (want_extra, d.extra.len()) {
             (false, 0) => None,
-            (true, 1) if d.extra.get(0).0 == checkee => {
-                let key = self.from_keys[checkee as usize - 1]
+            (true, 1) if d.extra.get(0).0 == led => {
+                let key = self.from_keys[led as usize - 1]
                     .as_ref()
                     .ok_or(ProtocolError::BadDelivery)?;
                 let plain = key
                     .derive(CORRECTION_LABEL)
                     .open_bytes(d.extra.get(0).1, self.setup.share_len() * 8)
-                    .map_err(|source| ProtocolError::Seal {
-                        from: checkee,
-                        source,
-                    })?;
+                    .map_err(|source| ProtocolError::Seal { from: led, source })?;
                 Some(plain)
             }
             _ => return Err(ProtocolError::BadDelivery),
         };
         let payload_len = self.setup.payload_len(self.scheme);
-        let mut seeds: BTreeMap<u32, Zeroizing<[u8; CHECK_SEED_LEN]>> = BTreeMap::new();
+        let mut seeds: BTreeMap<u32, Zeroizing<[u8; CHECK_SEEDS_LEN]>> = BTreeMap::new();
         for (from, sealed) in d.shares.iter() {
             let key = self.from_keys[from as usize - 1]
                 .as_ref()
                 .ok_or(ProtocolError::BadDelivery)?;
             let plain = key
-                .open_bytes(sealed, payload_len + CHECK_SEED_LEN)
+                .open_bytes(sealed, payload_len + CHECK_SEEDS_LEN)
                 .map_err(|source| ProtocolError::Seal { from, source })?;
             let (payload, seed) = plain.split_at(payload_len);
-            let extra = if from == checkee {
+            let extra = if from == led {
                 correction.as_deref().map(|v| v.as_slice())
             } else {
                 None
@@ -151,80 +175,86 @@ impl ProofRound {
                 },
             )?;
             self.held.insert(from, held);
-            let mut s = Zeroizing::new([0u8; CHECK_SEED_LEN]);
+            let mut s = Zeroizing::new([0u8; CHECK_SEEDS_LEN]);
             s.copy_from_slice(seed);
             seeds.insert(from, s);
         }
-        let mut out: Vec<(u32, Vec<u8>)> = Vec::new();
+        self.contributors = d.contributors.clone();
+        let mut checks = ShareList::with_capacity(VERIFY_PLAIN_LEN + TAG_LEN, self.held.len());
         for (&dealer, held) in &self.held {
-            let Some(checker) = proof::checker_of(&self.keyed, dealer) else {
+            let Some((checker, slot)) = proof::checker_of(&self.keyed, c, dealer) else {
+                continue; // no checker contributed: nobody can check this proof
+            };
+            let seed: [u8; CHECK_SEED_LEN] = if checker == me {
+                self.own_seed(slot).try_into().expect("32 bytes")
+            } else if let Some(s) = seeds.get(&checker) {
+                let range = match slot {
+                    Slot::First => 0..CHECK_SEED_LEN,
+                    Slot::Second => CHECK_SEED_LEN..CHECK_SEEDS_LEN,
+                };
+                s[range].try_into().expect("32 bytes")
+            } else {
                 continue;
             };
-            let seed = if checker == me {
-                &self.check_seed
-            } else if let Some(s) = seeds.get(&checker) {
-                s
-            } else {
-                continue; // the checker's shares were not delivered: nobody can check this proof
-            };
-            let rand = self.setup.check_rand(seed);
+            let rand = self.setup.check_rand(&seed);
+            // Constants are added by the holder of the correction: the dealer's leader.
+            let leader = proof::after(&self.keyed, dealer, 1);
             let role = match self.scheme {
-                Scheme::Additive { .. } if checker == me => ShareRole::AdditiveLeader,
+                Scheme::Additive { .. } if leader == Some(me) => ShareRole::AdditiveLeader,
                 Scheme::Additive { .. } => ShareRole::AdditiveHelper,
                 Scheme::Shamir { .. } => ShareRole::Shamir,
             };
             let v = self.setup.verify_share(&held.proven, role, &rand);
             if checker == me {
-                self.local = Some(v);
+                self.local.insert(dealer, v);
             } else {
                 let plain: Zeroizing<Vec<u8>> =
                     Zeroizing::new(v.0.iter().flat_map(|x| x.to_le_bytes()).collect());
                 let key = self.to_keys[checker as usize - 1]
                     .as_ref()
                     .ok_or(ProtocolError::BadDelivery)?;
-                out.push((checker, key.derive(VERIFY_LABEL).seal_bytes(&plain)));
+                checks.push(dealer, &key.derive(&verify_label(dealer)).seal_bytes(&plain));
             }
         }
-        out.sort_unstable_by_key(|(k, _)| *k);
-        let mut checks = ShareList::with_capacity(VERIFY_PLAIN_LEN + TAG_LEN, out.len());
-        for (k, sealed) in &out {
-            checks.push(*k, sealed);
-        }
-        self.contributors = d.contributors.clone();
         Ok(Verify {
             round: d.round,
             checks,
         })
     }
 
-    /// Whether this patient checks a proof in this round: its checkee contributed.
-    pub(crate) fn expects_checks(&self, me: u32) -> bool {
-        let checkee = proof::checkee_of(&self.keyed, me).expect("me is keyed");
-        checkee != me && self.contributors.binary_search(&checkee).is_ok()
+    /// The dealers whose proofs this patient checks in this round (ascending): at most two.
+    pub(crate) fn checkees(&self, me: u32) -> Vec<u32> {
+        self.contributors
+            .iter()
+            .copied()
+            .filter(|&c| {
+                c != me
+                    && proof::checker_of(&self.keyed, &self.contributors, c)
+                        .is_some_and(|(k, _)| k == me)
+            })
+            .collect()
     }
 
-    /// Combines the verifier shares of this patient's checkee's proof, decides, and returns
-    /// the `verdict` message (sealed to every other keyed member).
+    /// Combines the verifier shares of one checkee's proof, decides, and returns the `verdict`
+    /// message (sealed to every other keyed member).
     pub(crate) fn on_checks(&mut self, me: u32, c: &Checks) -> Result<VerdictMsg, ProtocolError> {
-        let checkee = proof::checkee_of(&self.keyed, me).expect("me is keyed");
-        if c.dealer != checkee {
+        let dealer = c.dealer;
+        if !self.checkees(me).contains(&dealer) || self.verdicts.contains_key(&dealer) {
             return Err(ProtocolError::BadDelivery);
         }
+        let label = verify_label(dealer);
         let mut shares: Vec<(u32, VerifierShare)> = Vec::with_capacity(c.checks.len() + 1);
         let mut last = 0u32;
         for (from, sealed) in c.checks.iter() {
-            if from <= last || from == me || from == checkee || !self.keyed.contains(&from) {
+            if from <= last || from == me || from == dealer || !self.keyed.contains(&from) {
                 return Err(ProtocolError::BadDelivery);
             }
             last = from;
             let Some(key) = self.from_keys[from as usize - 1].as_ref() else {
                 return Err(ProtocolError::BadDelivery);
             };
-            // A share that does not open counts as missing: the proof may then not be checkable.
-            let Ok(plain) = key
-                .derive(VERIFY_LABEL)
-                .open_bytes(sealed, VERIFY_PLAIN_LEN)
-            else {
+            // A share that does not open counts as missing: the proof is then not checkable.
+            let Ok(plain) = key.derive(&label).open_bytes(sealed, VERIFY_PLAIN_LEN) else {
                 continue;
             };
             let mut v = [Fe::ZERO; crate::flp::VERIFIER_LEN];
@@ -239,19 +269,19 @@ impl ProofRound {
                 shares.push((from, VerifierShare(v)));
             }
         }
-        if let Some(local) = self.local {
-            shares.push((me, local));
+        if let Some(local) = self.local.get(&dealer) {
+            shares.push((me, *local));
         }
         shares.sort_unstable_by_key(|(i, _)| *i);
         let verifiers: Vec<u32> = self
             .contributors
             .iter()
             .copied()
-            .filter(|&j| j != checkee)
+            .filter(|&j| j != dealer)
             .collect();
         let verdict = proof::decide(self.scheme, &verifiers, &shares);
-        self.verdict = Some((checkee, verdict));
-        let plain = proof::verdict_plain(checkee, verdict);
+        self.verdicts.insert(dealer, verdict);
+        let plain = proof::verdict_plain(dealer, verdict);
         let mut sealed = ShareList::with_capacity(VERDICT_PLAIN_LEN + TAG_LEN, self.keyed.len());
         for &j in self.keyed.iter().filter(|&&j| j != me) {
             let key = self.to_keys[j as usize - 1]
@@ -261,39 +291,49 @@ impl ProofRound {
         }
         Ok(VerdictMsg {
             round: c.round,
-            dealer: checkee,
+            dealer,
             verdict,
             sealed,
         })
     }
 
-    /// Reads every checker's sealed verdict and returns the contributor set of the partial
-    /// sums (the contributors whose proof a checker found valid) and the exclusions.
+    /// Whether every proof this patient checks has its verdict.
+    pub(crate) fn checked_all(&self, me: u32) -> bool {
+        self.checkees(me)
+            .iter()
+            .all(|c| self.verdicts.contains_key(c))
+    }
+
+    /// Reads every checker's sealed verdict (tagged with the dealer, ascending) and returns the
+    /// contributor set of the partial sums (the contributors whose proof its checker found
+    /// valid) and the exclusions.
     pub(crate) fn on_verdicts(
         &mut self,
         me: u32,
         v: &Verdicts,
     ) -> Result<(Vec<u32>, Vec<Exclusion>), ProtocolError> {
-        let mut verdicts: BTreeMap<u32, Verdict> = BTreeMap::new();
-        if let Some((dealer, verdict)) = self.verdict {
-            verdicts.insert(dealer, verdict);
-        }
+        let mut verdicts = self.verdicts.clone();
         let mut last = 0u32;
-        for (from, sealed) in v.sealed.iter() {
-            if from <= last || from == me || !self.keyed.contains(&from) {
+        for (dealer, sealed) in v.sealed.iter() {
+            let checker = proof::checker_of(&self.keyed, &self.contributors, dealer)
+                .map(|(k, _)| k)
+                .filter(|&k| k != me);
+            let (Some(checker), true) = (checker, dealer > last) else {
                 return Err(ProtocolError::BadDelivery);
-            }
-            last = from;
-            let key = self.from_keys[from as usize - 1]
+            };
+            last = dealer;
+            let key = self.from_keys[checker as usize - 1]
                 .as_ref()
                 .ok_or(ProtocolError::BadDelivery)?;
             let plain = key
                 .derive(VERDICT_LABEL)
                 .open_bytes(sealed, VERDICT_PLAIN_LEN)
-                .map_err(|source| ProtocolError::Seal { from, source })?;
-            let (dealer, verdict) =
-                proof::read_verdict(&plain).ok_or(ProtocolError::BadDelivery)?;
-            if Some(dealer) != proof::checkee_of(&self.keyed, from) {
+                .map_err(|source| ProtocolError::Seal {
+                    from: checker,
+                    source,
+                })?;
+            let (about, verdict) = proof::read_verdict(&plain).ok_or(ProtocolError::BadDelivery)?;
+            if about != dealer {
                 return Err(ProtocolError::BadDelivery);
             }
             verdicts.insert(dealer, verdict);

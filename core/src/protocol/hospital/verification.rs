@@ -1,6 +1,6 @@
 //! The hospital's side of validity proofs: it routes each patient's sealed verifier shares to
-//! the checker of each proof (`verify` → `checks`), each checker's sealed verdicts to everyone
-//! (`verdict` → `verdicts`), and settles the contributor set of the partial sums: the
+//! the checker of each proof (`verify` → `checks`, one per proof), each checker's sealed verdicts to everyone
+//! (`verdict` → `verdicts`, tagged with the dealer), and settles the contributor set of the partial sums: the
 //! contributors whose checker found their proof valid. It reads the verdicts in clear to know
 //! that set; the patients trust only the sealed copies (see [`crate::proof`]).
 
@@ -36,7 +36,9 @@ impl Hospital {
         let keyed = self.keyed_list();
         let r = self.round.as_mut().expect("member_index checked");
         let RoundState::AwaitingVerify {
-            received, count, ..
+            contributors,
+            received,
+            count,
         } = &mut r.state
         else {
             return Err(ProtocolError::WrongState {
@@ -47,11 +49,16 @@ impl Hospital {
         if received[me as usize - 1].is_some() {
             return Err(ProtocolError::DuplicateShares);
         }
+        // One entry per dealer whose proof share this member holds, tagged with the dealer,
+        // ascending.
         let mut last = 0;
         let ok = v.checks.sealed_len() == VERIFY_PLAIN_LEN + TAG_LEN
-            && v.checks.iter().all(|(to, _)| {
-                let fine = to > last && to != me && keyed.binary_search(&to).is_ok();
-                last = to;
+            && v.checks.iter().all(|(dealer, _)| {
+                let fine = dealer > last
+                    && dealer != me
+                    && contributors.binary_search(&dealer).is_ok()
+                    && keyed.binary_search(&dealer).is_ok();
+                last = dealer;
                 fine
             });
         if !ok {
@@ -81,47 +88,44 @@ impl Hospital {
             return;
         };
         let n = r.roster.n() as usize;
-        let mut expected = alloc::vec![false; n];
-        for k in 1..=n as u32 {
-            if !r.live[k as usize - 1] {
-                continue;
-            }
-            let Some(c0) = proof::checkee_of(&keyed, k) else {
+        let mut checkers: Vec<Option<u32>> = alloc::vec![None; n];
+        for &c in contributors.iter() {
+            let Some((k, _)) = proof::checker_of(&keyed, contributors, c) else {
                 continue;
             };
-            if c0 == k || contributors.binary_search(&c0).is_err() {
+            if !r.live[k as usize - 1] {
                 continue;
             }
             let mut checks = ShareList::with_capacity(VERIFY_PLAIN_LEN + TAG_LEN, keyed.len());
             for (j, list) in received.iter().enumerate() {
                 let Some(list) = list else { continue };
-                // Each list is ascending by checker: find the entry for k.
+                // Each list is ascending by dealer: find the entry for c.
                 let (mut lo, mut hi) = (0, list.len());
                 while lo < hi {
                     let mid = (lo + hi) / 2;
-                    if list.get(mid).0 < k {
+                    if list.get(mid).0 < c {
                         lo = mid + 1;
                     } else {
                         hi = mid;
                     }
                 }
-                if lo < list.len() && list.get(lo).0 == k {
+                if lo < list.len() && list.get(lo).0 == c {
                     checks.push(j as u32 + 1, list.get(lo).1);
                 }
             }
-            expected[k as usize - 1] = true;
+            checkers[c as usize - 1] = Some(k);
             self.out.push_back(HospitalOutput::Send {
                 to: r.peers[k as usize - 1],
                 msg: RelayToPatient::Checks(Checks {
                     round: r.roster.round,
-                    dealer: c0,
+                    dealer: c,
                     checks,
                 }),
             });
         }
         r.state = RoundState::AwaitingVerdicts {
             contributors: core::mem::take(contributors),
-            expected,
+            checkers,
             received: (0..n).map(|_| None).collect(),
             count: 0,
         };
@@ -142,7 +146,7 @@ impl Hospital {
         let keyed = self.keyed_list();
         let r = self.round.as_mut().expect("member_index checked");
         let RoundState::AwaitingVerdicts {
-            expected,
+            checkers,
             received,
             count,
             ..
@@ -153,12 +157,15 @@ impl Hospital {
                 got: "verdict",
             });
         };
-        if !expected[me as usize - 1] || received[me as usize - 1].is_some() {
+        let dealer = v.dealer as usize;
+        if dealer == 0 || dealer > checkers.len() || checkers[dealer - 1] != Some(me) {
+            return Err(ProtocolError::BadShares);
+        }
+        if received[dealer - 1].is_some() {
             return Err(ProtocolError::DuplicateShares);
         }
         let others = keyed.iter().copied().filter(|&j| j != me);
-        let ok = Some(v.dealer) == proof::checkee_of(&keyed, me)
-            && v.sealed.sealed_len() == VERDICT_PLAIN_LEN + TAG_LEN
+        let ok = v.sealed.sealed_len() == VERDICT_PLAIN_LEN + TAG_LEN
             && v.sealed.len() == keyed.len() - 1
             && v.sealed
                 .iter()
@@ -167,7 +174,7 @@ impl Hospital {
         if !ok {
             return Err(ProtocolError::BadShares);
         }
-        received[me as usize - 1] = Some((v.verdict, v.sealed));
+        received[dealer - 1] = Some((v.verdict, v.sealed));
         *count += 1;
         if self.all_live_reported() {
             self.settle_verdicts(now_ms);
@@ -186,6 +193,7 @@ impl Hospital {
         let live = r.live_count();
         let RoundState::AwaitingVerdicts {
             contributors,
+            checkers,
             received,
             ..
         } = &mut r.state
@@ -196,8 +204,8 @@ impl Hospital {
         let mut accepted = Vec::with_capacity(contributors.len());
         let mut excluded = Vec::new();
         for &c in contributors.iter() {
-            let verdict = proof::checker_of(&keyed, c)
-                .and_then(|k| received[k as usize - 1].as_ref())
+            let verdict = received[c as usize - 1]
+                .as_ref()
                 .map_or(Verdict::NotVerified, |(v, _)| *v);
             if verdict == Verdict::Valid {
                 accepted.push(c);
@@ -248,16 +256,18 @@ impl Hospital {
             }
             let to = i as u32 + 1;
             let mut sealed = ShareList::with_capacity(VERDICT_PLAIN_LEN + TAG_LEN, keyed.len());
-            for (k, got) in received.iter().enumerate() {
-                let Some((_, list)) = got else { continue };
-                let k = k as u32 + 1;
+            // By dealer, ascending: the sealed copy for `to` of the dealer's checker's verdict.
+            for (d, got) in received.iter().enumerate() {
+                let (Some((_, list)), Some(k)) = (got, checkers[d]) else {
+                    continue;
+                };
                 if k == to {
                     continue;
                 }
                 let at = if k < to { at_rank - 1 } else { at_rank };
                 let (addressed, item) = list.get(at);
                 debug_assert_eq!(addressed, to, "lists checked on arrival");
-                sealed.push(k, item);
+                sealed.push(d as u32 + 1, item);
             }
             self.out.push_back(HospitalOutput::Send {
                 to: r.peers[i],
