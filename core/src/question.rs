@@ -108,6 +108,7 @@ impl NumberQuestion {
             colluders: 0,
             questions: Vec::new(),
             proofs: true,
+            suppress_small_cells: true,
         }
     }
 }

@@ -306,10 +306,44 @@ async fn dashboard_creates_starts_and_follows_a_round() {
     let csv = t.get("/api/studies/early/results.csv", Some(TOKEN)).await;
     assert_eq!(csv.status, 200);
     assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
-    let lines: Vec<&str> = csv.body.lines().collect();
-    assert_eq!(lines.len(), 2);
-    assert!(lines[0].starts_with("study,round,count,sum,mean,stddev,histogram"));
-    assert!(lines[1].starts_with("early,1,3,"));
+    let mut reader = csv::Reader::from_reader(csv.body.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap(),
+        vec![
+            "study",
+            "round",
+            "finished_at_ms",
+            "question",
+            "with",
+            "option",
+            "bucket",
+            "statistic",
+            "value"
+        ]
+    );
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let find = |question: &str, statistic: &str, bucket: &str| -> String {
+        let r = records
+            .iter()
+            .find(|r| &r[3] == question && &r[7] == statistic && &r[6] == bucket)
+            .unwrap_or_else(|| panic!("{question} {statistic} {bucket}: {}", csv.body));
+        assert_eq!((&r[0], &r[1]), ("early", "1"));
+        r[8].to_string()
+    };
+    assert_eq!(find("", "count", ""), "3");
+    assert_eq!(find("", "safety_code", ""), code);
+    assert_eq!(find("value", "count", ""), "3");
+    let mean: f64 = find("value", "mean", "").parse().unwrap();
+    assert!((mean - want.mean).abs() <= 1e-9 * want.mean.abs().max(1.0));
+    for (b, n) in want.histogram.iter().enumerate() {
+        let (lo, hi) = (30 * b, 30 * (b + 1));
+        let bucket = if b == 9 {
+            format!("[{lo}, {hi}]")
+        } else {
+            format!("[{lo}, {hi})")
+        };
+        assert_eq!(find("value", "histogram", &bucket), n.to_string());
+    }
     t.relay.shutdown().await;
 }
 
@@ -576,5 +610,99 @@ async fn bad_frames_get_typed_errors_without_echo() {
         }
         _ => unreachable!(),
     }
+    t.relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_creates_questionnaire_studies_and_refuses_bad_ones_naming_the_question() {
+    let t =
+        TestRelay::start_with(&[&study("s", 3, 3, "")], |c| c.max_patients_per_study = 50).await;
+    let survey = r#"{"id":"survey","size":5,"threshold":5,"min_cohort":3,"suppress_small_cells":false,
+        "questions":[{"id":"height","kind":"number","text":"How tall are you?","unit":"cm","min":100,"max":230,"decimals":1,"buckets":13},
+                     {"id":"smoker","kind":"choice","text":"Do you smoke?","options":["no","yes","used to"]}]}"#;
+    let created = t.post("/api/studies", Some(TOKEN), Some(survey)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let params = &created.json()["params"];
+    assert_eq!(params["id"], "survey");
+    assert_eq!(params["questions"].as_array().unwrap().len(), 2);
+    assert_eq!(params["questions"][1]["options"][2], "used to");
+    assert_eq!(params["suppress_small_cells"], false);
+    assert_eq!(
+        t.post("/api/studies", Some(TOKEN), Some(survey))
+            .await
+            .status,
+        409
+    );
+    // The text form still works next to it.
+    let text = t
+        .post(
+            "/api/studies",
+            Some(TOKEN),
+            Some(r#"{"spec":"id=plain,size=3"}"#),
+        )
+        .await;
+    assert_eq!(text.status, 201, "{}", text.body);
+    assert!(text.json()["params"].get("questions").is_none());
+    assert!(text.json()["params"].get("suppress_small_cells").is_none());
+
+    let refused = |body: String, needle: &'static str| {
+        let t = &t;
+        async move {
+            let r = t.post("/api/studies", Some(TOKEN), Some(&body)).await;
+            assert_eq!(r.status, 400, "{body}: {}", r.body);
+            let e = r.json()["error"].as_str().unwrap().to_string();
+            assert!(e.contains(needle), "{e:?} should name {needle:?}");
+        }
+    };
+    let number = |id: &str, max: u64, decimals: u32, buckets: u32| {
+        format!(
+            r#"{{"id":"{id}","kind":"number","text":"?","unit":"u","min":0,"max":{max},"decimals":{decimals},"buckets":{buckets}}}"#
+        )
+    };
+    // Five numbers of 1000 buckets: the vector passes 4096 entries at the fifth.
+    let long: Vec<String> = (0..5)
+        .map(|i| number(&format!("q{i}"), 1000, 0, 1000))
+        .collect();
+    refused(
+        format!(
+            r#"{{"id":"long","size":3,"questions":[{}]}}"#,
+            long.join(",")
+        ),
+        "\"q4\"",
+    )
+    .await;
+    // 3 × (10^12)² wraps the field.
+    refused(
+        format!(
+            r#"{{"id":"wide","size":3,"questions":[{},{}]}}"#,
+            number("ok", 10, 0, 2),
+            number("huge", 1_000_000, 6, 2)
+        ),
+        "\"huge\"",
+    )
+    .await;
+    refused(r#"{"id":"x","size":3,"colour":"blue"}"#.into(), "`colour`").await;
+    refused(
+        r#"{"id":"x","size":3,"threshold":9}"#.into(),
+        "key `threshold`",
+    )
+    .await;
+    refused(
+        format!(
+            r#"{{"id":"big","size":60,"threshold":60,"questions":[{}]}}"#,
+            number("a", 10, 0, 2)
+        ),
+        "limit of 50 patients",
+    )
+    .await;
+    refused(r#"[1,2]"#.into(), "JSON").await;
+    let list = t.get("/api/studies", Some(TOKEN)).await.json();
+    let ids: BTreeSet<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["params"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, BTreeSet::from(["plain", "s", "survey"]));
     t.relay.shutdown().await;
 }

@@ -80,12 +80,7 @@ impl ProofRound {
     /// Proves `stats`, deals the proven vector to the other keyed members and seals each
     /// payload (with this patient's two check seeds, random bytes in the slot of the member it
     /// is hidden from) and, in additive rounds, the leader's correction.
-    pub(crate) fn deal<R: Rng + ?Sized>(
-        &mut self,
-        me: u32,
-        stats: &[Fe],
-        rng: &mut R,
-    ) -> Dealt {
+    pub(crate) fn deal<R: Rng + ?Sized>(&mut self, me: u32, stats: &[Fe], rng: &mut R) -> Dealt {
         let proven = Zeroizing::new(self.setup.prove(stats, rng));
         let others: Vec<u32> = self.keyed.iter().copied().filter(|&k| k != me).collect();
         let leader = proof::after(&self.keyed, me, 1).expect("me is keyed");
@@ -213,7 +208,10 @@ impl ProofRound {
                 let key = self.to_keys[checker as usize - 1]
                     .as_ref()
                     .ok_or(ProtocolError::BadDelivery)?;
-                checks.push(dealer, &key.derive(&verify_label(dealer)).seal_bytes(&plain));
+                checks.push(
+                    dealer,
+                    &key.derive(&verify_label(dealer)).seal_bytes(&plain),
+                );
             }
         }
         Ok(Verify {
