@@ -302,6 +302,9 @@ pub async fn run_cluster(common: &Common, cfg: &RoundsConfig) -> Result<[RoundsR
     if n < 3 {
         return Err("at least 3 patients (the minimum cohort)".into());
     }
+    if cfg.questions != 1 {
+        return Err("--cluster runs the one-question study only".into());
+    }
     // Patients' sockets, HAProxy's two per patient (it inherits this limit), the relays'.
     ensure_nofile(2 * n as u64 + 256)?;
     let load0 = load1();
@@ -318,6 +321,7 @@ pub async fn run_cluster(common: &Common, cfg: &RoundsConfig) -> Result<[RoundsR
             bin: common.relay_bin.clone(),
             dir: base.join(id),
             studies: vec![study_spec(n)],
+            study_files: Vec::new(),
             max_connections: n + 64,
             log_filter: common.log_filter.clone(),
             database: Some(pg.url()),

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod fixture;
 pub mod patients;
 pub mod progress;
+pub mod questions;
 pub mod relay_proc;
 pub mod scale;
 pub mod stats;
@@ -60,6 +61,10 @@ pub struct RoundsConfig {
     pub warmup: usize,
     /// Which kinds.
     pub mode: Mode,
+    /// Questions of the study: 1 is the one-question bench study (`--study`); more is a
+    /// questionnaire of that many number questions ([`questions`], `--study-file`) with
+    /// random answers.
+    pub questions: usize,
 }
 
 /// What one configuration measured.
@@ -67,6 +72,8 @@ pub struct RoundsConfig {
 pub struct RoundsReport {
     /// Patients.
     pub patients: usize,
+    /// Questions of the study.
+    pub questions: usize,
     /// Measured rounds of each kind.
     pub rounds: usize,
     /// Unmeasured warm-up rounds of each kind.
@@ -120,6 +127,7 @@ impl RoundsReport {
     pub fn to_json(&self) -> Line {
         let mut o = Line::default();
         o.insert("patients", json!(self.patients));
+        o.insert("questions", json!(self.questions));
         o.insert("rounds", json!(self.rounds));
         o.insert("warmup", json!(self.warmup));
         let e2e: Vec<f64> = self.e2e.iter().map(|s| s.ms).collect();
@@ -160,17 +168,38 @@ impl RoundsReport {
     }
 }
 
+/// What a configuration's relay is started with: `--study` specifications, or study files
+/// (JSON, written into the relay's directory).
+enum Studies {
+    Flags(Vec<String>),
+    Json(Vec<(String, Value)>),
+}
+
 fn relay_for(
     common: &Common,
     name: &str,
-    studies: Vec<String>,
+    studies: Studies,
     max_connections: usize,
 ) -> Result<(RelayProc, PathBuf), String> {
     let dir = fresh_dir(&common.tmp, name)?;
+    let (studies, study_files) = match studies {
+        Studies::Flags(s) => (s, Vec::new()),
+        Studies::Json(files) => {
+            let mut paths = Vec::new();
+            for (id, json) in files {
+                let path = dir.join(format!("{id}.json"));
+                std::fs::write(&path, json.to_string())
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                paths.push(path);
+            }
+            (Vec::new(), paths)
+        }
+    };
     let relay = RelayProc::start(&RelayOptions {
         bin: common.relay_bin.clone(),
         dir: dir.clone(),
         studies,
+        study_files,
         max_connections,
         log_filter: common.log_filter.clone(),
         database: None,
@@ -207,11 +236,19 @@ pub async fn run_rounds(common: &Common, cfg: &RoundsConfig) -> Result<RoundsRep
     }
     ensure_nofile(n as u64 + 256)?;
     let load0 = load1();
-    let (mut relay, dir) = relay_for(common, &format!("bench{n}"), vec![study_spec(n)], n + 64)?;
+    let q = cfg.questions;
+    let (label, studies) = if q > 1 {
+        let id = questions::study_id(n, q);
+        let json = questions::study_json(n, q);
+        (id.clone(), Studies::Json(vec![(id, json)]))
+    } else {
+        (format!("bench{n}"), Studies::Flags(vec![study_spec(n)]))
+    };
+    let (mut relay, dir) = relay_for(common, &label, studies, n + 64)?;
     let tls = client_tls(&relay.ca)?;
     let addr = relay.addr;
     let mut target = Target {
-        label: format!("bench{n}"),
+        label,
         addr,
         ws_path: "/ws".into(),
         relays: vec![&mut relay],
@@ -306,6 +343,7 @@ pub(crate) async fn measure(
     let n = cfg.patients;
     let mut rep = RoundsReport {
         patients: n,
+        questions: cfg.questions,
         rounds: cfg.rounds,
         warmup: cfg.warmup,
         load: (load1(), None),
@@ -315,16 +353,41 @@ pub(crate) async fn measure(
 
     let mut bar = Progress::new(format!("{label} connect"), n, common.quiet);
     let t0 = std::time::Instant::now();
-    let mut fleet = Fleet::connect_path(
-        target.addr,
-        &target.ws_path,
-        tls,
-        &format!("bench{n}"),
-        n,
-        common.concurrency,
-        &mut |k| bar.set(k, ""),
-    )
-    .await?;
+    let mut fleet = if cfg.questions > 1 {
+        let q = cfg.questions;
+        let spec = questions::spec(n, q)?;
+        let mut rng = patients::os_rng();
+        let answers: Vec<_> = (0..n)
+            .map(|_| questions::random_answers(q, &mut rng))
+            .collect();
+        let result = questions::expected(&spec, &answers)?;
+        let expected = patients::Expected::Questionnaire {
+            n,
+            result: Box::new(result),
+        };
+        Fleet::connect_answers(
+            target.addr,
+            &target.ws_path,
+            tls,
+            &spec.params.id,
+            answers,
+            expected,
+            common.concurrency,
+            &mut |k| bar.set(k, ""),
+        )
+        .await?
+    } else {
+        Fleet::connect_path(
+            target.addr,
+            &target.ws_path,
+            tls,
+            &format!("bench{n}"),
+            n,
+            common.concurrency,
+            &mut |k| bar.set(k, ""),
+        )
+        .await?
+    };
     rep.connect_ms = t0.elapsed().as_secs_f64() * 1e3;
     bar.finish("");
     // Let the relay settle (sessions spawned, first reads done) before reading its memory.
@@ -431,7 +494,7 @@ pub async fn run_idle(common: &Common, cfg: &IdleConfig) -> Result<Line, String>
             size - 1
         ));
     }
-    let studies = vec![format!("id=idle,size={size},min_cohort=3")];
+    let studies = Studies::Flags(vec![format!("id=idle,size={size},min_cohort=3")]);
     let (mut relay, dir) = relay_for(common, "idle", studies, n + 64)?;
     let tls = client_tls(&relay.ca)?;
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -6,7 +6,8 @@
 //! worker threads) before any clock starts, runs `--warmup` + `--rounds` end-to-end rounds and
 //! then as many prepared rounds, and prints ONE JSON line on stdout. Progress goes to stderr.
 //! With `--idle N` it instead holds N idle connections and prints one JSON line about
-//! admission time and memory per connection. With `--cluster` each configuration runs on two
+//! admission time and memory per connection. With `--questions Q` each configuration runs
+//! twice, the one-question study and then a Q-question questionnaire (one line each). With `--cluster` each configuration runs on two
 //! relays sharing a throw-away PostgreSQL behind HAProxy, through HAProxy and then direct. With `--wasm-fixtures DIR` it writes the
 //! simulated rounds that the wasm timing page (web/bench/) replays. See docs/BENCHMARKS.md.
 
@@ -38,6 +39,14 @@ struct Args {
     /// or both.
     #[arg(long, value_enum, default_value_t = Mode::Both)]
     mode: Mode,
+
+    /// Also run each configuration with a questionnaire of Q required number questions (in
+    /// [0, 300], one decimal, 10 buckets each; every pair correlated) and random answers: the
+    /// one-question study and the Q-question one side by side, same patients and modes, one
+    /// JSON line each (`"questions"`).
+    #[arg(long, value_name = "Q", conflicts_with_all = ["cluster", "idle", "wasm_fixtures"],
+          value_parser = clap::value_parser!(u16).range(2..=cohort_core::question::MAX_QUESTIONS as i64))]
+    questions: Option<u16>,
 
     /// Instead of rounds: hold this many idle patient connections on one relay and report the
     /// time to admit them and the relay's memory per connection.
@@ -150,12 +159,20 @@ fn main() -> ExitCode {
         if args.rounds == 0 {
             return Err("--rounds must be at least 1".into());
         }
-        for &patients in &args.patients {
+        let question_counts: Vec<usize> = std::iter::once(1)
+            .chain(args.questions.map(usize::from))
+            .collect();
+        for (&patients, &questions) in args
+            .patients
+            .iter()
+            .flat_map(|p| question_counts.iter().map(move |q| (p, q)))
+        {
             let cfg = RoundsConfig {
                 patients,
                 rounds: args.rounds,
                 warmup: args.warmup,
                 mode: args.mode,
+                questions,
             };
             if args.cluster {
                 for report in cohort_bench::cluster::run_cluster(&common, &cfg).await? {

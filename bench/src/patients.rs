@@ -17,9 +17,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cohort_core::answer::Answers;
 use cohort_core::decimal::Decimal;
 use cohort_core::message::{Delivery, PatientToRelay, RelayToPatient, RoundResult, Shares};
 use cohort_core::protocol::{Patient, PatientEvent};
+use cohort_core::questionnaire::QuestionnaireResult;
 use cohort_core::testing::transpose;
 use cohort_relay::clock::Clock;
 use cohort_relay::ws::to_message;
@@ -108,45 +110,83 @@ pub fn value_of(i: usize) -> (Decimal, f64) {
 }
 
 /// What every round's result must say.
-#[derive(Clone, Copy, Debug)]
-pub struct Expected {
-    n: usize,
-    sum: f64,
+#[derive(Clone, Debug)]
+pub enum Expected {
+    /// The one-question bench study: `n` patients, the sum of their [`value_of`]s.
+    Single {
+        /// Patients.
+        n: usize,
+        /// Sum of their values.
+        sum: f64,
+    },
+    /// A questionnaire: `n` patients and exactly this revealed result.
+    Questionnaire {
+        /// Patients.
+        n: usize,
+        /// The result (every question's count, sum, moments and histogram, every pair's).
+        result: Box<QuestionnaireResult>,
+    },
 }
 
 impl Expected {
-    /// What a round of `n` bench patients must produce.
+    /// What a round of `n` bench patients of the one-question study must produce.
     pub fn for_n(n: usize) -> Expected {
-        Expected {
+        Expected::Single {
             n,
             sum: (0..n).map(|i| value_of(i).1).sum(),
         }
     }
 
-    /// Checks a round's result: every patient counted, the exact sum, the full roster.
+    fn n(&self) -> usize {
+        match self {
+            Expected::Single { n, .. } | Expected::Questionnaire { n, .. } => *n,
+        }
+    }
+
+    /// Checks a round's result: every patient counted, the full roster, and the exact sum
+    /// (one question) or the exact questionnaire result.
     pub fn check(&self, r: &RoundResult) -> Result<(), String> {
-        let Some(s) = &r.statistics else {
-            return Err(format!(
-                "round {}: no one-question statistics in the result",
-                r.round
-            ));
-        };
-        let sum_ok = (s.sum - self.sum).abs() <= 1e-6 * self.sum.abs().max(1.0);
-        if s.count != self.n as u64
-            || !sum_ok
-            || r.roster_size as usize != self.n
-            || r.contributors.len() != self.n
+        let n = self.n();
+        if r.roster_size as usize != n
+            || r.contributors.len() != n
+            || r.questionnaire.count != n as u64
         {
             return Err(format!(
-                "wrong result for round {}: count {} sum {} roster {} contributors {} (expected {} / {})",
+                "wrong result for round {}: count {} roster {} contributors {} (expected {n})",
                 r.round,
-                s.count,
-                s.sum,
+                r.questionnaire.count,
                 r.roster_size,
                 r.contributors.len(),
-                self.n,
-                self.sum
             ));
+        }
+        match self {
+            Expected::Single { sum, .. } => {
+                let Some(s) = &r.statistics else {
+                    return Err(format!(
+                        "round {}: no one-question statistics in the result",
+                        r.round
+                    ));
+                };
+                let sum_ok = (s.sum - sum).abs() <= 1e-6 * sum.abs().max(1.0);
+                if s.count != n as u64 || !sum_ok {
+                    return Err(format!(
+                        "wrong result for round {}: count {} sum {} (expected {n} / {sum})",
+                        r.round, s.count, s.sum
+                    ));
+                }
+            }
+            Expected::Questionnaire { result, .. } => {
+                if r.questionnaire != **result {
+                    return Err(format!(
+                        "wrong questionnaire result for round {} ({} questions, {} pairs; expected {} / {})",
+                        r.round,
+                        r.questionnaire.questions.0.len(),
+                        r.questionnaire.pairs.len(),
+                        result.questions.0.len(),
+                        result.pairs.len(),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -231,7 +271,8 @@ impl Fleet {
     }
 
     /// [`Fleet::connect`] with every patient on `path` (e.g. `/ws?study=ID`, which a load
-    /// balancer routes on).
+    /// balancer routes on), for the one-question bench study: patient `i` answers
+    /// [`value_of`]`(i)`.
     pub async fn connect_path(
         addr: SocketAddr,
         path: &str,
@@ -241,6 +282,36 @@ impl Fleet {
         concurrency: usize,
         progress: &mut (dyn FnMut(usize) + Send),
     ) -> Result<Fleet, String> {
+        let answers = (0..n).map(|i| Answers::single(value_of(i).0)).collect();
+        let expected = Expected::for_n(n);
+        Fleet::connect_answers(
+            addr,
+            path,
+            tls,
+            study,
+            answers,
+            expected,
+            concurrency,
+            progress,
+        )
+        .await
+    }
+
+    /// Connects one patient per entry of `answers` on `path` (patient `i` joins with
+    /// `answers[i]`) and starts their tasks; every round's result is checked against
+    /// `expected`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn connect_answers(
+        addr: SocketAddr,
+        path: &str,
+        tls: Arc<ClientConfig>,
+        study: &str,
+        answers: Vec<Answers>,
+        expected: Expected,
+        concurrency: usize,
+        progress: &mut (dyn FnMut(usize) + Send),
+    ) -> Result<Fleet, String> {
+        let n = answers.len();
         let path: Arc<str> = path.into();
         let sem = Arc::new(Semaphore::new(concurrency.max(1)));
         let (conn_tx, mut conn_rx) = mpsc::unbounded_channel();
@@ -261,20 +332,19 @@ impl Fleet {
             done += 1;
             progress(done);
         }
-        let expected = Expected::for_n(n);
         let study: Arc<str> = study.into();
         let (report_tx, reports) = mpsc::unbounded_channel();
         let mut cmds = Vec::with_capacity(n);
-        for (idx, ws) in conns.into_iter().enumerate() {
+        for (idx, (ws, answers)) in conns.into_iter().zip(answers).enumerate() {
             let ws = ws.ok_or_else(|| format!("patient {idx} never connected"))?;
             let (tx, rx) = mpsc::unbounded_channel();
             cmds.push(tx);
             let task = PatientTask {
                 idx,
                 ws,
-                value: value_of(idx).0,
+                answers,
                 study: study.clone(),
-                expected,
+                expected: expected.clone(),
                 clock: Clock::new(),
                 rng: os_rng(),
                 prepared: None,
@@ -404,7 +474,8 @@ impl Fleet {
     }
 }
 
-fn os_rng() -> ChaCha20Rng {
+/// A generator seeded from the operating system.
+pub fn os_rng() -> ChaCha20Rng {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).expect("the operating system's random generator failed");
     ChaCha20Rng::from_seed(seed)
@@ -422,7 +493,7 @@ struct Prepared {
 struct PatientTask {
     idx: usize,
     ws: Ws,
-    value: Decimal,
+    answers: Answers,
     study: Arc<str>,
     expected: Expected,
     clock: Clock,
@@ -500,10 +571,10 @@ impl PatientTask {
     }
 
     fn new_patient(&mut self) -> Result<Patient, String> {
-        Patient::new(
+        Patient::with_answers(
             self.clock.now_ms(),
             &self.study,
-            self.value,
+            self.answers.clone(),
             None,
             None,
             &mut self.rng,

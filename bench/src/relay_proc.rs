@@ -18,6 +18,8 @@ pub struct RelayOptions {
     pub dir: PathBuf,
     /// `--study` specifications.
     pub studies: Vec<String>,
+    /// `--study-file` files (a study's JSON form, e.g. a questionnaire).
+    pub study_files: Vec<PathBuf>,
     /// `--max-connections`.
     pub max_connections: usize,
     /// `RUST_LOG` for the relay (its default, `info`, when `None`).
@@ -163,6 +165,9 @@ impl RelayProc {
         }
         for s in &opts.studies {
             cmd.arg("--study").arg(s);
+        }
+        for f in &opts.study_files {
+            cmd.arg("--study-file").arg(f);
         }
         if let Some(db) = &opts.database {
             cmd.arg("--database").arg(db);

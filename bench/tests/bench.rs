@@ -58,6 +58,7 @@ async fn three_patients_two_rounds_of_each_kind() {
         rounds: 2,
         warmup: 0,
         mode: Mode::Both,
+        questions: 1,
     };
     // Every round's result is checked inside (count 3, exact sum, full roster), and every
     // prepared delivery is compared with the shares the patients sent; any mismatch is an Err.
@@ -146,6 +147,77 @@ fn binary_quick_mode_prints_one_json_line_per_configuration() {
         stderr.contains("bench3"),
         "progress goes to stderr: {stderr}"
     );
+}
+
+/// `--questions 3`: the one-question study and a 3-question questionnaire (random answers,
+/// every round's result checked exactly against the answers) side by side, one line each.
+#[test]
+fn questions_mode_prints_a_one_question_and_a_questionnaire_line() {
+    let out = std::process::Command::new(BENCH)
+        .args([
+            "--patients",
+            "4",
+            "--questions",
+            "3",
+            "--rounds",
+            "2",
+            "--warmup",
+            "0",
+        ])
+        .arg("--relay-bin")
+        .arg(relay_bin())
+        .arg("--tmp")
+        .arg(tmp("bench-questions"))
+        .output()
+        .expect("cohort-bench runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 2, "stdout: {stdout}");
+    assert_eq!(lines[0]["questions"], 1);
+    assert_eq!(lines[1]["questions"], 3);
+    for l in &lines {
+        assert_eq!(l["patients"], 4);
+        assert_eq!(l["rounds"], 2);
+        assert_eq!(l["results_checked"], true);
+        assert!(l["p50_ms"].as_f64().is_some_and(|v| v > 0.0), "{l}");
+        assert!(l["relay_p50_ms"].as_f64().is_some_and(|v| v > 0.0), "{l}");
+    }
+    assert!(
+        stderr.contains("bench4q3"),
+        "progress names the questionnaire study: {stderr}"
+    );
+}
+
+/// The bench's questionnaire check is exact: the expected result of its random answers is
+/// what core's own simulated round reveals.
+#[test]
+fn the_expected_questionnaire_result_is_the_simulated_rounds() {
+    use cohort_bench::questions;
+    use cohort_core::testing::{Behaviour, run_round_answers};
+    let (n, q) = (5, 4);
+    let spec = questions::spec(n, q).expect("the bench's study is valid");
+    assert_eq!(spec.params.questions.len(), q);
+    let mut rng = cohort_bench::patients::os_rng();
+    let answers: Vec<_> = (0..n)
+        .map(|_| questions::random_answers(q, &mut rng))
+        .collect();
+    let expected = questions::expected(&spec, &answers).expect("expected result");
+    assert_eq!(expected.count, n as u64);
+    assert_eq!(expected.questions.0.len(), q);
+    assert_eq!(expected.pairs.len(), q * (q - 1) / 2);
+    let outcome = run_round_answers(&spec, &answers, &vec![Behaviour::Honest; n], 7);
+    for r in &outcome.results {
+        let r = r.as_ref().expect("every patient has the result");
+        assert_eq!(r.questionnaire, expected);
+    }
+    let fewer = questions::expected(&spec, &answers[1..]).expect("expected result");
+    assert_eq!(fewer.count, n as u64 - 1);
+    assert_ne!(fewer, expected);
 }
 
 /// `--cluster` (PostgreSQL, two relays, HAProxy with deploy/haproxy.cfg): one line through

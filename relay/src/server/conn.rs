@@ -82,9 +82,30 @@ impl Handler {
 /// closes. Never panics on any input.
 pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: Arc<Handler>,
-    mut stream: S,
+    stream: S,
     remote: SocketAddr,
 ) {
+    // The HTTP phase and the WebSocket session are two futures awaited one after the other,
+    // so the task is sized by the larger of them, not by both.
+    if let Some(up) = http_phase(&ctx, stream, remote).await {
+        router::upgrade(ctx, up.socket, up.stream, up.req, up.leftover, remote).await;
+    }
+}
+
+/// A request that upgrades the connection to a WebSocket, with what was read past its head.
+struct Upgrade<S> {
+    socket: router::Socket,
+    stream: S,
+    req: http::Request,
+    leftover: Vec<u8>,
+}
+
+/// Answers HTTP requests until the connection ends (`None`) or a request upgrades it.
+async fn http_phase<S: AsyncRead + AsyncWrite + Unpin>(
+    ctx: &Handler,
+    mut stream: S,
+    remote: SocketAddr,
+) -> Option<Upgrade<S>> {
     let mut buf = Vec::new();
     let mut closing = ctx.closing.clone();
     let mut first = true;
@@ -97,7 +118,7 @@ pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
         };
         let read = tokio::select! {
             r = tokio::time::timeout(wait, http::read_request(&mut stream, &mut buf)) => r,
-            _ = closing.changed() => return,
+            _ = closing.changed() => return None,
         };
         let refuse = |status, msg| Response::error(status, msg);
         let req = match read {
@@ -109,7 +130,7 @@ pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
                     refuse(431, "request head too large").write_to(&mut stream, false, false),
                 )
                 .await;
-                return;
+                return None;
             }
             Ok(Err(ReadError::BodyTooLarge)) => {
                 info!(%remote, "request body too large; answered 413");
@@ -118,7 +139,7 @@ pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
                     refuse(413, "request body too large").write_to(&mut stream, false, false),
                 )
                 .await;
-                return;
+                return None;
             }
             Ok(Err(ReadError::Malformed)) => {
                 info!(%remote, "malformed HTTP request; answered 400");
@@ -127,21 +148,25 @@ pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
                     refuse(400, "malformed request").write_to(&mut stream, false, false),
                 )
                 .await;
-                return;
+                return None;
             }
-            Ok(Err(_)) => return,
+            Ok(Err(_)) => return None,
             Err(_) => {
                 if first {
                     info!(%remote, "no complete request in time; closing");
                 }
-                return;
+                return None;
             }
         };
         first = false;
-        let resp = match router::route(&ctx, &req).await {
+        let resp = match router::route(ctx, &req).await {
             Routed::Upgrade(socket) => {
-                router::upgrade(ctx, socket, stream, req, buf, remote).await;
-                return;
+                return Some(Upgrade {
+                    socket,
+                    stream,
+                    req,
+                    leftover: buf,
+                });
             }
             Routed::Response(resp) => resp,
         };
@@ -154,11 +179,11 @@ pub async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(Ok(())) if keep_alive => {}
             Ok(_) => {
                 let _ = tokio::time::timeout(wt, stream.shutdown()).await;
-                return;
+                return None;
             }
             Err(_) => {
                 info!(%remote, "write timed out (client not reading); closing");
-                return;
+                return None;
             }
         }
     }

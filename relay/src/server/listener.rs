@@ -194,5 +194,8 @@ async fn serve(
             return;
         }
     };
-    serve_stream(handler, stream, remote).await;
+    // Boxed: every future below takes the stream by value and keeps room for it (as an
+    // argument and again as a local), so an inline stream (~1.2 KiB of rustls state) was
+    // counted several times in each connection's task (docs/BENCHMARKS.md §3).
+    serve_stream(handler, Box::new(stream), remote).await;
 }

@@ -38,8 +38,10 @@ pub async fn route(ctx: &Handler, req: &Request) -> Routed {
         "/ws" => return Routed::Upgrade(Socket::Patient),
         "/ws/dashboard" => return Routed::Upgrade(Socket::Dashboard),
         "/healthz" => healthz(ctx),
+        // Boxed: the API's future (store calls) is several KiB; inline, it would size every
+        // connection's task, WebSocket sessions included.
         p if p == "/api" || p.starts_with("/api/") => {
-            api::handle(&ctx.registry, &ctx.token, req).await
+            Box::pin(api::handle(&ctx.registry, &ctx.token, req)).await
         }
         _ => match req.method.as_str() {
             "GET" | "HEAD" => {
@@ -49,7 +51,7 @@ pub async fn route(ctx: &Handler, req: &Request) -> Routed {
                 } else {
                     match bundle::page_for(&req.path).and_then(|p| ctx.bundle.page(p)) {
                         Some(page) => Response::new(200, "text/html; charset=utf-8", page.to_vec()),
-                        None => http::static_file(&ctx.web, &req.path).await,
+                        None => Box::pin(http::static_file(&ctx.web, &req.path)).await,
                     }
                 }
             }

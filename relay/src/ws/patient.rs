@@ -37,7 +37,9 @@ async fn acquire(registry: &Registry, study: &str) -> Result<Option<StudyHandle>
     if registry.leases().is_none() {
         return Ok(None);
     }
-    match registry.acquire(study).await {
+    // Boxed: taking a lease awaits the store (several KiB of future), which would otherwise
+    // size every session's task; it only runs with several relays, once per join.
+    match Box::pin(registry.acquire(study)).await {
         Acquired::Local(h) => Ok(Some(h)),
         Acquired::Unknown => Ok(None),
         Acquired::Elsewhere | Acquired::Unavailable => Err(()),
