@@ -107,6 +107,32 @@ pub enum StudyError {
     },
 }
 
+impl StudyError {
+    /// The study key the error is about (as named in the JSON and `--study` forms), if one:
+    /// `threshold` for a bad threshold, `questions` for a bad questionnaire, the key itself for
+    /// an unknown, repeated or mistyped key. `None` for JSON that is not one object and for a
+    /// `--study` item that is not `key=value`.
+    pub fn key(&self) -> Option<&str> {
+        Some(match self {
+            StudyError::BadId => "id",
+            StudyError::BadText => "question",
+            StudyError::BadRange => "min",
+            StudyError::TooManyDecimals { .. } => "decimals",
+            StudyError::BadBuckets { .. } => "buckets",
+            StudyError::BadSize { .. } | StudyError::WouldOverflow | StudyError::TooLarge => "size",
+            StudyError::BadThreshold | StudyError::BreaksCollusionRule => "threshold",
+            StudyError::BadMinCohort => "min_cohort",
+            StudyError::BadInvite => "invite",
+            StudyError::Questionnaire(_) => "questions",
+            StudyError::UnknownField { key } | StudyError::DuplicateField { key } => key,
+            StudyError::BadField { key, .. } | StudyError::MixedForms { key } => key,
+            StudyError::NotAnObject { .. } | StudyError::BadSpec | StudyError::UnknownKey => {
+                return None;
+            }
+        })
+    }
+}
+
 /// A patient's value is unacceptable for a study. Never names the value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
 #[non_exhaustive]

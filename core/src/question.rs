@@ -107,6 +107,7 @@ impl NumberQuestion {
             min_cohort: size,
             colluders: 0,
             questions: Vec::new(),
+            suppress_small_cells: true,
         }
     }
 }

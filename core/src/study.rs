@@ -67,6 +67,25 @@ pub struct StudyParams {
     /// one-question studies serialize (and hash into the safety code) as before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub questions: Vec<Question>,
+    /// Small-cell suppression on display: where a choice option or a histogram bucket has
+    /// fewer than `min_cohort` answers, pages show "< k" instead of the number. Default true;
+    /// serialized only when false, so studies that keep the default serialize (and hash into
+    /// the safety code) as before. It changes what pages show, never what is computed.
+    #[serde(
+        default = "suppress_small_cells_default",
+        skip_serializing_if = "is_true"
+    )]
+    pub suppress_small_cells: bool,
+}
+
+/// The default of [`StudyParams::suppress_small_cells`]: on.
+fn suppress_small_cells_default() -> bool {
+    true
+}
+
+/// Whether a flag is set (serde's `skip_serializing_if` for fields that default to true).
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// The collusion rule every patient checks on a roster of `n` with threshold `t`: 2t > n + c.
@@ -90,6 +109,7 @@ impl StudyParams {
             min_cohort: 3,
             colluders: 0,
             questions: Vec::new(),
+            suppress_small_cells: true,
         }
     }
 
@@ -298,7 +318,8 @@ impl FromStr for StudySpec {
 
     /// Parses `key=value` pairs separated by commas. Keys: `id` (required), `question`, `unit`,
     /// `min`, `max`, `decimals`, `buckets`, `size`, `threshold` (default: size), `min_cohort`
-    /// (default: min(3, size)), `colluders` (default 0), `enrol_s`, `shares_s`, `partials_s`, `invite`.
+    /// (default: min(3, size)), `colluders` (default 0), `enrol_s`, `shares_s`, `partials_s`, `invite`,
+    /// `suppress_small_cells` (`true` or `false`, default true).
     fn from_str(s: &str) -> Result<StudySpec, StudyError> {
         let mut p = StudyParams::demo();
         p.id = String::new();
@@ -331,6 +352,9 @@ impl FromStr for StudySpec {
                 "shares_s" => deadlines.shares_ms = secs(v)?,
                 "partials_s" => deadlines.partials_ms = secs(v)?,
                 "invite" => invite = Some(v.to_string()),
+                "suppress_small_cells" => {
+                    p.suppress_small_cells = v.parse().map_err(|_| StudyError::BadSpec)?
+                }
                 _ => return Err(StudyError::UnknownKey),
             }
         }
@@ -357,6 +381,7 @@ const JSON_KEYS: &[&str] = &[
     "shares_s",
     "partials_s",
     "invite",
+    "suppress_small_cells",
     "questions",
     "question",
     "unit",
@@ -404,7 +429,8 @@ impl StudySpec {
     ///                 "unit": "cm", "min": 100, "max": 230, "decimals": 1, "buckets": 13},
     ///                {"id": "smoker", "kind": "choice", "text": "Do you smoke?",
     ///                 "options": ["no", "yes", "used to"], "optional": true}],
-    ///  "shares_s": 60, "partials_s": 60, "enrol_s": 120, "invite": "code", "colluders": 0}
+    ///  "shares_s": 60, "partials_s": 60, "enrol_s": 120, "invite": "code", "colluders": 0,
+    ///  "suppress_small_cells": true}
     /// ```
     ///
     /// The keys and defaults are those of the `--study` flag form ([`FromStr`]) plus
@@ -477,6 +503,10 @@ impl StudySpec {
                 "shares_s" => deadlines.shares_ms = secs()?,
                 "partials_s" => deadlines.partials_ms = secs()?,
                 "invite" => invite = Some(text()?),
+                "suppress_small_cells" => {
+                    p.suppress_small_cells =
+                        v.as_bool().ok_or_else(|| bad("must be true or false"))?
+                }
                 "questions" => {
                     p.questions =
                         Vec::<Question>::deserialize(v).map_err(|e| bad(&alloc::format!("{e}")))?;
@@ -603,5 +633,43 @@ mod tests {
                 .err(),
             Some(StudyError::WouldOverflow)
         );
+    }
+
+    #[test]
+    fn suppress_small_cells_is_serialized_only_when_off() {
+        let demo = StudyParams::demo();
+        assert!(demo.suppress_small_cells);
+        let json = serde_json::to_string(&demo).unwrap();
+        assert!(!json.contains("suppress_small_cells"), "{json}");
+        let back: StudyParams = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, demo);
+        let off: StudySpec = "id=a,suppress_small_cells=false".parse().unwrap();
+        assert!(!off.params.suppress_small_cells);
+        let json = serde_json::to_string(&off.params).unwrap();
+        assert!(json.contains(r#""suppress_small_cells":false"#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<StudyParams>(&json).unwrap(),
+            off.params
+        );
+        let on: StudySpec = "id=a,suppress_small_cells=true".parse().unwrap();
+        assert!(on.params.suppress_small_cells);
+        assert_eq!(
+            "id=a,suppress_small_cells=no".parse::<StudySpec>().err(),
+            Some(StudyError::BadSpec)
+        );
+        let j = StudySpec::from_json(r#"{"id":"a","suppress_small_cells":false}"#).unwrap();
+        assert!(!j.params.suppress_small_cells);
+        let e = StudySpec::from_json(r#"{"id":"a","suppress_small_cells":"no"}"#).unwrap_err();
+        assert_eq!(e.key(), Some("suppress_small_cells"));
+    }
+
+    #[test]
+    fn errors_name_their_key() {
+        let e = StudySpec::from_json(r#"{"id":"a","size":3,"threshold":9}"#).unwrap_err();
+        assert_eq!(e.key(), Some("threshold"));
+        let e = StudySpec::from_json(r#"{"id":"a","colour":1}"#).unwrap_err();
+        assert_eq!(e.key(), Some("colour"));
+        let e = StudySpec::from_json(r#"{"id":"a","id":"b"}"#).unwrap_err();
+        assert_eq!(e.key(), Some("id"));
     }
 }

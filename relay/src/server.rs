@@ -22,7 +22,8 @@ use tracing::{info, warn};
 
 pub use config::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_PATIENTS_PER_STUDY,
-    HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, RelayConfig, SHUTDOWN_GRACE, StartError, WRITE_TIMEOUT,
+    HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, RelayConfig, SHUTDOWN_GRACE, StartError, StudyFileError,
+    WRITE_TIMEOUT, read_study_file,
 };
 pub use conn::{Handler, serve_stream};
 

@@ -54,6 +54,13 @@ struct Args {
     #[arg(long, value_name = "SPEC")]
     study: Vec<StudySpec>,
 
+    /// A study to run in its JSON form (repeatable), e.g. a questionnaire:
+    /// {"id":"survey","size":5,"questions":[{"id":"height","kind":"number",…}]} (see
+    /// docs/API.md). Unknown or repeated keys and bad values are refused at start, naming the
+    /// file and the key. A study whose id is already stored keeps its stored parameters.
+    #[arg(long, value_name = "FILE")]
+    study_file: Vec<PathBuf>,
+
     /// Admin bearer token for /api/studies and /ws/dashboard (at least 16 characters). If not
     /// given, it is read from DATA/admin-token, or generated, printed once and saved there.
     #[arg(
@@ -121,6 +128,16 @@ async fn stop_signal() {
 async fn main() -> ExitCode {
     let args = Args::parse();
     logging::init("info");
+    let mut studies = args.study;
+    for path in &args.study_file {
+        match cohort_relay::server::read_study_file(path) {
+            Ok(spec) => studies.push(spec),
+            Err(e) => {
+                eprintln!("cohort-relay: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let config = RelayConfig {
         listen: args.listen,
         web: args.web,
@@ -129,7 +146,7 @@ async fn main() -> ExitCode {
         database: args.database,
         relay_id: args.relay_id,
         lease_times: Default::default(),
-        studies: args.study,
+        studies,
         admin_token: args.admin_token,
         max_message_bytes: args.max_message_bytes,
         max_connections: args.max_connections,

@@ -127,3 +127,42 @@ pub enum StartError {
         source: std::io::Error,
     },
 }
+
+/// Why a `--study-file` could not be used. Names the file and, where there is one, the key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StudyFileError {
+    /// The file could not be read.
+    #[error("study file {}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not an acceptable study ([`StudySpec::from_json`]).
+    #[error("study file {}: {}{source}", path.display(), key_prefix(source))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Why (names the key; [`cohort_core::error::StudyError::key`]).
+        source: cohort_core::error::StudyError,
+    },
+}
+
+/// `key `K`: ` for an error about a key, nothing otherwise.
+fn key_prefix(e: &cohort_core::error::StudyError) -> String {
+    e.key().map(|k| format!("key `{k}`: ")).unwrap_or_default()
+}
+
+/// Reads one study in its JSON form ([`StudySpec::from_json`]) from a `--study-file`.
+pub fn read_study_file(path: &std::path::Path) -> Result<StudySpec, StudyFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| StudyFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    StudySpec::from_json(&text).map_err(|source| StudyFileError::Invalid {
+        path: path.to_path_buf(),
+        source,
+    })
+}
