@@ -145,8 +145,10 @@ function choose(study, others) {
   show(ui.others, others);
   if (isQuestionnaire(p)) {
     document.title = `cohort · ${p.id}`;
-    ui.question.textContent = `Study “${p.id}”: ${questionsText(p)}`;
+    ui.question.textContent = `Please answer ${p.questions.length === 1 ? 'this question' : `these ${p.questions.length} questions`}`;
+    ui.meta.textContent = `${questionsText(p)}. ${ui.meta.textContent}`;
     buildQuestions(p);
+    ui.join.disabled = false;
     show(ui.singleFields, false);
     show(ui.questions, true);
     show(ui.study, true);
@@ -262,8 +264,12 @@ function validateField(entry, say) {
   return ok;
 }
 
+/**
+ * Clears the marks of answers that became fine. The join button stays enabled for a
+ * questionnaire: pressing it checks every answer and says beside each what is missing.
+ */
 function updateJoin() {
-  if (!session || session.over) ui.join.disabled = !quest.every((e) => validateField(e, false));
+  for (const e of quest) validateField(e, false);
 }
 
 /** Every question checked before joining; the first problem gets the focus when `say`. */
@@ -282,7 +288,6 @@ function validateQuestions(say) {
     ok = false;
   }
   ui.formError.textContent = say && !ok ? (problem || 'Please check the answers marked above.') : '';
-  if (!session || session.over) ui.join.disabled = !quest.every((e) => validateField(e, false));
   return ok;
 }
 
@@ -328,7 +333,7 @@ function lockForm(locked) {
   }
   ui.value.disabled = locked;
   ui.invite.disabled = locked;
-  ui.join.disabled = locked || !validate(false);
+  ui.join.disabled = locked || (!quest && !validate(false));
 }
 
 function setStatus(text, state) {
