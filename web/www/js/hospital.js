@@ -583,8 +583,8 @@ function render(id) {
     const { view, draw } = questionnaireView(p, qr, edges);
     resultPanel = el('section', {
       class: 'panel q-panel', 'data-testid': 'dash-result',
-      dataset: { round: plain(latest.round), count: plain(latest.count), safetyCode: latest.safety_code },
-    }, el('h4', { text: `Latest result: round ${latest.round}, ${patients(latest.count)}` }), view);
+      dataset: { round: plain(latest.round), count: plain(latest.count ?? qr.count), safetyCode: latest.safety_code },
+    }, el('h4', { text: `Latest result: round ${latest.round}, ${patients(latest.count ?? qr.count)}` }), view);
     requestAnimationFrame(draw);
   } else if (latest) {
     const u = (n, digits) => [human(n, digits), p.unit ? el('span', { class: 'u', text: p.unit }) : null];
@@ -616,7 +616,7 @@ function render(id) {
     el('tbody', {}, [...st.rounds].reverse().map((r) => el('tr', {},
       el('td', { text: r.round }),
       el('td', {}, badge(r.status)),
-      el('td', { class: 'num', text: r.count ?? '–' }),
+      el('td', { class: 'num', text: r.count ?? r.questionnaire?.count ?? '–' }),
       el('td', { class: 'num', text: r.mean == null ? '–' : human(r.mean, p.decimals + 2) }),
       el('td', { class: 'num', text: r.stddev == null ? '–' : human(r.stddev, p.decimals + 2) }),
       el('td', { class: 'num', text: r.sum == null ? '–' : human(r.sum, p.decimals) }),
