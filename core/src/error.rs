@@ -608,8 +608,12 @@ pub enum QuestionnaireError {
         max: u32,
     },
     /// The vector would be longer than the limit (too many buckets, options or pairs).
-    #[error("the questionnaire needs {len} vector entries, at most {max} are allowed")]
+    #[error(
+        "the questionnaire needs {len} vector entries, at most {max} are allowed (the limit is passed at question {question:?})"
+    )]
     TooLong {
+        /// The first question (in order) at which the vector passes the limit.
+        question: alloc::string::String,
         /// Entries needed.
         len: usize,
         /// The limit.

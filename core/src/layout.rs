@@ -298,7 +298,13 @@ impl Layout {
             }
         }
         if entries > MAX_VECTOR_LEN {
+            // The vector length only grows with each question added, so the first prefix
+            // that is too long names the question that passes the limit.
+            let at = (1..=questions.len())
+                .find(|&k| vector_len(&questions[..k]) > MAX_VECTOR_LEN)
+                .unwrap_or(questions.len());
             return Err(QuestionnaireError::TooLong {
+                question: questions[at.saturating_sub(1)].id.clone(),
                 len: entries,
                 max: MAX_VECTOR_LEN,
             });
@@ -589,6 +595,7 @@ mod tests {
         assert_eq!(
             Layout::new(&qs, 3),
             Err(E::TooLong {
+                question: "q4".into(),
                 len: 1 + 5 * 1002 + 10,
                 max: MAX_VECTOR_LEN
             })
@@ -604,6 +611,7 @@ mod tests {
         assert_eq!(
             Layout::new(&qs, 3),
             Err(E::TooLong {
+                question: "c".into(),
                 len: 4176,
                 max: MAX_VECTOR_LEN
             })

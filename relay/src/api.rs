@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use cohort_core::error::StudyError;
 use cohort_core::study::StudySpec;
 use serde::Deserialize;
 use tracing::{info, warn};
@@ -16,6 +17,25 @@ use crate::views::ResultRow;
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     spec: String,
+}
+
+/// The study in a `POST /api/studies` body: `{"spec": "<text form>"}`, or the study's JSON
+/// form itself (`--study-file`'s, [`StudySpec::from_json`]). A refusal is the 400 message:
+/// the JSON form's names the key (and a bad or too long questionnaire the question).
+pub fn parse_create_body(body: &[u8]) -> Result<StudySpec, String> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| {
+        "body must be a study's JSON form or {\"spec\": \"<study spec>\"}".to_string()
+    })?;
+    if value.as_object().is_some_and(|o| o.contains_key("spec")) {
+        let body: CreateBody = serde_json::from_value(value)
+            .map_err(|_| "body must be {\"spec\": \"<study spec>\"}".to_string())?;
+        return body.spec.parse().map_err(|e: StudyError| e.to_string());
+    }
+    let text = std::str::from_utf8(body).map_err(|_| "body must be UTF-8".to_string())?;
+    StudySpec::from_json(text).map_err(|e| match e.key() {
+        Some(key) => format!("key `{key}`: {e}"),
+        None => e.to_string(),
+    })
 }
 
 fn not_found(what: &str) -> Response {
@@ -146,13 +166,9 @@ async fn admin(registry: &Registry, method: &str, rest: &[&str], req: &Request) 
 }
 
 async fn create(registry: &Registry, req: &Request) -> Response {
-    let body: CreateBody = match serde_json::from_slice(&req.body) {
-        Ok(b) => b,
-        Err(_) => return Response::error(400, "body must be {\"spec\": \"<study spec>\"}"),
-    };
-    let spec: StudySpec = match body.spec.parse() {
+    let spec = match parse_create_body(&req.body) {
         Ok(s) => s,
-        Err(e) => return Response::error(400, &e.to_string()),
+        Err(message) => return Response::error(400, &message),
     };
     match registry.create_stored(spec).await {
         Ok(s) => {

@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cohort_core::answer::Answers;
 use cohort_core::decimal::Decimal;
-use cohort_core::error::{DecodeError, ErrorCode, ProtocolError, ValueError};
+use cohort_core::error::{AnswerError, DecodeError, ErrorCode, ProtocolError, ValueError};
 use cohort_core::message::{AbandonReason, PatientToRelay, RelayToPatient, RoundResult, Wire};
 use cohort_core::protocol::{Patient, PatientEvent};
 use cohort_core::roster::SafetyCode;
@@ -39,8 +40,12 @@ pub struct PatientOptions {
     pub ca: PathBuf,
     /// Study id.
     pub study: String,
-    /// The value, as typed (e.g. `"172.5"`).
+    /// The value of a one-question study, as typed (e.g. `"172.5"`); unused when `answers`
+    /// is set.
     pub value: String,
+    /// The answers to a questionnaire (`--answer ID=VALUE`, `--skip ID`), checked by the core
+    /// against the study's questions from the relay's welcome. `None`: answer `value`.
+    pub answers: Option<Answers>,
     /// Invite code, for studies that need one.
     pub invite: Option<String>,
     /// Leave right after sending the shares (for dropout tests).
@@ -87,11 +92,27 @@ impl PatientOptions {
             ca: ca.into(),
             study: study.into(),
             value: value.into(),
+            answers: None,
             invite: None,
             drop_after_shares: false,
             timeout: Duration::from_secs(120),
             record_frames: false,
             retry_for: Duration::from_secs(30),
+        }
+    }
+}
+
+impl PatientOptions {
+    /// Options for answering a questionnaire, with the defaults of [`PatientOptions::new`].
+    pub fn with_answers(
+        relay: &str,
+        ca: impl Into<PathBuf>,
+        study: &str,
+        answers: Answers,
+    ) -> PatientOptions {
+        PatientOptions {
+            answers: Some(answers),
+            ..PatientOptions::new(relay, ca, study, "")
         }
     }
 }
@@ -131,6 +152,9 @@ pub enum PatientError {
     /// The value is malformed or does not fit the study.
     #[error("value rejected: {0}")]
     Value(ValueError),
+    /// The answers do not fit the study's questionnaire (names the question, never the answer).
+    #[error("answers rejected: {0}")]
+    Answer(AnswerError),
     /// The relay URL is unusable.
     #[error("invalid relay URL: {0}")]
     Url(String),
@@ -188,7 +212,7 @@ impl PatientError {
     /// The process exit code for this error (see docs/API.md).
     pub fn exit_code(&self) -> u8 {
         match self {
-            PatientError::Value(_) => 4,
+            PatientError::Value(_) | PatientError::Answer(_) => 4,
             PatientError::Refused { .. } | PatientError::PatientRefused(_) => 3,
             PatientError::Abandoned { .. } => 5,
             PatientError::Url(_)
@@ -290,6 +314,16 @@ pub async fn connect(url: &str, ca: &Path) -> Result<WsClient, PatientError> {
     Ok(ws)
 }
 
+/// A refusal by this patient's core: a value or answers that do not fit the study are the
+/// user's to fix (exit 4); anything else is a refused round.
+fn refused(e: ProtocolError) -> PatientError {
+    match e {
+        ProtocolError::Value(v) => PatientError::Value(v),
+        ProtocolError::Answer(a) => PatientError::Answer(a),
+        e => PatientError::PatientRefused(e),
+    }
+}
+
 fn fresh_rng() -> ChaCha20Rng {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).expect("the operating system's random generator failed");
@@ -323,23 +357,27 @@ async fn run_once(
     opts: &PatientOptions,
     on_event: &mut (dyn FnMut(&PatientEvent) + Send),
 ) -> Result<PatientReport, PatientError> {
-    let value: Decimal = opts.value.parse().map_err(PatientError::Value)?;
+    let answers = match &opts.answers {
+        Some(a) => a.clone(),
+        None => Answers::single(
+            opts.value
+                .parse::<Decimal>()
+                .map_err(PatientError::Value)?,
+        ),
+    };
     let mut ws = connect(&study_url(&opts.relay, &opts.study), &opts.ca).await?;
 
     let clock = Clock::new();
     let mut rng = fresh_rng();
-    let mut patient = Patient::new(
+    let mut patient = Patient::with_answers(
         clock.now_ms(),
         &opts.study,
-        value,
+        answers,
         None,
         opts.invite.clone(),
         &mut rng,
     )
-    .map_err(|e| match e {
-        ProtocolError::Value(v) => PatientError::Value(v),
-        e => PatientError::PatientRefused(e),
-    })?;
+    .map_err(refused)?;
     patient.set_timeout(clock.now_ms(), Some(opts.timeout.as_millis() as u64));
     let mut report = PatientReport {
         outcome: PatientOutcome::LeftAfterShares { round: 0 },
@@ -408,10 +446,7 @@ async fn run_once(
                         message,
                     }));
                 }
-                PatientEvent::Refused(ProtocolError::Value(v)) => {
-                    done = Some(Err(PatientError::Value(v)));
-                }
-                PatientEvent::Refused(e) => done = Some(Err(PatientError::PatientRefused(e))),
+                PatientEvent::Refused(e) => done = Some(Err(refused(e))),
                 _ => {}
             }
         }

@@ -576,3 +576,97 @@ async fn bad_frames_get_typed_errors_without_echo() {
     }
     t.relay.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_creates_questionnaire_studies_and_refuses_bad_ones_naming_the_question() {
+    let t =
+        TestRelay::start_with(&[&study("s", 3, 3, "")], |c| c.max_patients_per_study = 50).await;
+    let survey = r#"{"id":"survey","size":5,"threshold":5,"min_cohort":3,"suppress_small_cells":false,
+        "questions":[{"id":"height","kind":"number","text":"How tall are you?","unit":"cm","min":100,"max":230,"decimals":1,"buckets":13},
+                     {"id":"smoker","kind":"choice","text":"Do you smoke?","options":["no","yes","used to"]}]}"#;
+    let created = t.post("/api/studies", Some(TOKEN), Some(survey)).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let params = &created.json()["params"];
+    assert_eq!(params["id"], "survey");
+    assert_eq!(params["questions"].as_array().unwrap().len(), 2);
+    assert_eq!(params["questions"][1]["options"][2], "used to");
+    assert_eq!(params["suppress_small_cells"], false);
+    assert_eq!(
+        t.post("/api/studies", Some(TOKEN), Some(survey))
+            .await
+            .status,
+        409
+    );
+    // The text form still works next to it.
+    let text = t
+        .post(
+            "/api/studies",
+            Some(TOKEN),
+            Some(r#"{"spec":"id=plain,size=3"}"#),
+        )
+        .await;
+    assert_eq!(text.status, 201, "{}", text.body);
+    assert!(text.json()["params"].get("questions").is_none());
+    assert!(text.json()["params"].get("suppress_small_cells").is_none());
+
+    let refused = |body: String, needle: &'static str| {
+        let t = &t;
+        async move {
+            let r = t.post("/api/studies", Some(TOKEN), Some(&body)).await;
+            assert_eq!(r.status, 400, "{body}: {}", r.body);
+            let e = r.json()["error"].as_str().unwrap().to_string();
+            assert!(e.contains(needle), "{e:?} should name {needle:?}");
+        }
+    };
+    let number = |id: &str, max: u64, decimals: u32, buckets: u32| {
+        format!(
+            r#"{{"id":"{id}","kind":"number","text":"?","unit":"u","min":0,"max":{max},"decimals":{decimals},"buckets":{buckets}}}"#
+        )
+    };
+    // Five numbers of 1000 buckets: the vector passes 4096 entries at the fifth.
+    let long: Vec<String> = (0..5)
+        .map(|i| number(&format!("q{i}"), 1000, 0, 1000))
+        .collect();
+    refused(
+        format!(
+            r#"{{"id":"long","size":3,"questions":[{}]}}"#,
+            long.join(",")
+        ),
+        "\"q4\"",
+    )
+    .await;
+    // 3 × (10^12)² wraps the field.
+    refused(
+        format!(
+            r#"{{"id":"wide","size":3,"questions":[{},{}]}}"#,
+            number("ok", 10, 0, 2),
+            number("huge", 1_000_000, 6, 2)
+        ),
+        "\"huge\"",
+    )
+    .await;
+    refused(r#"{"id":"x","size":3,"colour":"blue"}"#.into(), "`colour`").await;
+    refused(
+        r#"{"id":"x","size":3,"threshold":9}"#.into(),
+        "key `threshold`",
+    )
+    .await;
+    refused(
+        format!(
+            r#"{{"id":"big","size":60,"threshold":60,"questions":[{}]}}"#,
+            number("a", 10, 0, 2)
+        ),
+        "limit of 50 patients",
+    )
+    .await;
+    refused(r#"[1,2]"#.into(), "JSON").await;
+    let list = t.get("/api/studies", Some(TOKEN)).await.json();
+    let ids: BTreeSet<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["params"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, BTreeSet::from(["plain", "s", "survey"]));
+    t.relay.shutdown().await;
+}

@@ -8,7 +8,8 @@ use std::time::Duration;
 use clap::Parser;
 use cohort_core::protocol::PatientEvent;
 use cohort_core::summary::ResultSummary;
-use cohort_relay::client::{PatientOptions, PatientOutcome, run_patient};
+use cohort_core::answer::Answers;
+use cohort_relay::client::{PatientError, PatientOptions, PatientOutcome, run_patient};
 
 /// A native cohort patient: contributes one value to one round of a study without revealing
 /// it. Progress and the safety code go to stderr; the result is one JSON line on stdout.
@@ -28,9 +29,25 @@ struct Args {
     #[arg(long, value_name = "ID")]
     study: String,
 
-    /// Your value, in the study's unit (e.g. 172.5).
-    #[arg(long, value_name = "X", allow_hyphen_values = true)]
-    value: String,
+    /// Your value, in the study's unit (e.g. 172.5), for a one-question study.
+    #[arg(
+        long,
+        value_name = "X",
+        allow_hyphen_values = true,
+        required_unless_present_any = ["answer", "skip"],
+        conflicts_with_all = ["answer", "skip"]
+    )]
+    value: Option<String>,
+
+    /// An answer to one question of a questionnaire (repeatable): a number in the question's
+    /// unit (height=172.5) or a choice by its label (smoker=used to). Every required question
+    /// needs one; the relay's welcome says which questions the study has.
+    #[arg(long, value_name = "ID=VALUE", allow_hyphen_values = true)]
+    answer: Vec<String>,
+
+    /// Skip an optional question (repeatable).
+    #[arg(long, value_name = "ID")]
+    skip: Vec<String>,
 
     /// Invite code, for studies that need one.
     #[arg(long, value_name = "CODE")]
@@ -126,7 +143,22 @@ async fn main() -> ExitCode {
         return verify_page(VerifyArgs::parse_from(std::env::args().skip(1))).await;
     }
     let args = Args::parse();
-    let mut opts = PatientOptions::new(&args.relay, &args.ca, &args.study, &args.value);
+    let mut opts = match &args.value {
+        Some(value) => PatientOptions::new(&args.relay, &args.ca, &args.study, value),
+        None => {
+            let answers = Answers::from_args(
+                args.answer.iter().map(String::as_str),
+                args.skip.iter().map(String::as_str),
+            );
+            match answers {
+                Ok(a) => PatientOptions::with_answers(&args.relay, &args.ca, &args.study, a),
+                Err(e) => {
+                    eprintln!("cohort-patient: {}", PatientError::Answer(e));
+                    return ExitCode::from(4);
+                }
+            }
+        }
+    };
     opts.invite = args.invite;
     opts.drop_after_shares = args.drop_after_shares;
     opts.timeout = Duration::from_secs(args.timeout_s.max(1));
@@ -136,10 +168,17 @@ async fn main() -> ExitCode {
             study,
             round,
             enrolled,
-        } => eprintln!(
-            "joined study {} ({}), round {round}: {enrolled} of {} enrolled",
-            study.id, study.question, study.size
-        ),
+        } => {
+            let what = if study.is_single() {
+                study.question.clone()
+            } else {
+                format!("{} questions", study.questions.len())
+            };
+            eprintln!(
+                "joined study {} ({what}), round {round}: {enrolled} of {} enrolled",
+                study.id, study.size
+            )
+        }
         PatientEvent::Enrolment { enrolled, size } => eprintln!("{enrolled} of {size} enrolled"),
         PatientEvent::RosterFrozen {
             round,
