@@ -9,11 +9,12 @@
 //  5. a dropped connection is explained and the tab rejoins;
 //  6. a wrong invite code is explained; the dashboard starts a round early; CSV and JSON
 //     downloads match;
-//  7. a questionnaire study (run.sh's --study-file: two numbers, a choice and an optional
-//     number, small cells shown): the form checks every answer before joining; three tabs answer
+//  7. a questionnaire study built in the dashboard's form (two numbers, a choice and an optional
+//     number; questions added, moved and removed; small cells shown), whose JSON preview is
+//     exactly what is POSTed: the form checks every answer before joining; three tabs answer
 //     (one prefers not to say) and every tab and the dashboard show the exact per-question
 //     statistics, option counts, correlations and fitted lines (vs a plain JS computation);
-//     a second questionnaire with small-cell suppression on shows "< 3";
+//     a second questionnaire (run.sh's --study-file) with small-cell suppression on shows "< 3";
 //  8. screenshots of finished patient tabs and of the dashboard, at desktop and phone widths.
 // Exits 0 on success, 1 with a message on the first failure.
 
@@ -302,7 +303,62 @@ try {
   close(rows[0].mean, want.mean, 'json mean');
   log('CSV and JSON downloads match');
 
-  // 7. A questionnaire study (written by run.sh into a --study-file; small cells shown).
+  // 7. A questionnaire study built in the dashboard (small cells shown).
+  const wantStudy = {
+    id: 'survey', size: 3, suppress_small_cells: false,
+    questions: [
+      { id: 'height', kind: 'number', text: 'How tall are you?', unit: 'cm', min: 100, max: 230, decimals: 1, buckets: 13 },
+      { id: 'weight', kind: 'number', text: 'How much do you weigh?', unit: 'kg', min: 30, max: 200, decimals: 1, buckets: 17 },
+      { id: 'smoker', kind: 'choice', text: 'Do you smoke?', options: ['no', 'yes', 'used to'] },
+      { id: 'sleep', kind: 'number', text: 'How many hours do you sleep a night?', unit: 'h', min: 0, max: 24, decimals: 1, buckets: 12, optional: true },
+    ],
+  };
+  await dash.setViewportSize({ width: 1100, height: 900 });
+  if (!(await dash.locator('#create').evaluate((e) => e.open))) await dash.locator('#create > summary').click();
+  await dash.locator('#f-id').fill('survey');
+  await dash.locator('#f-size').fill('3');
+  await dash.getByTestId('f-suppress').uncheck();
+  const fillNumber = async (n, q) => {
+    for (const k of ['id', 'text', 'unit', 'min', 'max', 'decimals', 'buckets']) await dash.getByTestId(`q${n}-${k}`).fill(String(q[k]));
+    if (q.optional) await dash.getByTestId(`q${n}-optional`).check();
+  };
+  // Built out of order on purpose: sleep first, then moved down; a stray question removed.
+  await dash.getByTestId('add-number').click();
+  check(await dash.evaluate(() => document.activeElement?.id) === 'b0-id', 'a new question gets the focus');
+  await fillNumber(1, wantStudy.questions[3]);
+  await dash.getByTestId('add-number').click();
+  await fillNumber(2, wantStudy.questions[0]);
+  await dash.getByTestId('add-choice').click();
+  await dash.getByTestId('q3-id').fill('stray');
+  await dash.getByTestId('add-number').click();
+  await fillNumber(4, wantStudy.questions[1]);
+  await dash.getByTestId('add-choice').click();
+  await dash.getByTestId('q5-id').fill('smoker');
+  await dash.getByTestId('q5-text').fill('Do you smoke?');
+  await dash.getByTestId('q5-options').fill('no\nyes\n\nused to\n');
+  await dash.getByTestId('q3-remove').click();
+  await dash.getByTestId('q1-down').click(); // sleep is 2nd, height 1st
+  await dash.getByTestId('q2-down').press('Enter'); // keyboard: sleep 3rd
+  await dash.getByTestId('q3-down').press('Enter'); // sleep 4th, the choice 3rd
+  check(!(await dash.locator('#f-question').isVisible()), 'the single-question fields are hidden with questions');
+  await dash.getByTestId('q3-optional').check();
+  await dash.getByTestId('q3-optional').uncheck();
+  const shownJson = await dash.getByTestId('json-preview').textContent();
+  check(JSON.stringify(JSON.parse(shownJson)) === JSON.stringify(wantStudy), `builder JSON:\n${shownJson}`);
+  await dash.getByTestId('q2-min').fill('300');
+  await dash.locator('#create-error').getByText(/weight/).waitFor({ timeout: T });
+  check(await dash.getByTestId('create').isDisabled(), 'create disabled for a bad question');
+  await dash.getByTestId('q2-min').fill('30');
+  const [posted] = await Promise.all([
+    dash.waitForRequest((r) => r.method() === 'POST' && r.url().endsWith('/api/studies')),
+    dash.getByTestId('create').click(),
+  ]);
+  check(posted.postData() === shownJson, 'the body POSTed is the JSON shown');
+  await dash.locator('article[data-study="survey"]').waitFor({ timeout: T });
+  await dash.locator('#create-ok').getByText('Study “survey” created.', { exact: false }).waitFor({ timeout: T });
+  check(await dash.getByTestId('json-preview').isHidden(), 'the JSON preview is hidden again');
+  check(await dash.locator('#f-question').isVisible(), 'the single-question fields are back');
+  log('dashboard built the questionnaire (added, moved, removed questions) and POSTed the JSON it showed');
   const survey = [
     { height: '160.5', weight: '55.2', smoker: 'no', sleep: '7.5' },
     { height: '175', weight: '72.4', smoker: 'yes', sleep: null },
