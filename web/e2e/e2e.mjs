@@ -349,6 +349,7 @@ try {
   await dash.locator('#create-error').getByText(/weight/).waitFor({ timeout: T });
   check(await dash.getByTestId('create').isDisabled(), 'create disabled for a bad question');
   await dash.getByTestId('q2-min').fill('30');
+  await dash.locator('#create').screenshot({ path: join(outDir, 'dashboard-builder.png') });
   const [posted] = await Promise.all([
     dash.waitForRequest((r) => r.method() === 'POST' && r.url().endsWith('/api/studies')),
     dash.getByTestId('create').click(),
