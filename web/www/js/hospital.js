@@ -6,7 +6,7 @@ import { loadWasm } from './wasm.js';
 import { histogram } from './chart.js';
 import { $, el, replace, show } from './dom.js';
 import { human, patients, plain, rangeText } from './format.js';
-import { isQuestionnaire, questionnaireView, questionsText } from './results.js';
+import { isQuestionnaire, questionnaireView, questionsText, smallCellLimit } from './results.js';
 
 const TOKEN_KEY = 'cohort.adminToken';
 const SPEC_KEYS = ['id', 'question', 'unit', 'min', 'max', 'decimals', 'buckets', 'size', 'threshold',
@@ -580,7 +580,10 @@ function render(id) {
     // A questionnaire's result: the relay's row carries core's QuestionnaireResult.
     const qr = latest.questionnaire ?? latest;
     const edges = wasmReady ? (qid) => Array.from(bucketEdges(JSON.stringify(p), qid)) : null;
-    const { view, draw } = questionnaireView(p, qr, edges);
+    // A relay that stores only a questionnaire round's count gives no per-question statistics.
+    const { view, draw } = qr.questions
+      ? questionnaireView(p, qr, edges)
+      : { view: el('p', { class: 'muted', text: 'This relay did not keep the per-question statistics of this round.' }), draw: () => {} };
     resultPanel = el('section', {
       class: 'panel q-panel', 'data-testid': 'dash-result',
       dataset: { round: plain(latest.round), count: plain(latest.count ?? qr.count), safetyCode: latest.safety_code },
@@ -602,9 +605,11 @@ function render(id) {
       el('div', {}, el('dt', { text: 'Mean' }), el('dd', {}, u(latest.mean, p.decimals + 2))),
       el('div', {}, el('dt', { text: 'Std. deviation' }), el('dd', {}, u(latest.stddev, p.decimals + 2))),
       el('div', {}, el('dt', { text: 'Sum' }), el('dd', {}, u(latest.sum, p.decimals)))),
-    el('figure', { class: 'chart' }, chart));
+    el('figure', { class: 'chart' }, chart,
+      smallCellLimit(p) > 0 ? el('figcaption', { text: `“< ${smallCellLimit(p)}”: 1 to ${smallCellLimit(p) - 1} values, not shown exactly.` }) : null));
     requestAnimationFrame(() => histogram(chart, {
       counts: latest.histogram, edges: latest.bucket_edges, unit: p.unit, decimals: p.decimals,
+      suppressBelow: smallCellLimit(p),
     }));
   }
 

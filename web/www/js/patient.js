@@ -7,7 +7,7 @@ import { loadWasm } from './wasm.js';
 import { histogram } from './chart.js';
 import { $, el, replace, show } from './dom.js';
 import { human, patients, plain, rangeText } from './format.js';
-import { isQuestionnaire, questionRange, questionnaireView, questionsText } from './results.js';
+import { isQuestionnaire, questionRange, questionnaireView, questionsText, smallCellLimit } from './results.js';
 
 const STEPS = ['connected', 'waiting', 'shares', 'partial', 'result'];
 
@@ -610,9 +610,11 @@ function showResult(ev) {
   }
   const edges = Array.from(bucketEdges(paramsJson));
   show(r, true);
-  histogram($('r-chart'), { counts: ev.histogram, edges, unit: p.unit, decimals: d });
+  const k = smallCellLimit(p);
+  histogram($('r-chart'), { counts: ev.histogram, edges, unit: p.unit, decimals: d, suppressBelow: k });
   const width = human(edges[1] - edges[0], d + 1);
-  $('r-caption').textContent = `Each bar counts the values in one ${width}${unit} range. Only the counts are known: each value stays with its owner.`;
+  const small = k > 0 ? ` “< ${k}” stands for 1 to ${k - 1} values: counts that small are not shown.` : '';
+  $('r-caption').textContent = `Each bar counts the values in one ${width}${unit} range. Only the counts are known: each value stays with its owner.${small}`;
 }
 
 function showQuestionnaireResult(ev) {
