@@ -371,7 +371,7 @@ function renderBuilder(focusAt = -1, field = null) {
       });
       fields = [
         input('id', 'Id'), input('text', 'Question', {}, 'span2'),
-        el('div', { class: 'span2' }, el('label', { for: ta.id, text: 'Options (one per line, 2 to 20)' }), ta),
+        el('div', { class: 'q-options' }, el('label', { for: ta.id, text: 'Options (one per line, 2 to 20)' }), ta),
       ];
     }
     const n = i + 1;
