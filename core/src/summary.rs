@@ -9,7 +9,6 @@
 //! partial sum or a key (the partial sums a [`RoundResult`] carries for the patients' own
 //! check are left out).
 //!
-//! [`RoundOutcome`]: crate::protocol::RoundOutcome
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -17,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::encoding::Statistics;
 use crate::message::RoundResult;
+use crate::protocol::hospital::RoundOutcome;
 use crate::questionnaire::{ByOptionStats, Ordered, PairStats, QuestionStats};
 use crate::roster::SafetyCode;
 
@@ -65,7 +65,8 @@ pub struct ResultSummary {
 }
 
 impl SingleNumber {
-    fn of(s: &Statistics) -> SingleNumber {
+    /// The single-number fields of a one-question study's statistics.
+    pub fn of(s: &Statistics) -> SingleNumber {
         SingleNumber {
             sum: s.sum,
             mean: s.mean,
@@ -91,6 +92,40 @@ impl RoundResult {
             contributors: self.contributors.clone(),
             partial_sums: self.partial_sums,
             safety_code: self.safety_code.clone(),
+        }
+    }
+}
+
+impl RoundOutcome {
+    /// The user-facing summary of this completed round: the same object as the patients'
+    /// [`RoundResult::summary`] (the relay's `ResultRow` adds its own fields to it).
+    pub fn summary(&self) -> ResultSummary {
+        let q = &self.questionnaire;
+        ResultSummary {
+            study: self.study.clone(),
+            round: self.round,
+            count: q.count,
+            single: self.statistics.as_ref().map(SingleNumber::of),
+            questions: q.questions.clone(),
+            pairs: q.pairs.clone(),
+            by_option: q.by_option.clone(),
+            roster_size: self.roster_size,
+            contributors: self.contributors.clone(),
+            partial_sums: self.partial_sums,
+            safety_code: self.safety_code.clone(),
+        }
+    }
+}
+
+impl ResultSummary {
+    /// The questionnaire result this summary shows (`count`, `questions`, `pairs`,
+    /// `by_option`).
+    pub fn questionnaire(&self) -> crate::questionnaire::QuestionnaireResult {
+        crate::questionnaire::QuestionnaireResult {
+            count: self.count,
+            questions: self.questions.clone(),
+            pairs: self.pairs.clone(),
+            by_option: self.by_option.clone(),
         }
     }
 }

@@ -1,10 +1,8 @@
 //! The HTTP API under `/api` (see docs/API.md): a public study list, and the admin routes
 //! behind the bearer token.
 
-use std::fmt::Write as _;
-
 use cohort_core::error::StudyError;
-use cohort_core::study::StudySpec;
+use cohort_core::study::{StudyParams, StudySpec};
 use serde::Deserialize;
 use tracing::{info, warn};
 
@@ -137,13 +135,16 @@ async fn admin(registry: &Registry, method: &str, rest: &[&str], req: &Request) 
                     Ok(rows) => Response::json(200, &rows),
                     Err(e) => internal(e),
                 },
-                (["results.csv"], _) if get => match registry.store().results(id).await {
-                    Ok(rows) => {
-                        Response::new(200, "text/csv; charset=utf-8", csv(&rows).into_bytes())
-                            .with_header(
-                                "Content-Disposition",
-                                format!("attachment; filename=\"{id}-results.csv\""),
-                            )
+                (["results.csv"], _) if get => match results_with_params(registry, id).await {
+                    Ok((params, rows)) => {
+                        let body = match csv(&params, &rows) {
+                            Ok(b) => b,
+                            Err(e) => return internal(e),
+                        };
+                        Response::new(200, "text/csv; charset=utf-8", body).with_header(
+                            "Content-Disposition",
+                            format!("attachment; filename=\"{id}-results.csv\""),
+                        )
                     }
                     Err(e) => internal(e),
                 },
@@ -182,36 +183,178 @@ async fn create(registry: &Registry, req: &Request) -> Response {
     }
 }
 
-/// The CSV export: a header row, then one row per completed round. Lists (histogram,
-/// contributors) are joined with `;`.
-pub fn csv(rows: &[ResultRow]) -> String {
-    let mut out = String::from(
-        "study,round,count,sum,mean,stddev,histogram,roster_size,threshold,contributors,partial_sums,safety_code,started_at_ms,finished_at_ms\n",
-    );
-    let join = |xs: &mut dyn Iterator<Item = String>| xs.collect::<Vec<_>>().join(";");
-    for r in rows {
-        let (o, st) = (
-            &r.outcome,
-            crate::views::one_question_statistics(&r.outcome),
+/// The study's parameters and its completed rounds (for the CSV export).
+async fn results_with_params(
+    registry: &Registry,
+    id: &str,
+) -> Result<(StudyParams, Vec<ResultRow>), crate::store::StoreError> {
+    let store = registry.store();
+    let params = match store.study(id).await? {
+        Some(spec) => spec.params,
+        None => match registry.get(id) {
+            Some(h) => match h.status().await {
+                Some(s) => s.params,
+                None => return Err(crate::store::StoreError::Closed),
+            },
+            None => return Err(crate::store::StoreError::Closed),
+        },
+    };
+    Ok((params, store.results(id).await?))
+}
+
+/// The header of the CSV export.
+pub const CSV_HEADER: [&str; 9] = [
+    "study",
+    "round",
+    "finished_at_ms",
+    "question",
+    "with",
+    "option",
+    "bucket",
+    "statistic",
+    "value",
+];
+
+/// One row of the CSV export, before writing.
+struct CsvRow<'a> {
+    question: &'a str,
+    with: &'a str,
+    option: &'a str,
+    bucket: String,
+    statistic: &'static str,
+    value: String,
+}
+
+/// An optional number as a CSV value: empty for `None`.
+fn num(x: Option<f64>) -> String {
+    x.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// The CSV export (docs/API.md, "results.csv"): long format, one row per round and statistic,
+/// with the columns of [`CSV_HEADER`]. Per round: its own rows (`count`, `roster_size`,
+/// `threshold`, `partial_sums`, `started_at_ms`, `safety_code`); per number question `count`,
+/// `sum`, `mean`, `stddev` and one `histogram` row per bucket (`bucket` = `[lo, hi)`, the last
+/// closed); per choice question `count` and one `option_count` row per option; per pair of
+/// number questions (`question` = x, `with` = y) `n`, `mean_x`, `mean_y`, `r`, `slope`,
+/// `intercept`; per choice × number (`question` = the number, `with` = the choice, `option`)
+/// `n` and `mean`. A `null` statistic is an empty value. Written by the `csv` crate (quoting
+/// as RFC 4180).
+pub fn csv(params: &StudyParams, rows: &[ResultRow]) -> Result<Vec<u8>, csv::Error> {
+    use cohort_core::questionnaire::QuestionStats;
+    let edges_of = |id: &str| -> Vec<f64> {
+        params
+            .question_list()
+            .iter()
+            .find(|q| q.id == id)
+            .and_then(|q| q.as_number())
+            .map(|n| n.as_params(params.size).bucket_edges())
+            .unwrap_or_default()
+    };
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(CSV_HEADER)?;
+    for row in rows {
+        let r = &row.result;
+        let mut out: Vec<CsvRow<'_>> = Vec::new();
+        let round = |statistic: &'static str, value: String| CsvRow {
+            question: "",
+            with: "",
+            option: "",
+            bucket: String::new(),
+            statistic,
+            value,
+        };
+        out.push(round("count", r.count.to_string()));
+        out.push(round("roster_size", r.roster_size.to_string()));
+        out.push(round("threshold", row.threshold.to_string()));
+        out.push(round("partial_sums", r.partial_sums.to_string()));
+        out.push(round("started_at_ms", row.started_at_ms.to_string()));
+        out.push(round("safety_code", r.safety_code.to_string()));
+        for (id, stats) in &r.questions.0 {
+            let q = |statistic: &'static str, value: String| CsvRow {
+                question: id,
+                with: "",
+                option: "",
+                bucket: String::new(),
+                statistic,
+                value,
+            };
+            match stats {
+                QuestionStats::Number(n) => {
+                    out.push(q("count", n.count.to_string()));
+                    out.push(q("sum", n.sum.to_string()));
+                    out.push(q("mean", num(n.mean)));
+                    out.push(q("stddev", num(n.stddev)));
+                    let edges = edges_of(id);
+                    let last = n.histogram.len().saturating_sub(1);
+                    for (b, c) in n.histogram.iter().enumerate() {
+                        let bucket = match (edges.get(b), edges.get(b + 1)) {
+                            (Some(lo), Some(hi)) if b == last => format!("[{lo}, {hi}]"),
+                            (Some(lo), Some(hi)) => format!("[{lo}, {hi})"),
+                            _ => b.to_string(),
+                        };
+                        out.push(CsvRow {
+                            bucket,
+                            ..q("histogram", c.to_string())
+                        });
+                    }
+                }
+                QuestionStats::Choice(c) => {
+                    out.push(q("count", c.count.to_string()));
+                    for (label, n) in &c.counts.0 {
+                        out.push(CsvRow {
+                            option: label,
+                            ..q("option_count", n.to_string())
+                        });
+                    }
+                }
+            }
+        }
+        for p in &r.pairs {
+            let pair = |statistic: &'static str, value: String| CsvRow {
+                question: &p.x,
+                with: &p.y,
+                option: "",
+                bucket: String::new(),
+                statistic,
+                value,
+            };
+            out.push(pair("n", p.n.to_string()));
+            out.push(pair("mean_x", num(p.mean_x)));
+            out.push(pair("mean_y", num(p.mean_y)));
+            out.push(pair("r", num(p.r)));
+            out.push(pair("slope", num(p.slope)));
+            out.push(pair("intercept", num(p.intercept)));
+        }
+        for b in &r.by_option {
+            let by = |statistic: &'static str, value: String| CsvRow {
+                question: &b.number,
+                with: &b.choice,
+                option: &b.option,
+                bucket: String::new(),
+                statistic,
+                value,
+            };
+            out.push(by("n", b.n.to_string()));
+            out.push(by("mean", num(b.mean)));
+        }
+        let (study, round_id, finished) = (
+            r.study.as_str(),
+            r.round.to_string(),
+            row.finished_at_ms.to_string(),
         );
-        let _ = writeln!(
-            out,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-            o.study,
-            o.round,
-            st.count,
-            st.sum,
-            st.mean,
-            st.stddev,
-            join(&mut st.histogram.iter().map(u64::to_string)),
-            o.roster_size,
-            o.threshold,
-            join(&mut o.contributors.iter().map(u32::to_string)),
-            o.partial_sums,
-            o.safety_code,
-            o.started_ms,
-            o.finished_ms
-        );
+        for c in out {
+            w.write_record([
+                study,
+                round_id.as_str(),
+                finished.as_str(),
+                c.question,
+                c.with,
+                c.option,
+                c.bucket.as_str(),
+                c.statistic,
+                c.value.as_str(),
+            ])?;
+        }
     }
-    out
+    w.into_inner().map_err(|e| e.into_error().into())
 }

@@ -359,11 +359,7 @@ async fn run_once(
 ) -> Result<PatientReport, PatientError> {
     let answers = match &opts.answers {
         Some(a) => a.clone(),
-        None => Answers::single(
-            opts.value
-                .parse::<Decimal>()
-                .map_err(PatientError::Value)?,
-        ),
+        None => Answers::single(opts.value.parse::<Decimal>().map_err(PatientError::Value)?),
     };
     let mut ws = connect(&study_url(&opts.relay, &opts.study), &opts.ca).await?;
 

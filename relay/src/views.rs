@@ -7,9 +7,12 @@ use cohort_core::encoding::Statistics;
 use cohort_core::message::AbandonReason;
 use cohort_core::protocol::StudyStatus;
 use cohort_core::protocol::hospital::RoundOutcome;
-use cohort_core::questionnaire::{Ordered, QuestionnaireResult};
+use cohort_core::questionnaire::{
+    ByOptionStats, Ordered, PairStats, QuestionStats, QuestionnaireResult,
+};
 use cohort_core::roster::SafetyCode;
 use cohort_core::study::{Deadlines, StudyParams, StudySpec};
+use cohort_core::summary::{ResultSummary, SingleNumber};
 use serde::{Deserialize, Serialize};
 
 /// A study's status: `StudyStatus` in docs/API.md. The core's [`StudyStatus`] (enrolment and
@@ -70,43 +73,59 @@ pub struct PublicStudyView {
     pub enrolled: u32,
 }
 
-/// A completed round: `ResultRow` in docs/API.md. The core's [`RoundOutcome`] (its statistics
-/// flattened, times in Unix milliseconds) plus the study's bucket edges.
+/// A completed round: `ResultRow` in docs/API.md. The same object as the patients' result
+/// line (core's [`ResultSummary`]: `study`, `round`, `count`, `questions`, `pairs`,
+/// `by_option`, …, and a one-question study's `sum`, `mean`, `stddev`, `histogram`) plus what
+/// the hospital adds: the threshold, the times (Unix ms) and the bucket edges.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ResultRow {
-    /// The round's outcome, flattened.
+    /// The result as patients see it, flattened.
     #[serde(flatten)]
-    pub outcome: RoundOutcome,
-    /// Bucket edges (buckets + 1 numbers), in the study's unit.
+    pub result: ResultSummary,
+    /// Threshold used.
+    pub threshold: u32,
+    /// A one-question study's bucket edges (buckets + 1 numbers, in the study's unit); empty
+    /// for a questionnaire (each number question's edges follow from its `min`, `max` and
+    /// `buckets`).
     pub bucket_edges: Vec<f64>,
+    /// When the roster was frozen (Unix ms).
+    pub started_at_ms: u64,
+    /// When the result was computed (Unix ms).
+    pub finished_at_ms: u64,
 }
 
-/// The single-number statistics of a round: a one-question study's, or, for a questionnaire
-/// (whose result is `o.questionnaire`, not yet stored or shown by the relay: issue 11), only
-/// its contributor count with zero sums and no histogram.
-pub fn one_question_statistics(o: &RoundOutcome) -> Statistics {
-    o.statistics.clone().unwrap_or_else(|| Statistics {
-        count: o.questionnaire.count,
-        sum: 0.0,
-        mean: 0.0,
-        stddev: 0.0,
-        histogram: Vec::new(),
-    })
+/// The `bucket_edges` of a study's result rows: a one-question study's edges, empty for a
+/// questionnaire.
+pub fn bucket_edges(params: &StudyParams) -> Vec<f64> {
+    if params.is_single() {
+        params.bucket_edges()
+    } else {
+        Vec::new()
+    }
 }
 
 impl ResultRow {
     /// Builds the row for a completed round of a study with these parameters.
     pub fn from_outcome(params: &StudyParams, o: &RoundOutcome) -> ResultRow {
         ResultRow {
-            outcome: o.clone(),
-            bucket_edges: params.bucket_edges(),
+            result: o.summary(),
+            threshold: o.threshold,
+            bucket_edges: bucket_edges(params),
+            started_at_ms: o.started_ms,
+            finished_at_ms: o.finished_ms,
         }
+    }
+
+    /// The round's questionnaire result (everything it revealed).
+    pub fn questionnaire(&self) -> QuestionnaireResult {
+        self.result.questionnaire()
     }
 }
 
-/// A completed or abandoned round as stored: `RoundRow` in docs/API.md. Result fields are
-/// `null` for an abandoned round. (A store row, not a core type: it carries the stored
-/// status and the abandonment's reason; [`RoundRow::result`] turns a completed one into a
+/// A completed or abandoned round as stored: `RoundRow` in docs/API.md, a [`ResultRow`]'s
+/// fields plus `status`, `reason` and `message`. Result fields are `null` for an abandoned
+/// round, and `sum`, `mean`, `stddev` and `histogram` for a questionnaire's round too. (A
+/// store row, not a core type: [`RoundRow::result`] turns a completed one into a
 /// [`ResultRow`].)
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RoundRow {
@@ -123,15 +142,21 @@ pub struct RoundRow {
     pub message: Option<String>,
     /// Number of contributing patients.
     pub count: Option<u64>,
-    /// Sum of their values.
+    /// A one-question study's sum of values.
     pub sum: Option<f64>,
-    /// Mean.
+    /// Its mean.
     pub mean: Option<f64>,
-    /// Population standard deviation.
+    /// Its population standard deviation.
     pub stddev: Option<f64>,
-    /// Patients per bucket.
+    /// Its patients per bucket.
     pub histogram: Option<Vec<u64>>,
-    /// Bucket edges.
+    /// Per question, by id (the questionnaire result).
+    pub questions: Option<Ordered<QuestionStats>>,
+    /// Per pair of number questions.
+    pub pairs: Option<Vec<PairStats>>,
+    /// Per choice question, number question and option.
+    pub by_option: Option<Vec<ByOptionStats>>,
+    /// Bucket edges (one-question studies; empty for a questionnaire).
     pub bucket_edges: Option<Vec<f64>>,
     /// Roster size.
     pub roster_size: u32,
@@ -150,52 +175,81 @@ pub struct RoundRow {
 }
 
 impl RoundRow {
+    /// Fills `questions`, `pairs` and `by_option` of a completed row from its stored
+    /// questionnaire result (the `result` column, JSON of [`QuestionnaireResult`]). A row
+    /// stored before that column existed has none: a one-question round's result is then
+    /// rebuilt from its statistics, a questionnaire round keeps only its count.
+    pub fn set_stored_result(&mut self, stored: Option<&str>) -> Result<(), serde_json::Error> {
+        if self.status != "completed" {
+            return Ok(());
+        }
+        let q = match stored {
+            Some(json) => serde_json::from_str::<QuestionnaireResult>(json)?,
+            None => match self.statistics() {
+                Some(s) => QuestionnaireResult::from_statistics(&s),
+                None => QuestionnaireResult {
+                    count: self.count.unwrap_or(0),
+                    questions: Ordered(Vec::new()),
+                    pairs: Vec::new(),
+                    by_option: Vec::new(),
+                },
+            },
+        };
+        self.questions = Some(q.questions);
+        self.pairs = Some(q.pairs);
+        self.by_option = Some(q.by_option);
+        Ok(())
+    }
+
+    /// A one-question round's statistics, if the row has them.
+    fn statistics(&self) -> Option<Statistics> {
+        match (
+            self.count,
+            self.sum,
+            self.mean,
+            self.stddev,
+            &self.histogram,
+        ) {
+            (Some(count), Some(sum), Some(mean), Some(stddev), Some(histogram))
+                if !histogram.is_empty() =>
+            {
+                Some(Statistics {
+                    count,
+                    sum,
+                    mean,
+                    stddev,
+                    histogram: histogram.clone(),
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// The completed round's result; `None` for a round that is not completed (or a row
     /// missing a result column).
     pub fn result(self) -> Option<ResultRow> {
         if self.status != "completed" {
             return None;
         }
-        let count = self.count?;
-        // A one-question round stores its statistics; a questionnaire round only its count
-        // for now (issue 11: stored questionnaire results).
-        let statistics = match (self.sum, self.mean, self.stddev, self.histogram) {
-            (Some(sum), Some(mean), Some(stddev), Some(histogram)) if !histogram.is_empty() => {
-                Some(Statistics {
-                    count,
-                    sum,
-                    mean,
-                    stddev,
-                    histogram,
-                })
-            }
-            _ => None,
-        };
-        let questionnaire = match &statistics {
-            Some(s) => QuestionnaireResult::from_statistics(s),
-            None => QuestionnaireResult {
-                count,
-                questions: Ordered(Vec::new()),
-                pairs: Vec::new(),
-                by_option: Vec::new(),
-            },
-        };
-        let outcome = RoundOutcome {
-            study: self.study,
-            round: self.round,
-            statistics,
-            questionnaire,
-            roster_size: self.roster_size,
-            threshold: self.threshold,
-            contributors: self.contributors?,
-            partial_sums: self.partial_sums?,
-            safety_code: SafetyCode::from_stored(self.safety_code),
-            started_ms: self.started_at_ms,
-            finished_ms: self.finished_at_ms?,
-        };
+        let single = self.statistics().map(|s| SingleNumber::of(&s));
         Some(ResultRow {
-            outcome,
+            result: ResultSummary {
+                study: self.study,
+                round: self.round,
+                count: self.count?,
+                single,
+                questions: self.questions?,
+                pairs: self.pairs?,
+                by_option: self.by_option?,
+                roster_size: self.roster_size,
+                contributors: self.contributors?,
+                partial_sums: self.partial_sums?,
+                safety_code: SafetyCode::from_stored(self.safety_code),
+            },
+            threshold: self.threshold,
             bucket_edges: self.bucket_edges?,
+            started_at_ms: self.started_at_ms,
+            finished_at_ms: self.finished_at_ms?,
         })
     }
 }
@@ -323,13 +377,15 @@ mod tests {
             keys(&v),
             [
                 "bucket_edges",
+                "by_option",
                 "contributors",
                 "count",
                 "finished_at_ms",
                 "histogram",
                 "mean",
+                "pairs",
                 "partial_sums",
-                "questionnaire",
+                "questions",
                 "roster_size",
                 "round",
                 "safety_code",
@@ -340,7 +396,7 @@ mod tests {
                 "threshold"
             ]
         );
-        assert_eq!(v["questionnaire"]["questions"]["value"]["count"], 3);
+        assert_eq!(v["questions"]["value"]["count"], 3);
         assert_eq!(v["started_at_ms"], 10);
         assert_eq!(v["safety_code"], "1234 5678 9012");
         let back: ResultRow = serde_json::from_value(v).unwrap();

@@ -117,12 +117,74 @@ async fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
 
 const HEIGHT: &str = "id=height,size=3,threshold=3,min=0,max=300,decimals=1,buckets=10";
 
+/// Runs the questionnaire round of [`survey`] with five `cohort-patient` processes on the
+/// relay's "survey" study; checks every stdout line against plain arithmetic and returns them.
+async fn run_survey(relay: &RelayProc, ca: &Path) -> Vec<serde_json::Value> {
+    let runs: Vec<_> = survey::ANSWERS
+        .iter()
+        .map(|a| {
+            let mut args: Vec<String> = [
+                "--relay",
+                &relay.ws,
+                "--ca",
+                ca.to_str().unwrap(),
+                "--study",
+                "survey",
+            ]
+            .map(String::from)
+            .to_vec();
+            args.extend(survey::cli_args(a));
+            tokio::spawn(async move {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                run_cli(&args).await
+            })
+        })
+        .collect();
+    let mut lines = Vec::new();
+    for (run, a) in runs.into_iter().zip(survey::ANSWERS) {
+        let (status, stdout, stderr) = run.await.unwrap();
+        assert_eq!(status, Some(0), "{stderr}");
+        let last = stdout.lines().last().expect("a result line");
+        let v: serde_json::Value = serde_json::from_str(last).unwrap();
+        survey::assert_survey(&v);
+        // Options in the question's order (serde_json's Value would sort them).
+        assert!(
+            last.contains(r#""counts":{"no":2,"yes":2,"used to":1}"#),
+            "{last}"
+        );
+        assert_eq!(v["checked_on_device"], true);
+        assert_eq!(v["roster_size"], 5);
+        assert!(
+            v.get("sum").is_none() && v.get("histogram").is_none(),
+            "{v}"
+        );
+        let sc = v["safety_code"].as_str().unwrap();
+        assert!(stderr.contains(&format!("safety code: {sc}")), "{stderr}");
+        for answer in [format!("height={}", a.0), format!("smoker={}", a.2)] {
+            assert!(!stderr.contains(&answer), "{answer} in {stderr}");
+        }
+        lines.push(v);
+    }
+    for v in &lines {
+        assert_eq!(v, &lines[0], "every patient sees the same result");
+    }
+    lines
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_survive_sigkill_and_in_flight_rounds_are_abandoned() {
     let dir = TmpDir::new("restart");
     let ca = dir.path("certs/ca.pem");
     let env = [("COHORT_ADMIN_TOKEN", TOKEN)];
-    let mut relay = RelayProc::spawn(&dir, "first", &["--study", HEIGHT], &env).await;
+    let survey_file = dir.path("survey.json");
+    std::fs::write(&survey_file, survey::SURVEY_JSON).unwrap();
+    let args = [
+        "--study",
+        HEIGHT,
+        "--study-file",
+        survey_file.to_str().unwrap(),
+    ];
+    let mut relay = RelayProc::spawn(&dir, "first", &args, &env).await;
     let port = relay.base.rsplit(':').next().unwrap().to_string();
     assert_eq!(
         relay.stdout[0],
@@ -186,6 +248,11 @@ async fn results_survive_sigkill_and_in_flight_rounds_are_abandoned() {
     let before = relay.get(&ca, "/api/studies/height/results", TOKEN).await;
     assert_eq!(before.as_array().unwrap().len(), 1);
     assert_stats(&before[0], &want);
+    // A questionnaire round next to it.
+    run_survey(&relay, &ca).await;
+    let survey_before = relay.get(&ca, "/api/studies/survey/results", TOKEN).await;
+    assert_eq!(survey_before.as_array().unwrap().len(), 1);
+    survey::assert_survey(&survey_before[0]);
 
     // Round 2 in flight: three patients hold a roster and never send shares.
     let mut stalled = Vec::new();
@@ -202,7 +269,7 @@ async fn results_survive_sigkill_and_in_flight_rounds_are_abandoned() {
     relay.child.kill().await.unwrap(); // SIGKILL
     drop(stalled);
 
-    let mut relay = RelayProc::spawn(&dir, "second", &["--study", HEIGHT], &env).await;
+    let mut relay = RelayProc::spawn(&dir, "second", &args, &env).await;
     assert_eq!(
         std::fs::read(&ca).unwrap(),
         ca_pem,
@@ -210,6 +277,11 @@ async fn results_survive_sigkill_and_in_flight_rounds_are_abandoned() {
     );
     let after = relay.get(&ca, "/api/studies/height/results", TOKEN).await;
     assert_eq!(after, before, "results survive SIGKILL");
+    let survey_after = relay.get(&ca, "/api/studies/survey/results", TOKEN).await;
+    assert_eq!(
+        survey_after, survey_before,
+        "questionnaire results survive SIGKILL"
+    );
     let rounds = relay.get(&ca, "/api/studies/height/rounds", TOKEN).await;
     assert_eq!(rounds.as_array().unwrap().len(), 2, "{rounds}");
     assert_eq!(rounds[0]["status"], "completed");
@@ -290,7 +362,251 @@ async fn results_survive_sigkill_and_in_flight_rounds_are_abandoned() {
     let results = relay.get(&ca, "/api/studies/height/results", TOKEN).await;
     assert_eq!(results.as_array().unwrap().len(), 2);
     assert_eq!(results[0], before[0]);
+    let survey_third = relay.get(&ca, "/api/studies/survey/results", TOKEN).await;
+    assert_eq!(survey_third, survey_before, "and a graceful restart");
     relay.child.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn questionnaire_round_of_five_cli_patients_matches_plain_arithmetic_in_api_and_csv() {
+    let dir = TmpDir::new("survey");
+    let ca = dir.path("certs/ca.pem");
+    let file = dir.path("survey.json");
+    std::fs::write(&file, survey::SURVEY_JSON).unwrap();
+    let env = [("COHORT_ADMIN_TOKEN", TOKEN)];
+    let mut relay = RelayProc::spawn(
+        &dir,
+        "relay",
+        &["--study-file", file.to_str().unwrap()],
+        &env,
+    )
+    .await;
+    assert!(
+        relay.stdout[1].ends_with("/?study=survey"),
+        "{:?}",
+        relay.stdout
+    );
+    let lines = run_survey(&relay, &ca).await;
+
+    // The API's result row is the CLI line's object plus the hospital's fields.
+    let rows = relay.get(&ca, "/api/studies/survey/results", TOKEN).await;
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+    let row = &rows[0];
+    survey::assert_survey(row);
+    for k in [
+        "study",
+        "round",
+        "count",
+        "questions",
+        "pairs",
+        "by_option",
+        "safety_code",
+        "roster_size",
+        "contributors",
+        "partial_sums",
+    ] {
+        assert_eq!(row[k], lines[0][k], "{k}");
+    }
+    assert_eq!(row["threshold"], 5);
+    assert!(row.get("questionnaire").is_none() && row.get("sum").is_none());
+    let rounds = relay.get(&ca, "/api/studies/survey/rounds", TOKEN).await;
+    assert_eq!(rounds[0]["status"], "completed");
+    assert_eq!(rounds[0]["questions"], row["questions"]);
+    assert_eq!(rounds[0]["sum"], serde_json::Value::Null);
+
+    // The CSV export: one row per round and statistic.
+    let r = https(
+        &relay.base,
+        &ca,
+        "GET",
+        "/api/studies/survey/results.csv",
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let mut reader = csv::Reader::from_reader(r.body.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        [
+            "study",
+            "round",
+            "finished_at_ms",
+            "question",
+            "with",
+            "option",
+            "bucket",
+            "statistic",
+            "value"
+        ]
+    );
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let round = row["round"].to_string();
+    let finished = row["finished_at_ms"].to_string();
+    for rec in &records {
+        assert_eq!(
+            (&rec[0], &rec[1], &rec[2]),
+            ("survey", round.as_str(), finished.as_str())
+        );
+    }
+    let value = |q: &str, with: &str, option: &str, bucket: &str, stat: &str| -> String {
+        let hits: Vec<_> = records
+            .iter()
+            .filter(|r| (&r[3], &r[4], &r[5], &r[6], &r[7]) == (q, with, option, bucket, stat))
+            .collect();
+        assert_eq!(
+            hits.len(),
+            1,
+            "{q} {with} {option} {bucket} {stat}: {}",
+            r.body
+        );
+        hits[0][8].to_string()
+    };
+    let num = |s: String| -> f64 { s.parse().unwrap() };
+    let w = survey::want();
+    assert_eq!(value("", "", "", "", "count"), "5");
+    assert_eq!(
+        value("", "", "", "", "safety_code"),
+        lines[0]["safety_code"].as_str().unwrap()
+    );
+    for (id, n, lo, width) in [
+        ("height", &w.height, 100.0, 10.0),
+        ("weight", &w.weight, 30.0, 10.0),
+    ] {
+        assert_eq!(value(id, "", "", "", "count"), n.count.to_string());
+        survey::close(num(value(id, "", "", "", "sum")), n.sum, "csv sum");
+        survey::close(num(value(id, "", "", "", "mean")), n.mean, "csv mean");
+        survey::close(num(value(id, "", "", "", "stddev")), n.stddev, "csv stddev");
+        let last = n.histogram.len() - 1;
+        for (b, c) in n.histogram.iter().enumerate() {
+            let (a, z) = (lo + width * b as f64, lo + width * (b + 1) as f64);
+            let bucket = if b == last {
+                format!("[{a}, {z}]")
+            } else {
+                format!("[{a}, {z})")
+            };
+            assert_eq!(
+                value(id, "", "", &bucket, "histogram"),
+                c.to_string(),
+                "{id} {bucket}"
+            );
+        }
+    }
+    assert_eq!(value("smoker", "", "", "", "count"), "5");
+    for (label, n) in &w.smoker {
+        assert_eq!(
+            value("smoker", "", label, "", "option_count"),
+            n.to_string()
+        );
+    }
+    assert_eq!(value("height", "weight", "", "", "n"), w.pair.n.to_string());
+    survey::close(
+        num(value("height", "weight", "", "", "mean_x")),
+        w.pair.mean_x,
+        "csv mean_x",
+    );
+    survey::close(
+        num(value("height", "weight", "", "", "mean_y")),
+        w.pair.mean_y,
+        "csv mean_y",
+    );
+    survey::close(
+        num(value("height", "weight", "", "", "r")),
+        w.pair.r,
+        "csv r",
+    );
+    survey::close(
+        num(value("height", "weight", "", "", "slope")),
+        w.pair.slope,
+        "csv slope",
+    );
+    survey::close(
+        num(value("height", "weight", "", "", "intercept")),
+        w.pair.intercept,
+        "csv intercept",
+    );
+    for (choice, number, option, n, mean) in &w.by_option {
+        assert_eq!(value(number, choice, option, "", "n"), n.to_string());
+        let got = value(number, choice, option, "", "mean");
+        match mean {
+            Some(m) => survey::close(num(got), *m, "csv by_option mean"),
+            None => assert_eq!(got, "", "a null mean is an empty value"),
+        }
+    }
+    let log = relay.log_text();
+    for a in survey::ANSWERS {
+        assert!(!log.contains(&format!("{}", a.0)), "a height in the log");
+    }
+    relay.child.kill().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_study_file_is_refused_at_start_naming_the_file_and_the_key() {
+    let dir = TmpDir::new("badfile");
+    let cases = [
+        (r#"{"id":"x","size":3,"colour":"blue"}"#, "key `colour`"),
+        (r#"{"id":"x","size":3,"size":4}"#, "key `size`"),
+        (r#"{"id":"x","size":3,"threshold":9}"#, "key `threshold`"),
+        (
+            r#"{"id":"x","size":3,"questions":[
+              {"id":"h","kind":"number","text":"?","unit":"cm","min":200,"max":100,"decimals":0,"buckets":2}]}"#,
+            "key `questions`",
+        ),
+        (
+            r#"{"id":"x","size":3,"questions":[
+              {"id":"h","kind":"choice","text":"?","options":["a","b"]},
+              {"id":"h","kind":"choice","text":"?","options":["a","b"]}]}"#,
+            "\"h\"",
+        ),
+    ];
+    for (i, (json, needle)) in cases.iter().enumerate() {
+        let file = dir.path(&format!("bad-{i}.json"));
+        std::fs::write(&file, json).unwrap();
+        let out = tokio::time::timeout(
+            LIMIT,
+            Command::new(RELAY)
+                .args(["--listen", "127.0.0.1:0", "--web"])
+                .arg(dir.path("web"))
+                .arg("--certs")
+                .arg(dir.path("certs"))
+                .arg("--data")
+                .arg(dir.path("data"))
+                .arg("--study-file")
+                .arg(&file)
+                .env("COHORT_ADMIN_TOKEN", TOKEN)
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("refused at once")
+        .unwrap();
+        let stderr = String::from_utf8(out.stdout.clone()).unwrap()
+            + &String::from_utf8(out.stderr).unwrap();
+        assert!(!out.status.success(), "{json}: started");
+        assert!(
+            stderr.contains(&format!("study file {}", file.display())),
+            "{stderr}"
+        );
+        assert!(stderr.contains(needle), "{needle} not in {stderr}");
+        assert!(!stderr.contains("listening on"), "{stderr}");
+    }
+    // A file that cannot be read names the file too.
+    let missing = dir.path("missing.json");
+    let out = Command::new(RELAY)
+        .arg("--study-file")
+        .arg(&missing)
+        .arg("--data")
+        .arg(dir.path("data"))
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("study file {}: cannot read", missing.display())),
+        "{stderr}"
+    );
 }
 
 /// Every text form a value could leak in: as typed, trimmed, in fixed point, squared.

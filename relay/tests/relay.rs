@@ -306,10 +306,44 @@ async fn dashboard_creates_starts_and_follows_a_round() {
     let csv = t.get("/api/studies/early/results.csv", Some(TOKEN)).await;
     assert_eq!(csv.status, 200);
     assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
-    let lines: Vec<&str> = csv.body.lines().collect();
-    assert_eq!(lines.len(), 2);
-    assert!(lines[0].starts_with("study,round,count,sum,mean,stddev,histogram"));
-    assert!(lines[1].starts_with("early,1,3,"));
+    let mut reader = csv::Reader::from_reader(csv.body.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap(),
+        vec![
+            "study",
+            "round",
+            "finished_at_ms",
+            "question",
+            "with",
+            "option",
+            "bucket",
+            "statistic",
+            "value"
+        ]
+    );
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let find = |question: &str, statistic: &str, bucket: &str| -> String {
+        let r = records
+            .iter()
+            .find(|r| &r[3] == question && &r[7] == statistic && &r[6] == bucket)
+            .unwrap_or_else(|| panic!("{question} {statistic} {bucket}: {}", csv.body));
+        assert_eq!((&r[0], &r[1]), ("early", "1"));
+        r[8].to_string()
+    };
+    assert_eq!(find("", "count", ""), "3");
+    assert_eq!(find("", "safety_code", ""), code);
+    assert_eq!(find("value", "count", ""), "3");
+    let mean: f64 = find("value", "mean", "").parse().unwrap();
+    assert!((mean - want.mean).abs() <= 1e-9 * want.mean.abs().max(1.0));
+    for (b, n) in want.histogram.iter().enumerate() {
+        let (lo, hi) = (30 * b, 30 * (b + 1));
+        let bucket = if b == 9 {
+            format!("[{lo}, {hi}]")
+        } else {
+            format!("[{lo}, {hi})")
+        };
+        assert_eq!(find("value", "histogram", &bucket), n.to_string());
+    }
     t.relay.shutdown().await;
 }
 

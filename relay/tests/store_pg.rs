@@ -54,6 +54,38 @@ fn outcome(study: &str, round: u64) -> RoundOutcome {
     }
 }
 
+/// A questionnaire study and a completed round of it (the result as the core decodes it).
+fn survey_spec() -> StudySpec {
+    StudySpec::from_json(
+        r#"{"id":"q","size":3,"questions":[
+          {"id":"h","kind":"number","text":"?","unit":"cm","min":100,"max":200,"decimals":1,"buckets":2},
+          {"id":"w","kind":"number","text":"?","unit":"kg","min":30,"max":130,"decimals":0,"buckets":2,"optional":true},
+          {"id":"s","kind":"choice","text":"?","options":["no","yes, \"often\""]}]}"#,
+    )
+    .unwrap()
+}
+
+fn survey_outcome(round: u64) -> RoundOutcome {
+    let questionnaire: QuestionnaireResult = serde_json::from_str(
+        r#"{"count":3,
+          "questions":{"h":{"count":3,"sum":510.5,"mean":170.16666666666666,"stddev":4.8,"histogram":[1,2]},
+                       "w":{"count":2,"sum":150.0,"mean":75.0,"stddev":5.0,"histogram":[1,1]},
+                       "s":{"count":3,"counts":{"no":1,"yes, \"often\"":2}}},
+          "pairs":[{"x":"h","y":"w","n":2,"mean_x":170.0,"mean_y":75.0,"r":1.0,"slope":2.5,"intercept":-350.0}],
+          "by_option":[{"choice":"s","number":"h","option":"no","n":1,"mean":165.0},
+                       {"choice":"s","number":"h","option":"yes, \"often\"","n":2,"mean":172.75},
+                       {"choice":"s","number":"w","option":"no","n":0,"mean":null},
+                       {"choice":"s","number":"w","option":"yes, \"often\"","n":2,"mean":75.0}]}"#,
+    )
+    .unwrap();
+    RoundOutcome {
+        study: "q".into(),
+        questionnaire,
+        statistics: None,
+        ..outcome("a", round)
+    }
+}
+
 fn start<'a>(study: &'a str, round: u64, code: &'a str) -> RoundStart<'a> {
     RoundStart {
         study,
@@ -129,6 +161,86 @@ where
     let json = serde_json::to_value(s.rounds("a").await.unwrap()).unwrap();
     assert_eq!(json[0]["histogram"][5], 3);
     assert_eq!(json[0]["contributors"], serde_json::json!([1, 2, 3]));
+    assert_eq!(json[0]["questions"]["value"]["count"], 3);
+
+    // A questionnaire round keeps its whole result (schema version 2), across a reopen.
+    assert!(s.insert_study(&survey_spec(), 7).await.unwrap());
+    let o = survey_outcome(1);
+    s.round_started(&start("q", 1, &code)).await.unwrap();
+    s.round_completed(&o).await.unwrap();
+    let want = ResultRow::from_outcome(&survey_spec().params, &o);
+    assert!(want.bucket_edges.is_empty());
+    assert_eq!(s.results("q").await.unwrap(), vec![want.clone()]);
+    drop(s);
+    let s = reopen().await;
+    let got = s.results("q").await.unwrap();
+    assert_eq!(got, vec![want]);
+    assert_eq!(got[0].questionnaire(), o.questionnaire);
+    let json = serde_json::to_value(s.rounds("q").await.unwrap()).unwrap();
+    assert_eq!(json[0]["sum"], serde_json::Value::Null);
+    assert_eq!(json[0]["count"], 3);
+    assert_eq!(json[0]["pairs"][0]["slope"], 2.5);
+    assert_eq!(json[0]["questions"]["s"]["counts"]["yes, \"often\""], 2);
+    // A restarted round (same id) forgets the stored result until it completes again.
+    s.round_started(&start("q", 1, &code)).await.unwrap();
+    assert!(s.results("q").await.unwrap().is_empty());
+}
+
+/// A database written by schema version 1 (before per-question results) is migrated at open:
+/// its rounds read as before, and a new questionnaire round stores its whole result.
+#[tokio::test]
+async fn sqlite_version_1_database_is_migrated() {
+    let dir = std::env::temp_dir().join(format!("cohort-store-v1-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    {
+        let c = rusqlite::Connection::open(dir.join(cohort_relay::store::DB_FILE)).unwrap();
+        c.execute_batch(include_str!("../src/store/migrations/sqlite_0001_init.sql"))
+            .unwrap();
+        let spec_json = serde_json::to_string(&spec("a")).unwrap();
+        c.execute(
+            "INSERT INTO studies (id, spec, created_at_ms) VALUES ('a', ?1, 1)",
+            [spec_json],
+        )
+        .unwrap();
+        c.execute_batch(
+            "INSERT INTO rounds (study, round, status, roster_size, threshold, safety_code,
+               started_at_ms, finished_at_ms, count, sum, mean, stddev, histogram, contributors,
+               partial_sums)
+             VALUES ('a', 1, 'completed', 3, 3, '1234 5678 9012', 1000, 1500, 3, 510.5,
+               170.16666666666666, 4.8, '[0,0,0,0,0,3,0,0,0,0]', '[1,2,3]', 3)",
+        )
+        .unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 1);
+    }
+    let s = Store::open(&dir).unwrap();
+    let rows = s.results("a").await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let mut o = outcome("a", 1);
+    o.safety_code = cohort_core::roster::SafetyCode::from_stored("1234 5678 9012".into());
+    assert_eq!(rows[0], ResultRow::from_outcome(&spec("a").params, &o));
+    assert!(s.insert_study(&survey_spec(), 7).await.unwrap());
+    let q = survey_outcome(1);
+    s.round_completed(&q).await.unwrap();
+    assert_eq!(
+        s.results("q").await.unwrap()[0].questionnaire(),
+        q.questionnaire
+    );
+    drop(s);
+    let c = rusqlite::Connection::open(dir.join(cohort_relay::store::DB_FILE)).unwrap();
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 2);
+    drop(c);
+    // Opening again applies nothing twice.
+    let s = Store::open(&dir).unwrap();
+    assert_eq!(s.results("a").await.unwrap().len(), 1);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]

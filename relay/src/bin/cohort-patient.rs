@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use cohort_core::answer::Answers;
 use cohort_core::protocol::PatientEvent;
 use cohort_core::summary::ResultSummary;
-use cohort_core::answer::Answers;
 use cohort_relay::client::{PatientError, PatientOptions, PatientOutcome, run_patient};
 
 /// A native cohort patient: contributes one value to one round of a study without revealing

@@ -23,7 +23,10 @@ use super::{RoundStartOwned, StoreError};
 use crate::views::RoundRow;
 
 /// Versioned migrations, applied in order; a version is never edited once released.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/pg_0001_init.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/pg_0001_init.sql")),
+    (2, include_str!("migrations/pg_0002_round_results.sql")),
+];
 
 /// Number of connections used for queries (a client pipelines concurrent queries).
 const CONNECTIONS: usize = 4;
@@ -146,7 +149,7 @@ impl PgStore {
                    roster_size = EXCLUDED.roster_size, threshold = EXCLUDED.threshold,
                    safety_code = EXCLUDED.safety_code, started_at_ms = EXCLUDED.started_at_ms,
                    finished_at_ms = NULL, count = NULL, sum = NULL, mean = NULL, stddev = NULL,
-                   histogram = NULL, contributors = NULL, partial_sums = NULL",
+                   histogram = NULL, contributors = NULL, partial_sums = NULL, result = NULL",
                 &[
                     &s.study,
                     &(s.round as i64),
@@ -161,17 +164,21 @@ impl PgStore {
     }
 
     pub(super) async fn round_completed(&self, o: &RoundOutcome) -> Result<(), StoreError> {
-        let stats = crate::views::one_question_statistics(o);
-        let histogram = serde_json::to_string(&stats.histogram).map_err(corrupt)?;
+        let stats = o.statistics.as_ref();
+        let histogram = stats
+            .map(|s| serde_json::to_string(&s.histogram))
+            .transpose()
+            .map_err(corrupt)?;
         let contributors = serde_json::to_string(&o.contributors).map_err(corrupt)?;
+        let result = serde_json::to_string(&o.questionnaire).map_err(corrupt)?;
         self.client()
             .execute(
                 "INSERT INTO rounds
                    (study, round, status, reason, message, roster_size, threshold, safety_code,
                     started_at_ms, finished_at_ms, count, sum, mean, stddev, histogram,
-                    contributors, partial_sums)
+                    contributors, partial_sums, result)
                  VALUES ($1, $2, 'completed', NULL, NULL, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-                         $12, $13, $14)
+                         $12, $13, $14, $15)
                  ON CONFLICT (study, round) DO UPDATE SET
                    status = 'completed', reason = NULL, message = NULL,
                    roster_size = EXCLUDED.roster_size, threshold = EXCLUDED.threshold,
@@ -179,7 +186,7 @@ impl PgStore {
                    finished_at_ms = EXCLUDED.finished_at_ms, count = EXCLUDED.count,
                    sum = EXCLUDED.sum, mean = EXCLUDED.mean, stddev = EXCLUDED.stddev,
                    histogram = EXCLUDED.histogram, contributors = EXCLUDED.contributors,
-                   partial_sums = EXCLUDED.partial_sums",
+                   partial_sums = EXCLUDED.partial_sums, result = EXCLUDED.result",
                 &[
                     &o.study,
                     &(o.round as i64),
@@ -188,13 +195,14 @@ impl PgStore {
                     &o.safety_code.as_str(),
                     &(o.started_ms as i64),
                     &(o.finished_ms as i64),
-                    &(stats.count as i64),
-                    &stats.sum,
-                    &stats.mean,
-                    &stats.stddev,
+                    &(o.questionnaire.count as i64),
+                    &stats.map(|s| s.sum),
+                    &stats.map(|s| s.mean),
+                    &stats.map(|s| s.stddev),
                     &histogram,
                     &contributors,
                     &i64::from(o.partial_sums),
+                    &result,
                 ],
             )
             .await?;
@@ -249,13 +257,16 @@ impl PgStore {
     }
 
     pub(super) async fn rounds(&self, study: &str) -> Result<Vec<RoundRow>, StoreError> {
-        let edges = self.study(study).await?.map(|s| s.params.bucket_edges());
+        let edges = self
+            .study(study)
+            .await?
+            .map(|s| crate::views::bucket_edges(&s.params));
         let rows = self
             .client()
             .query(
                 "SELECT study, round, status, reason, message, roster_size, threshold,
                         safety_code, started_at_ms, finished_at_ms, count, sum, mean, stddev,
-                        histogram, contributors, partial_sums
+                        histogram, contributors, partial_sums, result
                  FROM rounds WHERE study = $1 ORDER BY round",
                 &[&study],
             )
@@ -263,6 +274,8 @@ impl PgStore {
         rows.iter()
             .map(|r| {
                 let mut row = round_row(r)?;
+                row.set_stored_result(r.get::<_, Option<&str>>(17))
+                    .map_err(corrupt)?;
                 if row.status == "completed" {
                     row.bucket_edges = edges.clone();
                 }
@@ -410,6 +423,9 @@ fn round_row(r: &Row) -> Result<RoundRow, StoreError> {
             .map(serde_json::from_str)
             .transpose()
             .map_err(corrupt)?,
+        questions: None,
+        pairs: None,
+        by_option: None,
         bucket_edges: None,
         contributors: r
             .get::<_, Option<&str>>(15)

@@ -20,8 +20,12 @@ use crate::views::{ResultRow, RoundRow};
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "cohort.sqlite3";
 
-/// Schema version 1 (the `PRAGMA user_version` of the file).
-const SCHEMA: &str = include_str!("migrations/sqlite_0001_init.sql");
+/// Versioned migrations, applied in order to a file whose `PRAGMA user_version` is below
+/// their version; each sets `user_version` to its own. A version is never edited once released.
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/sqlite_0001_init.sql")),
+    (2, include_str!("migrations/sqlite_0002_round_results.sql")),
+];
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -94,8 +98,19 @@ fn init(conn: Connection) -> Result<Connection, StoreError> {
     // may lose the last commits, a process kill does not).
     let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
-    conn.execute_batch(SCHEMA)?;
+    migrate(&conn)?;
     Ok(conn)
+}
+
+/// Applies the migrations the file lacks, each in one transaction.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (v, sql) in MIGRATIONS {
+        if *v > version {
+            conn.execute_batch(&format!("BEGIN IMMEDIATE;\n{sql}\nCOMMIT;"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Stores a new study. Returns `false` (and changes nothing) if the id exists.
@@ -174,18 +189,21 @@ pub(super) fn round_started(conn: &Connection, s: &RoundStartOwned) -> Result<()
 
 /// Records a completed round and its revealed statistics.
 pub(super) fn round_completed(conn: &Connection, o: &RoundOutcome) -> Result<(), StoreError> {
-    let stats = crate::views::one_question_statistics(o);
-    let histogram =
-        serde_json::to_string(&stats.histogram).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let contributors =
-        serde_json::to_string(&o.contributors).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let stats = o.statistics.as_ref();
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+    let histogram = stats
+        .map(|s| serde_json::to_string(&s.histogram))
+        .transpose()
+        .map_err(corrupt)?;
+    let contributors = serde_json::to_string(&o.contributors).map_err(corrupt)?;
+    let result = serde_json::to_string(&o.questionnaire).map_err(corrupt)?;
     conn.execute(
         "INSERT OR REPLACE INTO rounds
            (study, round, status, reason, message, roster_size, threshold, safety_code,
             started_at_ms, finished_at_ms, count, sum, mean, stddev, histogram,
-            contributors, partial_sums)
+            contributors, partial_sums, result)
          VALUES (?1, ?2, 'completed', NULL, NULL, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
-                 ?12, ?13, ?14)",
+                 ?12, ?13, ?14, ?15)",
         params![
             o.study,
             o.round as i64,
@@ -194,13 +212,14 @@ pub(super) fn round_completed(conn: &Connection, o: &RoundOutcome) -> Result<(),
             o.safety_code.as_str(),
             o.started_ms as i64,
             o.finished_ms as i64,
-            stats.count as i64,
-            stats.sum,
-            stats.mean,
-            stats.stddev,
+            o.questionnaire.count as i64,
+            stats.map(|s| s.sum),
+            stats.map(|s| s.mean),
+            stats.map(|s| s.stddev),
             histogram,
             contributors,
             o.partial_sums,
+            result,
         ],
     )?;
     Ok(())
@@ -260,11 +279,11 @@ pub(super) fn results(conn: &Connection, study: &str) -> Result<Vec<ResultRow>, 
 
 /// Completed and abandoned rounds of a study (and a running one, if any), oldest first.
 pub(super) fn rounds(conn: &Connection, study: &str) -> Result<Vec<RoundRow>, StoreError> {
-    let edges = self::study(conn, study)?.map(|s| s.params.bucket_edges());
+    let edges = self::study(conn, study)?.map(|s| crate::views::bucket_edges(&s.params));
     let mut stmt = conn.prepare(
         "SELECT study, round, status, reason, message, roster_size, threshold, safety_code,
                 started_at_ms, finished_at_ms, count, sum, mean, stddev, histogram,
-                contributors, partial_sums
+                contributors, partial_sums, result
          FROM rounds WHERE study = ?1 ORDER BY round",
     )?;
     let rows = stmt.query_map([study], |r| {
@@ -285,17 +304,21 @@ pub(super) fn rounds(conn: &Connection, study: &str) -> Result<Vec<RoundRow>, St
                 mean: r.get(12)?,
                 stddev: r.get(13)?,
                 histogram: None,
+                questions: None,
+                pairs: None,
+                by_option: None,
                 bucket_edges: None,
                 contributors: None,
                 partial_sums: r.get(16)?,
             },
             r.get::<_, Option<String>>(14)?,
             r.get::<_, Option<String>>(15)?,
+            r.get::<_, Option<String>>(17)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (mut row, histogram, contributors) = row?;
+        let (mut row, histogram, contributors, result) = row?;
         let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
         row.histogram = histogram
             .map(|h| serde_json::from_str(&h))
@@ -305,6 +328,7 @@ pub(super) fn rounds(conn: &Connection, study: &str) -> Result<Vec<RoundRow>, St
             .map(|c| serde_json::from_str(&c))
             .transpose()
             .map_err(corrupt)?;
+        row.set_stored_result(result.as_deref()).map_err(corrupt)?;
         if row.status == "completed" {
             row.bucket_edges = edges.clone();
         }

@@ -3,6 +3,8 @@
 //! computed independently of the core.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod survey;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
