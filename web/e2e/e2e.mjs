@@ -296,7 +296,12 @@ try {
   const [csvDl] = await Promise.all([dash.waitForEvent('download'), e2eCard.getByTestId('dash-csv').click()]);
   const csv = readFileSync(await csvDl.path(), 'utf8').trim().split('\n');
   check(csvDl.suggestedFilename() === 'e2e-results.csv', `csv name ${csvDl.suggestedFilename()}`);
-  check(csv.length === 2 && csv[0].includes('mean') && csv[1].includes(results[0].code), `csv: ${csv.join(' | ')}`);
+  // One row per statistic (issue 11): study,round,finished_at_ms,question,with,option,bucket,statistic,value.
+  check(csv[0] === 'study,round,finished_at_ms,question,with,option,bucket,statistic,value', `csv header: ${csv[0]}`);
+  check(csv.some((l) => l.endsWith(`,safety_code,${results[0].code}`)), `csv safety code: ${csv.join(' | ')}`);
+  const csvMean = csv.find((l) => /^e2e,\d+,\d+,value,,,,mean,/.test(l));
+  check(csvMean, `csv mean row: ${csv.join(' | ')}`);
+  close(Number(csvMean.split(',').pop()), want.mean, 'csv mean');
   const [jsonDl] = await Promise.all([dash.waitForEvent('download'), e2eCard.getByTestId('dash-json').click()]);
   const rows = JSON.parse(readFileSync(await jsonDl.path(), 'utf8'));
   check(rows.length === 1 && rows[0].count === 3 && rows[0].safety_code === results[0].code, 'json download');
@@ -458,6 +463,11 @@ try {
   await qdash.locator('line[data-testid="line-height-weight"]').waitFor({ state: 'attached', timeout: T });
   checkQuestionnaire(await questionnaireShown(qdash), 'dashboard');
   log('the dashboard shows the same questionnaire result');
+  // The same from the relay's store (GET /api/studies/survey/rounds after a reload).
+  await dash.reload();
+  await qdash.locator('line[data-testid="line-height-weight"]').waitFor({ state: 'attached', timeout: T });
+  checkQuestionnaire(await questionnaireShown(qdash), 'dashboard after a reload');
+  log('and so does the dashboard from the stored round, after a reload');
   await tabs[0].screenshot({ path: join(outDir, 'patient-questionnaire.png'), fullPage: true });
   await tabs[1].screenshot({ path: join(outDir, 'patient-questionnaire-skipped.png'), fullPage: true });
   await dash.locator('article[data-study="survey"]').screenshot({ path: join(outDir, 'dashboard-questionnaire.png') });
