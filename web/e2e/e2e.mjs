@@ -373,6 +373,8 @@ try {
   await Promise.all(tabs.map((p) => p.goto(`${base}?study=survey`)));
   const q1 = tabs[0];
   await q1.getByTestId('answer-height').waitFor({ state: 'visible', timeout: T });
+  check(await q1.getByLabel('How tall are you? (in cm)').getAttribute('data-testid') === 'answer-height', 'a number field is labelled by its question');
+  check(await q1.getByRole('radio', { name: 'used to' }).getAttribute('data-testid') === 'answer-smoker-used to', 'an option is labelled by its text');
   await q1.getByTestId('answer-height').fill('99');
   await q1.getByTestId('answer-height').blur();
   await q1.locator('fieldset[data-question="height"] .field-error').getByText("Outside the study's allowed range.", { exact: true }).waitFor({ timeout: T });

@@ -182,7 +182,8 @@ function buildQuestions(p) {
         id, type: 'text', inputmode: 'decimal', autocomplete: 'off', autocorrect: 'off', autocapitalize: 'off',
         spellcheck: 'false', 'aria-describedby': `${hintId} ${errId}`, 'data-testid': `answer-${q.id}`,
       });
-      set.append(el('label', { for: id, class: 'visually-hidden', text: q.unit ? `Your answer, in ${q.unit}` : 'Your answer' }),
+      // The field's accessible name is the question itself (the legend shows it).
+      set.append(el('label', { for: id, class: 'visually-hidden', text: `${q.text || q.id}${q.unit ? ` (in ${q.unit})` : ''}` }),
         el('div', { class: 'value-row' }, input, el('span', { class: 'unit', text: q.unit })),
         el('p', { id: hintId, class: 'hint', text: `Allowed: ${questionRange(q)}.` }));
       entry.input = input;
