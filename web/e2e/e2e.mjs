@@ -9,7 +9,13 @@
 //  5. a dropped connection is explained and the tab rejoins;
 //  6. a wrong invite code is explained; the dashboard starts a round early; CSV and JSON
 //     downloads match;
-//  7. screenshots of a finished patient tab and of the dashboard, at desktop and phone widths.
+//  7. a questionnaire study built in the dashboard's form (two numbers, a choice and an optional
+//     number; questions added, moved and removed; small cells shown), whose JSON preview is
+//     exactly what is POSTed: the form checks every answer before joining; three tabs answer
+//     (one prefers not to say) and every tab and the dashboard show the exact per-question
+//     statistics, option counts, correlations and fitted lines (vs a plain JS computation);
+//     a second questionnaire (run.sh's --study-file) with small-cell suppression on shows "< 3";
+//  8. screenshots of finished patient tabs and of the dashboard, at desktop and phone widths.
 // Exits 0 on success, 1 with a message on the first failure.
 
 import { chromium } from 'playwright-core';
@@ -37,6 +43,46 @@ function check(cond, msg) {
 function close(a, b, what) {
   check(Math.abs(a - b) < 1e-9 * Math.max(1, Math.abs(b)), `${what}: got ${a}, want ${b}`);
 }
+
+/** Count, mean, population sd of the numbers given; r, slope, intercept of a pair. */
+function describe(xs) {
+  const n = xs.length;
+  const mean = xs.reduce((a, b) => a + b, 0) / n;
+  return { count: n, sum: xs.reduce((a, b) => a + b, 0), mean, stddev: Math.sqrt(xs.reduce((a, x) => a + (x - mean) ** 2, 0) / n) };
+}
+
+function fit(xs, ys) {
+  const n = xs.length;
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  let sxy = 0;
+  let sxx = 0;
+  let syy = 0;
+  for (let i = 0; i < n; i++) {
+    sxy += (xs[i] - mx) * (ys[i] - my);
+    sxx += (xs[i] - mx) ** 2;
+    syy += (ys[i] - my) ** 2;
+  }
+  const slope = sxy / sxx;
+  return { n, r: sxy / Math.sqrt(sxx * syy), slope, intercept: my - slope * mx };
+}
+
+/** What a questionnaire result view shows (js/results.js test hooks), read inside `root`. */
+async function questionnaireShown(root) {
+  return root.evaluate((r) => {
+    const data = (sel) => [...r.querySelectorAll(sel)].map((e) => ({ id: e.dataset.testid, ...e.dataset, text: e.textContent }));
+    return {
+      tiles: data('.q-tile'),
+      options: data('tr[data-testid^="q-"]'),
+      pairs: data('tr[data-testid^="pair-"]'),
+      lines: data('line[data-testid^="line-"]'),
+      byOption: data('tr[data-testid^="by-"]'),
+      caption: r.querySelector('[data-testid="small-cells"]')?.textContent ?? '',
+    };
+  });
+}
+
+const near = (a, b, what, tol = 1e-9) => check(Math.abs(Number(a) - b) <= tol * Math.max(1, Math.abs(b)), `${what}: got ${a}, want ${b}`);
 
 function stats(values) {
   const xs = values.map(Number);
@@ -250,14 +296,212 @@ try {
   const [csvDl] = await Promise.all([dash.waitForEvent('download'), e2eCard.getByTestId('dash-csv').click()]);
   const csv = readFileSync(await csvDl.path(), 'utf8').trim().split('\n');
   check(csvDl.suggestedFilename() === 'e2e-results.csv', `csv name ${csvDl.suggestedFilename()}`);
-  check(csv.length === 2 && csv[0].includes('mean') && csv[1].includes(results[0].code), `csv: ${csv.join(' | ')}`);
+  // One row per statistic (issue 11): study,round,finished_at_ms,question,with,option,bucket,statistic,value.
+  check(csv[0] === 'study,round,finished_at_ms,question,with,option,bucket,statistic,value', `csv header: ${csv[0]}`);
+  check(csv.some((l) => l.endsWith(`,safety_code,${results[0].code}`)), `csv safety code: ${csv.join(' | ')}`);
+  const csvMean = csv.find((l) => /^e2e,\d+,\d+,value,,,,mean,/.test(l));
+  check(csvMean, `csv mean row: ${csv.join(' | ')}`);
+  close(Number(csvMean.split(',').pop()), want.mean, 'csv mean');
   const [jsonDl] = await Promise.all([dash.waitForEvent('download'), e2eCard.getByTestId('dash-json').click()]);
   const rows = JSON.parse(readFileSync(await jsonDl.path(), 'utf8'));
   check(rows.length === 1 && rows[0].count === 3 && rows[0].safety_code === results[0].code, 'json download');
   close(rows[0].mean, want.mean, 'json mean');
   log('CSV and JSON downloads match');
 
-  // 7. Screenshots at phone width.
+  // 7. A questionnaire study built in the dashboard (small cells shown).
+  const wantStudy = {
+    id: 'survey', size: 3, suppress_small_cells: false,
+    questions: [
+      { id: 'height', kind: 'number', text: 'How tall are you?', unit: 'cm', min: 100, max: 230, decimals: 1, buckets: 13 },
+      { id: 'weight', kind: 'number', text: 'How much do you weigh?', unit: 'kg', min: 30, max: 200, decimals: 1, buckets: 17 },
+      { id: 'smoker', kind: 'choice', text: 'Do you smoke?', options: ['no', 'yes', 'used to'] },
+      { id: 'sleep', kind: 'number', text: 'How many hours do you sleep a night?', unit: 'h', min: 0, max: 24, decimals: 1, buckets: 12, optional: true },
+    ],
+  };
+  await dash.setViewportSize({ width: 1100, height: 900 });
+  if (!(await dash.locator('#create').evaluate((e) => e.open))) await dash.locator('#create > summary').click();
+  await dash.locator('#f-id').fill('survey');
+  await dash.locator('#f-size').fill('3');
+  await dash.getByTestId('f-suppress').uncheck();
+  const fillNumber = async (n, q) => {
+    for (const k of ['id', 'text', 'unit', 'min', 'max', 'decimals', 'buckets']) await dash.getByTestId(`q${n}-${k}`).fill(String(q[k]));
+    if (q.optional) await dash.getByTestId(`q${n}-optional`).check();
+  };
+  // Built out of order on purpose: sleep first, then moved down; a stray question removed.
+  await dash.getByTestId('add-number').click();
+  check(await dash.evaluate(() => document.activeElement?.id) === 'b0-id', 'a new question gets the focus');
+  await fillNumber(1, wantStudy.questions[3]);
+  await dash.getByTestId('add-number').click();
+  await fillNumber(2, wantStudy.questions[0]);
+  await dash.getByTestId('add-choice').click();
+  await dash.getByTestId('q3-id').fill('stray');
+  await dash.getByTestId('add-number').click();
+  await fillNumber(4, wantStudy.questions[1]);
+  await dash.getByTestId('add-choice').click();
+  await dash.getByTestId('q5-id').fill('smoker');
+  await dash.getByTestId('q5-text').fill('Do you smoke?');
+  await dash.getByTestId('q5-options').fill('no\nyes\n\nused to\n');
+  await dash.getByTestId('q3-remove').click();
+  await dash.getByTestId('q1-down').click(); // sleep is 2nd, height 1st
+  await dash.getByTestId('q2-down').press('Enter'); // keyboard: sleep 3rd
+  await dash.getByTestId('q3-down').press('Enter'); // sleep 4th, the choice 3rd
+  check(!(await dash.locator('#f-question').isVisible()), 'the single-question fields are hidden with questions');
+  await dash.getByTestId('q3-optional').check();
+  await dash.getByTestId('q3-optional').uncheck();
+  const shownJson = await dash.getByTestId('json-preview').textContent();
+  check(JSON.stringify(JSON.parse(shownJson)) === JSON.stringify(wantStudy), `builder JSON:\n${shownJson}`);
+  await dash.getByTestId('q2-min').fill('300');
+  await dash.locator('#create-error').getByText(/weight/).waitFor({ timeout: T });
+  check(await dash.getByTestId('create').isDisabled(), 'create disabled for a bad question');
+  await dash.getByTestId('q2-min').fill('30');
+  await dash.locator('#create').screenshot({ path: join(outDir, 'dashboard-builder.png') });
+  const [posted] = await Promise.all([
+    dash.waitForRequest((r) => r.method() === 'POST' && r.url().endsWith('/api/studies')),
+    dash.getByTestId('create').click(),
+  ]);
+  check(posted.postData() === shownJson, 'the body POSTed is the JSON shown');
+  await dash.locator('article[data-study="survey"]').waitFor({ timeout: T });
+  await dash.locator('#create-ok').getByText('Study “survey” created.', { exact: false }).waitFor({ timeout: T });
+  check(await dash.getByTestId('json-preview').isHidden(), 'the JSON preview is hidden again');
+  check(await dash.locator('#f-question').isVisible(), 'the single-question fields are back');
+  log('dashboard built the questionnaire (added, moved, removed questions) and POSTed the JSON it showed');
+  const survey = [
+    { height: '160.5', weight: '55.2', smoker: 'no', sleep: '7.5' },
+    { height: '175', weight: '72.4', smoker: 'yes', sleep: null },
+    { height: '188.3', weight: '90.1', smoker: 'no', sleep: '6' },
+  ];
+  await Promise.all(tabs.map((p) => p.goto(`${base}?study=survey`)));
+  const q1 = tabs[0];
+  await q1.getByTestId('answer-height').waitFor({ state: 'visible', timeout: T });
+  check(await q1.getByLabel('How tall are you? (in cm)').getAttribute('data-testid') === 'answer-height', 'a number field is labelled by its question');
+  check(await q1.getByRole('radio', { name: 'used to' }).getAttribute('data-testid') === 'answer-smoker-used to', 'an option is labelled by its text');
+  await q1.getByTestId('answer-height').fill('99');
+  await q1.getByTestId('answer-height').blur();
+  await q1.locator('fieldset[data-question="height"] .field-error').getByText("Outside the study's allowed range.", { exact: true }).waitFor({ timeout: T });
+  await q1.getByTestId('answer-weight').fill('55.25');
+  await q1.getByTestId('answer-weight').blur();
+  await q1.locator('fieldset[data-question="weight"] .field-error').getByText('Too many digits after the decimal point (at most 1).', { exact: true }).waitFor({ timeout: T });
+  // Joining checks every answer first: the unanswered required choice is marked too, the
+  // optional one asks for an answer or "prefer not to say", and nothing is sent.
+  await q1.getByTestId('answer-height').press('Enter');
+  await q1.locator('fieldset[data-question="smoker"] .field-error').getByText('This question needs an answer.', { exact: true }).waitFor({ timeout: T });
+  await q1.locator('fieldset[data-question="sleep"] .field-error').getByText('Answer, or choose “Prefer not to say”.', { exact: true }).waitFor({ timeout: T });
+  await q1.locator('#form-error').getByText('Please check the answers marked above.').waitFor({ timeout: T });
+  check(await q1.evaluate(() => document.activeElement?.dataset.testid) === 'answer-height', 'focus on the first problem');
+  check(!traffic.some((t) => t.page === 'patient 1' && t.kind === 'ws-url' && t.text.includes('survey')), 'no socket before the answers are valid');
+  log('questionnaire answers checked per question before joining');
+  for (const [i, a] of survey.entries()) {
+    const p = tabs[i];
+    await p.getByTestId('answer-height').fill(a.height);
+    await p.getByTestId('answer-weight').fill(a.weight);
+    if (i === 2) {
+      // Keyboard: Space picks the focused option.
+      await p.getByTestId(`answer-smoker-${a.smoker}`).focus();
+      await p.keyboard.press('Space');
+      check(await p.getByTestId(`answer-smoker-${a.smoker}`).isChecked(), 'a radio button picked with the keyboard');
+    } else {
+      await p.getByTestId(`answer-smoker-${a.smoker}`).check();
+    }
+    if (a.sleep === null) await p.getByTestId('skip-sleep').check();
+    else await p.getByTestId('answer-sleep').fill(a.sleep);
+    check(await p.getByTestId('answer-sleep').isDisabled() === (a.sleep === null), `tab ${i + 1}: sleep field follows "prefer not to say"`);
+    await p.getByTestId('join').click();
+  }
+  const qres = await Promise.all(tabs.map(resultOf));
+  const num = (k) => survey.map((a) => a[k]).filter((v) => v !== null).map(Number);
+  const wantQ = { height: describe(num('height')), weight: describe(num('weight')), sleep: describe(num('sleep')) };
+  const both = (x, y) => survey.filter((a) => a[x] !== null && a[y] !== null);
+  const wantPairs = [['height', 'weight'], ['height', 'sleep'], ['weight', 'sleep']].map(([x, y]) => ({
+    x, y, ...fit(both(x, y).map((a) => Number(a[x])), both(x, y).map((a) => Number(a[y]))),
+  }));
+  const ranges = { height: { min: 100, max: 230 }, weight: { min: 30, max: 200 }, sleep: { min: 0, max: 24 } };
+  function checkQuestionnaire(shown, who) {
+    for (const [id, w] of Object.entries(wantQ)) {
+      const t = shown.tiles.find((x) => x.question === id);
+      check(t, `${who}: tile ${id}`);
+      check(Number(t.count) === w.count, `${who}: ${id} count ${t.count}`);
+      near(t.mean, w.mean, `${who}: ${id} mean`);
+      near(t.stddev, w.stddev, `${who}: ${id} stddev`);
+      near(t.sum, w.sum, `${who}: ${id} sum`);
+    }
+    const smoker = shown.tiles.find((x) => x.question === 'smoker');
+    check(smoker && Number(smoker.count) === 3, `${who}: smoker answered by 3`);
+    for (const [o, c] of [['no', 2], ['yes', 1], ['used to', 0]]) {
+      const row = shown.options.find((x) => x.id === `q-smoker-${o}`);
+      check(row && Number(row.count) === c, `${who}: smoker ${o}: ${JSON.stringify(row)}`);
+    }
+    for (const w of wantPairs) {
+      const row = shown.pairs.find((x) => x.id === `pair-${w.x}-${w.y}`);
+      check(row && Number(row.n) === w.n, `${who}: pair ${w.x}/${w.y} n: ${JSON.stringify(row)}`);
+      near(row.r, w.r, `${who}: ${w.x}/${w.y} r`, 1e-6);
+      near(row.slope, w.slope, `${who}: ${w.x}/${w.y} slope`, 1e-6);
+      near(row.intercept, w.intercept, `${who}: ${w.x}/${w.y} intercept`, 1e-6);
+      // The line: x over the x question's range, clipped to the y question's range.
+      const line = shown.lines.find((x) => x.id === `line-${w.x}-${w.y}`);
+      check(line, `${who}: line ${w.x}/${w.y} drawn`);
+      const rx = ranges[w.x];
+      const ry = ranges[w.y];
+      const at = (v) => w.slope * v + w.intercept;
+      const inv = (v) => (v - w.intercept) / w.slope;
+      const lo = Math.max(rx.min, Math.min(inv(ry.min), inv(ry.max)));
+      const hi = Math.min(rx.max, Math.max(inv(ry.min), inv(ry.max)));
+      near(line.x1, lo, `${who}: ${w.x}/${w.y} line x1`, 1e-6);
+      near(line.x2, hi, `${who}: ${w.x}/${w.y} line x2`, 1e-6);
+      near(line.y1, Math.min(ry.max, Math.max(ry.min, at(lo))), `${who}: ${w.x}/${w.y} line y1`, 1e-6);
+      near(line.y2, Math.min(ry.max, Math.max(ry.min, at(hi))), `${who}: ${w.x}/${w.y} line y2`, 1e-6);
+    }
+    const noHeight = shown.byOption.find((x) => x.id === 'by-smoker-height-no');
+    check(noHeight && Number(noHeight.n) === 2, `${who}: by option smoker=no height n`);
+    near(noHeight.mean, (160.5 + 188.3) / 2, `${who}: by option smoker=no height mean`);
+    check(shown.caption.includes('small-cell suppression is off'), `${who}: caption says small cells are shown`);
+  }
+  for (const [i, r] of qres.entries()) {
+    check(r.count === 3 && r.code === qres[0].code, `questionnaire tab ${i + 1}: count ${r.count}, code ${r.code}`);
+    checkQuestionnaire(await questionnaireShown(tabs[i].getByTestId('result')), `tab ${i + 1}`);
+  }
+  log(`3 tabs show the questionnaire's statistics, option counts, r/slope/intercept and lines (height×weight r ${wantPairs[0].r.toFixed(4)})`);
+  const qdash = dash.locator(`article[data-study="survey"] [data-testid="dash-result"][data-round="${qres[0].round}"]`);
+  await qdash.waitFor({ state: 'visible', timeout: T });
+  await qdash.locator('line[data-testid="line-height-weight"]').waitFor({ state: 'attached', timeout: T });
+  checkQuestionnaire(await questionnaireShown(qdash), 'dashboard');
+  log('the dashboard shows the same questionnaire result');
+  // The same from the relay's store (GET /api/studies/survey/rounds after a reload).
+  await dash.reload();
+  await qdash.locator('line[data-testid="line-height-weight"]').waitFor({ state: 'attached', timeout: T });
+  checkQuestionnaire(await questionnaireShown(qdash), 'dashboard after a reload');
+  log('and so does the dashboard from the stored round, after a reload');
+  await tabs[0].screenshot({ path: join(outDir, 'patient-questionnaire.png'), fullPage: true });
+  await tabs[1].screenshot({ path: join(outDir, 'patient-questionnaire-skipped.png'), fullPage: true });
+  await dash.locator('article[data-study="survey"]').screenshot({ path: join(outDir, 'dashboard-questionnaire.png') });
+
+  // 7b. The same questionnaire with small-cell suppression on (the default): "< 3".
+  await Promise.all(tabs.map((p) => p.goto(`${base}?study=survey-k`)));
+  for (const [i, a] of survey.entries()) {
+    const p = tabs[i];
+    await p.getByTestId('answer-height').fill(a.height);
+    await p.getByTestId('answer-weight').fill(a.weight);
+    await p.getByTestId(`answer-smoker-${a.smoker}`).check();
+    if (a.sleep === null) await p.getByTestId('skip-sleep').check();
+    else await p.getByTestId('answer-sleep').fill(a.sleep);
+    await p.getByTestId('join').click();
+  }
+  await Promise.all(tabs.map(resultOf));
+  const ks = await questionnaireShown(tabs[0].getByTestId('result'));
+  const yes = ks.options.find((x) => x.id === 'q-smoker-yes');
+  check(yes && yes.suppressed === 'true' && yes.text.includes('< 3') && yes.count === undefined, `suppressed cell: ${JSON.stringify(yes)}`);
+  const sleepTile = ks.tiles.find((x) => x.question === 'sleep');
+  check(sleepTile.suppressed === 'true' && !sleepTile.mean, `sleep (2 answers) withheld: ${JSON.stringify(sleepTile)}`);
+  check(ks.caption.includes('“< 3” stands for 1 to 2 answers'), `caption: ${ks.caption}`);
+  check(Number(ks.tiles.find((x) => x.question === 'height').count) === 3, 'height count 3 shown');
+  log('with suppression on, small cells show "< 3"');
+  await tabs[0].screenshot({ path: join(outDir, 'patient-questionnaire-suppressed.png'), fullPage: true });
+  await tabs[2].goto(`${base}?study=survey`);
+  await tabs[2].getByTestId('answer-height').waitFor({ state: 'visible', timeout: T });
+  await tabs[2].setViewportSize({ width: 390, height: 844 });
+  await tabs[2].screenshot({ path: join(outDir, 'patient-questionnaire-form-phone.png'), fullPage: true });
+  check(await tabs[2].evaluate(() => document.documentElement.scrollWidth) <= 390, 'questionnaire form fits a phone');
+
+  // 8. Screenshots at phone width.
   await tabs[0].setViewportSize({ width: 390, height: 844 });
   await tabs[0].screenshot({ path: join(outDir, 'patient-phone.png'), fullPage: true });
   await dash.setViewportSize({ width: 390, height: 844 });

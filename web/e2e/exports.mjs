@@ -11,7 +11,8 @@ import { join } from 'node:path';
 const dir = process.argv[2] ?? 'web/www/pkg';
 const FORBIDDEN = /bench|seed/i;
 // What web/www/js uses; see web/README.md.
-const REQUIRED = ['Patient', 'checkValue', 'checkStudySpec', 'bucketEdges', 'protocolVersion'];
+const REQUIRED = ['Patient', 'withAnswers', 'checkValue', 'checkAnswer', 'checkAnswers', 'checkStudySpec',
+    'checkStudyJson', 'bucketEdges', 'protocolVersion'];
 
 const dts = await readFile(join(dir, 'cohort_web.d.ts'), 'utf8');
 const declared = new Set();

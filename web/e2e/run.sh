@@ -40,9 +40,18 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 token=e2e-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+# A questionnaire study for e2e.mjs, "survey-k", with small cells suppressed (the default);
+# e2e.mjs builds the same questions as "survey" (small cells shown) in the dashboard.
+questions='[
+  {"id":"height","kind":"number","text":"How tall are you?","unit":"cm","min":100,"max":230,"decimals":1,"buckets":13},
+  {"id":"weight","kind":"number","text":"How much do you weigh?","unit":"kg","min":30,"max":200,"decimals":1,"buckets":17},
+  {"id":"smoker","kind":"choice","text":"Do you smoke?","options":["no","yes","used to"]},
+  {"id":"sleep","kind":"number","text":"How many hours do you sleep a night?","unit":"h","min":0,"max":24,"decimals":1,"buckets":12,"optional":true}]'
+printf '{"id":"survey-k","size":3,"threshold":3,"min_cohort":3,"questions":%s}\n' "$questions" >"$tmp/survey-k.json"
 : >"$tmp/relay.log"
 "$target/debug/cohort-relay" --listen 127.0.0.1:0 --web web/www \
-    --certs "$tmp/certs" --data "$tmp/data" --admin-token "$token" >"$tmp/relay.log" 2>&1 &
+    --certs "$tmp/certs" --data "$tmp/data" --admin-token "$token" \
+    --study-file "$tmp/survey-k.json" >"$tmp/relay.log" 2>&1 &
 pid=$!
 
 url=""

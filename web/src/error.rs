@@ -21,6 +21,9 @@ pub enum WebError {
     Params,
     /// The browser gave no secure random numbers (`crypto.getRandomValues`).
     Random,
+    /// The answers given are not a JSON object of question id to text, number or `null`
+    /// (or answer a question twice).
+    Answers,
 }
 
 impl WebError {
@@ -33,6 +36,7 @@ impl WebError {
             WebError::Study(_) => "StudyError",
             WebError::Params => "ParamsError",
             WebError::Random => "RandomError",
+            WebError::Answers => "AnswersError",
         }
     }
 }
@@ -46,6 +50,9 @@ impl fmt::Display for WebError {
             WebError::Study(e) => e.fmt(f),
             WebError::Params => f.write_str("study parameters are not valid StudyParams JSON"),
             WebError::Random => f.write_str("this browser gave no secure random numbers"),
+            WebError::Answers => f.write_str(
+                "answers must be one JSON object of question id to text, number or null, each question once",
+            ),
         }
     }
 }

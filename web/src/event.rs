@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 /// | `shares_sent` | `round` |
 /// | `partial_sum_sent` | `round`, `contributors` (how many) |
 /// | `result_checked` | `round`, `contributors` (how many), `partialSums` |
-/// | `completed` | `checkedOnDevice` (`true`) and core's `ResultSummary` in camelCase: `study`, `round`, `count`, `sum`, `mean`, `stddev`, `histogram`, `rosterSize`, `contributors` (indices), `partialSums`, `safetyCode` |
+/// | `completed` | `checkedOnDevice` (`true`) and core's `ResultSummary` with camelCase top-level keys: `study`, `round`, `count`, `questions` (per question id: `{count,sum,mean,stddev,histogram}` or `{count,counts}`), `pairs` (`{x,y,n,mean_x,mean_y,r,slope,intercept}`), `byOption` (`{choice,number,option,n,mean}`), `rosterSize`, `contributors` (indices), `partialSums`, `safetyCode`; a one-question study also has `sum`, `mean`, `stddev`, `histogram`. Nested objects keep core's snake_case (the relay's `ResultRow` has the same shape) |
 /// | `abandoned` | `round`, `reason` (core `AbandonReason` JSON, with its own `kind`), `message` |
 /// | `relay_error` | `code` (core `ErrorCode`, e.g. `"unknown_study"`), `message` |
 /// | `refused` | `code`, `message`: this patient stopped (bad roster, timeout, …) and left |

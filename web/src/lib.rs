@@ -8,10 +8,14 @@
 //! The JavaScript interface (camelCase):
 //!
 //! ```js
-//! import init, { Patient, checkValue, checkStudySpec, bucketEdges } from './pkg/cohort_web.js';
+//! import init, { Patient, checkValue, checkAnswer, checkAnswers, bucketEdges } from './pkg/cohort_web.js';
 //! await init();
 //! const hint = checkValue(JSON.stringify(params), text); // undefined, or why the value is refused
 //! const p = new Patient(Date.now(), params.id, text, JSON.stringify(params), undefined);
+//! // A questionnaire: one answer per question id (text as typed, an option's label, or null
+//! // for "prefer not to say"); checkAnswer(paramsJson, id, text) checks one field.
+//! const q = Patient.withAnswers(Date.now(), params.id, JSON.stringify({height: "172.5",
+//!   smoker: "no", alcohol: null}), JSON.stringify(params), undefined);
 //! ws.onopen = () => { for (let m; (m = p.pollOutput()) !== undefined;) ws.send(m); };
 //! ws.onmessage = (e) => {
 //!   // ws.binaryType = 'arraybuffer': the delivery is a binary frame; pollOutput() gives a
@@ -28,6 +32,7 @@
 //! Errors reach JavaScript as `Error` objects whose `name` is the Rust error type (see
 //! [`WebError`]) and whose message is core's explanation, which never quotes a value.
 
+mod answers;
 #[cfg(feature = "bench")]
 mod bench;
 mod error;
@@ -35,6 +40,7 @@ mod event;
 mod patient;
 mod study;
 
+pub use answers::{check_answer, check_answers, check_study_json, parse_answers, question_of};
 pub use error::WebError;
 pub use event::event_json;
 pub use patient::WasmPatient;

@@ -7,6 +7,9 @@ use rand_chacha::ChaCha20Rng;
 use wasm_bindgen::prelude::*;
 use zeroize::Zeroize;
 
+use cohort_core::answer::Answers;
+
+use crate::answers::parse_answers;
 use crate::error::WebError;
 use crate::event::event_json;
 use crate::study::{parse_params, parse_value};
@@ -59,6 +62,31 @@ impl WasmPatient {
         started.map(WasmPatient)
     }
 
+    /// Like `Patient.withAnswers`, with the random seed given (for tests and native callers).
+    pub fn with_answers_and_seed(
+        now_ms: f64,
+        study: &str,
+        answers: Answers,
+        expected_params_json: Option<String>,
+        invite: Option<String>,
+        mut seed: [u8; 32],
+    ) -> Result<WasmPatient, WebError> {
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        seed.zeroize();
+        let expected = expected_params_json
+            .as_deref()
+            .map(parse_params)
+            .transpose()?;
+        Ok(WasmPatient(Patient::with_answers(
+            ms(now_ms),
+            study,
+            answers,
+            expected,
+            invite,
+            &mut rng,
+        )?))
+    }
+
     /// The next event as JSON (see [`event_json`]).
     pub fn poll_event_json(&mut self) -> Option<serde_json::Value> {
         self.0.poll_event().map(|ev| event_json(&ev))
@@ -91,6 +119,36 @@ impl WasmPatient {
             now_ms,
             study,
             value_text,
+            expected_params_json,
+            invite,
+            seed,
+        )
+    }
+
+    /// `Patient.withAnswers(nowMs, study, answersJson, expectedParamsJson?, invite?)`: a
+    /// patient that will join a questionnaire study with `answersJson`, one JSON object of
+    /// question id to the text typed (a number) or the option's label, `null` for "prefer not
+    /// to say" (core's `Answers`). With `expectedParamsJson` every answer is checked now;
+    /// otherwise against the relay's parameters before anything is shared. Throws
+    /// `AnswersError` (not such an object), `ProtocolError` (an answer refused: the message
+    /// names the question, never the answer), `ParamsError`, `StudyError`, `RandomError`.
+    #[wasm_bindgen(js_name = withAnswers)]
+    pub fn with_answers(
+        now_ms: f64,
+        study: &str,
+        answers_json: String,
+        expected_params_json: Option<String>,
+        invite: Option<String>,
+    ) -> Result<WasmPatient, WebError> {
+        let answers = parse_answers(answers_json)?;
+        let mut seed = [0u8; 32];
+        if getrandom::fill(&mut seed).is_err() {
+            return Err(WebError::Random);
+        }
+        WasmPatient::with_answers_and_seed(
+            now_ms,
+            study,
+            answers,
             expected_params_json,
             invite,
             seed,

@@ -43,11 +43,23 @@ pub fn check_study_spec(spec: &str) -> Option<String> {
     spec.parse::<StudySpec>().err().map(|e| e.to_string())
 }
 
-/// `bucketEdges(paramsJson)`: the lower edge of every histogram bucket and the upper edge of
-/// the last, in the study's unit (`buckets + 1` numbers).
+/// `bucketEdges(paramsJson, questionId?)`: the lower edge of every histogram bucket and the
+/// upper edge of the last, in the unit of the study's one question or of its number question
+/// `questionId` (`buckets + 1` numbers). Throws `ParamsError` if there is no such number
+/// question.
 #[wasm_bindgen(js_name = bucketEdges)]
-pub fn bucket_edges(params_json: &str) -> Result<Vec<f64>, WebError> {
-    Ok(parse_params(params_json)?.bucket_edges())
+pub fn bucket_edges(params_json: &str, question_id: Option<String>) -> Result<Vec<f64>, WebError> {
+    let params = parse_params(params_json)?;
+    let Some(id) = question_id else {
+        return Ok(params.bucket_edges());
+    };
+    params
+        .question_list()
+        .iter()
+        .find(|q| q.id == id)
+        .and_then(|q| q.as_number())
+        .map(|n| n.as_params(params.size).bucket_edges())
+        .ok_or(WebError::Params)
 }
 
 /// `protocolVersion()`: the wire protocol version this build speaks.
@@ -97,7 +109,12 @@ mod tests {
             check_study_spec("id=Height").as_deref(),
             Some("study id must be 1-64 characters of a-z, 0-9, '-' and '_'")
         );
-        let edges = bucket_edges(&demo()).unwrap();
+        let edges = bucket_edges(&demo(), None).unwrap();
+        assert_eq!(bucket_edges(&demo(), Some("value".into())).unwrap(), edges);
+        assert_eq!(
+            bucket_edges(&demo(), Some("other".into())),
+            Err(WebError::Params)
+        );
         assert_eq!(edges.len(), 11);
         assert_eq!((edges[0], edges[10]), (0.0, 300.0));
         assert_eq!(protocol_version(), 2);

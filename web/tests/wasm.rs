@@ -9,7 +9,10 @@ use cohort_core::message::{PatientToRelay, RelayToPatient, Wire};
 use cohort_core::protocol::{Hospital, HospitalEvent};
 use cohort_core::study::{StudyParams, StudySpec};
 use cohort_core::testing::{Behaviour, Network, SimPatient};
-use cohort_web::{WasmPatient, bucket_edges, check_study_spec, check_value};
+use cohort_web::{
+    WasmPatient, bucket_edges, check_answer, check_answers, check_study_json, check_study_spec,
+    check_value,
+};
 use js_sys::{JSON, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -244,7 +247,7 @@ fn values_are_checked_before_anything_is_queued() {
         None
     );
     assert!(check_study_spec("id=height,size=1").is_some());
-    assert_eq!(bucket_edges(&p).unwrap()[1], 30.0);
+    assert_eq!(bucket_edges(&p, None).unwrap()[1], 30.0);
 }
 
 #[wasm_bindgen_test]
@@ -352,4 +355,108 @@ fn timeouts_pass_through() {
     q.leave();
     assert!(q.is_finished());
     assert_eq!(q.state_name(), "finished");
+}
+
+const SURVEY: &str = r#"{"id":"survey","size":3,"threshold":3,"min_cohort":3,"questions":[
+    {"id":"height","kind":"number","text":"How tall are you?","unit":"cm","min":100,"max":230,"decimals":1,"buckets":13},
+    {"id":"weight","kind":"number","text":"How much do you weigh?","unit":"kg","min":30,"max":200,"decimals":1,"buckets":17},
+    {"id":"smoker","kind":"choice","text":"Do you smoke?","options":["no","yes","used to"]},
+    {"id":"sleep","kind":"number","text":"Hours of sleep?","unit":"h","min":0,"max":24,"decimals":1,"buckets":12,"optional":true}]}"#;
+
+const ANSWERS: [&str; 3] = [
+    r#"{"height":"160","weight":"55.5","smoker":"no","sleep":"7.5"}"#,
+    r#"{"height":"175.5","weight":"72","smoker":"yes","sleep":null}"#,
+    r#"{"height":"190","weight":"90","smoker":"no","sleep":"6"}"#,
+];
+
+#[wasm_bindgen_test]
+fn a_questionnaire_round_reports_every_question_pair_and_option() {
+    let spec = cohort_core::study::StudySpec::from_json(SURVEY).unwrap();
+    let params_json = serde_json::to_string(&spec.params).unwrap();
+    let patients = ANSWERS
+        .iter()
+        .map(|a| JsPatient {
+            inner: WasmPatient::with_answers(
+                0.0,
+                "survey",
+                (*a).into(),
+                Some(params_json.clone()),
+                None,
+            )
+            .unwrap(),
+            sent: Vec::new(),
+        })
+        .collect();
+    let mut net = Network::new(
+        Hospital::new(spec, 1).unwrap(),
+        patients,
+        vec![Behaviour::Honest; 3],
+    );
+    net.run();
+    for events in &net.events {
+        let done = events
+            .iter()
+            .find(|e| text(e, "kind") == "completed")
+            .expect("completed");
+        assert_eq!(num(done, "count"), 3.0);
+        // No single-number fields for a questionnaire.
+        assert!(get(done, "mean").is_undefined());
+        let json: serde_json::Value =
+            serde_json::from_str(&String::from(JSON::stringify(done).unwrap())).unwrap();
+        let height = &json["questions"]["height"];
+        assert_eq!(height["count"], 3);
+        assert!((height["mean"].as_f64().unwrap() - 525.5 / 3.0).abs() < 1e-9);
+        assert_eq!(json["questions"]["smoker"]["counts"]["no"], 2);
+        assert_eq!(json["questions"]["smoker"]["counts"]["used to"], 0);
+        assert_eq!(json["questions"]["sleep"]["count"], 2);
+        let pair = json["pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["x"] == "height" && p["y"] == "weight")
+            .unwrap();
+        assert_eq!(pair["n"], 3);
+        assert!(pair["r"].as_f64().unwrap() > 0.99);
+        assert!(!json["byOption"].as_array().unwrap().is_empty());
+    }
+}
+
+#[wasm_bindgen_test]
+fn answers_are_checked_per_question_naming_it() {
+    let spec = cohort_core::study::StudySpec::from_json(SURVEY).unwrap();
+    let p = serde_json::to_string(&spec.params).unwrap();
+    let s = |t: &str| JsValue::from_str(t);
+    assert_eq!(check_answer(&p, "height", s("172.5")).unwrap(), None);
+    assert_eq!(
+        check_answer(&p, "height", s("99")).unwrap().as_deref(),
+        Some(r#"question "height": outside the study's allowed range"#)
+    );
+    assert_eq!(check_answer(&p, "sleep", JsValue::NULL).unwrap(), None);
+    assert!(check_answer(&p, "smoker", JsValue::NULL).unwrap().is_some());
+    assert!(
+        check_answer(&p, "weight", JsValue::UNDEFINED)
+            .unwrap()
+            .is_some()
+    );
+    assert!(check_answers(&p, ANSWERS[1].into()).unwrap().is_undefined());
+    let bad = check_answers(&p, ANSWERS[1].replace("yes", "maybe")).unwrap();
+    assert_eq!(text(&bad, "question"), "smoker");
+    assert!(!text(&bad, "message").contains("maybe"));
+    let (name, _) = js_error(check_answers(&p, "[1]".into()).unwrap_err().into());
+    assert_eq!(name, "AnswersError");
+    let err = WasmPatient::with_answers(
+        0.0,
+        "survey",
+        ANSWERS[0].replace("160", "99"),
+        Some(p),
+        None,
+    )
+    .unwrap_err();
+    let (name, message) = js_error(err.into());
+    assert_eq!(name, "ProtocolError");
+    assert!(message.contains("\"height\""), "{message}");
+    assert!(!message.contains("99"), "{message}");
+    assert_eq!(check_study_json(SURVEY), None);
+    assert!(check_study_json(r#"{"id":"x"}"#).is_none());
+    assert!(check_study_json(r#"{"id":"x","questions":[]}"#).is_some());
 }

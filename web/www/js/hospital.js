@@ -1,15 +1,20 @@
 // The hospital dashboard: studies, live enrolment (/ws/dashboard), starting rounds, results,
 // downloads and the relay's safety code. The admin token lives in sessionStorage at most.
 
-import { checkStudySpec } from '../pkg/cohort_web.js';
+import { bucketEdges, checkStudyJson, checkStudySpec } from '../pkg/cohort_web.js';
 import { loadWasm } from './wasm.js';
 import { histogram } from './chart.js';
 import { $, el, replace, show } from './dom.js';
 import { human, patients, plain, rangeText } from './format.js';
+import { isQuestionnaire, questionnaireView, questionsText, smallCellLimit } from './results.js';
 
 const TOKEN_KEY = 'cohort.adminToken';
 const SPEC_KEYS = ['id', 'question', 'unit', 'min', 'max', 'decimals', 'buckets', 'size', 'threshold',
   'colluders', 'min_cohort', 'enrol_s', 'shares_s', 'partials_s', 'invite'];
+/** The single-question keys: unused (and hidden) once the builder has questions. */
+const SINGLE_KEYS = ['question', 'unit', 'min', 'max', 'decimals', 'buckets'];
+/** Study keys whose JSON value is a number. */
+const NUMBER_KEYS = ['size', 'threshold', 'colluders', 'min_cohort', 'enrol_s', 'shares_s', 'partials_s', 'decimals', 'buckets'];
 
 const ui = {
   conn: $('conn'),
@@ -24,6 +29,11 @@ const ui = {
   createError: $('create-error'),
   createOk: $('create-ok'),
   createButton: $('create-button'),
+  qList: $('q-list'),
+  addNumber: $('add-number'),
+  addChoice: $('add-choice'),
+  suppress: $('f-suppress'),
+  jsonPreview: $('json-preview'),
   note: $('dash-note'),
   studies: $('studies'),
 };
@@ -35,6 +45,8 @@ let ws = null;
 let retry = 0;
 let retryTimer = 0;
 let wasmReady = false;
+/** The questionnaire being built: [{kind, id, text, unit, min, max, decimals, buckets, options, optional}]. */
+let draft = [];
 
 main();
 
@@ -53,6 +65,8 @@ async function main() {
   ui.signout.addEventListener('click', signOut);
   addColludersField();
   for (const input of ui.createForm.querySelectorAll('input')) input.addEventListener('input', updateSpec);
+  ui.addNumber.addEventListener('click', () => addQuestion('number'));
+  ui.addChoice.addEventListener('click', () => addQuestion('choice'));
   ui.createForm.addEventListener('submit', (e) => {
     e.preventDefault();
     createStudy();
@@ -115,11 +129,11 @@ function signOut() {
 }
 
 /** Calls the admin API; throws an Error with `.status` and the relay's message. */
-async function api(method, path, body) {
+async function api(method, path, body, raw = false) {
   const headers = { Authorization: `Bearer ${token}` };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const res = await fetch(path, {
-    method, headers, cache: 'no-store', body: body === undefined ? undefined : JSON.stringify(body),
+    method, headers, cache: 'no-store', body: body === undefined ? undefined : raw ? body : JSON.stringify(body),
   });
   const type = res.headers.get('Content-Type') || '';
   const data = type.includes('json') ? await res.json().catch(() => null) : await res.text();
@@ -295,7 +309,151 @@ function specFromForm() {
   return { spec: parts.join(','), comma };
 }
 
+// ---- questionnaire builder ----
+
+function addQuestion(kind) {
+  const n = draft.length + 1;
+  draft.push(kind === 'number'
+    ? { kind, id: `q${n}`, text: '', unit: '', min: '0', max: '100', decimals: '0', buckets: '10', optional: false }
+    : { kind, id: `q${n}`, text: '', options: 'yes\nno', optional: false });
+  renderBuilder(draft.length - 1, 'id');
+  updateSpec();
+}
+
+function moveQuestion(i, by) {
+  const j = i + by;
+  if (j < 0 || j >= draft.length) return;
+  [draft[i], draft[j]] = [draft[j], draft[i]];
+  renderBuilder(j, by < 0 ? 'up' : 'down');
+  updateSpec();
+}
+
+function removeQuestion(i) {
+  draft.splice(i, 1);
+  renderBuilder(Math.min(i, draft.length - 1), 'remove');
+  updateSpec();
+  if (draft.length === 0) ui.addNumber.focus();
+}
+
+/** Redraws the question editors; puts the focus on `field` of question `focusAt`. */
+function renderBuilder(focusAt = -1, field = null) {
+  const editors = draft.map((q, i) => {
+    const pre = `b${i}`;
+    const input = (key, label, attrs = {}, cls = undefined) => {
+      const e = el('input', { id: `${pre}-${key}`, type: 'text', spellcheck: 'false', autocapitalize: 'off', value: q[key], 'data-testid': `q${i + 1}-${key}`, ...attrs });
+      e.value = q[key];
+      e.addEventListener('input', () => {
+        q[key] = e.value;
+        updateSpec();
+      });
+      return el('div', { class: cls }, el('label', { for: e.id, text: label }), e);
+    };
+    const optional = el('input', { id: `${pre}-optional`, type: 'checkbox', 'data-testid': `q${i + 1}-optional` });
+    optional.checked = q.optional;
+    optional.addEventListener('change', () => {
+      q.optional = optional.checked;
+      updateSpec();
+    });
+    let fields;
+    if (q.kind === 'number') {
+      fields = [
+        input('id', 'Id'), input('text', 'Question', {}, 'span2'),
+        input('unit', 'Unit', { placeholder: 'none' }), input('min', 'Minimum', { inputmode: 'decimal' }),
+        input('max', 'Maximum', { inputmode: 'decimal' }), input('decimals', 'Decimals', { inputmode: 'numeric' }),
+        input('buckets', 'Histogram buckets', { inputmode: 'numeric' }),
+      ];
+    } else {
+      const ta = el('textarea', { id: `${pre}-options`, rows: 4, spellcheck: 'false', 'data-testid': `q${i + 1}-options` });
+      ta.value = q.options;
+      ta.addEventListener('input', () => {
+        q.options = ta.value;
+        updateSpec();
+      });
+      fields = [
+        input('id', 'Id'), input('text', 'Question', {}, 'span2'),
+        el('div', { class: 'q-options' }, el('label', { for: ta.id, text: 'Options (one per line, 2 to 20)' }), ta),
+      ];
+    }
+    const n = i + 1;
+    const tools = el('div', { class: 'q-tools' },
+      el('label', { class: 'check-row', for: optional.id }, optional, 'Optional (“prefer not to say”)'),
+      el('span', { class: 'grow' }),
+      el('button', { type: 'button', class: 'small', 'data-testid': `q${n}-up`, 'aria-label': `Move question ${n} up`, disabled: i === 0, onclick: () => moveQuestion(i, -1) }, '↑ Up'),
+      el('button', { type: 'button', class: 'small', 'data-testid': `q${n}-down`, 'aria-label': `Move question ${n} down`, disabled: i === draft.length - 1, onclick: () => moveQuestion(i, 1) }, '↓ Down'),
+      el('button', { type: 'button', class: 'small', 'data-testid': `q${n}-remove`, 'aria-label': `Remove question ${n}`, onclick: () => removeQuestion(i) }, 'Remove'));
+    return el('fieldset', { class: 'q-edit', 'data-testid': `q-edit-${n}` },
+      el('legend', { text: `Question ${n}: ${q.kind === 'number' ? 'a number' : 'one of several options'}` }),
+      el('div', { class: 'form-grid' }, fields), tools);
+  });
+  replace(ui.qList, editors);
+  for (const key of SINGLE_KEYS) {
+    const f = ui.createForm.querySelector(`[data-key="${key}"]`);
+    if (f) show(f.parentElement, draft.length === 0);
+  }
+  if (focusAt >= 0 && field) {
+    const target = field === 'id' ? `#b${focusAt}-id`
+      : `[data-testid="q${focusAt + 1}-${field === 'remove' ? 'remove' : field}"]`;
+    let e = ui.qList.querySelector(target);
+    if (e && e.disabled) e = ui.qList.querySelector(`[data-testid="q${focusAt + 1}-${field === 'up' ? 'down' : 'up'}"]`);
+    e?.focus();
+  }
+}
+
+/** A JSON number for plain decimal text, the text itself otherwise (the relay says what is wrong). */
+function jsonNumber(v) {
+  return /^-?\d+(\.\d+)?$/.test(v) && String(Number(v)) === v ? Number(v) : v;
+}
+
+/** The study as JSON (POST /api/studies), or null when the text form (`{spec}`) is enough. */
+function studyJson() {
+  if (draft.length === 0 && ui.suppress.checked) return null;
+  const study = {};
+  for (const key of SPEC_KEYS) {
+    if (draft.length > 0 && SINGLE_KEYS.includes(key)) continue;
+    const field = ui.createForm.querySelector(`[data-key="${key}"]`);
+    const v = field ? field.value.trim() : '';
+    if (v === '') continue;
+    study[key] = NUMBER_KEYS.includes(key) || key === 'min' || key === 'max' ? jsonNumber(v) : v;
+  }
+  if (!ui.suppress.checked) study.suppress_small_cells = false;
+  if (draft.length > 0) {
+    study.questions = draft.map((q) => {
+      const out = { id: q.id.trim(), kind: q.kind, text: q.text.trim() };
+      if (q.kind === 'number') {
+        if (q.unit.trim()) out.unit = q.unit.trim();
+        out.min = jsonNumber(q.min.trim());
+        out.max = jsonNumber(q.max.trim());
+        out.decimals = jsonNumber(q.decimals.trim());
+        out.buckets = jsonNumber(q.buckets.trim());
+      } else {
+        out.options = q.options.split('\n').map((o) => o.trim()).filter((o) => o !== '');
+      }
+      if (q.optional) out.optional = true;
+      return out;
+    });
+  }
+  return JSON.stringify(study, null, 2);
+}
+
+/** Checks the form; shows the `--study` spec or the JSON it sends. The body to POST, or null. */
 function updateSpec() {
+  const json = studyJson();
+  show(ui.jsonPreview, json !== null);
+  show(ui.preview, json === null);
+  if (json !== null) {
+    ui.jsonPreview.textContent = json;
+    ui.createOk.textContent = '';
+    const hasId = ui.createForm.querySelector('[data-key="id"]').value.trim() !== '';
+    const problem = !hasId ? '' : wasmReady ? checkStudyJson(json) ?? '' : '';
+    ui.createError.textContent = problem ? cap(problem) : '';
+    ui.createButton.disabled = !hasId || !!problem;
+    return problem || !hasId ? null : json;
+  }
+  const spec = updateSpecText();
+  return spec === null ? null : JSON.stringify({ spec });
+}
+
+function updateSpecText() {
   const { spec, comma } = specFromForm();
   ui.preview.textContent = spec ? `--study "${spec}"` : '--study "id=…"';
   ui.createOk.textContent = '';
@@ -309,15 +467,19 @@ function updateSpec() {
 }
 
 async function createStudy() {
-  const spec = updateSpec();
-  if (!spec) return;
+  const body = updateSpec();
+  if (!body) return;
   ui.createButton.disabled = true;
   try {
-    const status = await api('POST', '/api/studies', { spec });
+    // Exactly the text shown in the preview (the JSON form), or {"spec": "…"}.
+    const status = await api('POST', '/api/studies', body, true);
     const id = status.params.id;
     if (!studies.has(id)) upsert(status); // else the feed already brought it, maybe newer
     renderAll();
-    for (const input of ui.createForm.querySelectorAll('input')) input.value = '';
+    for (const input of ui.createForm.querySelectorAll('input[type="text"]')) input.value = '';
+    ui.suppress.checked = true;
+    draft = [];
+    renderBuilder();
     updateSpec();
     const link = `${location.origin}/?study=${encodeURIComponent(id)}`;
     replace(ui.createOk, `Study “${id}” created. Patients join at `, el('a', { href: link, text: link }), '.');
@@ -363,9 +525,11 @@ function render(id) {
       el('h2', { text: p.question || p.id })),
     el('a', { href: link, class: 'small', text: 'Patient page ↗' }));
 
+  const quest = isQuestionnaire(p);
   const facts = el('ul', { class: 'facts' },
-    el('li', { text: rangeText(p) }),
-    el('li', { text: `${p.buckets} histogram buckets` }),
+    quest ? el('li', { text: questionsText(p) }) : el('li', { text: rangeText(p) }),
+    quest ? null : el('li', { text: `${p.buckets} histogram buckets` }),
+    p.suppress_small_cells === false ? el('li', { text: 'small cells shown' }) : null,
     el('li', { text: `groups of ${p.size}` }),
     el('li', { text: `threshold ${p.threshold}, colluders ≤ ${p.colluders ?? 0} (tolerates ${p.size - p.threshold} dropouts)` }),
     el('li', { text: `minimum cohort ${p.min_cohort}` }),
@@ -412,7 +576,20 @@ function render(id) {
   const done = st.rounds.filter((x) => x.status === 'completed');
   const latest = done.length ? done[done.length - 1] : null;
   let resultPanel = null;
-  if (latest) {
+  if (latest && quest) {
+    // A questionnaire's result: the relay's row carries core's QuestionnaireResult.
+    const qr = latest.questionnaire ?? latest;
+    const edges = wasmReady ? (qid) => Array.from(bucketEdges(JSON.stringify(p), qid)) : null;
+    // A relay that stores only a questionnaire round's count gives no per-question statistics.
+    const { view, draw } = qr.questions
+      ? questionnaireView(p, qr, edges)
+      : { view: el('p', { class: 'muted', text: 'This relay did not keep the per-question statistics of this round.' }), draw: () => {} };
+    resultPanel = el('section', {
+      class: 'panel q-panel', 'data-testid': 'dash-result',
+      dataset: { round: plain(latest.round), count: plain(latest.count ?? qr.count), safetyCode: latest.safety_code },
+    }, el('h4', { text: `Latest result: round ${latest.round}, ${patients(latest.count ?? qr.count)}` }), view);
+    requestAnimationFrame(draw);
+  } else if (latest) {
     const u = (n, digits) => [human(n, digits), p.unit ? el('span', { class: 'u', text: p.unit }) : null];
     const chart = el('div', { class: 'chart-box' });
     resultPanel = el('section', {
@@ -428,9 +605,11 @@ function render(id) {
       el('div', {}, el('dt', { text: 'Mean' }), el('dd', {}, u(latest.mean, p.decimals + 2))),
       el('div', {}, el('dt', { text: 'Std. deviation' }), el('dd', {}, u(latest.stddev, p.decimals + 2))),
       el('div', {}, el('dt', { text: 'Sum' }), el('dd', {}, u(latest.sum, p.decimals)))),
-    el('figure', { class: 'chart' }, chart));
+    el('figure', { class: 'chart' }, chart,
+      smallCellLimit(p) > 0 ? el('figcaption', { text: `“< ${smallCellLimit(p)}”: 1 to ${smallCellLimit(p) - 1} values, not shown exactly.` }) : null));
     requestAnimationFrame(() => histogram(chart, {
       counts: latest.histogram, edges: latest.bucket_edges, unit: p.unit, decimals: p.decimals,
+      suppressBelow: smallCellLimit(p),
     }));
   }
 
@@ -442,7 +621,7 @@ function render(id) {
     el('tbody', {}, [...st.rounds].reverse().map((r) => el('tr', {},
       el('td', { text: r.round }),
       el('td', {}, badge(r.status)),
-      el('td', { class: 'num', text: r.count ?? '–' }),
+      el('td', { class: 'num', text: r.count ?? r.questionnaire?.count ?? '–' }),
       el('td', { class: 'num', text: r.mean == null ? '–' : human(r.mean, p.decimals + 2) }),
       el('td', { class: 'num', text: r.stddev == null ? '–' : human(r.stddev, p.decimals + 2) }),
       el('td', { class: 'num', text: r.sum == null ? '–' : human(r.sum, p.decimals) }),

@@ -2,11 +2,12 @@
 // machine) owns every byte of protocol and is the only holder of the value once a round starts.
 // The value is never put in the URL, in storage, or in any message in clear.
 
-import { Patient, checkValue, bucketEdges } from '../pkg/cohort_web.js';
+import { Patient, checkAnswer, checkValue, bucketEdges } from '../pkg/cohort_web.js';
 import { loadWasm } from './wasm.js';
 import { histogram } from './chart.js';
 import { $, el, replace, show } from './dom.js';
 import { human, patients, plain, rangeText } from './format.js';
+import { isQuestionnaire, questionRange, questionnaireView, questionsText, smallCellLimit } from './results.js';
 
 const STEPS = ['connected', 'waiting', 'shares', 'partial', 'result'];
 
@@ -42,6 +43,11 @@ const ui = {
   result: $('result'),
   resultTitle: $('result-title'),
   again: $('again'),
+  singleFields: $('single-fields'),
+  questions: $('questions'),
+  formError: $('form-error'),
+  singleResult: $('single-result'),
+  qResult: $('q-result'),
 };
 
 /** The study being joined: {params, invite_required, …} from GET /api/public/studies. */
@@ -50,6 +56,8 @@ let paramsJson = '';
 /** The current round's connection: {patient, ws, stage, round, n, timer, over}. */
 let session = null;
 let checkTimer = 0;
+/** A questionnaire study's questions (null for a one-number study), each with its inputs. */
+let quest = null;
 
 main();
 
@@ -117,7 +125,7 @@ async function loadStudies() {
     return el('li', {},
       el('a', { href, class: 'study-link' },
         el('span', { class: 'study-q', text: p.question || p.id }),
-        el('span', { class: 'muted', text: `${p.id} · ${rangeText(p)} · groups of ${p.size}` }),
+        el('span', { class: 'muted', text: `${p.id} · ${isQuestionnaire(p) ? questionsText(p) : rangeText(p)} · groups of ${p.size}` }),
         el('span', { class: 'muted', text: `${s.enrolled} waiting for round ${s.enrolling_round}` })));
   }));
   show(ui.picker, true);
@@ -133,18 +141,171 @@ function choose(study, others) {
   ui.meta.textContent = `Results are shared for groups of ${p.size} (never fewer than ${p.min_cohort}); ` +
     `any ${p.threshold} of them complete a round, and this device refuses a round unless that stays safe ` +
     `with up to ${p.colluders ?? 0} patients colluding with the hospital.`;
+  show(ui.inviteRow, study.invite_required);
+  show(ui.others, others);
+  if (isQuestionnaire(p)) {
+    document.title = `cohort · ${p.id}`;
+    ui.question.textContent = `Please answer ${p.questions.length === 1 ? 'this question' : `these ${p.questions.length} questions`}`;
+    ui.meta.textContent = `${questionsText(p)}. ${ui.meta.textContent}`;
+    buildQuestions(p);
+    ui.join.disabled = false;
+    show(ui.singleFields, false);
+    show(ui.questions, true);
+    show(ui.study, true);
+    quest[0].focus.focus();
+    return;
+  }
   ui.label.textContent = p.unit ? `Your value, in ${p.unit}` : 'Your value';
   ui.unit.textContent = p.unit;
   ui.hint.textContent = `Allowed: ${rangeText(p)}.`;
-  show(ui.inviteRow, study.invite_required);
-  show(ui.others, others);
   show(ui.study, true);
   ui.value.focus();
+}
+
+/**
+ * One fieldset per question: a number field with its range (and a "prefer not to say" box
+ * when optional), or one radio button per option (and "prefer not to say" when optional).
+ * Like the one-number field, no input has a name that a form could submit, except radio
+ * groups, which need one to work as a group; the form is never submitted.
+ */
+function buildQuestions(p) {
+  quest = p.questions.map((q, i) => {
+    const errId = `e-${i}`;
+    const error = el('p', { id: errId, class: 'field-error', 'aria-live': 'polite' });
+    const set = el('fieldset', { class: 'question', dataset: { question: q.id }, 'aria-describedby': errId });
+    set.append(el('legend', { text: `${i + 1}. ${q.text || q.id}${q.optional ? ' (optional)' : ''}` }));
+    const entry = { q, set, error, touched: false };
+    if (q.kind === 'number') {
+      const id = `a-${i}`;
+      const hintId = `h-${i}`;
+      const input = el('input', {
+        id, type: 'text', inputmode: 'decimal', autocomplete: 'off', autocorrect: 'off', autocapitalize: 'off',
+        spellcheck: 'false', 'aria-describedby': `${hintId} ${errId}`, 'data-testid': `answer-${q.id}`,
+      });
+      // The field's accessible name is the question itself (the legend shows it).
+      set.append(el('label', { for: id, class: 'visually-hidden', text: `${q.text || q.id}${q.unit ? ` (in ${q.unit})` : ''}` }),
+        el('div', { class: 'value-row' }, input, el('span', { class: 'unit', text: q.unit })),
+        el('p', { id: hintId, class: 'hint', text: `Allowed: ${questionRange(q)}.` }));
+      entry.input = input;
+      entry.focus = input;
+      if (q.optional) {
+        const skip = el('input', { type: 'checkbox', id: `s-${i}`, 'data-testid': `skip-${q.id}` });
+        set.append(el('label', { class: 'skip', for: `s-${i}` }, skip, 'Prefer not to say'));
+        skip.addEventListener('change', () => {
+          input.disabled = skip.checked;
+          entry.touched = true;
+          validateField(entry, true);
+          updateJoin();
+        });
+        entry.skip = skip;
+      }
+      input.addEventListener('input', () => {
+        updateJoin();
+        clearTimeout(checkTimer);
+        checkTimer = setTimeout(() => validateField(entry, true), 500);
+      });
+      input.addEventListener('blur', () => {
+        if (input.value.trim() !== '') entry.touched = true;
+        if (entry.touched) validateField(entry, true);
+      });
+    } else {
+      const radios = q.options.map((o, k) => el('input', {
+        type: 'radio', name: `q-${i}`, id: `a-${i}-${k}`, value: o, 'data-testid': `answer-${q.id}-${o}`,
+      }));
+      const labels = radios.map((r, k) => el('label', { for: r.id }, r, q.options[k]));
+      if (q.optional) {
+        const skip = el('input', { type: 'radio', name: `q-${i}`, id: `s-${i}`, value: '', 'data-testid': `skip-${q.id}` });
+        labels.push(el('label', { for: skip.id }, skip, 'Prefer not to say'));
+        radios.push(skip);
+      }
+      set.append(el('div', { class: 'choices' }, labels));
+      for (const r of radios) {
+        r.addEventListener('change', () => {
+          entry.touched = true;
+          validateField(entry, true);
+          updateJoin();
+        });
+      }
+      entry.radios = radios;
+      entry.focus = radios[0];
+    }
+    set.append(error);
+    return entry;
+  });
+  replace(ui.questions, quest.map((e) => e.set));
+}
+
+/** A question's answer as core takes it: the text or label, null to skip, undefined if none. */
+function answerOf(entry) {
+  if (entry.input) {
+    if (entry.skip?.checked) return null;
+    return entry.input.value.trim() === '' ? undefined : entry.input.value;
+  }
+  const r = entry.radios.find((x) => x.checked);
+  if (!r) return undefined;
+  return r.value === '' ? null : r.value;
+}
+
+/** Checks one question with core's rules; shows the reason beside it when `say`. */
+function validateField(entry, say) {
+  const a = answerOf(entry);
+  let problem = '';
+  if (a === undefined) {
+    problem = say && entry.touched ? (entry.q.optional ? 'Answer, or choose “Prefer not to say”.' : 'This question needs an answer.') : '';
+  } else {
+    problem = checkAnswer(paramsJson, entry.q.id, a) ?? '';
+  }
+  const ok = a !== undefined && !problem;
+  if (say || ok) {
+    // Beside its field the question is implicit: drop core's 'question "id": ' prefix.
+    entry.error.textContent = problem ? sentence(problem.replace(/^question "[^"]*":? /, '')) : '';
+    entry.set.toggleAttribute('data-invalid', !!problem);
+    if (entry.input) entry.input.setAttribute('aria-invalid', problem ? 'true' : 'false');
+  }
+  return ok;
+}
+
+/**
+ * Clears the marks of answers that became fine. The join button stays enabled for a
+ * questionnaire: pressing it checks every answer and says beside each what is missing.
+ */
+function updateJoin() {
+  for (const e of quest) validateField(e, false);
+}
+
+/** Every question checked before joining; the first problem gets the focus when `say`. */
+function validateQuestions(say) {
+  let ok = true;
+  for (const e of quest) {
+    if (say) e.touched = true;
+    if (!validateField(e, say)) {
+      if (ok && say) e.focus.focus();
+      ok = false;
+    }
+  }
+  let problem = '';
+  if (ok && chosen.invite_required && ui.invite.value.trim() === '' && say === true) {
+    problem = 'This study needs the invite code the hospital gave you.';
+    ok = false;
+  }
+  ui.formError.textContent = say && !ok ? (problem || 'Please check the answers marked above.') : '';
+  return ok;
+}
+
+/** The answers as core's JSON form: {id: text | label | null}. */
+function answersJson() {
+  const out = {};
+  for (const e of quest) {
+    const a = answerOf(e);
+    if (a !== undefined) out[e.q.id] = a;
+  }
+  return JSON.stringify(out);
 }
 
 /** Checks the field with core's rules; shows the reason beside it when `say`. */
 function validate(say) {
   if (!chosen) return false;
+  if (quest) return validateQuestions(say);
   const text = ui.value.value;
   let problem = text.trim() === '' ? '' : checkValue(paramsJson, text);
   if (problem === undefined && chosen.invite_required && ui.invite.value.trim() === '' && say === true) {
@@ -164,9 +325,16 @@ function sentence(s) {
 }
 
 function lockForm(locked) {
+  if (quest) {
+    for (const e of quest) {
+      if (e.input) e.input.disabled = locked || !!e.skip?.checked;
+      if (e.skip) e.skip.disabled = locked;
+      for (const r of e.radios ?? []) r.disabled = locked;
+    }
+  }
   ui.value.disabled = locked;
   ui.invite.disabled = locked;
-  ui.join.disabled = locked || !validate(false);
+  ui.join.disabled = locked || (!quest && !validate(false));
 }
 
 function setStatus(text, state) {
@@ -190,13 +358,15 @@ function start() {
   let patient;
   try {
     const invite = chosen.invite_required ? ui.invite.value.trim() : '';
-    patient = new Patient(Date.now(), chosen.params.id, ui.value.value, paramsJson, invite || undefined);
+    patient = quest
+      ? Patient.withAnswers(Date.now(), chosen.params.id, answersJson(), paramsJson, invite || undefined)
+      : new Patient(Date.now(), chosen.params.id, ui.value.value, paramsJson, invite || undefined);
     // Rounds this tab already took part in: the core refuses a replayed round id or a second
     // partial-sum request in one of them, also across reconnects.
     const seen = sessionStorage.getItem(seenKey(chosen.params.id));
     if (seen) patient.rememberRounds(seen);
   } catch (e) {
-    ui.error.textContent = sentence(e.message);
+    (quest ? ui.formError : ui.error).textContent = sentence(e.message.replace(/^answers rejected: /, ''));
     return;
   }
   if (session) closeSession(session);
@@ -405,6 +575,10 @@ function leave() {
 }
 
 function showResult(ev) {
+  if (quest) {
+    showQuestionnaireResult(ev);
+    return;
+  }
   const p = chosen.params;
   const d = p.decimals;
   const unit = p.unit ? ` ${p.unit}` : '';
@@ -437,7 +611,36 @@ function showResult(ev) {
   }
   const edges = Array.from(bucketEdges(paramsJson));
   show(r, true);
-  histogram($('r-chart'), { counts: ev.histogram, edges, unit: p.unit, decimals: d });
+  const k = smallCellLimit(p);
+  histogram($('r-chart'), { counts: ev.histogram, edges, unit: p.unit, decimals: d, suppressBelow: k });
   const width = human(edges[1] - edges[0], d + 1);
-  $('r-caption').textContent = `Each bar counts the values in one ${width}${unit} range. Only the counts are known: each value stays with its owner.`;
+  const small = k > 0 ? ` “< ${k}” stands for 1 to ${k - 1} values: counts that small are not shown.` : '';
+  $('r-caption').textContent = `Each bar counts the values in one ${width}${unit} range. Only the counts are known: each value stays with its owner.${small}`;
+}
+
+function showQuestionnaireResult(ev) {
+  const p = chosen.params;
+  const r = ui.result;
+  r.dataset.count = plain(ev.count);
+  r.dataset.round = plain(ev.round);
+  r.dataset.safetyCode = ev.safetyCode;
+  r.dataset.checkedOnDevice = ev.checkedOnDevice ? 'true' : 'false';
+  ui.resultTitle.textContent = `Result of round ${ev.round}: ${patients(ev.count)}`;
+  let mark = document.getElementById('r-checked');
+  if (!mark) {
+    mark = el('p', { id: 'r-checked', class: 'checked', text: '' });
+    mark.dataset.testid = 'result-checked';
+    ui.resultTitle.after(mark);
+  }
+  mark.textContent = ev.checkedOnDevice ? '✓ checked on this device' : 'not checked on this device';
+  if (ui.safetyCode.textContent !== ev.safetyCode) {
+    ui.safetyCode.textContent = ev.safetyCode;
+    show(ui.safety, true);
+  }
+  const { view, draw } = questionnaireView(p, ev, (id) => Array.from(bucketEdges(paramsJson, id)));
+  replace(ui.qResult, view);
+  show(ui.singleResult, false);
+  show(ui.qResult, true);
+  show(r, true);
+  draw();
 }
