@@ -15,10 +15,13 @@
 //     (one prefers not to say) and every tab and the dashboard show the exact per-question
 //     statistics, option counts, correlations and fitted lines (vs a plain JS computation);
 //     a second questionnaire (run.sh's --study-file) with small-cell suppression on shows "< 3";
+//  7c. a patient with modified code (cohort-forger, $COHORT_FORGER) beside three tabs in a study
+//     with validity proofs: the tabs and the dashboard name it as left out, results exact;
 //  8. screenshots of finished patient tabs and of the dashboard, at desktop and phone widths.
 // Exits 0 on success, 1 with a message on the first failure.
 
 import { chromium } from 'playwright-core';
+import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -500,6 +503,46 @@ try {
   await tabs[2].setViewportSize({ width: 390, height: 844 });
   await tabs[2].screenshot({ path: join(outDir, 'patient-questionnaire-form-phone.png'), fullPage: true });
   check(await tabs[2].evaluate(() => document.documentElement.scrollWidth) <= 390, 'questionnaire form fits a phone');
+
+  // 7c. A patient with modified code (run.sh's cohort-forger, out-of-range value) beside three
+  // tabs in a Shamir 3-of-4 study with validity proofs: every tab and the dashboard name it as
+  // left out, and the three tabs' statistics are exact.
+  await tabs[2].setViewportSize({ width: 1100, height: 900 });
+  const fvalues = ['160.2', '175.8', '190.4'];
+  const fwant = stats(fvalues);
+  await Promise.all(tabs.map((p) => p.goto(`${base}?study=forge`)));
+  await tabs[0].getByTestId('value').waitFor({ state: 'visible', timeout: T });
+  const meta = tabs[0].locator('#study-meta');
+  check((await meta.getAttribute('data-proofs')) === 'on', 'the page says validity proofs are on');
+  check((await meta.textContent()).includes('proves its answers are valid'), 'the page explains the proofs');
+  const forger = spawn(process.env.COHORT_FORGER, [
+    '--relay', `${base.replace('https:', 'wss:')}ws`, '--ca', process.env.COHORT_CA,
+    '--study', 'forge', '--value', '150.0', '--forge', 'out-of-range', '--timeout-s', '60',
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let forgerErr = '';
+  forger.stderr.on('data', (b) => { forgerErr += b; });
+  const forgerDone = new Promise((resolve) => forger.on('close', resolve));
+  for (let i = 0; i < 3; i++) {
+    await tabs[i].getByTestId('value').fill(fvalues[i]);
+    await tabs[i].getByTestId('join').click();
+  }
+  const fres = await Promise.all(tabs.map(resultOf));
+  const forgerCode = await forgerDone;
+  const forgerIndex = Number((/excluded: #(\d+) \(invalid_proof\)/.exec(forgerErr) ?? [])[1]);
+  check(forgerCode === 0 && forgerIndex > 0, `forger exit ${forgerCode}, its exclusion seen: ${forgerErr}`);
+  for (const [i, r] of fres.entries()) {
+    check(r.count === 3, `forge tab ${i + 1} count ${r.count}`);
+    close(r.mean, fwant.mean, `forge tab ${i + 1} mean`);
+    close(r.stddev, fwant.stddev, `forge tab ${i + 1} stddev`);
+    const note = tabs[i].getByTestId('excluded');
+    check((await note.getAttribute('data-excluded')) === `${forgerIndex}:invalid_proof`, `tab ${i + 1} names the forger`);
+    check((await note.textContent()).includes('validity proof failed'), `tab ${i + 1} says why`);
+  }
+  const fdash = dash.locator(`article[data-study="forge"] [data-testid="dash-result"][data-round="${fres[0].round}"]`);
+  await fdash.waitFor({ state: 'visible', timeout: T });
+  check((await fdash.getByTestId('excluded').getAttribute('data-excluded')) === `${forgerIndex}:invalid_proof`, 'the dashboard names the forger');
+  log(`a forger (#${forgerIndex}, out of range) was left out; 3 tabs and the dashboard show it and the exact result`);
+  await tabs[0].screenshot({ path: join(outDir, 'patient-forger-excluded.png'), fullPage: true });
 
   // 8. Screenshots at phone width.
   await tabs[0].setViewportSize({ width: 390, height: 844 });

@@ -24,7 +24,8 @@ echo "e2e: wasm bundle built in $((SECONDS - t0))s"
 # The production bundle must not export the benchmark-only (seeded) API of the `bench` feature.
 node web/e2e/exports.mjs web/www/pkg
 t0=$SECONDS
-cargo build --locked -p cohort-relay
+# With `forge`: the same relay and patients, plus the test-only cohort-forger for case 7c.
+cargo build --locked -p cohort-relay --features forge
 echo "e2e: relay built in $((SECONDS - t0))s"
 
 tmp=$(mktemp -d)
@@ -51,7 +52,9 @@ printf '{"id":"survey-k","size":3,"threshold":3,"min_cohort":3,"questions":%s}\n
 : >"$tmp/relay.log"
 "$target/debug/cohort-relay" --listen 127.0.0.1:0 --web web/www \
     --certs "$tmp/certs" --data "$tmp/data" --admin-token "$token" \
-    --study-file "$tmp/survey-k.json" >"$tmp/relay.log" 2>&1 &
+    --study-file "$tmp/survey-k.json" \
+    --study "id=forge,size=4,threshold=3,min_cohort=3,min=0,max=300,decimals=1,buckets=10" \
+    >"$tmp/relay.log" 2>&1 &
 pid=$!
 
 url=""
@@ -70,7 +73,8 @@ echo "e2e: relay at $url"
 
 rc=0
 t0=$SECONDS
-node web/e2e/e2e.mjs "$url/" "$token" "$out" || rc=$?
+COHORT_FORGER="$target/debug/cohort-forger" COHORT_CA="$tmp/certs/ca.pem" \
+    node web/e2e/e2e.mjs "$url/" "$token" "$out" || rc=$?
 if [ "$rc" = 0 ]; then
     node web/e2e/sri.mjs "$url/" || rc=$?
 fi

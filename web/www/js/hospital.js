@@ -6,7 +6,7 @@ import { loadWasm } from './wasm.js';
 import { histogram } from './chart.js';
 import { $, el, replace, show } from './dom.js';
 import { human, patients, plain, rangeText } from './format.js';
-import { isQuestionnaire, questionnaireView, questionsText, smallCellLimit } from './results.js';
+import { exclusionNote, isQuestionnaire, questionnaireView, questionsText, smallCellLimit } from './results.js';
 
 const TOKEN_KEY = 'cohort.adminToken';
 const SPEC_KEYS = ['id', 'question', 'unit', 'min', 'max', 'decimals', 'buckets', 'size', 'threshold',
@@ -587,7 +587,8 @@ function render(id) {
     resultPanel = el('section', {
       class: 'panel q-panel', 'data-testid': 'dash-result',
       dataset: { round: plain(latest.round), count: plain(latest.count ?? qr.count), safetyCode: latest.safety_code },
-    }, el('h4', { text: `Latest result: round ${latest.round}, ${patients(latest.count ?? qr.count)}` }), view);
+    }, el('h4', { text: `Latest result: round ${latest.round}, ${patients(latest.count ?? qr.count)}` }),
+    exclusionNote(latest.excluded), view);
     requestAnimationFrame(draw);
   } else if (latest) {
     const u = (n, digits) => [human(n, digits), p.unit ? el('span', { class: 'u', text: p.unit }) : null];
@@ -600,6 +601,7 @@ function render(id) {
       },
     },
     el('h4', { text: `Latest result: round ${latest.round}` }),
+    exclusionNote(latest.excluded),
     el('dl', { class: 'stats' },
       el('div', {}, el('dt', { text: 'Patients' }), el('dd', { text: latest.count })),
       el('div', {}, el('dt', { text: 'Mean' }), el('dd', {}, u(latest.mean, p.decimals + 2))),

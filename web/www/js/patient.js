@@ -7,7 +7,7 @@ import { loadWasm } from './wasm.js';
 import { histogram } from './chart.js';
 import { $, el, replace, show } from './dom.js';
 import { human, patients, plain, rangeText } from './format.js';
-import { isQuestionnaire, questionRange, questionnaireView, questionsText, smallCellLimit } from './results.js';
+import { exclusionNote, isQuestionnaire, proofsText, questionRange, questionnaireView, questionsText, smallCellLimit } from './results.js';
 
 const STEPS = ['connected', 'waiting', 'shares', 'partial', 'result'];
 
@@ -140,7 +140,8 @@ function choose(study, others) {
   ui.question.textContent = p.question || `Study ${p.id}`;
   ui.meta.textContent = `Results are shared for groups of ${p.size} (never fewer than ${p.min_cohort}); ` +
     `any ${p.threshold} of them complete a round, and this device refuses a round unless that stays safe ` +
-    `with up to ${p.colluders ?? 0} patients colluding with the hospital.`;
+    `with up to ${p.colluders ?? 0} patients colluding with the hospital. ${proofsText(p)}`;
+  ui.meta.dataset.proofs = p.proofs === false ? 'off' : 'on';
   show(ui.inviteRow, study.invite_required);
   show(ui.others, others);
   if (isQuestionnaire(p)) {
@@ -493,6 +494,11 @@ function onEvent(s, ev) {
       setStep('shares');
       setStatus(`Shares sent, each sealed for one of the other ${patients(s.n - 1)}. Waiting for theirs…`, 'shares');
       break;
+    case 'proofs_checked':
+      if (ev.excluded.length) {
+        setStatus(`Proofs checked: ${patients(ev.excluded.length)} left out (see the result). Adding up…`, 'shares');
+      }
+      break;
     case 'partial_sum_sent':
       s.stage = 'partial';
       setStep('partial');
@@ -600,6 +606,7 @@ function showResult(ev) {
   }
   mark.textContent = ev.checkedOnDevice ? '✓ checked on this device' : 'not checked on this device';
   r.dataset.checkedOnDevice = ev.checkedOnDevice ? 'true' : 'false';
+  showExcluded(mark, ev.excluded);
   $('r-count').textContent = ev.count;
   const withUnit = (n, digits) => [human(n, digits), p.unit ? el('span', { class: 'u', text: p.unit }) : null];
   replace($('r-mean'), withUnit(ev.mean, d + 2));
@@ -618,6 +625,16 @@ function showResult(ev) {
   $('r-caption').textContent = `Each bar counts the values in one ${width}${unit} range. Only the counts are known: each value stays with its owner.${small}`;
 }
 
+/** The members left out by their validity proofs, right after the "checked" mark. */
+function showExcluded(after, excluded) {
+  document.getElementById('r-excluded')?.remove();
+  const note = exclusionNote(excluded);
+  if (note) {
+    note.id = 'r-excluded';
+    after.after(note);
+  }
+}
+
 function showQuestionnaireResult(ev) {
   const p = chosen.params;
   const r = ui.result;
@@ -633,6 +650,7 @@ function showQuestionnaireResult(ev) {
     ui.resultTitle.after(mark);
   }
   mark.textContent = ev.checkedOnDevice ? '✓ checked on this device' : 'not checked on this device';
+  showExcluded(mark, ev.excluded);
   if (ui.safetyCode.textContent !== ev.safetyCode) {
     ui.safetyCode.textContent = ev.safetyCode;
     show(ui.safety, true);

@@ -16,6 +16,30 @@ export function smallCellLimit(params) {
   return params.suppress_small_cells === false ? 0 : params.min_cohort;
 }
 
+/** One sentence on the study's validity proofs (on unless the study says `proofs: false`). */
+export function proofsText(params) {
+  return params.proofs === false
+    ? 'Validity proofs are off for this study: the other patients do not check that answers are in range.'
+    : 'Every patient proves its answers are valid (in range, one bucket, one option) and the other patients check that proof without seeing them; an invalid contribution is left out.';
+}
+
+const REASONS = {
+  invalid_proof: 'its validity proof failed',
+  not_verified: 'its validity proof could not be checked',
+};
+
+/**
+ * The members a round left out because of their validity proofs (`excluded`: [{index,
+ * reason}] from the result), as a paragraph with `data-testid="excluded"`, or null if none.
+ */
+export function exclusionNote(excluded) {
+  if (!Array.isArray(excluded) || excluded.length === 0) return null;
+  const parts = excluded.map((e) => `patient #${e.index} (${REASONS[e.reason] ?? e.reason})`);
+  const p = el('p', { class: 'excluded', 'data-testid': 'excluded', text: `Left out of this result: ${parts.join(', ')}.` });
+  p.dataset.excluded = excluded.map((e) => `${e.index}:${e.reason}`).join(',');
+  return p;
+}
+
 /** Whether a study is a questionnaire (has `questions`) rather than one number. */
 export function isQuestionnaire(params) {
   return Array.isArray(params.questions) && params.questions.length > 0;
