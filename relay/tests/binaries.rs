@@ -1210,7 +1210,10 @@ mod forging {
         }
 
         // The stored results name the excluded member of every round.
-        let results = t.get("/api/studies/forge/results", Some(TOKEN)).await.json();
+        let results = t
+            .get("/api/studies/forge/results", Some(TOKEN))
+            .await
+            .json();
         let rows = results.as_array().expect("rows");
         assert_eq!(rows.len(), 4);
         for row in rows {
