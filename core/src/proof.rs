@@ -282,7 +282,7 @@ fn to_bytes(v: &[Fe]) -> Zeroizing<Vec<u8>> {
 }
 
 fn from_bytes(b: &[u8]) -> Option<Vec<Fe>> {
-    if b.len() % 8 != 0 {
+    if !b.len().is_multiple_of(8) {
         return None;
     }
     b.chunks_exact(8)
