@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::patients::{client_tls, client_ws_config, connect_path, study_spec};
+use crate::patients::{client_tls, client_ws_config, connect_path, study_spec_with};
 use crate::relay_proc::{RelayOptions, RelayProc, ensure_nofile, fresh_dir, load1};
 use crate::{Common, RoundsConfig, RoundsReport, Target, measure};
 
@@ -320,7 +320,7 @@ pub async fn run_cluster(common: &Common, cfg: &RoundsConfig) -> Result<[RoundsR
         relays.push(RelayProc::start(&RelayOptions {
             bin: common.relay_bin.clone(),
             dir: base.join(id),
-            studies: vec![study_spec(n)],
+            studies: vec![study_spec_with(n, cfg.proofs)],
             study_files: Vec::new(),
             max_connections: n + 64,
             log_filter: common.log_filter.clone(),

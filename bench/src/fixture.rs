@@ -4,6 +4,10 @@
 //! sends to patient 1 and every frame patient 1 sends. Patient 1's keys and randomness come
 //! from a fixed seed, so the browser can re-create exactly that patient (`benchPatient`) and
 //! replay its side of the round; its frames must come out byte for byte the same.
+//!
+//! One fixture per size and proof setting: `round-<n>.json` (validity proofs on, the study
+//! default: the patient also sends `verify` and, as a checker, a `verdict`) and
+//! `round-<n>-noproofs.json` (`proofs` off).
 
 use std::path::Path;
 
@@ -28,13 +32,23 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Simulates one round of `n` patients; returns the fixture JSON.
-pub fn round(n: usize) -> Result<String, String> {
+/// The fixture's file name for `n` patients with proofs on or off.
+pub fn file_name(n: usize, proofs: bool) -> String {
+    if proofs {
+        format!("round-{n}.json")
+    } else {
+        format!("round-{n}-noproofs.json")
+    }
+}
+
+/// Simulates one round of `n` patients (validity proofs on or off); returns the fixture JSON.
+pub fn round(n: usize, proofs: bool) -> Result<String, String> {
     let mut params = StudyParams::demo();
     params.id = format!("wasm{n}");
     params.size = n as u32;
     params.threshold = n as u32;
     params.min_cohort = 3;
+    params.proofs = proofs;
     let spec = StudySpec {
         params: params.clone(),
         deadlines: Default::default(),
@@ -95,6 +109,7 @@ pub fn round(n: usize) -> Result<String, String> {
         .collect();
     let fixture = json!({
         "patients": n,
+        "proofs": proofs,
         "study": params.id,
         "params": params,
         "value": VALUE,
@@ -145,16 +160,20 @@ fn deliver_in_parallel(net: &mut Network<Patient>) {
     );
 }
 
-/// Writes `round-<n>.json` for each n into `dir`.
-pub fn write_all(dir: &Path, sizes: &[usize], quiet: bool) -> Result<(), String> {
+/// Writes the fixture of each n (and each proof setting in `proofs`) into `dir`
+/// ([`file_name`]).
+pub fn write_all(dir: &Path, sizes: &[usize], proofs: &[bool], quiet: bool) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    for &n in sizes {
+    for (&n, &on) in sizes
+        .iter()
+        .flat_map(|n| proofs.iter().map(move |p| (n, p)))
+    {
         if n < 3 {
             return Err("at least 3 patients".into());
         }
         let t0 = std::time::Instant::now();
-        let text = round(n)?;
-        let path = dir.join(format!("round-{n}.json"));
+        let text = round(n, on)?;
+        let path = dir.join(file_name(n, on));
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
         if !quiet {
             eprintln!(
@@ -172,8 +191,48 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_small_round_with_proofs_replays_to_a_result() {
+        let v: serde_json::Value = serde_json::from_str(&round(4, true).unwrap()).unwrap();
+        assert_eq!(v["proofs"], true);
+        let kinds: Vec<&str> = v["from_relay"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "welcome", "roster", "keys", "delivery", "checks", "verdicts", "result"
+            ]
+        );
+        let sent = v["to_relay"].as_array().unwrap();
+        assert_eq!(
+            sent.len(),
+            6,
+            "join, reveal, shares, verify, verdict, partial sum"
+        );
+        // Binary frames: magic "CO", version 2, kinds 1 (shares), 5 (verify), 7 (verdict),
+        // 3 (partial sum).
+        for (i, kind) in [(2, "01"), (3, "05"), (4, "07"), (5, "03")] {
+            let hex = sent[i]["hex"].as_str().unwrap();
+            assert!(
+                hex.starts_with(&format!("434f02{kind}")),
+                "{i}: {}",
+                &hex[..8]
+            );
+        }
+        assert_eq!(
+            round(4, true).unwrap(),
+            round(4, true).unwrap(),
+            "deterministic"
+        );
+    }
+
+    #[test]
     fn a_small_round_replays_to_a_result() {
-        let v: serde_json::Value = serde_json::from_str(&round(4).unwrap()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&round(4, false).unwrap()).unwrap();
+        assert_eq!(v["proofs"], false);
         let kinds: Vec<&str> = v["from_relay"]
             .as_array()
             .unwrap()
@@ -198,6 +257,10 @@ mod tests {
         // Binary frames: magic "CO", version 2, kind 1 (shares) and 3 (partial sum).
         assert!(sent[2]["hex"].as_str().unwrap().starts_with("434f0201"));
         assert!(sent[3]["hex"].as_str().unwrap().starts_with("434f0203"));
-        assert_eq!(round(4).unwrap(), round(4).unwrap(), "deterministic");
+        assert_eq!(
+            round(4, false).unwrap(),
+            round(4, false).unwrap(),
+            "deterministic"
+        );
     }
 }

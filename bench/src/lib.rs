@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use patients::{E2eSample, Fleet, PreparedSample, client_tls, study_spec};
+use patients::{E2eSample, Fleet, PreparedSample, client_tls, study_spec_with};
 use progress::Progress;
 use relay_proc::{RelayOptions, RelayProc, ensure_nofile, fresh_dir, load1};
 use scale::IdleFleet;
@@ -31,6 +31,28 @@ pub enum Mode {
     E2e,
     /// Prepared rounds only (the relay's own path).
     Prepared,
+}
+
+/// Whether the studies run validity proofs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Proofs {
+    /// Each configuration twice: proofs off, then on.
+    Both,
+    /// Proofs on (the study default).
+    On,
+    /// Proofs off (`proofs=off`).
+    Off,
+}
+
+impl Proofs {
+    /// The settings to run, in order.
+    pub fn settings(self) -> &'static [bool] {
+        match self {
+            Proofs::Both => &[false, true],
+            Proofs::On => &[true],
+            Proofs::Off => &[false],
+        }
+    }
 }
 
 /// What is common to every run.
@@ -65,6 +87,8 @@ pub struct RoundsConfig {
     /// questionnaire of that many number questions ([`questions`], `--study-file`) with
     /// random answers.
     pub questions: usize,
+    /// Whether the study runs validity proofs (the study default; `proofs=off` otherwise).
+    pub proofs: bool,
 }
 
 /// What one configuration measured.
@@ -78,6 +102,8 @@ pub struct RoundsReport {
     pub rounds: usize,
     /// Unmeasured warm-up rounds of each kind.
     pub warmup: usize,
+    /// Whether the study ran validity proofs.
+    pub proofs: bool,
     /// End-to-end rounds.
     pub e2e: Vec<E2eSample>,
     /// The relay's own path (first shares in → result out) in end-to-end rounds, ms.
@@ -130,6 +156,7 @@ impl RoundsReport {
         o.insert("questions", json!(self.questions));
         o.insert("rounds", json!(self.rounds));
         o.insert("warmup", json!(self.warmup));
+        o.insert("proofs", json!(self.proofs));
         let e2e: Vec<f64> = self.e2e.iter().map(|s| s.ms).collect();
         put(&mut o, "", Summary::of(&e2e).as_ref());
         put(&mut o, "relay_", Summary::of(&self.relay_path_ms).as_ref());
@@ -239,10 +266,14 @@ pub async fn run_rounds(common: &Common, cfg: &RoundsConfig) -> Result<RoundsRep
     let q = cfg.questions;
     let (label, studies) = if q > 1 {
         let id = questions::study_id(n, q);
-        let json = questions::study_json(n, q);
+        let mut json = questions::study_json(n, q);
+        json["proofs"] = json!(cfg.proofs);
         (id.clone(), Studies::Json(vec![(id, json)]))
     } else {
-        (format!("bench{n}"), Studies::Flags(vec![study_spec(n)]))
+        (
+            format!("bench{n}"),
+            Studies::Flags(vec![study_spec_with(n, cfg.proofs)]),
+        )
     };
     let (mut relay, dir) = relay_for(common, &label, studies, n + 64)?;
     let tls = client_tls(&relay.ca)?;
@@ -346,6 +377,7 @@ pub(crate) async fn measure(
         questions: cfg.questions,
         rounds: cfg.rounds,
         warmup: cfg.warmup,
+        proofs: cfg.proofs,
         load: (load1(), None),
         ..RoundsReport::default()
     };

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use cohort_bench::{Common, IdleConfig, Mode, RoundsConfig};
+use cohort_bench::{Common, IdleConfig, Mode, Proofs, RoundsConfig};
 
 /// Benchmarks a cohort relay with simulated native patients.
 #[derive(Parser, Debug)]
@@ -48,6 +48,11 @@ struct Args {
           value_parser = clap::value_parser!(u16).range(2..=cohort_core::question::MAX_QUESTIONS as i64))]
     questions: Option<u16>,
 
+    /// Validity proofs in the study: on, off, or both (each configuration measured with
+    /// proofs off, then on; one JSON line each, with a `"proofs"` field).
+    #[arg(long, value_enum, default_value_t = Proofs::Both)]
+    proofs: Proofs,
+
     /// Instead of rounds: hold this many idle patient connections on one relay and report the
     /// time to admit them and the relay's memory per connection.
     #[arg(long, value_name = "N")]
@@ -61,9 +66,10 @@ struct Args {
     #[arg(long, default_value_t = 30)]
     idle_hold_s: u64,
 
-    /// Instead of rounds: simulate one round per --patients value natively (core's Patient
-    /// and Hospital, no relay) and write the fixtures of the wasm timing page
-    /// (web/bench/run.sh) into DIR as round-<n>.json.
+    /// Instead of rounds: simulate one round per --patients value (and --proofs setting)
+    /// natively (core's Patient and Hospital, no relay) and write the fixtures of the wasm
+    /// timing page (web/bench/run.sh) into DIR as round-<n>.json (proofs on) and
+    /// round-<n>-noproofs.json (proofs off).
     #[arg(long, value_name = "DIR")]
     wasm_fixtures: Option<PathBuf>,
 
@@ -109,7 +115,12 @@ fn default_relay_bin() -> PathBuf {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(dir) = &args.wasm_fixtures {
-        return match cohort_bench::fixture::write_all(dir, &args.patients, args.quiet) {
+        return match cohort_bench::fixture::write_all(
+            dir,
+            &args.patients,
+            args.proofs.settings(),
+            args.quiet,
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("cohort-bench: {e}");
@@ -162,17 +173,24 @@ fn main() -> ExitCode {
         let question_counts: Vec<usize> = std::iter::once(1)
             .chain(args.questions.map(usize::from))
             .collect();
-        for (&patients, &questions) in args
+        let settings = args.proofs.settings();
+        let configs: Vec<(usize, usize, bool)> = args
             .patients
             .iter()
-            .flat_map(|p| question_counts.iter().map(move |q| (p, q)))
-        {
+            .flat_map(|&p| {
+                question_counts
+                    .iter()
+                    .flat_map(move |&q| settings.iter().map(move |&on| (p, q, on)))
+            })
+            .collect();
+        for (patients, questions, proofs) in configs {
             let cfg = RoundsConfig {
                 patients,
                 rounds: args.rounds,
                 warmup: args.warmup,
                 mode: args.mode,
                 questions,
+                proofs,
             };
             if args.cluster {
                 for report in cohort_bench::cluster::run_cluster(&common, &cfg).await? {

@@ -6,12 +6,16 @@
 //!   `Patient` (new key pair), joins, agrees keys with the roster, splits and seals, opens the
 //!   delivery and sends its partial sum; the clock stops when the last patient has the result.
 //! - **prepared** ([`Fleet::prepared_round`]): before the clock, every patient joins and turns
-//!   the roster into its sealed `shares` frame; the coordinator transposes all shares into each
-//!   patient's delivery (`cohort_core::testing::transpose`) and has the patient's `Patient` compute its partial sum from it. Then
-//!   the clock starts, every prepared `shares` frame is released at once, and each patient
-//!   answers the relay's delivery frame with its precomputed partial sum without decoding it.
-//!   Afterwards each patient checks that the delivery the relay sent equals the one it
-//!   precomputed from. This isolates the relay's own path.
+//!   the roster into its sealed `shares` frame; the coordinator plays the relay's routing in
+//!   process: it transposes all shares into each patient's delivery
+//!   (`cohort_core::testing::transpose`) and, in a study with validity proofs, every patient's
+//!   `verify` into each checker's `checks` and every checker's `verdict` into each patient's
+//!   `verdicts`, as core's hospital does; each patient's own `Patient` answers each of them
+//!   (verify, verdict, partial sum). Then the clock starts, every prepared `shares` frame is
+//!   released at once, and each patient answers each of the relay's binary frames (delivery,
+//!   checks, verdicts) with its prepared answer without decoding it. Afterwards each patient
+//!   checks that every frame the relay sent equals, byte for byte, the one it prepared from.
+//!   This isolates the relay's own path.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +23,11 @@ use std::time::{Duration, Instant};
 
 use cohort_core::answer::Answers;
 use cohort_core::decimal::Decimal;
-use cohort_core::message::{Delivery, PatientToRelay, RelayToPatient, RoundResult, Shares};
+use cohort_core::frame::ShareList;
+use cohort_core::message::{
+    Checks, PatientToRelay, RelayToPatient, RoundResult, Shares, Verdict, Verdicts, Verify, Wire,
+};
+use cohort_core::proof::checker_of;
 use cohort_core::protocol::{Patient, PatientEvent};
 use cohort_core::questionnaire::QuestionnaireResult;
 use cohort_core::testing::transpose;
@@ -96,8 +104,14 @@ pub async fn connect_path(
 /// The study specification for a bench of `n` patients (additive: threshold = n), with
 /// deadlines long enough for a loaded 2-core box at n = 1000.
 pub fn study_spec(n: usize) -> String {
+    study_spec_with(n, true)
+}
+
+/// [`study_spec`] with validity proofs on (the study default) or off (`proofs=off`).
+pub fn study_spec_with(n: usize, proofs: bool) -> String {
+    let off = if proofs { "" } else { ",proofs=off" };
     format!(
-        "id=bench{n},size={n},threshold={n},min_cohort=3,min=0,max=300,decimals=1,buckets=10,shares_s=3600,partials_s=3600"
+        "id=bench{n},size={n},threshold={n},min_cohort=3,min=0,max=300,decimals=1,buckets=10,shares_s=3600,partials_s=3600{off}"
     )
 }
 
@@ -150,13 +164,15 @@ impl Expected {
         if r.roster_size as usize != n
             || r.contributors.len() != n
             || r.questionnaire.count != n as u64
+            || !r.excluded.is_empty()
         {
             return Err(format!(
-                "wrong result for round {}: count {} roster {} contributors {} (expected {n})",
+                "wrong result for round {}: count {} roster {} contributors {} excluded {} (expected {n})",
                 r.round,
                 r.questionnaire.count,
                 r.roster_size,
                 r.contributors.len(),
+                r.excluded.len(),
             ));
         }
         match self {
@@ -192,17 +208,15 @@ impl Expected {
     }
 }
 
-#[derive(Debug)]
 enum Cmd {
     E2e,
     Prepare,
-    Deliver(Box<Delivery>),
+    Feed(Box<RelayToPatient>),
     Go,
     Verify,
     Close,
 }
 
-#[derive(Debug)]
 enum Report {
     Done {
         idx: usize,
@@ -214,7 +228,10 @@ enum Report {
         you: u32,
         shares: Shares,
     },
-    Ready,
+    Answer {
+        idx: usize,
+        out: Box<PatientToRelay>,
+    },
     Verified,
     Failed {
         idx: usize,
@@ -236,7 +253,8 @@ pub struct E2eSample {
 pub struct PreparedSample {
     /// Round id.
     pub round: u64,
-    /// Untimed preparation (join, roster, sealing, precomputed partial sums), in ms.
+    /// Untimed preparation (join, roster, sealing, the precomputed answers: verify, verdict
+    /// and partial sum), in ms.
     pub prepare_ms: f64,
     /// From the release of the prepared `shares` frames to the last patient holding the
     /// checked result, as the patients see it, in ms.
@@ -386,7 +404,7 @@ impl Fleet {
                     }
                     last = Some(last.map_or(at, |l| l.max(at)));
                 }
-                other => return Err(format!("unexpected report {other:?}")),
+                other => return Err(format!("unexpected report {}", other.name())),
             }
         }
         Ok((round.expect("n > 0"), last.expect("n > 0")))
@@ -422,7 +440,7 @@ impl Fleet {
                     idx_of_you[slot] = idx;
                     by_you[slot] = Some(shares);
                 }
-                other => return Err(format!("unexpected report {other:?}")),
+                other => return Err(format!("unexpected report {}", other.name())),
             }
         }
         let by_you: Vec<Shares> = by_you
@@ -430,19 +448,46 @@ impl Fleet {
             .map(|s| s.ok_or("a roster index had no patient"))
             .collect::<Result<_, _>>()?;
         let round = by_you[0].round;
-        for (j0, &idx) in idx_of_you.iter().enumerate() {
-            let to = j0 as u32 + 1;
-            let d = transpose(&by_you, to, round)
-                .ok_or_else(|| format!("a member sent nothing to member {to}"))?;
-            self.cmds[idx]
-                .send(Cmd::Deliver(Box::new(d)))
-                .map_err(|_| "a patient task has stopped".to_string())?;
+        let deliveries = (1..=n as u32)
+            .map(|to| {
+                transpose(&by_you, to, round)
+                    .map(RelayToPatient::Delivery)
+                    .ok_or_else(|| format!("a member sent nothing to member {to}"))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        drop(by_you);
+        let mut answers = self.feed(&idx_of_you, deliveries).await?;
+        if answers
+            .iter()
+            .all(|m| matches!(m, PatientToRelay::Verify(_)))
+        {
+            // Validity proofs: verify → checks, verdict → verdicts, as the hospital routes them.
+            let verifies: Vec<Verify> = answers
+                .into_iter()
+                .filter_map(|m| match m {
+                    PatientToRelay::Verify(v) => Some(v),
+                    _ => None,
+                })
+                .collect();
+            let checks = checks_for(&verifies, round)?;
+            let verdicts = self
+                .feed(&idx_of_you, checks)
+                .await?
+                .into_iter()
+                .map(|m| match m {
+                    PatientToRelay::Verdict(v) => Ok(v),
+                    other => Err(format!("expected a verdict, got {}", other.kind())),
+                })
+                .collect::<Result<Vec<Verdict>, String>>()?;
+            answers = self
+                .feed(&idx_of_you, verdicts_for(&verdicts, round)?)
+                .await?;
         }
-        for _ in 0..n {
-            match self.next_report().await? {
-                Report::Ready => {}
-                other => return Err(format!("unexpected report {other:?}")),
-            }
+        if let Some(other) = answers
+            .iter()
+            .find(|m| !matches!(m, PatientToRelay::PartialSum(_)))
+        {
+            return Err(format!("expected a partial sum, got {}", other.kind()));
         }
         let prepare_ms = t0.elapsed().as_secs_f64() * 1e3;
         let released = Instant::now();
@@ -456,7 +501,7 @@ impl Fleet {
         for _ in 0..n {
             match self.next_report().await? {
                 Report::Verified => {}
-                other => return Err(format!("unexpected report {other:?}")),
+                other => return Err(format!("unexpected report {}", other.name())),
             }
         }
         Ok(PreparedSample {
@@ -464,6 +509,37 @@ impl Fleet {
             prepare_ms,
             window_ms,
         })
+    }
+
+    /// Hands `msgs[j]` (what the relay will send roster member j + 1) to that member's
+    /// patient, which records it and its answer; returns the answers by roster index.
+    async fn feed(
+        &mut self,
+        idx_of_you: &[usize],
+        msgs: Vec<RelayToPatient>,
+    ) -> Result<Vec<PatientToRelay>, String> {
+        let n = self.n;
+        if msgs.len() != n {
+            return Err(format!("{} messages for {n} members", msgs.len()));
+        }
+        let mut slot_of_idx = vec![usize::MAX; n];
+        for (slot, (&idx, msg)) in idx_of_you.iter().zip(msgs).enumerate() {
+            slot_of_idx[idx] = slot;
+            self.cmds[idx]
+                .send(Cmd::Feed(Box::new(msg)))
+                .map_err(|_| "a patient task has stopped".to_string())?;
+        }
+        let mut answers: Vec<Option<PatientToRelay>> = (0..n).map(|_| None).collect();
+        for _ in 0..n {
+            match self.next_report().await? {
+                Report::Answer { idx, out } => answers[slot_of_idx[idx]] = Some(*out),
+                other => return Err(format!("unexpected report {}", other.name())),
+            }
+        }
+        answers
+            .into_iter()
+            .map(|a| a.ok_or_else(|| "a member did not answer".to_string()))
+            .collect()
     }
 
     /// Closes every connection.
@@ -481,13 +557,116 @@ pub fn os_rng() -> ChaCha20Rng {
     ChaCha20Rng::from_seed(seed)
 }
 
+impl Report {
+    /// The report's kind, for errors (never its contents).
+    fn name(&self) -> &'static str {
+        match self {
+            Report::Done { .. } => "done",
+            Report::Shares { .. } => "shares",
+            Report::Answer { .. } => "answer",
+            Report::Verified => "verified",
+            Report::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// The index of `to`'s entry in a list tagged ascending by member index.
+fn entry_of(list: &ShareList, to: u32) -> Option<&[u8]> {
+    let (mut lo, mut hi) = (0, list.len());
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if list.get(mid).0 < to {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo < list.len() && list.get(lo).0 == to).then(|| list.get(lo).1)
+}
+
+/// The `checks` frame the hospital sends each roster member (by index − 1) when every member
+/// is keyed and contributed, from every member's `verify` (by index − 1): each member checks
+/// the proof of the member before it; it gets, from each member j in index order, j's sealed
+/// verifier share of that proof (entries tagged with the dealer;
+/// core/src/protocol/hospital/verification.rs, `send_checks`).
+pub fn checks_for(verifies: &[Verify], round: u64) -> Result<Vec<RelayToPatient>, String> {
+    let n = verifies.len() as u32;
+    let keyed: Vec<u32> = (1..=n).collect();
+    let sealed_len = verifies.first().map_or(0, |v| v.checks.sealed_len());
+    let mut by_checker: Vec<Option<RelayToPatient>> = (0..n).map(|_| None).collect();
+    for dealer in 1..=n {
+        let (k, _) = checker_of(&keyed, &keyed, dealer).ok_or("no checker")?;
+        let mut checks = ShareList::with_capacity(sealed_len, verifies.len());
+        for (j, v) in verifies.iter().enumerate() {
+            if let Some(sealed) = entry_of(&v.checks, dealer)
+                && !checks.push(j as u32 + 1, sealed)
+            {
+                return Err(format!("member {}: a malformed verify", j + 1));
+            }
+        }
+        by_checker[k as usize - 1] = Some(RelayToPatient::Checks(Checks {
+            round,
+            dealer,
+            checks,
+        }));
+    }
+    by_checker
+        .into_iter()
+        .map(|c| c.ok_or_else(|| "a member checks no proof".to_string()))
+        .collect()
+}
+
+/// The `verdicts` frame the hospital sends each roster member (by index − 1), from every
+/// checker's `verdict` (by index − 1): member `to` gets, for each dealer in index order whose
+/// checker k is not `to`, the copy k sealed to it, tagged with the dealer (`settle_verdicts`).
+pub fn verdicts_for(verdicts: &[Verdict], round: u64) -> Result<Vec<RelayToPatient>, String> {
+    let n = verdicts.len() as u32;
+    let keyed: Vec<u32> = (1..=n).collect();
+    let sealed_len = verdicts.first().map_or(0, |v| v.sealed.sealed_len());
+    (1..=n)
+        .map(|to| {
+            let mut sealed = ShareList::with_capacity(sealed_len, verdicts.len());
+            for dealer in 1..=n {
+                let (k, _) = checker_of(&keyed, &keyed, dealer).ok_or("no checker")?;
+                if k == to {
+                    continue;
+                }
+                let v = &verdicts[k as usize - 1];
+                if v.dealer != dealer {
+                    return Err(format!(
+                        "checker {k}: a verdict on {} not {dealer}",
+                        v.dealer
+                    ));
+                }
+                let copy = entry_of(&v.sealed, to)
+                    .ok_or_else(|| format!("checker {k} sealed no verdict to {to}"))?;
+                if !sealed.push(dealer, copy) {
+                    return Err(format!("checker {k}: a malformed verdict"));
+                }
+            }
+            Ok(RelayToPatient::Verdicts(Verdicts { round, sealed }))
+        })
+        .collect()
+}
+
+/// One binary frame the relay will send in a prepared round, and the patient's answer.
+struct Step {
+    /// The frame's kind (its byte 3).
+    kind: u8,
+    /// The frame as the relay must send it.
+    expected: Vec<u8>,
+    /// The prepared answer.
+    reply: Message,
+}
+
 /// A prepared patient, between `Prepare` and the end of the round.
 struct Prepared {
     patient: Patient,
     shares_msg: Message,
-    partial_msg: Option<Message>,
-    synthetic: Option<Box<Delivery>>,
-    received: Option<Message>,
+    /// The relay's frames to answer, in order.
+    steps: Vec<Step>,
+    /// The frames the relay sent in their place.
+    received: Vec<Message>,
 }
 
 struct PatientTask {
@@ -552,7 +731,10 @@ impl PatientTask {
                         .await
                         .map(|(you, shares)| Report::Shares { idx, you, shares })
                 }
-                Cmd::Deliver(d) => self.precompute(d).map(|()| Report::Ready),
+                Cmd::Feed(m) => self.precompute(*m).map(|out| Report::Answer {
+                    idx,
+                    out: Box::new(out),
+                }),
                 Cmd::Go => self
                     .go()
                     .await
@@ -630,9 +812,8 @@ impl PatientTask {
                         self.prepared = Some(Prepared {
                             patient: p,
                             shares_msg: to_message(PatientToRelay::Shares(s.clone()).encode()),
-                            partial_msg: None,
-                            synthetic: None,
-                            received: None,
+                            steps: Vec::new(),
+                            received: Vec::new(),
                         });
                         return Ok((you, s));
                     }
@@ -644,35 +825,53 @@ impl PatientTask {
         }
     }
 
-    /// Computes the partial sum from the delivery the relay will send.
-    fn precompute(&mut self, d: Box<Delivery>) -> Result<(), String> {
+    /// Hands the patient a frame the relay will send (delivery, checks, verdicts) and keeps
+    /// its answer (verify, verdict, partial sum) for the timed round.
+    fn precompute(&mut self, msg: RelayToPatient) -> Result<PatientToRelay, String> {
         let prep = self.prepared.as_mut().ok_or("not prepared")?;
+        let Wire::Binary(expected) = msg.encode() else {
+            return Err(format!("a prepared {} is not a binary frame", msg.kind()));
+        };
+        let kind = *expected.get(3).ok_or("a short frame")?;
+        let what = msg.kind();
         prep.patient
-            .handle(self.clock.now_ms(), RelayToPatient::Delivery((*d).clone()))
-            .map_err(|e| format!("precomputed delivery refused: {e}"))?;
-        match prep.patient.poll_output() {
-            Some(m @ PatientToRelay::PartialSum(_)) => {
-                prep.partial_msg = Some(to_message(m.encode()));
-            }
-            other => return Err(format!("expected a partial sum, got {other:?}")),
-        }
-        prep.synthetic = Some(d);
-        Ok(())
+            .handle(self.clock.now_ms(), msg)
+            .map_err(|e| format!("precomputed {what} refused: {e}"))?;
+        let out = prep
+            .patient
+            .poll_output()
+            .ok_or_else(|| format!("no answer to the precomputed {what}"))?;
+        prep.steps.push(Step {
+            kind,
+            expected,
+            reply: to_message(out.encode()),
+        });
+        Ok(out)
     }
 
-    /// Sends the prepared shares, answers the delivery at once, waits for the result.
+    /// Sends the prepared shares, answers each of the relay's frames with its prepared answer
+    /// at once, waits for the result.
     async fn go(&mut self) -> Result<(u64, Instant), String> {
         let mut prep = self.prepared.take().ok_or("not prepared")?;
-        let partial = prep.partial_msg.take().ok_or("no partial sum")?;
+        if prep.steps.is_empty() {
+            return Err("no prepared answers".into());
+        }
         let shares = std::mem::replace(&mut prep.shares_msg, Message::binary(Vec::new()));
         self.send(shares).await?;
-        let mut partial = Some(partial);
+        let mut next = 0;
         let result = loop {
             let frame = next_frame(&mut self.ws).await?;
-            // The delivery is the relay's only binary message.
-            if partial.is_some() && frame.is_binary() {
-                self.send(partial.take().expect("checked")).await?;
-                prep.received = Some(frame);
+            let kind = match &frame {
+                Message::Binary(b) => b.get(3).copied(),
+                _ => None,
+            };
+            if let Some(step) = prep.steps.get_mut(next)
+                && kind == Some(step.kind)
+            {
+                let reply = std::mem::replace(&mut step.reply, Message::binary(Vec::new()));
+                self.send(reply).await?;
+                prep.received.push(frame);
+                next += 1;
                 continue;
             }
             let _ = prep.patient.handle(self.clock.now_ms(), decode(&frame)?);
@@ -693,17 +892,25 @@ impl PatientTask {
         Ok((r.round, at))
     }
 
-    /// Checks that the relay delivered exactly the shares the partial sum was computed from.
+    /// Checks that the relay sent exactly the frames (delivery, checks, verdicts) the
+    /// prepared answers were computed from.
     fn verify(&mut self) -> Result<(), String> {
         let prep = self.prepared.take().ok_or("not prepared")?;
-        let frame = prep.received.ok_or("no delivery was received")?;
-        let want = prep.synthetic.ok_or("no precomputed delivery")?;
-        match decode(&frame)? {
-            RelayToPatient::Delivery(d) if d == *want => Ok(()),
-            RelayToPatient::Delivery(_) => {
-                Err("the relay's delivery differs from the shares the patients sent".into())
-            }
-            other => Err(format!("expected a delivery, got {}", other.kind())),
+        if prep.received.len() != prep.steps.len() {
+            return Err(format!(
+                "{} of {} prepared frames were received",
+                prep.received.len(),
+                prep.steps.len()
+            ));
         }
+        for (frame, step) in prep.received.into_iter().zip(&prep.steps) {
+            if *frame.into_data() != *step.expected {
+                return Err(format!(
+                    "the relay's frame of kind {} differs from the one the answers were prepared from",
+                    step.kind
+                ));
+            }
+        }
+        Ok(())
     }
 }

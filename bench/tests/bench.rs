@@ -1,5 +1,5 @@
 //! cohort-bench's core loop, small: a `cohort-relay` child process, 3 native patients over WSS,
-//! 2 end-to-end and 2 prepared rounds. Checks what the bench reports (counts, consistency of
+//! 2 end-to-end and 2 prepared rounds, with validity proofs on and off. Checks what the bench reports (counts, consistency of
 //! its statistics, the relay's own timing and resource readings, every round's result), never
 //! how fast anything was.
 #![allow(missing_docs)]
@@ -44,28 +44,45 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_patients_two_rounds_of_each_kind() {
+async fn three_patients_two_rounds_of_each_kind_with_proofs() {
+    two_rounds_of_each_kind(3, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_patients_two_rounds_of_each_kind_without_proofs() {
+    two_rounds_of_each_kind(3, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_patients_two_rounds_of_each_kind_with_proofs() {
+    two_rounds_of_each_kind(5, true).await;
+}
+
+async fn two_rounds_of_each_kind(n: usize, proofs: bool) {
     let common = Common {
         relay_bin: relay_bin(),
-        tmp: tmp("bench-loop"),
+        tmp: tmp(&format!("bench-loop-{n}-{proofs}")),
         concurrency: 8,
         log_filter: None,
         quiet: true,
         keep: false,
     };
     let cfg = RoundsConfig {
-        patients: 3,
+        patients: n,
         rounds: 2,
         warmup: 0,
         mode: Mode::Both,
         questions: 1,
+        proofs,
     };
-    // Every round's result is checked inside (count 3, exact sum, full roster), and every
-    // prepared delivery is compared with the shares the patients sent; any mismatch is an Err.
+    // Every round's result is checked inside (count n, exact sum, full roster, no exclusion),
+    // and every prepared frame the relay sent (delivery; with proofs also checks and verdicts)
+    // is compared with the one the patients' answers were computed from; any mismatch is an Err.
     let rep = cohort_bench::run_rounds(&common, &cfg)
         .await
         .expect("bench loop");
-    assert_eq!((rep.patients, rep.rounds, rep.warmup), (3, 2, 0));
+    assert_eq!((rep.patients, rep.rounds, rep.warmup), (n, 2, 0));
+    assert_eq!(rep.proofs, proofs);
     assert_eq!(rep.e2e.len(), 2);
     assert_eq!(rep.prepared.len(), 2);
     assert_eq!(rep.e2e_relay_path_ms.len(), 2);
@@ -99,8 +116,9 @@ async fn three_patients_two_rounds_of_each_kind() {
     ] {
         assert!(v[key].is_number(), "{key} missing in {line}");
     }
-    assert_eq!(v["patients"], 3);
+    assert_eq!(v["patients"], n);
     assert_eq!(v["rounds"], 2);
+    assert_eq!(v["proofs"], proofs);
     let f = |k: &str| v[k].as_f64().unwrap();
     for p in ["", "relay_", "relay_seen_"] {
         let (min, p50, p99, max) = (
@@ -117,7 +135,7 @@ async fn three_patients_two_rounds_of_each_kind() {
     assert!(
         !common
             .tmp
-            .join(format!("bench3-{}", std::process::id()))
+            .join(format!("bench{n}-{}", std::process::id()))
             .exists()
     );
 }
@@ -139,9 +157,18 @@ fn binary_quick_mode_prints_one_json_line_per_configuration() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    assert_eq!(lines.len(), 2, "stdout: {stdout}");
-    assert_eq!(lines[0]["patients"], 3);
-    assert_eq!(lines[1]["patients"], 4);
+    // `--proofs both` (the default): each size with proofs off, then on.
+    assert_eq!(lines.len(), 4, "stdout: {stdout}");
+    let got: Vec<(u64, bool)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["patients"].as_u64().unwrap(),
+                l["proofs"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, [(3, false), (3, true), (4, false), (4, true)]);
     assert!(lines.iter().all(|l| l["results_checked"] == true));
     assert!(
         stderr.contains("bench3"),
@@ -159,6 +186,8 @@ fn questions_mode_prints_a_one_question_and_a_questionnaire_line() {
             "4",
             "--questions",
             "3",
+            "--proofs",
+            "on",
             "--rounds",
             "2",
             "--warmup",
@@ -226,7 +255,16 @@ fn the_expected_questionnaire_result_is_the_simulated_rounds() {
 #[test]
 fn cluster_mode_prints_a_haproxy_and_a_direct_line() {
     let out = std::process::Command::new(BENCH)
-        .args(["--cluster", "--patients", "3", "--rounds", "2", "-q"])
+        .args([
+            "--cluster",
+            "--patients",
+            "3",
+            "--rounds",
+            "2",
+            "--proofs",
+            "on",
+            "-q",
+        ])
         .arg("--relay-bin")
         .arg(relay_bin())
         .arg("--tmp")

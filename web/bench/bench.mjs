@@ -4,9 +4,12 @@
 // benchPatient(), so it is the fixture's own patient: every frame it sends must equal the
 // fixture's byte for byte, which is checked on every repetition.
 //
-// window.runBench(n, reps, warmup) -> summary object (milliseconds), used by run.mjs.
+// window.runBench(n, reps, warmup, proofs) -> summary object (milliseconds), used by run.mjs:
+// replays round-<n>.json (validity proofs on) or round-<n>-noproofs.json.
+// window.runProve(label, studyJson, reps, warmup) -> summary of core's proof generation alone
+// (BenchProof: witness + proof of one fixed valid vector).
 
-import init, { benchPatient, BenchAgreement } from './pkg/cohort_web.js';
+import init, { benchPatient, BenchAgreement, BenchProof } from './pkg/cohort_web.js';
 
 const statusEl = document.getElementById('status');
 const outEl = document.getElementById('out');
@@ -60,16 +63,21 @@ function oneRound(fx, paramsJson) {
   return { times, sent, events };
 }
 
-window.runBench = async (n, reps, warmup) => {
-  const res = await fetch(`/fixtures/round-${n}.json`);
-  if (!res.ok) throw new Error(`fixture round-${n}.json: HTTP ${res.status}`);
+window.runBench = async (n, reps, warmup, proofs = true) => {
+  const file = proofs ? `round-${n}.json` : `round-${n}-noproofs.json`;
+  const res = await fetch(`/fixtures/${file}`);
+  if (!res.ok) throw new Error(`fixture ${file}: HTTP ${res.status}`);
   const fx = await res.json();
   // Binary frames decoded from hex once, outside the timed calls.
   for (const f of fx.from_relay) if (f.hex !== undefined) f.bytes = bytesOf(f.hex);
   const paramsJson = JSON.stringify(fx.params);
+  if ((fx.proofs !== false) !== proofs) throw new Error(`${file}: proofs ${fx.proofs}`);
   const steps = {};
   const agree = [];
   const rest = [];
+  // After the delivery: opening it and answering (verify with proofs, else the partial sum),
+  // the checker's decision (checks → verdict) and the verdicts (→ partial sum).
+  const afterDelivery = [];
   for (let r = 0; r < warmup + reps; r++) {
     const { times, sent, events } = oneRound(fx, paramsJson);
     // Correctness, outside the timed calls: the same frames as the native patient of the
@@ -90,12 +98,15 @@ window.runBench = async (n, reps, warmup) => {
     for (const [k, v] of Object.entries(times)) (steps[k] ??= []).push(v);
     agree.push(a1 - a0);
     rest.push(times.total - (a1 - a0));
+    afterDelivery.push((times.delivery ?? 0) + (times.checks ?? 0) + (times.verdicts ?? 0));
   }
   const out = {
     patients: n,
+    proofs,
     reps,
     warmup,
     round: summary(steps.total),
+    after_delivery: summary(afterDelivery),
     key_agreement: summary(agree),
     rest: summary(rest),
     steps: Object.fromEntries(
@@ -104,6 +115,26 @@ window.runBench = async (n, reps, warmup) => {
     timer_resolution_ms: timerResolution(),
     cross_origin_isolated: self.crossOriginIsolated === true,
   };
+  outEl.textContent += JSON.stringify(out) + '\n';
+  return out;
+};
+
+window.runProve = async (label, studyJson, reps, warmup) => {
+  const p = new BenchProof(studyJson, 1);
+  const xs = [];
+  let len = 0;
+  for (let r = 0; r < warmup + reps; r++) {
+    const a = performance.now();
+    len = p.run();
+    const b = performance.now();
+    if (r >= warmup) xs.push(b - a);
+  }
+  const out = {
+    prove: label, gadget_calls: p.gadgetCalls, proven_len: len, reps, warmup,
+    ms: summary(xs), timer_resolution_ms: timerResolution(),
+    cross_origin_isolated: self.crossOriginIsolated === true,
+  };
+  p.free();
   outEl.textContent += JSON.stringify(out) + '\n';
   return out;
 };

@@ -1,6 +1,12 @@
 // Runs the wasm patient timing in headless Chromium and prints one JSON line per size on stdout.
 //
 //   node web/bench/run.mjs --fixtures DIR [--sizes 100,1000] [--reps 20] [--warmup 3]
+//                          [--proofs both|on|off] [--prove-reps 50]
+//
+// With --proofs both (the default) each size is replayed with validity proofs off, then on
+// (round-N-noproofs.json, round-N.json), one line each. First, unless --prove-reps is 0, times
+// core's proof generation alone (BenchProof) for a one-question study and a 10-question study
+// (10 required numbers, all 45 pairs), one line each.
 //
 // Serves web/ (the page and its own bundle, built with the `bench` feature into bench/pkg) and
 // the fixtures over plain HTTP on 127.0.0.1 with cross-origin isolation headers (COOP/COEP:
@@ -28,6 +34,17 @@ const sizes = arg('sizes', '100,1000').split(',').map(Number);
 const reps = Number(arg('reps', '20'));
 const warmup = Number(arg('warmup', '3'));
 const browserPath = arg('chromium', '/usr/bin/chromium');
+const proofSettings = { both: [false, true], on: [true], off: [false] }[arg('proofs', 'both')];
+if (!proofSettings) {
+  console.error('--proofs must be both, on or off');
+  process.exit(2);
+}
+const proveReps = Number(arg('prove-reps', '50'));
+const number = (i) => ({ id: `q${i}`, kind: 'number', text: `Q${i}`, min: 0, max: 300, decimals: 1, buckets: 10 });
+const proveStudies = [
+  ['1 question', { id: 'prove1', size: 100, min: 0, max: 300, decimals: 1, buckets: 10 }],
+  ['10 questions', { id: 'prove10', size: 100, questions: Array.from({ length: 10 }, (_, i) => number(i)) }],
+];
 
 const webRoot = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const fixtureRoot = resolve(fixtures);
@@ -79,13 +96,25 @@ try {
   const status = await page.textContent('#status');
   if (status !== 'ready') throw new Error(`page: ${status}`);
   const version = browser.version();
+  if (proveReps > 0) {
+    for (const [label, study] of proveStudies) {
+      const out = await page.evaluate(([l, s, r, w]) => window.runProve(l, s, r, w),
+        [label, JSON.stringify(study), proveReps, warmup]);
+      console.error(`wasm bench: proof, ${label}: p50 ${out.ms.p50} ms`);
+      console.log(JSON.stringify({ browser: `Chromium ${version}`, ...out }));
+    }
+  }
   for (const n of sizes) {
-    console.error(`wasm bench: n = ${n}, ${warmup} warm-up + ${reps} repetitions`);
-    const t0 = Date.now();
-    const out = await page.evaluate(([n, r, w]) => window.runBench(n, r, w), [n, reps, warmup]);
-    console.error(`wasm bench: n = ${n} done in ${((Date.now() - t0) / 1000).toFixed(1)} s: `
-      + `round p50 ${out.round.p50} ms, key agreement p50 ${out.key_agreement.p50} ms`);
-    console.log(JSON.stringify({ browser: `Chromium ${version}`, ...out }));
+    for (const proofs of proofSettings) {
+      console.error(`wasm bench: n = ${n}, proofs ${proofs}, ${warmup} warm-up + ${reps} repetitions`);
+      const t0 = Date.now();
+      const out = await page.evaluate(([n, r, w, p]) => window.runBench(n, r, w, p),
+        [n, reps, warmup, proofs]);
+      console.error(`wasm bench: n = ${n}, proofs ${proofs} done in ${((Date.now() - t0) / 1000).toFixed(1)} s: `
+        + `round p50 ${out.round.p50} ms, key agreement p50 ${out.key_agreement.p50} ms, `
+        + `after the delivery p50 ${out.after_delivery.p50} ms`);
+      console.log(JSON.stringify({ browser: `Chromium ${version}`, ...out }));
+    }
   }
 } catch (e) {
   console.error(`wasm bench failed: ${e.stack ?? e}`);

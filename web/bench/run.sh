@@ -3,7 +3,7 @@
 # feature (web/bench/pkg; the production bundle web/www/pkg has no bench exports) and cohort-bench,
 # makes the simulated-round fixtures once (cached in $CARGO_TARGET_DIR/wasm-bench-fixtures),
 # then times one patient's round in headless Chromium. One JSON line per size on stdout.
-#   web/bench/run.sh [--sizes 100,1000] [--reps 20] [--warmup 3]
+#   web/bench/run.sh [--sizes 100,1000] [--reps 20] [--warmup 3] [--proofs both|on|off] [--prove-reps 50]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -25,12 +25,13 @@ fixtures=$target/wasm-bench-fixtures
 missing=()
 for n in ${sizes//,/ }; do
     # Remade whenever cohort-bench (and so core's wire format) is newer than the fixture.
-    f=$fixtures/round-$n.json
-    if [ ! -f "$f" ] || [ "$target/release/cohort-bench" -nt "$f" ]; then missing+=("$n"); fi
+    for f in "$fixtures/round-$n.json" "$fixtures/round-$n-noproofs.json"; do
+        if [ ! -f "$f" ] || [ "$target/release/cohort-bench" -nt "$f" ]; then missing+=("$n"); break; fi
+    done
 done
 if [ ${#missing[@]} -gt 0 ]; then
     list=$(IFS=,; echo "${missing[*]}")
     echo "making fixtures for n = $list (a native simulated round each)" >&2
-    "$target/release/cohort-bench" --wasm-fixtures "$fixtures" --patients "$list"
+    "$target/release/cohort-bench" --wasm-fixtures "$fixtures" --patients "$list" --proofs both
 fi
 exec node web/bench/run.mjs --fixtures "$fixtures" "$@"

@@ -5,10 +5,15 @@
 //! relay's frames for one patient, whose key pair and randomness come from a fixed seed. Here
 //! that patient is re-created from the same seed with [`bench_patient`], so it is the very
 //! patient of the fixture and produces byte-identical frames; the page times its `handle()`
-//! calls. [`BenchAgreement`] times core's key agreement alone, for the breakdown.
+//! calls. [`BenchAgreement`] times core's key agreement alone, for the breakdown, and
+//! [`BenchProof`] core's validity-proof generation alone.
 
 use cohort_core::envelope::{KeyPair, PublicKey};
+use cohort_core::field::Fe;
+use cohort_core::flp::QuestionShape;
+use cohort_core::proof::ProofSetup;
 use cohort_core::rand_core::SeedableRng;
+use cohort_core::study::StudySpec;
 use rand_chacha::ChaCha20Rng;
 use wasm_bindgen::prelude::*;
 
@@ -82,6 +87,64 @@ impl BenchAgreement {
     }
 }
 
+/// `new BenchProof(studyJson, seed)`: the proof system of a study (its JSON form, as
+/// `POST /api/studies` takes it) and one fixed, valid statistics vector, made up front so that
+/// [`BenchProof::run`] times nothing but what a patient computes to prove its vector.
+#[wasm_bindgen(js_name = BenchProof)]
+pub struct BenchProof {
+    setup: ProofSetup,
+    stats: Vec<Fe>,
+    rng: ChaCha20Rng,
+}
+
+impl core::fmt::Debug for BenchProof {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "BenchProof({} gadget calls)", self.setup.gadget_calls())
+    }
+}
+
+#[wasm_bindgen(js_class = BenchProof)]
+impl BenchProof {
+    /// Builds the study's circuit and the statistics vector of answers in the middle of each
+    /// number's range (and the first option of each choice).
+    #[wasm_bindgen(constructor)]
+    pub fn new(study_json: &str, seed: u32) -> Result<BenchProof, WebError> {
+        let spec = StudySpec::from_json(study_json)?;
+        let setup = ProofSetup::new(&spec.params).map_err(|_| WebError::Params)?;
+        let answers: Vec<Option<u64>> = setup
+            .layout()
+            .questions()
+            .iter()
+            .map(|q| match q {
+                QuestionShape::Number { range, .. } => Some(range / 2),
+                QuestionShape::Choice { .. } => Some(0),
+            })
+            .collect();
+        let stats = setup
+            .layout()
+            .statistics(&answers)
+            .map_err(|_| WebError::Params)?;
+        Ok(BenchProof {
+            setup,
+            stats,
+            rng: ChaCha20Rng::seed_from_u64(u64::from(seed)),
+        })
+    }
+
+    /// M, the circuit's gadget calls.
+    #[wasm_bindgen(getter, js_name = gadgetCalls)]
+    pub fn gadget_calls(&self) -> u32 {
+        self.setup.gadget_calls() as u32
+    }
+
+    /// `run()`: the witness and the proof of the vector (core's `ProofSetup::prove`, as a
+    /// patient does once per round before dealing its shares); returns the proven vector's
+    /// length (statistics, witness and proof).
+    pub fn run(&mut self) -> u32 {
+        self.setup.prove(&self.stats, &mut self.rng).len() as u32
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +155,9 @@ mod tests {
         assert_eq!(seed_from_hex("0a"), None);
         assert_eq!(seed_from_hex(&"zz".repeat(32)), None);
         assert_eq!(BenchAgreement::new(5, 1).run(), 5);
+        let study = r#"{"id":"b","size":3,"min":0,"max":300,"decimals":1,"buckets":10}"#;
+        let mut p = BenchProof::new(study, 1).unwrap();
+        assert_eq!(p.gadget_calls(), 47);
+        assert_eq!(p.run(), 13 + 36 + 2 * 47 + 3);
     }
 }
