@@ -70,6 +70,26 @@ fn heights(answers: &[Answers], included: &[usize]) -> (u64, f64) {
     (included.len() as u64, sum)
 }
 
+/// A simulated network of `n` honest patients answering [`answers`]`(n, seed)` around a hospital
+/// for `spec`, to be driven step by step.
+fn network(
+    spec: &StudySpec,
+    n: usize,
+    seed: u64,
+) -> cohort_core::testing::Network<cohort_core::protocol::Patient> {
+    use cohort_core::protocol::{Hospital, Patient};
+    let mut rng = ChaCha20Rng::seed_from_u64(seed + 1);
+    let patients: Vec<Patient> = answers(n, seed)
+        .into_iter()
+        .map(|a| {
+            Patient::with_answers(0, "survey", a, Some(spec.params.clone()), None, &mut rng)
+                .expect("valid answers")
+        })
+        .collect();
+    let hospital = Hospital::new(spec.clone(), 1).expect("valid study");
+    cohort_core::testing::Network::new(hospital, patients, vec![H; n])
+}
+
 #[test]
 fn every_forgery_is_left_out_of_a_shamir_round_and_the_result_is_exact() {
     let n = 7;
@@ -190,29 +210,10 @@ fn malformed_proof_messages_are_refused_and_the_round_goes_on() {
     use cohort_core::error::ProtocolError;
     use cohort_core::frame::ShareList;
     use cohort_core::message::{PatientToRelay, Verdict as VerdictMsg, Verify};
-    use cohort_core::protocol::{Hospital, Patient, PeerId, RoundPhase};
-    use cohort_core::testing::Network;
+    use cohort_core::protocol::{PeerId, RoundPhase};
 
     let n = 4;
-    let spec = survey(n as u32, n as u32, true);
-    let ans = answers(n, 80);
-    let mut rng = ChaCha20Rng::seed_from_u64(81);
-    let patients: Vec<Patient> = ans
-        .iter()
-        .map(|a| {
-            Patient::with_answers(
-                0,
-                "survey",
-                a.clone(),
-                Some(spec.params.clone()),
-                None,
-                &mut rng,
-            )
-            .expect("valid answers")
-        })
-        .collect();
-    let hospital = Hospital::new(spec.clone(), 1).expect("valid study");
-    let mut net = Network::new(hospital, patients, vec![H; n]);
+    let mut net = network(&survey(n as u32, n as u32, true), n, 80);
     let list = |len: usize, to: &[u32]| {
         let mut l = ShareList::with_capacity(len, to.len());
         for &t in to {
@@ -279,30 +280,10 @@ fn a_relay_cannot_forge_or_withhold_verdicts_unnoticed() {
     use cohort_core::error::ProtocolError;
     use cohort_core::frame::ShareList;
     use cohort_core::message::RelayToPatient;
-    use cohort_core::protocol::{Hospital, Patient};
-    use cohort_core::testing::Network;
 
     for attack in ["tamper", "withhold"] {
         let n = 5;
-        let spec = survey(n as u32, 3, true);
-        let ans = answers(n, 90);
-        let mut rng = ChaCha20Rng::seed_from_u64(91);
-        let patients: Vec<Patient> = ans
-            .iter()
-            .map(|a| {
-                Patient::with_answers(
-                    0,
-                    "survey",
-                    a.clone(),
-                    Some(spec.params.clone()),
-                    None,
-                    &mut rng,
-                )
-                .expect("valid answers")
-            })
-            .collect();
-        let hospital = Hospital::new(spec.clone(), 1).expect("valid study");
-        let mut net = Network::new(hospital, patients, vec![H; n]);
+        let mut net = network(&survey(n as u32, 3, true), n, 90);
         let mut refusals: Vec<ProtocolError> = Vec::new();
         net.run_with(|net| {
             let now = net.now_ms;

@@ -541,6 +541,8 @@ try {
   const fdash = dash.locator(`article[data-study="forge"] [data-testid="dash-result"][data-round="${fres[0].round}"]`);
   await fdash.waitFor({ state: 'visible', timeout: T });
   check((await fdash.getByTestId('excluded').getAttribute('data-excluded')) === `${forgerIndex}:invalid_proof`, 'the dashboard names the forger');
+  const proofsChip = dash.locator('article[data-study="forge"] [data-testid="dash-proofs"]');
+  check((await proofsChip.textContent()) === 'validity proofs on', 'the dashboard says the study has validity proofs');
   log(`a forger (#${forgerIndex}, out of range) was left out; 3 tabs and the dashboard show it and the exact result`);
   await tabs[0].screenshot({ path: join(outDir, 'patient-forger-excluded.png'), fullPage: true });
 

@@ -533,6 +533,7 @@ function render(id) {
     el('li', { text: `groups of ${p.size}` }),
     el('li', { text: `threshold ${p.threshold}, colluders ≤ ${p.colluders ?? 0} (tolerates ${p.size - p.threshold} dropouts)` }),
     el('li', { text: `minimum cohort ${p.min_cohort}` }),
+    el('li', { 'data-testid': 'dash-proofs', text: p.proofs === false ? 'validity proofs off' : 'validity proofs on' }),
     el('li', { text: `deadlines: enrol ${d.enrol_ms === null ? 'none' : `${d.enrol_ms / 1000} s`}, shares ${d.shares_ms / 1000} s, sums ${d.partials_ms / 1000} s` }),
     s.invite_required ? el('li', { text: 'invite code required' }) : null);
 
