@@ -183,6 +183,22 @@ fn without_proofs_the_same_forgery_poisons_the_result() {
         r.excluded.is_empty(),
         "…and nothing is checked without proofs"
     );
+    // …but the standard deviation is not the honest one: the forged x² entered the result.
+    let honest = run_round_answers(&spec, &ans, &[H; 5], 52);
+    let Some(QuestionStats::Number(hh)) = honest.results[0]
+        .as_ref()
+        .expect("an honest round completes")
+        .questionnaire
+        .questions
+        .get("height")
+    else {
+        panic!("height stats")
+    };
+    let (forged, true_sd) = (h.stddev.expect("stddev"), hh.stddev.expect("stddev"));
+    assert!(
+        (forged - true_sd).abs() > 1e-9,
+        "the forged square moved the standard deviation: {forged} vs {true_sd}"
+    );
 }
 
 #[test]
