@@ -17,6 +17,10 @@ on_exit() {
 }
 trap on_exit EXIT
 
+# A test run builds each crate once: incremental caches would only double the target directory
+# (they were 20 of its 43 GB), and CI machines have limited disk. Set CARGO_INCREMENTAL=1 to keep them.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+
 step() {
     local name=$1 start=$SECONDS
     shift
@@ -56,4 +60,6 @@ step "browser e2e" web/e2e/run.sh
 
 echo "=== timings"
 printf '%s\n' "${timings[@]}"
+# Disk is the resource CI machines run out of first; show what this run used.
+echo "target directory: $(du -sh "${CARGO_TARGET_DIR:-target}" 2>/dev/null | cut -f1)"
 echo "ALL OK"
