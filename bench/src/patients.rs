@@ -27,7 +27,7 @@ use cohort_core::frame::ShareList;
 use cohort_core::message::{
     Checks, PatientToRelay, RelayToPatient, RoundResult, Shares, Verdict, Verdicts, Verify, Wire,
 };
-use cohort_core::proof::checker_of;
+use cohort_core::proof::{CheckSums, VERIFY_ENTRY_LEN, VerdictTags, checker_of, settle};
 use cohort_core::protocol::{Patient, PatientEvent};
 use cohort_core::questionnaire::QuestionnaireResult;
 use cohort_core::testing::transpose;
@@ -570,39 +570,27 @@ impl Report {
     }
 }
 
-/// The index of `to`'s entry in a list tagged ascending by member index.
-fn entry_of(list: &ShareList, to: u32) -> Option<&[u8]> {
-    let (mut lo, mut hi) = (0, list.len());
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        if list.get(mid).0 < to {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    (lo < list.len() && list.get(lo).0 == to).then(|| list.get(lo).1)
-}
-
-/// The `checks` frame the hospital sends each roster member (by index − 1) when every member
-/// is keyed and contributed, from every member's `verify` (by index − 1): each member checks
-/// the proof of the member before it; it gets, from each member j in index order, j's sealed
-/// verifier share of that proof (entries tagged with the dealer;
-/// core/src/protocol/hospital/verification.rs, `send_checks`).
+/// The `checks` frame the hospital sends each roster member (by index − 1) in an additive
+/// round where every member is keyed and contributed, from every member's `verify` (by
+/// index − 1): each member checks the proof of the member before it and gets the sum of the
+/// other verifiers' entries for it, tagged with their number (core's `proof::CheckSums`, as
+/// core/src/protocol/hospital/verification.rs, `send_checks`, uses it).
 pub fn checks_for(verifies: &[Verify], round: u64) -> Result<Vec<RelayToPatient>, String> {
     let n = verifies.len() as u32;
     let keyed: Vec<u32> = (1..=n).collect();
-    let sealed_len = verifies.first().map_or(0, |v| v.checks.sealed_len());
+    let mut sums = CheckSums::new(verifies.len());
+    for (j, v) in verifies.iter().enumerate() {
+        if !sums.add(&v.checks) {
+            return Err(format!("member {}: a malformed verify", j + 1));
+        }
+    }
     let mut by_checker: Vec<Option<RelayToPatient>> = (0..n).map(|_| None).collect();
     for dealer in 1..=n {
         let (k, _) = checker_of(&keyed, &keyed, dealer).ok_or("no checker")?;
-        let mut checks = ShareList::with_capacity(sealed_len, verifies.len());
-        for (j, v) in verifies.iter().enumerate() {
-            if let Some(sealed) = entry_of(&v.checks, dealer)
-                && !checks.push(j as u32 + 1, sealed)
-            {
-                return Err(format!("member {}: a malformed verify", j + 1));
-            }
+        let mut checks = ShareList::with_capacity(VERIFY_ENTRY_LEN, 1);
+        let (count, sum) = sums.entry(dealer);
+        if count > 0 {
+            checks.push(count, &sum);
         }
         by_checker[k as usize - 1] = Some(RelayToPatient::Checks(Checks {
             round,
@@ -617,36 +605,38 @@ pub fn checks_for(verifies: &[Verify], round: u64) -> Result<Vec<RelayToPatient>
 }
 
 /// The `verdicts` frame the hospital sends each roster member (by index − 1), from every
-/// checker's `verdict` (by index − 1): member `to` gets, for each dealer in index order whose
-/// checker k is not `to`, the copy k sealed to it, tagged with the dealer (`settle_verdicts`).
+/// checker's `verdict` (by index − 1): the proofs not found valid, and the sum of the verdict
+/// tags addressed to the member (core's `proof::VerdictTags` and `proof::settle`, as
+/// `settle_verdicts` uses them).
 pub fn verdicts_for(verdicts: &[Verdict], round: u64) -> Result<Vec<RelayToPatient>, String> {
     let n = verdicts.len() as u32;
     let keyed: Vec<u32> = (1..=n).collect();
-    let sealed_len = verdicts.first().map_or(0, |v| v.sealed.sealed_len());
-    (1..=n)
+    let mut tags = VerdictTags::new(verdicts.len());
+    let mut received = vec![None; verdicts.len()];
+    for dealer in 1..=n {
+        let (k, _) = checker_of(&keyed, &keyed, dealer).ok_or("no checker")?;
+        let v = &verdicts[k as usize - 1];
+        if v.dealer != dealer {
+            return Err(format!(
+                "checker {k}: a verdict on {} not {dealer}",
+                v.dealer
+            ));
+        }
+        if !tags.add(&v.tags) {
+            return Err(format!("checker {k}: malformed verdict tags"));
+        }
+        received[dealer as usize - 1] = Some(v.verdict);
+    }
+    let (_, _, listed) = settle(&keyed, &received);
+    Ok((1..=n)
         .map(|to| {
-            let mut sealed = ShareList::with_capacity(sealed_len, verdicts.len());
-            for dealer in 1..=n {
-                let (k, _) = checker_of(&keyed, &keyed, dealer).ok_or("no checker")?;
-                if k == to {
-                    continue;
-                }
-                let v = &verdicts[k as usize - 1];
-                if v.dealer != dealer {
-                    return Err(format!(
-                        "checker {k}: a verdict on {} not {dealer}",
-                        v.dealer
-                    ));
-                }
-                let copy = entry_of(&v.sealed, to)
-                    .ok_or_else(|| format!("checker {k} sealed no verdict to {to}"))?;
-                if !sealed.push(dealer, copy) {
-                    return Err(format!("checker {k}: a malformed verdict"));
-                }
-            }
-            Ok(RelayToPatient::Verdicts(Verdicts { round, sealed }))
+            RelayToPatient::Verdicts(Verdicts {
+                round,
+                tag: tags.sum(to),
+                listed: listed.clone(),
+            })
         })
-        .collect()
+        .collect())
 }
 
 /// One binary frame the relay will send in a prepared round, and the patient's answer.

@@ -185,6 +185,15 @@ impl DirectionKey {
         DirectionKey { key, context }
     }
 
+    /// Fills `out` (at most 32 bytes) with HKDF-Expand-SHA256 under this key, with info
+    /// `label ‖ extra ‖ context`: a pseudorandom value only the two ends of this direction can
+    /// compute (the pads of `verify` entries and the verdict tags of validity proofs).
+    pub fn expand_into(&self, label: &[u8], extra: &[u8], out: &mut [u8]) {
+        let hk = Hkdf::<Sha256>::from_prk(&self.key).expect("32-byte PRK is valid");
+        hk.expand_multi_info(&[label, extra, &self.context], out)
+            .expect("at most 32 bytes is a valid HKDF-SHA256 length");
+    }
+
     /// Seals bytes (a share's payload: a seed or an encoded vector).
     pub fn seal_bytes(&self, plain: &[u8]) -> Vec<u8> {
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&self.key));

@@ -412,6 +412,10 @@ pub enum ProtocolError {
     /// ATTACK: the statistics the relay announced are not what the partial sums give.
     #[error("the relay's result differs from this device's computation")]
     LyingResult,
+    /// ATTACK: the verdicts the relay forwarded are not the ones the checkers sent (their
+    /// verdict tags do not add up).
+    #[error("the verdicts do not match what the checkers sent")]
+    ForgedVerdicts,
     /// The delivered shares or contributor set are malformed.
     #[error("delivered shares do not match the contributor set")]
     BadDelivery,

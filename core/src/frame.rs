@@ -596,7 +596,7 @@ mod tests {
         let shares = list(48, &[(2, 0xaa), (3, 0xbb)]);
         let f = encode_shares(7, &shares, &ShareList::with_capacity(0, 0));
         assert_eq!(f.len(), 24 + 2 * 52);
-        assert_eq!(&f[..4], b"CO\x02\x01");
+        assert_eq!(&f[..4], b"CO\x03\x01");
         assert_eq!(
             decode(&f),
             Ok(Decoded::Shares {
@@ -631,7 +631,7 @@ mod tests {
         let a = vec![Fe::new(1), Fe::new(2)];
         let b = vec![Fe::new(3), Fe::new(crate::field::MODULUS - 1)];
         let f = encode_result(9, b"{\"x\":1}", 2, &[(1, &a), (3, &b)]);
-        assert_eq!(&f[..4], b"CO\x02\x04");
+        assert_eq!(&f[..4], b"CO\x03\x04");
         assert_eq!(f.len(), 28 + 7 + 2 * (4 + 16));
         assert_eq!(
             decode(&f),
@@ -708,7 +708,7 @@ mod tests {
         let mut ps = encode_partial_sum(1, &[Fe::new(1)]);
         ps[20..28].copy_from_slice(&crate::field::MODULUS.to_le_bytes());
         assert_eq!(decode(&ps), Err(FrameError::BadElement));
-        assert_eq!(version(&good), Some(2));
+        assert_eq!(version(&good), Some(3));
         assert_eq!(version(b"{}"), None);
     }
 }

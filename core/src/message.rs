@@ -17,7 +17,7 @@ use crate::roster::{Roster, SafetyCode};
 use crate::study::StudyParams;
 
 /// The protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest message either side accepts by default, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
@@ -65,20 +65,22 @@ pub struct Shares {
     pub extra: ShareList,
 }
 
-/// A patient's verifier shares: for every dealer whose proof share it holds, its verifier share
-/// sealed to that dealer's checker, tagged with the checker's index (ascending). A binary frame
-/// ([`crate::frame`], kind 5).
+/// A patient's verifier shares: for every dealer whose proof share it holds (and does not
+/// check itself), one masked and tagged entry for that dealer's checker
+/// ([`crate::proof::entry_bytes`], 32 bytes), tagged with the dealer's index (ascending). A
+/// binary frame ([`crate::frame`], kind 5).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verify {
     /// Round id.
     pub round: u64,
-    /// Sealed verifier shares, tagged with the checker's index.
+    /// The entries, tagged with the dealer's index.
     pub checks: ShareList,
 }
 
-/// A checker's verdict on its dealer's proof, with the verdict sealed to every other member
-/// that received a delivery (tagged with the recipient's index, ascending). The relay reads
-/// the verdict in clear; patients trust only the sealed copies. A binary frame (kind 7).
+/// A checker's verdict on its dealer's proof, in clear for the relay, with one verdict tag
+/// ([`crate::proof::verdict_tag`], 8 bytes) for every other keyed member (tagged with the
+/// recipient's index, ascending). Patients trust a verdict only through its tags. A binary
+/// frame (kind 7).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
     /// Round id.
@@ -87,8 +89,8 @@ pub struct Verdict {
     pub dealer: u32,
     /// The verdict.
     pub verdict: crate::proof::Verdict,
-    /// The sealed copies.
-    pub sealed: ShareList,
+    /// The verdict tags, tagged with the recipient's index.
+    pub tags: ShareList,
 }
 
 /// A patient's partial sum: the sum of the shares it holds from the contributor set. A binary
@@ -211,26 +213,32 @@ pub struct Delivery {
     pub extra: ShareList,
 }
 
-/// The verifier shares of one dealer's proof, delivered to its checker (tagged with each
-/// verifier's index). A binary frame (kind 6).
+/// The verifier entries of one dealer's proof, delivered to its checker. Additive rounds: one
+/// entry, the sum of every verifier's entry, tagged with the number of entries added. Shamir
+/// rounds: every verifier's entry, tagged with the verifier's index (ascending). A binary
+/// frame (kind 6).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checks {
     /// Round id.
     pub round: u64,
-    /// The dealer whose proof these shares check.
+    /// The dealer whose proof these entries check.
     pub dealer: u32,
-    /// The sealed verifier shares, tagged with the verifier's index.
+    /// The entries.
     pub checks: ShareList,
 }
 
-/// The sealed verdicts addressed to one patient, tagged with each checker's index. A binary
-/// frame (kind 8).
+/// The verdicts for one patient: every contributor whose proof was not found valid, tagged
+/// with the dealer's index (ascending), with its verdict's byte (0xFF: no verdict arrived);
+/// and the sum (mod 2^64) of every verdict tag addressed to the patient. A binary frame
+/// (kind 8).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdicts {
     /// Round id.
     pub round: u64,
-    /// The sealed verdicts, tagged with the checker's index.
-    pub sealed: ShareList,
+    /// The sum of the verdict tags addressed to the recipient.
+    pub tag: u64,
+    /// The verdicts other than `valid`: one byte each, tagged with the dealer's index.
+    pub listed: ShareList,
 }
 
 /// A completed round's result.
@@ -630,7 +638,7 @@ impl PatientToRelay {
                     round,
                     dealer,
                     verdict,
-                    sealed: items,
+                    tags: items,
                 }))
             }
             Decoded::Proof {
@@ -662,7 +670,7 @@ impl PatientToRelay {
                 v.round,
                 v.dealer,
                 u32::from(v.verdict.code()),
-                &v.sealed,
+                &v.tags,
             )),
             PatientToRelay::PartialSum(p) => {
                 Wire::Binary(frame::encode_partial_sum(p.round, &p.sum))
@@ -701,15 +709,16 @@ impl RelayToPatient {
             Decoded::Proof {
                 kind: FrameKind::Verdicts,
                 round,
-                dealer: 0,
-                word: 0,
+                dealer,
+                word,
                 items,
             } => Ok(RelayToPatient::Verdicts(Verdicts {
                 round,
-                sealed: items,
+                tag: u64::from(dealer) | (u64::from(word) << 32),
+                listed: items,
             })),
             Decoded::Proof {
-                kind: FrameKind::Checks | FrameKind::Verdicts,
+                kind: FrameKind::Checks,
                 ..
             } => Err(DecodeError::Frame(FrameError::Reserved)),
             Decoded::Result {
@@ -754,12 +763,13 @@ impl RelayToPatient {
                 0,
                 &c.checks,
             )),
+            // The tag travels in the two header words: low half, high half.
             RelayToPatient::Verdicts(v) => Wire::Binary(frame::encode_proof(
                 FrameKind::Verdicts,
                 v.round,
-                0,
-                0,
-                &v.sealed,
+                v.tag as u32,
+                (v.tag >> 32) as u32,
+                &v.listed,
             )),
             RelayToPatient::Result(r) => {
                 let json = serde_json::to_vec(r).expect("wire messages always serialize");
@@ -876,22 +886,22 @@ mod tests {
             panic!("join is a text message")
         };
         assert!(
-            text.starts_with(r#"{"type":"join","v":2,"study":"demo","commitment":""#),
+            text.starts_with(r#"{"type":"join","v":3,"study":"demo","commitment":""#),
             "{text}"
         );
         assert_eq!(PatientToRelay::decode(&text).unwrap(), m);
-        let extra = text.replacen("\"v\":2", "\"v\":2,\"x\":2", 1);
+        let extra = text.replacen("\"v\":3", "\"v\":3,\"x\":2", 1);
         assert!(matches!(
             PatientToRelay::decode(&extra),
             Err(DecodeError::UnknownField { .. })
         ));
         // An old (version 1) client is told which version this side speaks.
-        let v1 = text.replacen("\"v\":2", "\"v\":1", 1);
+        let v1 = text.replacen("\"v\":3", "\"v\":1", 1);
         let err = PatientToRelay::decode(&v1).unwrap_err();
         assert_eq!(err, DecodeError::UnsupportedVersion { got: 1 });
         assert_eq!(
             alloc::string::ToString::to_string(&err),
-            "unsupported protocol version 1 (this side speaks 2)"
+            "unsupported protocol version 1 (this side speaks 3)"
         );
     }
 
@@ -911,14 +921,14 @@ mod tests {
                 matches!(e, DecodeError::MissingField { .. })
             }),
             // Bulk messages are binary frames only.
-            (r#"{"type":"partial_sum","v":2,"round":1,"sum":[1]}"#, |e| {
+            (r#"{"type":"partial_sum","v":3,"round":1,"sum":[1]}"#, |e| {
                 matches!(e, DecodeError::UnknownType { .. })
             }),
             (
-                r#"{"type":"join","v":2,"study":"d","commitment":"AAAA"}"#,
+                r#"{"type":"join","v":3,"study":"d","commitment":"AAAA"}"#,
                 |e| matches!(e, DecodeError::Schema { .. }),
             ),
-            (r#"{"type":"shares","v":2,"round":1,"shares":[]}"#, |e| {
+            (r#"{"type":"shares","v":3,"round":1,"shares":[]}"#, |e| {
                 matches!(e, DecodeError::UnknownType { .. })
             }),
             (r#"{"type":"leave","v":1e400}"#, |e| {
@@ -941,7 +951,7 @@ mod tests {
     #[test]
     fn errors_never_quote_input() {
         let secret = "172.5";
-        let text = format!(r#"{{"type":"join","v":2,"study":"{secret}","commitment":"{secret}"}}"#);
+        let text = format!(r#"{{"type":"join","v":3,"study":"{secret}","commitment":"{secret}"}}"#);
         let err = PatientToRelay::decode(&text).unwrap_err();
         assert!(!alloc::string::ToString::to_string(&err).contains(secret));
         assert!(!format!("{err:?}").contains(secret));
@@ -978,11 +988,11 @@ mod tests {
         // Whatever the fast path refuses goes to the general decoder, errors included.
         for bad in [
             r#"{"type":"leave"}"#,
-            r#"{"type":"leave","v":2,"type":"leave"}"#,
-            r#"{"type":"shares","v":2,"round":1,"shares":[]}"#,
-            r#"{"type":"Leave","v":2}"#,
-            r#"{"type":"","v":2}"#,
-            r#"{"type":"leave","v":2} x"#,
+            r#"{"type":"leave","v":3,"type":"leave"}"#,
+            r#"{"type":"shares","v":3,"round":1,"shares":[]}"#,
+            r#"{"type":"Leave","v":3}"#,
+            r#"{"type":"","v":3}"#,
+            r#"{"type":"leave","v":3} x"#,
         ] {
             assert_eq!(PatientToRelay::decode_tag_first(bad), None, "{bad}");
             assert_eq!(
@@ -1021,7 +1031,7 @@ mod tests {
                 round: 3,
                 dealer: 2,
                 verdict: crate::proof::Verdict::InvalidProof,
-                sealed: shares.clone(),
+                tags: shares.clone(),
             }),
         ];
         for m in &up {
@@ -1056,7 +1066,8 @@ mod tests {
             }),
             RelayToPatient::Verdicts(Verdicts {
                 round: 3,
-                sealed: shares,
+                tag: 0x0123_4567_89ab_cdef,
+                listed: shares,
             }),
         ];
         for d in &down {

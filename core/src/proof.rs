@@ -39,31 +39,44 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::envelope::DirectionKey;
 use crate::field::Fe;
 use crate::flp::{self, Circuit, QueryPoint, QuestionShape, ShareRole, VerifierShare};
 use crate::question::QuestionKind;
 use crate::sharing::{SEED_LEN, Scheme, expand_seed};
 use crate::study::StudyParams;
 
-/// Length of a check seed.
-pub const CHECK_SEED_LEN: usize = 32;
+/// Length of a check seed: 128 bits, drawn by its owner and never seen by the dealer it
+/// checks nor by the relay, so it is guessed at best (see [`ProofSetup::check_rand`]).
+pub const CHECK_SEED_LEN: usize = 16;
 
 /// Bytes of check seeds at the end of every share payload with proofs (slots 1 and 2).
 pub const CHECK_SEEDS_LEN: usize = 2 * CHECK_SEED_LEN;
 
-/// Plaintext length of a sealed verifier share: 4 field elements.
-pub const VERIFY_PLAIN_LEN: usize = flp::VERIFIER_LEN * 8;
+/// Length of one `verify` entry: the folded verifier share (3 elements) and its tag, each
+/// masked with a pad only the verifier and the checker can compute (4 elements of 8 bytes).
+pub const VERIFY_ENTRY_LEN: usize = ENTRY_ELEMENTS * 8;
 
-/// Plaintext length of a sealed verdict: dealer u32 ‖ verdict u8 ‖ reason u8.
-pub const VERDICT_PLAIN_LEN: usize = 6;
+/// Elements of a `verify` entry.
+pub const ENTRY_ELEMENTS: usize = 4;
+
+/// Length of a verdict tag: a checker's MAC, for one member, of its verdict on one proof.
+pub const VERDICT_TAG_LEN: usize = 8;
+
+/// The byte of a `verdicts` entry for a proof whose checker sent no verdict (it left, or
+/// nobody could check it).
+pub const NO_VERDICT: u8 = 0xFF;
 
 /// Key-derivation label of the additive leader's correction.
 pub const CORRECTION_LABEL: &[u8] = b"cohort/v2 correction";
-/// Key-derivation label of a sealed verifier share (followed by the dealer's index, u32 little
-/// endian, so that a relay cannot move a verifier share from one proof to another).
-pub const VERIFY_LABEL: &[u8] = b"cohort/v2 verify";
-/// Key-derivation label of a sealed verdict.
-pub const VERDICT_LABEL: &[u8] = b"cohort/v2 verdict";
+/// Key-derivation label of the pads of `verify` entries (followed by the dealer's index, u32
+/// little endian).
+pub const VERIFY_PAD_LABEL: &[u8] = b"cohort/v2 verify pad";
+/// Key-derivation label of verdict tags (followed by the dealer's index, u32 little endian,
+/// and the verdict's byte).
+pub const VERDICT_TAG_LABEL: &[u8] = b"cohort/v2 verdict tag";
+/// Domain separation of the query randomness drawn from a check seed.
+const CHECK_SEED_LABEL: &[u8] = b"cohort/v2 check seed";
 
 /// A checker's verdict on one dealer's proof.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -118,19 +131,171 @@ pub struct Exclusion {
     pub reason: Verdict,
 }
 
-/// The verdict message a checker seals for every other member: `dealer ‖ verdict ‖ 0`.
-pub fn verdict_plain(dealer: u32, verdict: Verdict) -> [u8; VERDICT_PLAIN_LEN] {
-    let d = dealer.to_le_bytes();
-    [d[0], d[1], d[2], d[3], verdict.code(), 0]
+/// A checker's tag, for member `to`, of its verdict on `dealer`'s proof: the first 8 bytes
+/// of HKDF-Expand under the direction key checker → `to` (info `cohort/v2 verdict tag ‖
+/// dealer ‖ verdict ‖ binding`), as a little-endian integer. The hospital adds up (mod 2^64)
+/// every tag addressed to one member; the member recomputes the sum from the verdicts it is
+/// told, so a verdict changed by the relay changes an unpredictable term (see
+/// docs/SECURITY.md, "Validity proofs").
+pub fn verdict_tag(key: &DirectionKey, dealer: u32, verdict: Verdict) -> u64 {
+    let mut info = [0u8; 5];
+    info[..4].copy_from_slice(&dealer.to_le_bytes());
+    info[4] = verdict.code();
+    let mut out = [0u8; VERDICT_TAG_LEN];
+    key.expand_into(VERDICT_TAG_LABEL, &info, &mut out);
+    u64::from_le_bytes(out)
 }
 
-/// Reads a verdict message; `None` if malformed.
-pub fn read_verdict(plain: &[u8]) -> Option<(u32, Verdict)> {
-    if plain.len() != VERDICT_PLAIN_LEN || plain[5] != 0 {
+/// The pad of one `verify` entry: four elements from HKDF-Expand under the direction key
+/// verifier → checker (info `cohort/v2 verify pad ‖ dealer ‖ binding`) expanded with
+/// ChaCha20. Only the verifier and the checker can compute it.
+pub fn verify_pad(key: &DirectionKey, dealer: u32) -> [Fe; ENTRY_ELEMENTS] {
+    let mut seed = Zeroizing::new([0u8; 32]);
+    key.expand_into(VERIFY_PAD_LABEL, &dealer.to_le_bytes(), seed.as_mut());
+    let mut prg = ChaCha20Rng::from_seed(*seed);
+    core::array::from_fn(|_| Fe::random(&mut prg))
+}
+
+/// Encodes a `verify` entry: `folded ‖ tag` plus `pad`, element-wise.
+pub fn entry_bytes(folded: &Folded, tag: Fe, pad: &[Fe; ENTRY_ELEMENTS]) -> [u8; VERIFY_ENTRY_LEN] {
+    let mut out = [0u8; VERIFY_ENTRY_LEN];
+    let plain = [folded.0[0], folded.0[1], folded.0[2], tag];
+    for ((chunk, x), p) in out.chunks_exact_mut(8).zip(plain).zip(pad) {
+        chunk.copy_from_slice(&(x + *p).to_le_bytes());
+    }
+    out
+}
+
+/// Reads a `verify` entry (or a sum of them); `None` if its length is wrong or an element is
+/// not canonical.
+pub fn read_entry(bytes: &[u8]) -> Option<[Fe; ENTRY_ELEMENTS]> {
+    if bytes.len() != VERIFY_ENTRY_LEN {
         return None;
     }
-    let dealer = u32::from_le_bytes([plain[0], plain[1], plain[2], plain[3]]);
-    Some((dealer, Verdict::from_code(plain[4])?))
+    let mut out = [Fe::ZERO; ENTRY_ELEMENTS];
+    for (x, c) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+        *x = Fe::from_le_bytes(c.try_into().expect("chunk of 8"))?;
+    }
+    Some(out)
+}
+
+/// A verifier share folded to three elements: `(f_0(r), f_1(r), p(r) − λ·out)`. Linear in
+/// the share, so shares of it add up (or interpolate) like the verifier shares themselves.
+/// `Debug` is opaque.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Folded(pub [Fe; 3]);
+
+impl core::fmt::Debug for Folded {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Folded(..)")
+    }
+}
+
+impl Folded {
+    /// Folds a verifier share with the proof's `λ`.
+    pub fn of(v: &VerifierShare, rand: &CheckRand) -> Folded {
+        let [y0, y1, yp, out] = v.0;
+        Folded([y0, y1, yp - rand.fold * out])
+    }
+
+    /// The linear tag `α · folded` under the proof's MAC key `α`.
+    pub fn tag(&self, rand: &CheckRand) -> Fe {
+        self.0
+            .iter()
+            .zip(&rand.mac)
+            .fold(Fe::ZERO, |acc, (x, a)| acc + *x * *a)
+    }
+
+    /// Whether the combined (whole) folded verifier share accepts: `y_0 · y_1 = y_2`.
+    pub fn accepts(&self) -> bool {
+        self.0[0] * self.0[1] == self.0[2]
+    }
+}
+
+/// Running sums of `verify` entries by dealer: how the hospital combines the verifier shares
+/// of one proof in an additive round, so that each checker gets one entry (the sum and how
+/// many were added) instead of one per verifier. Entries are masked and tagged (see
+/// [`entry_bytes`]): the hospital learns nothing from them and cannot change a sum unnoticed.
+#[derive(Clone, Debug)]
+pub struct CheckSums {
+    sums: Vec<[Fe; ENTRY_ELEMENTS]>,
+    counts: Vec<u32>,
+}
+
+impl CheckSums {
+    /// Empty sums for a roster of `n`.
+    pub fn new(n: usize) -> CheckSums {
+        CheckSums {
+            sums: alloc::vec![[Fe::ZERO; ENTRY_ELEMENTS]; n],
+            counts: alloc::vec![0; n],
+        }
+    }
+
+    /// Adds every entry of one member's `verify` list (tagged with the dealer). Adds nothing
+    /// and returns `false` if an entry is malformed or names a dealer outside the roster.
+    pub fn add(&mut self, list: &crate::frame::ShareList) -> bool {
+        let n = self.sums.len();
+        let mut read = Vec::with_capacity(list.len());
+        for (dealer, bytes) in list.iter() {
+            match read_entry(bytes) {
+                Some(e) if dealer >= 1 && dealer as usize <= n => read.push((dealer, e)),
+                _ => return false,
+            }
+        }
+        for (dealer, e) in read {
+            let at = dealer as usize - 1;
+            for (s, x) in self.sums[at].iter_mut().zip(e) {
+                *s += x;
+            }
+            self.counts[at] += 1;
+        }
+        true
+    }
+
+    /// The sum for `dealer`'s proof, as one `checks` entry tagged with the number of entries
+    /// added.
+    pub fn entry(&self, dealer: u32) -> (u32, [u8; VERIFY_ENTRY_LEN]) {
+        let at = dealer as usize - 1;
+        let mut out = [0u8; VERIFY_ENTRY_LEN];
+        for (chunk, x) in out.chunks_exact_mut(8).zip(self.sums[at]) {
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+        (self.counts[at], out)
+    }
+}
+
+/// Running sums (mod 2^64) of verdict tags by recipient: how the hospital forwards every
+/// checker's verdicts to one member as one 8-byte tag (see [`verdict_tag`]).
+#[derive(Clone, Debug)]
+pub struct VerdictTags(Vec<u64>);
+
+impl VerdictTags {
+    /// Zero sums for a roster of `n`.
+    pub fn new(n: usize) -> VerdictTags {
+        VerdictTags(alloc::vec![0; n])
+    }
+
+    /// Adds one checker's tags (tagged with the recipient). Adds nothing and returns `false`
+    /// if a tag is malformed or names a member outside the roster.
+    pub fn add(&mut self, list: &crate::frame::ShareList) -> bool {
+        let n = self.0.len();
+        if list.sealed_len() != VERDICT_TAG_LEN
+            || list.iter().any(|(to, _)| to == 0 || to as usize > n)
+        {
+            return false;
+        }
+        for (to, bytes) in list.iter() {
+            let t = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
+            let s = &mut self.0[to as usize - 1];
+            *s = s.wrapping_add(t);
+        }
+        true
+    }
+
+    /// The sum of the tags addressed to `to`.
+    pub fn sum(&self, to: u32) -> u64 {
+        self.0[to as usize - 1]
+    }
 }
 
 /// The proof system of one study: its FLP layout and circuit, and the lengths that follow.
@@ -217,17 +382,32 @@ impl ProofSetup {
         input
     }
 
-    /// The query of one proof, from its checker's check seed: the joint randomness and a query
-    /// point off the interpolation nodes, drawn from ChaCha20 keyed with the seed.
+    /// The query of one proof, from its checker's check seed: the joint randomness, a query
+    /// point off the interpolation nodes, the folding factor `λ` and the entries' MAC key `α`,
+    /// drawn from ChaCha20 keyed with SHA-256(`cohort/v2 check seed ‖ seed`).
     pub fn check_rand(&self, seed: &[u8; CHECK_SEED_LEN]) -> CheckRand {
-        let mut prg = ChaCha20Rng::from_seed(*seed);
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(CHECK_SEED_LABEL);
+        h.update(seed);
+        let mut key: [u8; 32] = h.finalize().into();
+        let mut prg = ChaCha20Rng::from_seed(key);
+        key.zeroize();
         let joint: Vec<Fe> = (0..self.circuit.joint_rand_len())
             .map(|_| Fe::random(&mut prg))
             .collect();
-        loop {
+        let point = loop {
             if let Ok(point) = QueryPoint::new(&self.circuit, Fe::random(&mut prg)) {
-                return CheckRand { joint, point };
+                break point;
             }
+        };
+        let fold = Fe::random(&mut prg);
+        let mac = core::array::from_fn(|_| Fe::random(&mut prg));
+        CheckRand {
+            joint,
+            point,
+            fold,
+            mac,
         }
     }
 
@@ -252,6 +432,10 @@ impl ProofSetup {
 pub struct CheckRand {
     joint: Vec<Fe>,
     point: QueryPoint,
+    /// `λ`: folds the FLP's output check into the product check.
+    fold: Fe,
+    /// `α`: the MAC key of `verify` entries.
+    mac: [Fe; 3],
 }
 
 impl core::fmt::Debug for CheckRand {
@@ -467,45 +651,78 @@ pub fn checker_of(keyed: &[u32], contributors: &[u32], dealer: u32) -> Option<(u
     None
 }
 
-/// Combines the verifier shares of one dealer's proof and decides. `shares` (ascending by
-/// index) must include one from every member of `verifiers` (the contributors other than the
-/// dealer, fixed by the delivery every patient saw), else the proof is [`Verdict::NotVerified`].
-/// Additive: their sum. Shamir: all the points on one polynomial of degree t − 1 (so that any
-/// t of the contributors' points give the checked input, whichever the relay aggregates), then
-/// Lagrange at 0.
-pub fn decide(scheme: Scheme, verifiers: &[u32], shares: &[(u32, VerifierShare)]) -> Verdict {
-    let used: Vec<(u32, VerifierShare)> = shares
+/// Decides on one proof of an additive round from the sum of every verifier's entry, pads
+/// removed (`combined`: the folded verifier share and its tag). A tag that is not
+/// `α · folded` means an entry was missing, changed or added on the way:
+/// [`Verdict::NotVerified`]. Otherwise [`Verdict::Valid`] iff `y_0 · y_1 = y_2`.
+pub fn decide_sum(combined: &[Fe; ENTRY_ELEMENTS], rand: &CheckRand) -> Verdict {
+    let folded = Folded([combined[0], combined[1], combined[2]]);
+    if folded.tag(rand) != combined[3] {
+        Verdict::NotVerified
+    } else if folded.accepts() {
+        Verdict::Valid
+    } else {
+        Verdict::InvalidProof
+    }
+}
+
+/// Decides on one proof of a Shamir round (threshold `t`) from the folded verifier shares of
+/// `points` (index, share; each unmasked and its tag checked). There must be one from every
+/// member of `verifiers` (the contributors other than the dealer, fixed by the delivery every
+/// patient saw), else the proof is [`Verdict::NotVerified`]. They must all lie on one
+/// polynomial of degree t − 1 (so that any t of the contributors' points give the checked
+/// input, whichever the relay aggregates), else [`Verdict::InvalidProof`]; then Lagrange at 0.
+pub fn decide_points(t: u32, verifiers: &[u32], points: &[(u32, Folded)]) -> Verdict {
+    let used: Vec<(u32, Folded)> = points
         .iter()
         .filter(|(i, _)| verifiers.binary_search(i).is_ok())
         .copied()
         .collect();
-    if used.len() != verifiers.len() || used.is_empty() {
+    let t = t as usize;
+    if used.len() != verifiers.len() || used.is_empty() || used.len() < t {
         return Verdict::NotVerified;
     }
-    let combined = match scheme {
-        Scheme::Additive { .. } => {
-            let only: Vec<VerifierShare> = used.iter().map(|(_, s)| *s).collect();
-            VerifierShare::combine_additive(&only)
-        }
-        Scheme::Shamir { t, .. } => {
-            let t = t as usize;
-            if used.len() < t {
-                return Verdict::NotVerified;
-            }
-            let points: Vec<(u32, Vec<Fe>)> =
-                used.iter().map(|(i, s)| (*i, s.0.to_vec())).collect();
-            let refs: Vec<(u32, &[Fe])> = points.iter().map(|(i, v)| (*i, v.as_slice())).collect();
-            if !crate::protocol::aggregate::on_one_polynomial(&refs, t) {
-                return Verdict::InvalidProof;
-            }
-            VerifierShare::combine_shamir(&used[..t])
-        }
-    };
-    match combined {
-        Ok(c) if flp::decide(&c) => Verdict::Valid,
-        Ok(_) => Verdict::InvalidProof,
-        Err(_) => Verdict::NotVerified,
+    let refs: Vec<(u32, &[Fe])> = used.iter().map(|(i, f)| (*i, f.0.as_slice())).collect();
+    if !crate::protocol::aggregate::on_one_polynomial(&refs, t) {
+        return Verdict::InvalidProof;
     }
+    let xs: Vec<u32> = used[..t].iter().map(|(i, _)| *i).collect();
+    let mut acc = [Fe::ZERO; 3];
+    for ((_, f), w) in used[..t].iter().zip(crate::sharing::lagrange_at_zero(&xs)) {
+        for (a, x) in acc.iter_mut().zip(f.0) {
+            *a += x * w;
+        }
+    }
+    if Folded(acc).accepts() {
+        Verdict::Valid
+    } else {
+        Verdict::InvalidProof
+    }
+}
+
+/// The contributor set of the partial sums from the verdicts (by dealer; none: no verdict
+/// arrived), the exclusions, and the `verdicts` list every member gets: each contributor not
+/// found valid, with its verdict's byte ([`NO_VERDICT`] if none arrived), ascending.
+pub fn settle(
+    contributors: &[u32],
+    received: &[Option<Verdict>],
+) -> (Vec<u32>, Vec<Exclusion>, crate::frame::ShareList) {
+    let mut accepted = Vec::with_capacity(contributors.len());
+    let mut excluded = Vec::new();
+    let mut listed = crate::frame::ShareList::with_capacity(1, 0);
+    for &c in contributors {
+        match received[c as usize - 1] {
+            Some(Verdict::Valid) => accepted.push(c),
+            got => {
+                listed.push(c, &[got.map_or(NO_VERDICT, Verdict::code)]);
+                excluded.push(Exclusion {
+                    index: c,
+                    reason: got.unwrap_or(Verdict::NotVerified),
+                });
+            }
+        }
+    }
+    (accepted, excluded, listed)
 }
 
 /// An invalid vector a forging patient contributes (feature `forge` or `test-util`): the honest

@@ -77,13 +77,29 @@ fn network(
     n: usize,
     seed: u64,
 ) -> cohort_core::testing::Network<cohort_core::protocol::Patient> {
+    network_forging(spec, n, seed, None)
+}
+
+/// [`network`] with patient `forger.0` (0-based) forging `forger.1`.
+fn network_forging(
+    spec: &StudySpec,
+    n: usize,
+    seed: u64,
+    forger: Option<(usize, Forgery)>,
+) -> cohort_core::testing::Network<cohort_core::protocol::Patient> {
     use cohort_core::protocol::{Hospital, Patient};
     let mut rng = ChaCha20Rng::seed_from_u64(seed + 1);
     let patients: Vec<Patient> = answers(n, seed)
         .into_iter()
-        .map(|a| {
-            Patient::with_answers(0, "survey", a, Some(spec.params.clone()), None, &mut rng)
-                .expect("valid answers")
+        .enumerate()
+        .map(|(i, a)| {
+            let p =
+                Patient::with_answers(0, "survey", a, Some(spec.params.clone()), None, &mut rng)
+                    .expect("valid answers");
+            match forger {
+                Some((f, forgery)) if f == i => p.forging(forgery),
+                _ => p,
+            }
         })
         .collect();
     let hospital = Hospital::new(spec.clone(), 1).expect("valid study");
@@ -247,7 +263,7 @@ fn malformed_proof_messages_are_refused_and_the_round_goes_on() {
         {
             let r = net
                 .hospital
-                .handle(0, PeerId(0), verify(round, list(48, &[2])));
+                .handle(0, PeerId(0), verify(round, list(32, &[2])));
             assert!(matches!(r, Err(ProtocolError::WrongState { .. })), "{r:?}");
             early_refused = true;
         }
@@ -260,21 +276,28 @@ fn malformed_proof_messages_are_refused_and_the_round_goes_on() {
     }
     assert!(early_refused);
     let round = net.hospital.status().running.expect("running").round;
-    // Wrong item length, and an entry to a non-member.
+    // Wrong item length, an entry about a non-member, and an entry that is not four field
+    // elements (the hospital adds entries up: it refuses one it cannot read).
     let r = net
         .hospital
-        .handle(0, PeerId(0), verify(round, list(47, &[2])));
+        .handle(0, PeerId(0), verify(round, list(31, &[2])));
     assert_eq!(r, Err(ProtocolError::BadShares));
     let r = net
         .hospital
-        .handle(0, PeerId(0), verify(round, list(48, &[9])));
+        .handle(0, PeerId(0), verify(round, list(32, &[9])));
+    assert_eq!(r, Err(ProtocolError::BadShares));
+    let mut not_elements = ShareList::with_capacity(32, 1);
+    not_elements.push(2, &[0xFF; 32]);
+    let r = net
+        .hospital
+        .handle(0, PeerId(0), verify(round, not_elements));
     assert_eq!(r, Err(ProtocolError::BadShares));
     // A verdict before the checks, about anyone.
     let verdict = PatientToRelay::Verdict(VerdictMsg {
         round,
         dealer: 3,
         verdict: Verdict::Valid,
-        sealed: list(22, &[1, 3, 4]),
+        tags: list(8, &[1, 3, 4]),
     });
     let r = net.hospital.handle(0, PeerId(1), verdict);
     assert!(matches!(r, Err(ProtocolError::WrongState { .. })), "{r:?}");
@@ -286,74 +309,185 @@ fn malformed_proof_messages_are_refused_and_the_round_goes_on() {
     assert!(completed);
 }
 
-/// A relay that tampers with a sealed verdict, or withholds one from a patient, cannot make a
-/// patient accept a contributor set its checkers did not give: a tampered verdict does not open
-/// (the patient refuses the round); a withheld one leaves that dealer out at that patient only,
-/// so its partial sum is over another set than the others' and no result comes out (the partial
-/// sums are not on one polynomial, or the patient refuses the result).
+/// A relay that changes the verdicts it forwards cannot make a patient accept a contributor set
+/// its checkers did not give. The patients trust a verdict only through the checkers' verdict
+/// tags, whose sum (mod 2^64) the relay forwards: hiding a forger's exclusion, excluding an
+/// honest patient or changing the sum is refused (`ForgedVerdicts`). What the relay can do is
+/// what it could always do, withhold: drop a verdict (its tag taken out of the sum, the proof
+/// listed as having no verdict) — the dealer is then left out as `not_verified`, and doing so
+/// at one patient only leaves that patient with another contributor set than the others, so no
+/// result comes out.
+/// The verdict tag for `to` that the checker of `dealer` sent up, from the recorded frames.
+fn tag_sent(frames: &[cohort_core::testing::Frame], dealer: u32, to: u32) -> u64 {
+    use cohort_core::message::PatientToRelay;
+    frames
+        .iter()
+        .filter(|f| f.dir == cohort_core::testing::Dir::Up)
+        .find_map(|f| match PatientToRelay::decode_wire(&f.wire) {
+            Ok(PatientToRelay::Verdict(v)) if v.dealer == dealer => v
+                .tags
+                .iter()
+                .find(|(t, _)| *t == to)
+                .map(|(_, b)| u64::from_le_bytes(b.try_into().expect("8 bytes"))),
+            _ => None,
+        })
+        .expect("the checker sent its verdict")
+}
+
 #[test]
 fn a_relay_cannot_forge_or_withhold_verdicts_unnoticed() {
     use cohort_core::error::ProtocolError;
     use cohort_core::frame::ShareList;
     use cohort_core::message::RelayToPatient;
+    use cohort_core::proof::NO_VERDICT;
+    use cohort_core::protocol::PatientEvent;
 
-    for attack in ["tamper", "withhold"] {
-        let n = 5;
-        let mut net = network(&survey(n as u32, 3, true), n, 90);
-        let mut refusals: Vec<ProtocolError> = Vec::new();
+    let n = 5;
+    let forger = 4; // roster index 5: its proof fails, and the checkers say so
+    for attack in ["hide_exclusion", "exclude_honest", "tamper_tag", "withhold"] {
+        let mut net = network_forging(
+            &survey(n as u32, 3, true),
+            n,
+            90,
+            Some((forger, Forgery::OutOfRange)),
+        );
+        let mut refusals: Vec<(usize, ProtocolError)> = Vec::new();
+        let mut attacked = 0;
         net.run_with(|net| {
             let now = net.now_ms;
             for (i, inbox) in net.inbox.iter_mut().enumerate() {
                 for msg in inbox.drain(..) {
                     let msg = match msg {
-                        RelayToPatient::Verdicts(mut v) if i == 0 => {
-                            let mut list = ShareList::with_capacity(v.sealed.sealed_len(), 4);
-                            for (k, (from, sealed)) in v.sealed.iter().enumerate() {
-                                let mut sealed = sealed.to_vec();
-                                match (attack, k) {
-                                    ("tamper", 0) => sealed[3] ^= 1,
-                                    ("withhold", 0) => continue,
-                                    _ => {}
+                        RelayToPatient::Verdicts(mut v) => {
+                            let mut listed = ShareList::with_capacity(1, 4);
+                            for (dealer, code) in v.listed.iter() {
+                                if !(attack == "hide_exclusion" && dealer == forger as u32 + 1) {
+                                    listed.push(dealer, code);
                                 }
-                                list.push(from, &sealed);
                             }
-                            v.sealed = list;
+                            match attack {
+                                "exclude_honest" => {
+                                    let mut l = ShareList::with_capacity(1, 4);
+                                    l.push(1, &[Verdict::InvalidProof.code()]);
+                                    for (d, c) in listed.iter() {
+                                        l.push(d, c);
+                                    }
+                                    listed = l;
+                                }
+                                "tamper_tag" => v.tag ^= 1,
+                                // The relay knows each tag it added up: it can take one out
+                                // again (patient 0 only), as if that verdict never came.
+                                "withhold" if i == 0 => {
+                                    let mut l = ShareList::with_capacity(1, 4);
+                                    l.push(2, &[NO_VERDICT]);
+                                    for (d, c) in listed.iter() {
+                                        l.push(d, c);
+                                    }
+                                    listed = l;
+                                    v.tag = v.tag.wrapping_sub(tag_sent(&net.frames, 2, 1));
+                                }
+                                _ => {}
+                            }
+                            v.listed = listed;
+                            attacked += 1;
                             RelayToPatient::Verdicts(v)
                         }
                         m => m,
                     };
-                    if let Err(e) = net.patients[i].handle(now, msg)
-                        && i == 0
-                    {
-                        refusals.push(e);
+                    if let Err(e) = net.patients[i].handle(now, msg) {
+                        refusals.push((i, e));
                     }
                 }
             }
         });
-        use cohort_core::protocol::PatientEvent;
-        let completed = |i: usize| {
+        assert!(
+            attacked > 0,
+            "{attack}: the verdicts went through the attack"
+        );
+        let completed = |net: &cohort_core::testing::Network<cohort_core::protocol::Patient>,
+                         i: usize| {
             net.events[i]
                 .iter()
                 .any(|e| matches!(e, PatientEvent::Completed(_)))
         };
+        let honest: Vec<usize> = (0..n).filter(|&i| i != forger).collect();
         match attack {
-            "tamper" => assert!(
-                matches!(refusals.first(), Some(ProtocolError::Seal { .. })),
-                "{refusals:?}"
-            ),
+            "withhold" => {
+                assert!(!completed(&net, 0), "patient 0 accepted no result");
+            }
             _ => {
-                assert!(!completed(0), "patient 0 accepted no result");
-                let abandoned = net.events[0]
-                    .iter()
-                    .any(|e| matches!(e, PatientEvent::Abandoned { .. }));
-                assert!(abandoned || !refusals.is_empty(), "{refusals:?}");
-                assert!(
-                    !net.hospital_events
-                        .iter()
-                        .any(|e| matches!(e, HospitalEvent::Completed(_))),
-                    "no result"
-                );
+                for &i in &honest {
+                    assert!(
+                        refusals
+                            .iter()
+                            .any(|(j, e)| *j == i && *e == ProtocolError::ForgedVerdicts),
+                        "{attack}: patient {i} refused the verdicts: {refusals:?}"
+                    );
+                    assert!(!completed(&net, i), "{attack}: patient {i} took no result");
+                }
             }
         }
+        assert!(
+            !net.hospital_events
+                .iter()
+                .any(|e| matches!(e, HospitalEvent::Completed(_))),
+            "{attack}: no result"
+        );
+    }
+}
+
+/// A relay that changes the verifier entries it adds up (here: shifting one element of every
+/// sum it sends a checker, which is how a relay colluding with a forger would try to move a
+/// failing check onto a passing one) is caught by the entries' tags, which it cannot adjust
+/// without the check seed's MAC key: every proof is then `not_verified` — the forger's is not
+/// accepted, and no honest patient is blamed with `invalid_proof`.
+#[test]
+fn a_relay_that_changes_verifier_entries_gets_no_proof_accepted() {
+    use cohort_core::field::Fe;
+    use cohort_core::frame::ShareList;
+    use cohort_core::message::RelayToPatient;
+    use cohort_core::proof::read_entry;
+
+    let n = 5;
+    let forger = 2;
+    for shift in [1u64, 2, 1 << 40] {
+        let mut net = network_forging(
+            &survey(n as u32, n as u32, true),
+            n,
+            95,
+            Some((forger, Forgery::BadSquare)),
+        );
+        let mut changed = 0;
+        net.run_with(|net| {
+            for inbox in net.inbox.iter_mut() {
+                for msg in inbox.iter_mut() {
+                    if let RelayToPatient::Checks(c) = msg {
+                        let mut list = ShareList::with_capacity(c.checks.sealed_len(), 1);
+                        for (count, bytes) in c.checks.iter() {
+                            let mut e = read_entry(bytes).expect("a sum of entries");
+                            e[2] += Fe::new(shift);
+                            let out: Vec<u8> = e.iter().flat_map(|x| x.to_le_bytes()).collect();
+                            list.push(count, &out);
+                            changed += 1;
+                        }
+                        c.checks = list;
+                    }
+                }
+            }
+            net.deliver();
+        });
+        assert_eq!(changed, n, "every proof's sum went through the attack");
+        let reason = net.hospital_events.iter().find_map(|e| match e {
+            HospitalEvent::Abandoned { reason, .. } => Some(reason.clone()),
+            _ => None,
+        });
+        let Some(AbandonReason::ProofsFailed { excluded }) = reason else {
+            panic!("shift {shift}: the round stops on its proofs: {reason:?}")
+        };
+        assert_eq!(excluded.len(), n, "shift {shift}: no proof accepted");
+        assert!(
+            excluded.iter().all(|e| e.reason == Verdict::NotVerified),
+            "shift {shift}: nobody blamed: {excluded:?}"
+        );
     }
 }

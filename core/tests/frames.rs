@@ -40,6 +40,9 @@ struct Good {
     dealer: u32,
     #[serde(default)]
     verdict: u8,
+    /// `verdicts`: the tag sum, as a decimal string (JSON numbers lose bits above 2^53).
+    #[serde(default)]
+    tag: String,
 }
 
 #[derive(Deserialize)]
@@ -103,7 +106,7 @@ fn good_frames_decode_to_their_fields_and_reencode_exactly() {
                 round: g.round,
                 dealer: g.dealer,
                 verdict: cohort_core::proof::Verdict::from_code(g.verdict).expect("verdict"),
-                sealed: list,
+                tags: list,
             })),
             ("relay_to_patient", "checks") => down(RelayToPatient::Checks(Checks {
                 round: g.round,
@@ -112,7 +115,8 @@ fn good_frames_decode_to_their_fields_and_reencode_exactly() {
             })),
             ("relay_to_patient", "verdicts") => down(RelayToPatient::Verdicts(Verdicts {
                 round: g.round,
-                sealed: list,
+                tag: g.tag.parse().expect("a tag"),
+                listed: list,
             })),
             ("patient_to_relay", "shares") => {
                 let want = PatientToRelay::Shares(Shares {

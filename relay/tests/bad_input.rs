@@ -692,7 +692,7 @@ async fn bad_websocket_frames_close_with_the_right_code() {
     let (op, p) = read_frame(&mut s).await.unwrap();
     assert_eq!(op, 1);
     assert_eq!(error_code(std::str::from_utf8(&p).unwrap()), "bad_message");
-    s.write_all(&text("{\"type\":\"leave\",\"v\":2}"))
+    s.write_all(&text("{\"type\":\"leave\",\"v\":3}"))
         .await
         .unwrap();
     let (_, p) = read_frame(&mut s).await.unwrap();
@@ -739,16 +739,16 @@ async fn hostile_json_gets_bad_message_and_floods_of_it_are_closed() {
         "\"join\"".into(),
         "null".into(),
         "{}".into(),
-        r#"{"type":"hack","v":2}"#.into(),
-        r#"{"type":"join","v":2,"study":"s","public_key":"AAAA","admin":true}"#.into(),
+        r#"{"type":"hack","v":3}"#.into(),
+        r#"{"type":"join","v":3,"study":"s","public_key":"AAAA","admin":true}"#.into(),
         // A client of protocol version 1.
         r#"{"type":"leave","v":1}"#.into(),
         deep_arrays,
         deep_objects,
-        r#"{"type":"leave","v":2e999999}"#.into(),
+        r#"{"type":"leave","v":3e999999}"#.into(),
         r#"{"type":"leave","v":-1}"#.into(),
         // Bulk messages are binary frames only.
-        r#"{"type":"partial_sum","v":2,"round":1,"sum":[1]}"#.into(),
+        r#"{"type":"partial_sum","v":3,"round":1,"sum":[1]}"#.into(),
     ];
     // Up to 16 bad messages on a connection get an error each.
     let mut ws = cohort_relay::client::connect(&t.ws_url(), &t.ca())
@@ -801,7 +801,7 @@ async fn malformed_binary_frames_get_bad_message_and_floods_of_them_are_closed()
     let mut cases: Vec<Vec<u8>> = vec![
         Vec::new(),
         b"C".to_vec(),
-        b"{\"type\":\"leave\",\"v\":2}".to_vec(),
+        b"{\"type\":\"leave\",\"v\":3}".to_vec(),
         vec![0xff; 64],
     ];
     // Each field of a well-formed `shares` frame broken in turn.

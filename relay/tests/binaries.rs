@@ -671,8 +671,9 @@ fn frame_needles(frames: &[Wire]) -> Vec<String> {
                 }
             }
             PatientToRelay::Verdict(v) => {
-                for (_, sealed) in v.sealed.iter() {
-                    out.push(cohort_core::b64::encode(sealed));
+                for (_, tag) in v.tags.iter() {
+                    out.push(cohort_core::b64::encode(tag));
+                    out.push(tag.iter().map(|b| format!("{b:02x}")).collect());
                 }
             }
             PatientToRelay::Leave(_) => {}
@@ -736,7 +737,7 @@ async fn relay_log_contains_no_values_shares_partial_sums_or_token() {
     // A malformed frame carrying a value-like payload must not be echoed into the log.
     let mut raw = cohort_relay::client::connect(&relay.ws, &ca).await.unwrap();
     raw.send(Message::text(
-        r#"{"type":"join","v":2,"study":"leak-987.654","public_key":"zz"}"#,
+        r#"{"type":"join","v":3,"study":"leak-987.654","public_key":"zz"}"#,
     ))
     .await
     .unwrap();

@@ -540,12 +540,12 @@ async fn bad_frames_get_typed_errors_without_echo() {
         .unwrap();
     let cases = [
         (
-            "{\"type\":\"join\",\"v\":2,\"study\":\"s\",\"public_key\":\"172.5\"}",
+            "{\"type\":\"join\",\"v\":3,\"study\":\"s\",\"public_key\":\"172.5\"}",
             "bad_message",
         ),
         ("not json 172.5", "bad_message"),
         (
-            "{\"type\":\"partial_sum\",\"v\":2,\"round\":1,\"sum\":[1]}",
+            "{\"type\":\"partial_sum\",\"v\":3,\"round\":1,\"sum\":[1]}",
             "bad_message",
         ),
     ];

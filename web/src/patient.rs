@@ -294,7 +294,7 @@ mod tests {
             panic!("join is a text message")
         };
         assert!(
-            join.starts_with(r#"{"type":"join","v":2,"study":"demo""#),
+            join.starts_with(r#"{"type":"join","v":3,"study":"demo""#),
             "{join}"
         );
         assert!(!join.contains("172"), "{join}");

@@ -257,7 +257,7 @@ fn a_relay_that_sends_another_study_is_refused() {
     let mut other = params();
     other.max = "250".parse().unwrap();
     let welcome = format!(
-        r#"{{"type":"welcome","v":2,"study":{},"round":1,"enrolled":1}}"#,
+        r#"{{"type":"welcome","v":3,"study":{},"round":1,"enrolled":1}}"#,
         serde_json::to_string(&other).unwrap()
     );
     let (name, message) = js_error(p.handle(1.0, &welcome).unwrap_err().into());
@@ -270,7 +270,7 @@ fn a_relay_that_sends_another_study_is_refused() {
     assert_eq!(text(&ev, "kind"), "refused");
     assert_eq!(
         p.poll_wire().as_ref().and_then(Wire::as_text),
-        Some(r#"{"type":"leave","v":2}"#)
+        Some(r#"{"type":"leave","v":3}"#)
     );
     assert!(p.is_finished());
 }
@@ -282,7 +282,7 @@ fn malformed_frames_and_relay_errors() {
     let (name, _) = js_error(p.handle(1.0, "{\"type\":").unwrap_err().into());
     assert_eq!(name, "DecodeError");
     let (name, message) = js_error(
-        p.handle(1.0, r#"{"type":"hello","v":2}"#)
+        p.handle(1.0, r#"{"type":"hello","v":3}"#)
             .unwrap_err()
             .into(),
     );
@@ -290,7 +290,7 @@ fn malformed_frames_and_relay_errors() {
     assert!(message.starts_with("unknown message type"), "{message}");
     assert!(!p.is_finished(), "garbage alone does not end the round");
 
-    let err = r#"{"type":"error","v":2,"code":"unknown_study","message":"no such study"}"#;
+    let err = r#"{"type":"error","v":3,"code":"unknown_study","message":"no such study"}"#;
     p.handle(2.0, err).unwrap();
     let ev = p.poll_event().unwrap();
     assert_eq!(text(&ev, "kind"), "relay_error");
@@ -348,7 +348,7 @@ fn timeouts_pass_through() {
     p.poll_wire().expect("join");
     assert_eq!(
         p.poll_wire().as_ref().and_then(Wire::as_text),
-        Some(r#"{"type":"leave","v":2}"#)
+        Some(r#"{"type":"leave","v":3}"#)
     );
 
     let mut q = WasmPatient::new(0.0, "demo", "1".into(), None, None).unwrap();

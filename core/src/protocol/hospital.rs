@@ -300,16 +300,22 @@ enum RoundState {
     },
     AwaitingVerify {
         contributors: Vec<u32>,
-        /// Each member's sealed verifier shares, tagged with the checker.
-        received: Vec<Option<ShareList>>,
+        /// Which members sent their `verify`.
+        received: Vec<bool>,
+        /// Additive rounds: the running sums of the entries, by dealer.
+        sums: crate::proof::CheckSums,
+        /// Shamir rounds: each member's entries (tagged with the dealer), forwarded as they are.
+        lists: Vec<Option<ShareList>>,
         count: u32,
     },
     AwaitingVerdicts {
         contributors: Vec<u32>,
         /// By dealer (index − 1): the checker of its proof, if any.
         checkers: Vec<Option<u32>>,
-        /// By dealer: the checker's verdict and its sealed copies.
-        received: Vec<Option<(Verdict, ShareList)>>,
+        /// By dealer: the checker's verdict.
+        received: Vec<Option<Verdict>>,
+        /// By recipient: the sum of the verdict tags addressed to it.
+        tags: crate::proof::VerdictTags,
         count: u32,
     },
     AwaitingPartialSums {
@@ -987,16 +993,21 @@ impl Hospital {
         let have = |i: usize| match &r.state {
             RoundState::AwaitingReveals { reveals, .. } => reveals[i].is_some(),
             RoundState::AwaitingShares { received, .. } => received[i].is_some(),
-            RoundState::AwaitingVerify { received, .. } => received[i].is_some(),
-            // A checker has reported when every proof it checks has its verdict.
-            RoundState::AwaitingVerdicts {
-                checkers, received, ..
-            } => checkers
-                .iter()
-                .zip(received)
-                .all(|(k, got)| *k != Some(i as u32 + 1) || got.is_some()),
+            RoundState::AwaitingVerify { received, .. } => received[i],
+            // Verdicts are checked below, by dealer.
+            RoundState::AwaitingVerdicts { .. } => true,
             RoundState::AwaitingPartialSums { partials, .. } => partials[i].is_some(),
         };
+        if let RoundState::AwaitingVerdicts {
+            checkers, received, ..
+        } = &r.state
+        {
+            // Every proof whose checker is still live has its verdict.
+            return checkers
+                .iter()
+                .zip(received)
+                .all(|(k, got)| k.is_none_or(|k| !r.live[k as usize - 1]) || got.is_some());
+        }
         (0..r.live.len()).all(|i| !r.live[i] || have(i))
     }
 
@@ -1098,7 +1109,12 @@ impl Hospital {
         r.state = if self.proofs.is_some() {
             RoundState::AwaitingVerify {
                 contributors,
-                received: (0..n).map(|_| None).collect(),
+                received: alloc::vec![false; n],
+                sums: crate::proof::CheckSums::new(match r.scheme {
+                    Scheme::Additive { .. } => n,
+                    Scheme::Shamir { .. } => 0,
+                }),
+                lists: (0..n).map(|_| None).collect(),
                 count: 0,
             }
         } else {

@@ -4,9 +4,9 @@
 //!
 //! ```text
 //! Keys ──(prove, deal, seal + check seeds + correction)──▶ Shares
-//! Delivery ──(open, verifier share per dealer, sealed to its checker)──▶ Verify
-//! Checks × (each proof it checks: at most two) ──(combine, decide)──▶ Verdict (sealed to all)
-//! Verdicts ──(open every verdict, contributor set = the valid ones)──▶ PartialSum
+//! Delivery ──(open, verifier share per dealer, masked and tagged for its checker)──▶ Verify
+//! Checks × (each proof it checks: at most two) ──(unmask, decide)──▶ Verdict (a tag for each)
+//! Verdicts ──(check the tags' sum, contributor set = the valid ones)──▶ PartialSum
 //! ```
 
 use alloc::collections::BTreeMap;
@@ -17,12 +17,13 @@ use zeroize::Zeroizing;
 use crate::envelope::{DirectionKey, TAG_LEN};
 use crate::error::{ProtocolError, SealError};
 use crate::field::Fe;
-use crate::flp::{ShareRole, VerifierShare};
+use crate::flp::ShareRole;
 use crate::frame::ShareList;
 use crate::message::{Checks, Delivery, Verdict as VerdictMsg, Verdicts, Verify};
+pub(crate) use crate::proof::NO_VERDICT;
 use crate::proof::{
-    self, CHECK_SEED_LEN, CHECK_SEEDS_LEN, CORRECTION_LABEL, Exclusion, Held, ProofSetup, Slot,
-    VERDICT_LABEL, VERDICT_PLAIN_LEN, VERIFY_LABEL, VERIFY_PLAIN_LEN, Verdict,
+    self, CHECK_SEED_LEN, CHECK_SEEDS_LEN, CORRECTION_LABEL, CheckRand, Exclusion, Folded, Held,
+    ProofSetup, Slot, VERDICT_TAG_LEN, VERIFY_ENTRY_LEN, Verdict,
 };
 use crate::sharing::Scheme;
 
@@ -33,7 +34,7 @@ pub(crate) struct ProofRound {
     pub(crate) scheme: Scheme,
     /// The keyed members (those whose keys were forwarded), ascending.
     pub(crate) keyed: Vec<u32>,
-    /// This patient's check seeds: slot 1 (bytes 0..32) and slot 2 (32..64).
+    /// This patient's check seeds: slot 1 (bytes 0..16) and slot 2 (16..32).
     pub(crate) check_seed: Zeroizing<[u8; CHECK_SEEDS_LEN]>,
     /// Sealing keys to each member (index − 1), and opening keys from each.
     pub(crate) to_keys: Vec<Option<DirectionKey>>,
@@ -43,8 +44,9 @@ pub(crate) struct ProofRound {
     /// After the delivery: the contributor set as delivered and what is held from each dealer.
     pub(crate) contributors: Vec<u32>,
     pub(crate) held: BTreeMap<u32, Held>,
-    /// This patient's own verifier shares of the proofs it checks, by dealer.
-    pub(crate) local: BTreeMap<u32, VerifierShare>,
+    /// This patient's own (folded) verifier shares of the proofs it checks, and their query
+    /// randomness, by dealer.
+    pub(crate) local: BTreeMap<u32, (Folded, CheckRand)>,
     /// This patient's verdicts on the proofs it checks, by dealer.
     pub(crate) verdicts: BTreeMap<u32, Verdict>,
 }
@@ -59,13 +61,6 @@ impl core::fmt::Debug for ProofRound {
 pub(crate) struct Dealt {
     pub(crate) shares: ShareList,
     pub(crate) extra: ShareList,
-}
-
-/// The key label of a verifier share of `dealer`'s proof.
-fn verify_label(dealer: u32) -> Vec<u8> {
-    let mut l = VERIFY_LABEL.to_vec();
-    l.extend_from_slice(&dealer.to_le_bytes());
-    l
 }
 
 impl ProofRound {
@@ -125,8 +120,9 @@ impl ProofRound {
     }
 
     /// Opens the delivery, computes this patient's verifier share of every dealer's proof it
-    /// can check, and returns the `verify` message: verifier shares sealed to each dealer's
-    /// checker, tagged with the dealer (ascending).
+    /// can check, and returns the `verify` message: one entry per dealer for its checker
+    /// (folded, tagged and masked: [`proof::entry_bytes`]), tagged with the dealer
+    /// (ascending). The shares of the proofs this patient checks itself stay here.
     pub(crate) fn on_delivery(&mut self, me: u32, d: &Delivery) -> Result<Verify, ProtocolError> {
         let additive = matches!(self.scheme, Scheme::Additive { .. });
         let c = &d.contributors;
@@ -175,19 +171,19 @@ impl ProofRound {
             seeds.insert(from, s);
         }
         self.contributors = d.contributors.clone();
-        let mut checks = ShareList::with_capacity(VERIFY_PLAIN_LEN + TAG_LEN, self.held.len());
+        let mut checks = ShareList::with_capacity(VERIFY_ENTRY_LEN, self.held.len());
         for (&dealer, held) in &self.held {
             let Some((checker, slot)) = proof::checker_of(&self.keyed, c, dealer) else {
                 continue; // no checker contributed: nobody can check this proof
             };
             let seed: [u8; CHECK_SEED_LEN] = if checker == me {
-                self.own_seed(slot).try_into().expect("32 bytes")
+                self.own_seed(slot).try_into().expect("a check seed")
             } else if let Some(s) = seeds.get(&checker) {
                 let range = match slot {
                     Slot::First => 0..CHECK_SEED_LEN,
                     Slot::Second => CHECK_SEED_LEN..CHECK_SEEDS_LEN,
                 };
-                s[range].try_into().expect("32 bytes")
+                s[range].try_into().expect("a check seed")
             } else {
                 continue;
             };
@@ -200,17 +196,17 @@ impl ProofRound {
                 Scheme::Shamir { .. } => ShareRole::Shamir,
             };
             let v = self.setup.verify_share(&held.proven, role, &rand);
+            let folded = Folded::of(&v, &rand);
             if checker == me {
-                self.local.insert(dealer, v);
+                self.local.insert(dealer, (folded, rand));
             } else {
-                let plain: Zeroizing<Vec<u8>> =
-                    Zeroizing::new(v.0.iter().flat_map(|x| x.to_le_bytes()).collect());
                 let key = self.to_keys[checker as usize - 1]
                     .as_ref()
                     .ok_or(ProtocolError::BadDelivery)?;
+                let pad = Zeroizing::new(proof::verify_pad(key, dealer));
                 checks.push(
                     dealer,
-                    &key.derive(&verify_label(dealer)).seal_bytes(&plain),
+                    &proof::entry_bytes(&folded, folded.tag(&rand), &pad),
                 );
             }
         }
@@ -233,65 +229,96 @@ impl ProofRound {
             .collect()
     }
 
-    /// Combines the verifier shares of one checkee's proof, decides, and returns the `verdict`
-    /// message (sealed to every other keyed member).
+    /// Combines the verifier entries of one checkee's proof (unmasking them), decides, and
+    /// returns the `verdict` message with a verdict tag for every other keyed member.
     pub(crate) fn on_checks(&mut self, me: u32, c: &Checks) -> Result<VerdictMsg, ProtocolError> {
         let dealer = c.dealer;
         if !self.checkees(me).contains(&dealer) || self.verdicts.contains_key(&dealer) {
             return Err(ProtocolError::BadDelivery);
         }
-        let label = verify_label(dealer);
-        let mut shares: Vec<(u32, VerifierShare)> = Vec::with_capacity(c.checks.len() + 1);
-        let mut last = 0u32;
-        for (from, sealed) in c.checks.iter() {
-            if from <= last || from == me || from == dealer || !self.keyed.contains(&from) {
-                return Err(ProtocolError::BadDelivery);
-            }
-            last = from;
-            let Some(key) = self.from_keys[from as usize - 1].as_ref() else {
-                return Err(ProtocolError::BadDelivery);
-            };
-            // A share that does not open counts as missing: the proof is then not checkable.
-            let Ok(plain) = key.derive(&label).open_bytes(sealed, VERIFY_PLAIN_LEN) else {
-                continue;
-            };
-            let mut v = [Fe::ZERO; crate::flp::VERIFIER_LEN];
-            let mut ok = true;
-            for (x, b) in v.iter_mut().zip(plain.chunks_exact(8)) {
-                match Fe::from_le_bytes(b.try_into().expect("chunk of 8")) {
-                    Some(e) => *x = e,
-                    None => ok = false,
-                }
-            }
-            if ok {
-                shares.push((from, VerifierShare(v)));
-            }
+        if c.checks.sealed_len() != VERIFY_ENTRY_LEN && !c.checks.is_empty() {
+            return Err(ProtocolError::BadDelivery);
         }
-        if let Some(local) = self.local.get(&dealer) {
-            shares.push((me, *local));
-        }
-        shares.sort_unstable_by_key(|(i, _)| *i);
+        // Every other contributor holds a share of the dealer's proof and must have sent its
+        // entry; this patient's own share is local.
         let verifiers: Vec<u32> = self
             .contributors
             .iter()
             .copied()
             .filter(|&j| j != dealer)
             .collect();
-        let verdict = proof::decide(self.scheme, &verifiers, &shares);
+        let others: Vec<u32> = verifiers.iter().copied().filter(|&j| j != me).collect();
+        let pad_of = |from: u32| -> Result<[Fe; proof::ENTRY_ELEMENTS], ProtocolError> {
+            let key = self.from_keys[from as usize - 1]
+                .as_ref()
+                .ok_or(ProtocolError::BadDelivery)?;
+            Ok(proof::verify_pad(key, dealer))
+        };
+        let verdict = match (self.local.get(&dealer), self.scheme) {
+            (None, _) => Verdict::NotVerified,
+            (Some((local, rand)), Scheme::Additive { .. }) => {
+                if c.checks.len() > 1 {
+                    return Err(ProtocolError::BadDelivery);
+                }
+                // One entry: the sum of every other verifier's, tagged with how many were added.
+                match (c.checks.iter().next(), others.len()) {
+                    (Some((count, bytes)), expected) if count as usize == expected => {
+                        let mut sum = proof::read_entry(bytes).ok_or(ProtocolError::BadDelivery)?;
+                        for &j in &others {
+                            for (s, p) in sum.iter_mut().zip(pad_of(j)?) {
+                                *s -= p;
+                            }
+                        }
+                        for (s, x) in sum.iter_mut().zip(local.0) {
+                            *s += x;
+                        }
+                        sum[3] += local.tag(rand);
+                        proof::decide_sum(&sum, rand)
+                    }
+                    (None, 0) => proof::decide_sum(
+                        &[local.0[0], local.0[1], local.0[2], local.tag(rand)],
+                        rand,
+                    ),
+                    _ => Verdict::NotVerified, // not every verifier's entry arrived
+                }
+            }
+            (Some((local, rand)), Scheme::Shamir { t, .. }) => {
+                let mut points: Vec<(u32, Folded)> = Vec::with_capacity(c.checks.len() + 1);
+                let mut last = 0u32;
+                for (from, bytes) in c.checks.iter() {
+                    if from <= last || others.binary_search(&from).is_err() {
+                        return Err(ProtocolError::BadDelivery);
+                    }
+                    last = from;
+                    let mut e = proof::read_entry(bytes).ok_or(ProtocolError::BadDelivery)?;
+                    for (x, p) in e.iter_mut().zip(pad_of(from)?) {
+                        *x -= p;
+                    }
+                    let folded = Folded([e[0], e[1], e[2]]);
+                    // An entry whose tag fails was changed on the way: it counts as missing,
+                    // and the proof is then not checkable.
+                    if folded.tag(rand) == e[3] {
+                        points.push((from, folded));
+                    }
+                }
+                points.push((me, *local));
+                points.sort_unstable_by_key(|(i, _)| *i);
+                proof::decide_points(t, &verifiers, &points)
+            }
+        };
         self.verdicts.insert(dealer, verdict);
-        let plain = proof::verdict_plain(dealer, verdict);
-        let mut sealed = ShareList::with_capacity(VERDICT_PLAIN_LEN + TAG_LEN, self.keyed.len());
+        let mut tags = ShareList::with_capacity(VERDICT_TAG_LEN, self.keyed.len());
         for &j in self.keyed.iter().filter(|&&j| j != me) {
             let key = self.to_keys[j as usize - 1]
                 .as_ref()
                 .ok_or(ProtocolError::BadDelivery)?;
-            sealed.push(j, &key.derive(VERDICT_LABEL).seal_bytes(&plain));
+            tags.push(j, &proof::verdict_tag(key, dealer, verdict).to_le_bytes());
         }
         Ok(VerdictMsg {
             round: c.round,
             dealer,
             verdict,
-            sealed,
+            tags,
         })
     }
 
@@ -302,51 +329,85 @@ impl ProofRound {
             .all(|c| self.verdicts.contains_key(c))
     }
 
-    /// Reads every checker's sealed verdict (tagged with the dealer, ascending) and returns the
-    /// contributor set of the partial sums (the contributors whose proof its checker found
-    /// valid) and the exclusions.
+    /// Reads the verdicts (every contributor not found valid, with its verdict; the others
+    /// valid), checks them against the sum of the verdict tags addressed to this patient, and
+    /// returns the contributor set of the partial sums (the contributors whose proof its
+    /// checker found valid) and the exclusions.
     pub(crate) fn on_verdicts(
         &mut self,
         me: u32,
         v: &Verdicts,
     ) -> Result<(Vec<u32>, Vec<Exclusion>), ProtocolError> {
-        let mut verdicts = self.verdicts.clone();
+        if v.listed.sealed_len() != 1 && !v.listed.is_empty() {
+            return Err(ProtocolError::BadDelivery);
+        }
+        let mut listed: BTreeMap<u32, u8> = BTreeMap::new();
         let mut last = 0u32;
-        for (dealer, sealed) in v.sealed.iter() {
-            let checker = proof::checker_of(&self.keyed, &self.contributors, dealer)
-                .map(|(k, _)| k)
-                .filter(|&k| k != me);
-            let (Some(checker), true) = (checker, dealer > last) else {
-                return Err(ProtocolError::BadDelivery);
-            };
-            last = dealer;
-            let key = self.from_keys[checker as usize - 1]
-                .as_ref()
-                .ok_or(ProtocolError::BadDelivery)?;
-            let plain = key
-                .derive(VERDICT_LABEL)
-                .open_bytes(sealed, VERDICT_PLAIN_LEN)
-                .map_err(|source| ProtocolError::Seal {
-                    from: checker,
-                    source,
-                })?;
-            let (about, verdict) = proof::read_verdict(&plain).ok_or(ProtocolError::BadDelivery)?;
-            if about != dealer {
+        for (dealer, code) in v.listed.iter() {
+            if dealer <= last || self.contributors.binary_search(&dealer).is_err() {
                 return Err(ProtocolError::BadDelivery);
             }
-            verdicts.insert(dealer, verdict);
+            last = dealer;
+            listed.insert(dealer, code[0]);
         }
+        let mut expected = 0u64;
         let mut accepted = Vec::with_capacity(self.contributors.len());
         let mut excluded = Vec::new();
         for &c in &self.contributors {
-            match verdicts.get(&c) {
-                Some(Verdict::Valid) => accepted.push(c),
-                Some(&reason) => excluded.push(Exclusion { index: c, reason }),
-                None => excluded.push(Exclusion {
+            let claimed = listed.get(&c).copied();
+            let checker = proof::checker_of(&self.keyed, &self.contributors, c).map(|(k, _)| k);
+            let verdict = match checker {
+                // Nobody could check it: the relay must say so.
+                None if claimed == Some(NO_VERDICT) => Verdict::NotVerified,
+                None => return Err(ProtocolError::BadDelivery),
+                // Checked here: the relay must repeat this patient's own verdict.
+                Some(k) if k == me => {
+                    let own = self
+                        .verdicts
+                        .get(&c)
+                        .copied()
+                        .unwrap_or(Verdict::NotVerified);
+                    let repeated = match claimed {
+                        None => Verdict::Valid,
+                        Some(b) => Verdict::from_code(b).unwrap_or(Verdict::Valid),
+                    };
+                    if repeated != own || claimed == Some(Verdict::Valid.code()) {
+                        return Err(ProtocolError::ForgedVerdicts);
+                    }
+                    own
+                }
+                Some(k) => {
+                    let verdict = match claimed {
+                        None => Verdict::Valid,
+                        // The checker sent no verdict: no tag of it in the sum.
+                        Some(NO_VERDICT) => Verdict::NotVerified,
+                        Some(b) => match Verdict::from_code(b) {
+                            Some(Verdict::Valid) | None => {
+                                return Err(ProtocolError::BadDelivery);
+                            }
+                            Some(verdict) => verdict,
+                        },
+                    };
+                    if claimed != Some(NO_VERDICT) {
+                        let key = self.from_keys[k as usize - 1]
+                            .as_ref()
+                            .ok_or(ProtocolError::BadDelivery)?;
+                        expected = expected.wrapping_add(proof::verdict_tag(key, c, verdict));
+                    }
+                    verdict
+                }
+            };
+            if verdict == Verdict::Valid {
+                accepted.push(c);
+            } else {
+                excluded.push(Exclusion {
                     index: c,
-                    reason: Verdict::NotVerified,
-                }),
+                    reason: verdict,
+                });
             }
+        }
+        if expected != v.tag {
+            return Err(ProtocolError::ForgedVerdicts);
         }
         Ok((accepted, excluded))
     }

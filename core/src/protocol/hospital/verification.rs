@@ -1,19 +1,20 @@
-//! The hospital's side of validity proofs: it routes each patient's sealed verifier shares to
-//! the checker of each proof (`verify` → `checks`, one per proof), each checker's sealed verdicts to everyone
-//! (`verdict` → `verdicts`, tagged with the dealer), and settles the contributor set of the partial sums: the
-//! contributors whose checker found their proof valid. It reads the verdicts in clear to know
-//! that set; the patients trust only the sealed copies (see [`crate::proof`]).
+//! The hospital's side of validity proofs: it combines each patient's masked verifier entries
+//! for the checker of each proof (`verify` → `checks`, one per proof: in additive rounds their
+//! sum, in Shamir rounds every entry), forwards each checker's verdicts to everyone with the
+//! sum of the verdict tags addressed to them (`verdict` → `verdicts`), and settles the
+//! contributor set of the partial sums: the contributors whose checker found their proof
+//! valid. It reads the verdicts in clear to know that set; the patients trust them only
+//! through the tags (see [`crate::proof`]).
 
 use alloc::vec::Vec;
 
 use super::{Hospital, RoundState};
-use crate::envelope::TAG_LEN;
 use crate::error::ProtocolError;
 use crate::frame::ShareList;
 use crate::message::{
     AbandonReason, Checks, RelayToPatient, Verdict as VerdictMsg, Verdicts, Verify,
 };
-use crate::proof::{self, Exclusion, VERDICT_PLAIN_LEN, VERIFY_PLAIN_LEN, Verdict};
+use crate::proof::{self, VERDICT_TAG_LEN, VERIFY_ENTRY_LEN};
 use crate::protocol::HospitalOutput;
 use crate::sharing::Scheme;
 
@@ -35,9 +36,12 @@ impl Hospital {
         let me = self.member_index(from, v.round)?;
         let keyed = self.keyed_list();
         let r = self.round.as_mut().expect("member_index checked");
+        let additive = matches!(r.scheme, Scheme::Additive { .. });
         let RoundState::AwaitingVerify {
             contributors,
             received,
+            sums,
+            lists,
             count,
         } = &mut r.state
         else {
@@ -46,13 +50,13 @@ impl Hospital {
                 got: "verify",
             });
         };
-        if received[me as usize - 1].is_some() {
+        if received[me as usize - 1] {
             return Err(ProtocolError::DuplicateShares);
         }
         // One entry per dealer whose proof share this member holds, tagged with the dealer,
         // ascending.
         let mut last = 0;
-        let ok = v.checks.sealed_len() == VERIFY_PLAIN_LEN + TAG_LEN
+        let ok = (v.checks.is_empty() || v.checks.sealed_len() == VERIFY_ENTRY_LEN)
             && v.checks.iter().all(|(dealer, _)| {
                 let fine = dealer > last
                     && dealer != me
@@ -61,10 +65,13 @@ impl Hospital {
                 last = dealer;
                 fine
             });
-        if !ok {
+        if !ok || (additive && !sums.add(&v.checks)) {
             return Err(ProtocolError::BadShares);
         }
-        received[me as usize - 1] = Some(v.checks);
+        if !additive {
+            lists[me as usize - 1] = Some(v.checks);
+        }
+        received[me as usize - 1] = true;
         *count += 1;
         if self.all_live_reported() {
             self.send_checks(now_ms);
@@ -72,7 +79,8 @@ impl Hospital {
         Ok(())
     }
 
-    /// Sends every checker the verifier shares of its checkee's proof.
+    /// Sends every checker the verifier entries of its checkee's proof: their sum (additive
+    /// rounds) or each of them (Shamir rounds).
     pub(super) fn send_checks(&mut self, now_ms: u64) {
         let keyed = self.keyed_list();
         let Some(mut r) = self.round.take() else {
@@ -80,13 +88,15 @@ impl Hospital {
         };
         let RoundState::AwaitingVerify {
             contributors,
-            received,
+            sums,
+            lists,
             ..
         } = &mut r.state
         else {
             self.round = Some(r);
             return;
         };
+        let additive = matches!(r.scheme, Scheme::Additive { .. });
         let n = r.roster.n() as usize;
         let mut checkers: Vec<Option<u32>> = alloc::vec![None; n];
         for &c in contributors.iter() {
@@ -96,23 +106,16 @@ impl Hospital {
             if !r.live[k as usize - 1] {
                 continue;
             }
-            let mut checks = ShareList::with_capacity(VERIFY_PLAIN_LEN + TAG_LEN, keyed.len());
-            for (j, list) in received.iter().enumerate() {
-                let Some(list) = list else { continue };
-                // Each list is ascending by dealer: find the entry for c.
-                let (mut lo, mut hi) = (0, list.len());
-                while lo < hi {
-                    let mid = (lo + hi) / 2;
-                    if list.get(mid).0 < c {
-                        lo = mid + 1;
-                    } else {
-                        hi = mid;
-                    }
+            let checks = if additive {
+                let mut one = ShareList::with_capacity(VERIFY_ENTRY_LEN, 1);
+                let (count, sum) = sums.entry(c);
+                if count > 0 {
+                    one.push(count, &sum);
                 }
-                if lo < list.len() && list.get(lo).0 == c {
-                    checks.push(j as u32 + 1, list.get(lo).1);
-                }
-            }
+                one
+            } else {
+                route_entries(lists, c, keyed.len())
+            };
             checkers[c as usize - 1] = Some(k);
             self.out.push_back(HospitalOutput::Send {
                 to: r.peers[k as usize - 1],
@@ -126,7 +129,8 @@ impl Hospital {
         r.state = RoundState::AwaitingVerdicts {
             contributors: core::mem::take(contributors),
             checkers,
-            received: (0..n).map(|_| None).collect(),
+            received: alloc::vec![None; n],
+            tags: proof::VerdictTags::new(n),
             count: 0,
         };
         r.deadline = now_ms.saturating_add(self.spec.deadlines.partials_ms);
@@ -148,6 +152,7 @@ impl Hospital {
         let RoundState::AwaitingVerdicts {
             checkers,
             received,
+            tags,
             count,
             ..
         } = &mut r.state
@@ -164,17 +169,15 @@ impl Hospital {
         if received[dealer - 1].is_some() {
             return Err(ProtocolError::DuplicateShares);
         }
+        // One tag for every other keyed member, ascending.
         let others = keyed.iter().copied().filter(|&j| j != me);
-        let ok = v.sealed.sealed_len() == VERDICT_PLAIN_LEN + TAG_LEN
-            && v.sealed.len() == keyed.len() - 1
-            && v.sealed
-                .iter()
-                .zip(others)
-                .all(|((to, _), want)| to == want);
-        if !ok {
+        let ok = v.tags.sealed_len() == VERDICT_TAG_LEN
+            && v.tags.len() == keyed.len() - 1
+            && v.tags.iter().zip(others).all(|((to, _), want)| to == want);
+        if !ok || !tags.add(&v.tags) {
             return Err(ProtocolError::BadShares);
         }
-        received[dealer - 1] = Some((v.verdict, v.sealed));
+        received[dealer - 1] = Some(v.verdict);
         *count += 1;
         if self.all_live_reported() {
             self.settle_verdicts(now_ms);
@@ -193,29 +196,15 @@ impl Hospital {
         let live = r.live_count();
         let RoundState::AwaitingVerdicts {
             contributors,
-            checkers,
             received,
+            tags,
             ..
         } = &mut r.state
         else {
             self.round = Some(r);
             return;
         };
-        let mut accepted = Vec::with_capacity(contributors.len());
-        let mut excluded = Vec::new();
-        for &c in contributors.iter() {
-            let verdict = received[c as usize - 1]
-                .as_ref()
-                .map_or(Verdict::NotVerified, |(v, _)| *v);
-            if verdict == Verdict::Valid {
-                accepted.push(c);
-            } else {
-                excluded.push(Exclusion {
-                    index: c,
-                    reason: verdict,
-                });
-            }
-        }
+        let (accepted, excluded, listed) = proof::settle(contributors, received);
         let t = r.roster.threshold;
         let additive = matches!(r.scheme, Scheme::Additive { .. });
         let needed = t.max(r.roster.study.min_cohort).min(r.roster.n());
@@ -244,36 +233,17 @@ impl Hospital {
             return;
         }
         let n = r.roster.n() as usize;
-        // rank[j − 1]: j's position among the keyed members. A checker k lists every keyed
-        // member but itself, ascending, so member j sits at rank(j) − 1 if k is before it.
-        let mut rank = alloc::vec![usize::MAX; n];
-        for (at, &j) in keyed.iter().enumerate() {
-            rank[j as usize - 1] = at;
-        }
-        for (i, &at_rank) in rank.iter().enumerate() {
-            if !r.live[i] || at_rank == usize::MAX {
+        for &to in &keyed {
+            let i = to as usize - 1;
+            if !r.live[i] {
                 continue;
-            }
-            let to = i as u32 + 1;
-            let mut sealed = ShareList::with_capacity(VERDICT_PLAIN_LEN + TAG_LEN, keyed.len());
-            // By dealer, ascending: the sealed copy for `to` of the dealer's checker's verdict.
-            for (d, got) in received.iter().enumerate() {
-                let (Some((_, list)), Some(k)) = (got, checkers[d]) else {
-                    continue;
-                };
-                if k == to {
-                    continue;
-                }
-                let at = if k < to { at_rank - 1 } else { at_rank };
-                let (addressed, item) = list.get(at);
-                debug_assert_eq!(addressed, to, "lists checked on arrival");
-                sealed.push(d as u32 + 1, item);
             }
             self.out.push_back(HospitalOutput::Send {
                 to: r.peers[i],
                 msg: RelayToPatient::Verdicts(Verdicts {
                     round: r.roster.round,
-                    sealed,
+                    tag: tags.sum(to),
+                    listed: listed.clone(),
                 }),
             });
         }
@@ -294,4 +264,26 @@ impl Hospital {
         r.deadline = now_ms.saturating_add(self.spec.deadlines.partials_ms);
         self.round = Some(r);
     }
+}
+
+/// The entries for `dealer`'s proof from every member's `verify` list (Shamir rounds), tagged
+/// with the verifier. Each list is ascending by dealer: a binary search finds the entry.
+fn route_entries(lists: &[Option<ShareList>], dealer: u32, keyed: usize) -> ShareList {
+    let mut checks = ShareList::with_capacity(VERIFY_ENTRY_LEN, keyed);
+    for (j, list) in lists.iter().enumerate() {
+        let Some(list) = list else { continue };
+        let (mut lo, mut hi) = (0, list.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if list.get(mid).0 < dealer {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo < list.len() && list.get(lo).0 == dealer {
+            checks.push(j as u32 + 1, list.get(lo).1);
+        }
+    }
+    checks
 }
