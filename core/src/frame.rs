@@ -39,14 +39,15 @@ pub const HEADER_LEN: usize = 8;
 pub const MAX_ENTRIES: u32 = crate::study::MAX_COHORT;
 
 /// Largest sealed share a frame may carry: a Shamir share of the longest proven vector
-/// ([`MAX_SHARE_ELEMENTS`] elements of 8 bytes), a 32-byte check seed and the AEAD tag. (An
+/// ([`MAX_SHARE_ELEMENTS`] elements of 8 bytes), two 16-byte check seeds and the AEAD tag. (An
 /// additive share is a 32- or 64-byte seed payload; a proof correction is one full vector.)
 pub const MAX_SEALED_LEN: u32 = (MAX_SHARE_ELEMENTS * 8 + 32 + crate::envelope::TAG_LEN) as u32;
 
 /// Most field elements one share may carry: the statistics vector, the witness and the proof.
 pub const MAX_SHARE_ELEMENTS: usize = 32 * 1024;
 
-/// Largest item of a proof frame (a sealed verifier share is 48 bytes, a sealed verdict 22).
+/// Largest item of a proof frame (a `verify` or `checks` entry is 32 bytes, a verdict tag 8, a
+/// `verdicts` entry 1).
 pub const MAX_PROOF_ITEM: u32 = 64;
 
 /// Largest JSON part of a `result` frame. A questionnaire's result costs at most about 320 bytes

@@ -25,7 +25,7 @@
 //!   interpolates the verifier shares at 0 and, with more than t of them, checks they lie on
 //!   one polynomial of degree t − 1 (so the checked input is the one any t points give).
 //!
-//! Every payload also carries two 32-byte **check seeds** of the sender: slot 1 for the keyed
+//! Every payload also carries two 16-byte **check seeds** of the sender: slot 1 for the keyed
 //! member one place before it (cyclically), slot 2 for the one two places before it; the
 //! payload addressed to that member carries random bytes in that slot instead. A dealer's proof
 //! is checked by the next keyed member after it, with its slot-1 seed, or, if that one did not
@@ -33,6 +33,17 @@
 //! joint randomness and the query point of that one proof. It is drawn before any share is
 //! seen and reaches only the dealer's other share-holders, in payloads the relay cannot open;
 //! so neither the dealer nor the relay knows it while the dealer's shares can still change.
+//!
+//! # Verifier entries and verdict tags
+//!
+//! A verifier's share of a proof travels to the checker as a `verify` entry: folded to three
+//! elements ([`Folded`]), tagged with `α · folded` (one element; α from the check seed) and
+//! masked with a pad of the verifier → checker direction key ([`verify_pad`]). In additive
+//! rounds the hospital adds the entries of one proof up ([`CheckSums`]) and the checker gets
+//! one sum; the pads hide every entry and the sum from the hospital, and the tag catches a sum
+//! it changed ([`decide_sum`]). A checker's verdict reaches every member as an 8-byte
+//! [`verdict_tag`] under their pairwise key; the hospital forwards the verdicts in clear with the
+//! sum of each member's tags ([`VerdictTags`]), which the member recomputes.
 
 use alloc::vec::Vec;
 use rand_chacha::ChaCha20Rng;

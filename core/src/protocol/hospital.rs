@@ -14,8 +14,9 @@
 //! ```
 //!
 //! With validity proofs (the study's `proofs`, on by default) the delivery is followed by the
-//! proof steps (`hospital/verification.rs`): the hospital routes sealed verifier shares to each
-//! checker and sealed verdicts to every member, and the contributor set of the partial sums is
+//! proof steps (`hospital/verification.rs`): the hospital adds up (additive rounds) or routes
+//! (Shamir rounds) the masked verifier entries for each checker, forwards the verdicts with the
+//! sum of each member's verdict tags, and the contributor set of the partial sums is
 //! the contributors whose proof a checker found valid.
 //!
 //! Patients that join while a round runs enrol for the next one. The hospital never sees a

@@ -1,6 +1,6 @@
 //! The patient's side of validity proofs (see [`crate::proof`] and docs/PROTOCOL.md,
 //! "Validity proofs"): dealing its proven vector, checking the proof shares it holds, deciding
-//! on its checkee's proof, and reading every checker's sealed verdict.
+//! on its checkee's proof, and checking the verdicts against the sum of their tags.
 //!
 //! ```text
 //! Keys ──(prove, deal, seal + check seeds + correction)──▶ Shares
