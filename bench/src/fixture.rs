@@ -212,12 +212,12 @@ mod tests {
             6,
             "join, reveal, shares, verify, verdict, partial sum"
         );
-        // Binary frames: magic "CO", version 2, kinds 1 (shares), 5 (verify), 7 (verdict),
+        // Binary frames: magic "CO", version 3, kinds 1 (shares), 5 (verify), 7 (verdict),
         // 3 (partial sum).
         for (i, kind) in [(2, "01"), (3, "05"), (4, "07"), (5, "03")] {
             let hex = sent[i]["hex"].as_str().unwrap();
             assert!(
-                hex.starts_with(&format!("434f02{kind}")),
+                hex.starts_with(&format!("434f03{kind}")),
                 "{i}: {}",
                 &hex[..8]
             );
@@ -254,9 +254,9 @@ mod tests {
                 .unwrap()
                 .starts_with(r#"{"type":"reveal""#)
         );
-        // Binary frames: magic "CO", version 2, kind 1 (shares) and 3 (partial sum).
-        assert!(sent[2]["hex"].as_str().unwrap().starts_with("434f0201"));
-        assert!(sent[3]["hex"].as_str().unwrap().starts_with("434f0203"));
+        // Binary frames: magic "CO", version 3, kind 1 (shares) and 3 (partial sum).
+        assert!(sent[2]["hex"].as_str().unwrap().starts_with("434f0301"));
+        assert!(sent[3]["hex"].as_str().unwrap().starts_with("434f0303"));
         assert_eq!(
             round(4, false).unwrap(),
             round(4, false).unwrap(),

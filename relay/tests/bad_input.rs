@@ -792,7 +792,7 @@ async fn hostile_json_gets_bad_message_and_floods_of_it_are_closed() {
 async fn malformed_binary_frames_get_bad_message_and_floods_of_them_are_closed() {
     let t = relay().await;
     let in_flight = InFlight::start(&t, 651).await;
-    let mut shares = b"CO\x02\x01\0\0\0\0".to_vec();
+    let mut shares = b"CO\x03\x01\0\0\0\0".to_vec();
     shares.extend_from_slice(&1u64.to_le_bytes());
     shares.extend_from_slice(&1u32.to_le_bytes());
     shares.extend_from_slice(&48u32.to_le_bytes());
@@ -819,7 +819,7 @@ async fn malformed_binary_frames_get_bad_message_and_floods_of_them_are_closed()
     extra.push(0);
     let mut delivery = shares.clone();
     delivery[3] = 2;
-    let mut partial = b"CO\x02\x03\0\0\0\0".to_vec();
+    let mut partial = b"CO\x03\x03\0\0\0\0".to_vec();
     partial.extend_from_slice(&1u64.to_le_bytes());
     partial.extend_from_slice(&1u32.to_le_bytes());
     partial.extend_from_slice(&u64::MAX.to_le_bytes());

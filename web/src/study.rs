@@ -117,6 +117,6 @@ mod tests {
         );
         assert_eq!(edges.len(), 11);
         assert_eq!((edges[0], edges[10]), (0.0, 300.0));
-        assert_eq!(protocol_version(), 2);
+        assert_eq!(protocol_version(), 3);
     }
 }
