@@ -736,10 +736,17 @@ pub fn settle(
     (accepted, excluded, listed)
 }
 
-/// An invalid vector a forging patient contributes (feature `forge` or `test-util`): the honest
-/// vector changed in one way, with the witness computed from it as an honest prover would and
-/// a proof of that (the best a prover without the verifiers' randomness can do). Applied to
-/// the first number question (or, for [`Forgery::TwoOptions`], the first choice question).
+/// What a forging patient does (feature `forge` or `test-util`; attack tests only).
+///
+/// * **Vector forgeries** ([`Forgery::ALL`]): an invalid vector, the honest one changed in one
+///   way ([`Forgery::apply`]), with the witness computed from it as an honest prover would and
+///   a proof of that (the best a prover without the verifiers' randomness can do). Applied to
+///   the first number question (or, for [`Forgery::TwoOptions`], the first choice question).
+/// * **Dealing forgeries** ([`Forgery::DEALING`]): the honest vector, honestly proven, dealt
+///   wrongly ([`Forgery::tamper`]): [`Forgery::InconsistentShares`] in Shamir rounds (one
+///   recipient's share off the polynomial), [`Forgery::BadCorrection`] in additive rounds (the
+///   leader's correction is not `proven − Σ Y`). Each acts in its scheme only and deals
+///   honestly in the other (and in rounds without proofs, which have no proven vector).
 #[cfg(any(feature = "forge", feature = "test-util"))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Forgery {
@@ -753,11 +760,19 @@ pub enum Forgery {
     CountNotOne,
     /// Two options of a choice question set.
     TwoOptions,
+    /// Shamir rounds: the share dealt to one recipient ([`Forgery::perturbed_recipient`], never
+    /// a checker of the dealer's proof) has its [`Forgery::dealing_entry`] one higher, so the
+    /// shares no longer lie on one polynomial of degree t − 1: t points that include that
+    /// recipient's give another vector than t points that do not.
+    InconsistentShares,
+    /// Additive rounds: the leader's correction has its [`Forgery::dealing_entry`] one higher,
+    /// so the shares add up to the honest proven vector with that statistics entry moved.
+    BadCorrection,
 }
 
 #[cfg(any(feature = "forge", feature = "test-util"))]
 impl Forgery {
-    /// Every forgery, for tests.
+    /// Every vector forgery (each changes the vector; every scheme), for tests.
     pub const ALL: [Forgery; 5] = [
         Forgery::OutOfRange,
         Forgery::BadSquare,
@@ -766,8 +781,11 @@ impl Forgery {
         Forgery::TwoOptions,
     ];
 
+    /// Every dealing forgery (the vector stays honest; each acts in one scheme), for tests.
+    pub const DEALING: [Forgery; 2] = [Forgery::InconsistentShares, Forgery::BadCorrection];
+
     /// The forgery named `name` (`out-of-range`, `bad-square`, `two-buckets`, `count`,
-    /// `two-options`).
+    /// `two-options`; dealing: `inconsistent-shares`, `bad-correction`).
     pub fn from_name(name: &str) -> Option<Forgery> {
         Some(match name {
             "out-of-range" => Forgery::OutOfRange,
@@ -775,15 +793,84 @@ impl Forgery {
             "two-buckets" => Forgery::TwoBuckets,
             "count" => Forgery::CountNotOne,
             "two-options" => Forgery::TwoOptions,
+            "inconsistent-shares" => Forgery::InconsistentShares,
+            "bad-correction" => Forgery::BadCorrection,
             _ => return None,
         })
     }
 
+    /// Whether this forgery changes the dealing ([`Forgery::DEALING`]) rather than the vector.
+    pub fn is_dealing(self) -> bool {
+        matches!(self, Forgery::InconsistentShares | Forgery::BadCorrection)
+    }
+
+    /// The statistics entry a dealing forgery moves: the `x` entry of the first number question
+    /// of `params`, or the count entry (0) if it has none.
+    pub fn dealing_entry(params: &StudyParams) -> usize {
+        use crate::layout::Term;
+        let Some(q) = params
+            .question_list()
+            .iter()
+            .position(|q| matches!(q.kind, QuestionKind::Number(_)))
+        else {
+            return 0;
+        };
+        params
+            .layout()
+            .ok()
+            .and_then(|l| l.terms().iter().position(|t| *t == Term::X { question: q }))
+            .unwrap_or(0)
+    }
+
+    /// The recipient whose share [`Forgery::InconsistentShares`] moves, for dealer `me` among
+    /// the keyed members `keyed` (ascending): the keyed member three places after it,
+    /// cyclically, which is never one of its two possible checkers ([`checker_of`]); in a round
+    /// of three, the one two places after it (its checker only if the first did not
+    /// contribute). `None` if `me` is not keyed or alone.
+    pub fn perturbed_recipient(keyed: &[u32], me: u32) -> Option<u32> {
+        [3, 2, 1]
+            .into_iter()
+            .filter_map(|steps| after(keyed, me, steps))
+            .find(|&j| j != me)
+    }
+
+    /// Changes an honest deal of dealer `me` (from [`deal`]) as this dealing forgery does,
+    /// moving statistics entry `entry` ([`Forgery::dealing_entry`]) up by one: in the payload
+    /// of [`Forgery::perturbed_recipient`] (Shamir deals, [`Forgery::InconsistentShares`]) or
+    /// in the correction (additive deals, [`Forgery::BadCorrection`]). `false`, with the deal
+    /// unchanged, for a vector forgery or a deal of the other scheme.
+    pub fn tamper(self, deal: &mut ProvenDeal, entry: usize, keyed: &[u32], me: u32) -> bool {
+        let bytes: &mut [u8] = match (self, &mut deal.correction) {
+            (Forgery::BadCorrection, Some((_, c))) => c,
+            (Forgery::InconsistentShares, None) => {
+                let Some(j) = Forgery::perturbed_recipient(keyed, me) else {
+                    return false;
+                };
+                match deal.payloads.iter_mut().find(|(to, _)| *to == j) {
+                    Some((_, p)) => p,
+                    None => return false,
+                }
+            }
+            _ => return false,
+        };
+        let Some(chunk) = bytes.get_mut(entry * 8..entry * 8 + 8) else {
+            return false;
+        };
+        let Some(x) = Fe::from_le_bytes(chunk.try_into().expect("8 bytes")) else {
+            return false;
+        };
+        chunk.copy_from_slice(&(x + Fe::ONE).to_le_bytes());
+        true
+    }
+
     /// Changes an honest statistics vector of `params` into the forged one, recomputing the
     /// pair products from the forged entries. `false` if the study has no question this
-    /// forgery applies to.
+    /// forgery applies to. A dealing forgery leaves the vector honest (and returns `true`).
     pub fn apply(self, params: &StudyParams, stats: &mut [Fe]) -> bool {
         use crate::layout::Term;
+        if self.is_dealing() {
+            return true;
+        }
         let Ok(layout) = params.layout() else {
             return false;
         };

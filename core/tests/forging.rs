@@ -491,3 +491,298 @@ fn a_relay_that_changes_verifier_entries_gets_no_proof_accepted() {
         );
     }
 }
+
+/// The proven vector of patient `answers` for `spec`, dealt by roster index `me` among every
+/// member (1..=n) with the real [`proof::deal`], changed by the dealing forgery `forgery` as a
+/// forging `Patient` changes it, and received by every other member with [`proof::receive`].
+/// Returns the setup, the honest proven vector, the forged deal's own share, and what each
+/// recipient holds, by roster index.
+///
+/// [`proof::deal`]: cohort_core::proof::deal
+/// [`proof::receive`]: cohort_core::proof::receive
+#[allow(clippy::type_complexity)]
+fn dealt_with(
+    spec: &StudySpec,
+    answers: &Answers,
+    me: u32,
+    forgery: Forgery,
+    seed: u64,
+) -> (
+    cohort_core::proof::ProofSetup,
+    Vec<cohort_core::field::Fe>,
+    Vec<cohort_core::field::Fe>,
+    Vec<(u32, cohort_core::proof::Held)>,
+) {
+    use cohort_core::proof::{self, ProofSetup};
+    use cohort_core::sharing::Scheme;
+    let params = &spec.params;
+    let n = params.size;
+    let scheme = Scheme::new(n, params.threshold).expect("a scheme");
+    let setup = ProofSetup::new(params).expect("a proof system");
+    let stats = params
+        .layout()
+        .expect("a layout")
+        .encode(answers)
+        .expect("valid answers");
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let proven = setup.prove(stats.as_slice(), &mut rng);
+    let keyed: Vec<u32> = (1..=n).collect();
+    let others: Vec<u32> = keyed.iter().copied().filter(|&k| k != me).collect();
+    let leader = proof::after(&keyed, me, 1).expect("keyed");
+    let mut deal = proof::deal(
+        scheme,
+        &proven,
+        setup.stats_len(),
+        me,
+        &others,
+        leader,
+        &mut rng,
+    );
+    let entry = Forgery::dealing_entry(params);
+    assert!(forgery.tamper(&mut deal, entry, &keyed, me), "{forgery:?}");
+    let held = deal
+        .payloads
+        .iter()
+        .map(|(j, payload)| {
+            let correction = deal
+                .correction
+                .as_ref()
+                .filter(|(to, _)| to == j)
+                .map(|(_, c)| c.as_slice());
+            let h = proof::receive(scheme, &setup, payload, correction).expect("well formed");
+            (*j, h)
+        })
+        .collect();
+    let own = deal.own.clone();
+    (setup, proven, own, held)
+}
+
+/// **Shamir rounds: shares not on one polynomial.** A forger with modified code deals its
+/// honest, honestly proven vector, but moves the share of one recipient (not its checker) off
+/// the polynomial (`Forgery::InconsistentShares`: that share's `x` entry one higher). Any t
+/// points of the others give the checked vector; t points that include the moved one give
+/// another — a vector nobody checked. Without the checker's rule that *every* verifier's
+/// folded share lie on one polynomial of degree t − 1, a checker looking at t points that miss
+/// the moved one would find the proof valid, and the relay (colluding with the forger) could
+/// then pick t partial sums that include the moved recipient's: the aggregate would move by
+/// the Lagrange coefficient of that point, with nothing proven about it. This test shows it on
+/// the real dealt shares: two t-subsets reconstruct different vectors, the checker's rule says
+/// `invalid_proof`, and a check of t points alone would have passed.
+#[test]
+fn shares_off_one_polynomial_would_let_a_relay_pick_an_unchecked_vector() {
+    use cohort_core::flp::ShareRole;
+    use cohort_core::proof::{Folded, decide_points};
+    use cohort_core::sharing::Scheme;
+
+    let (n, t) = (7u32, 4u32);
+    let spec = survey(n, t, true);
+    let ans = answers(n as usize, 110);
+    let me = 4;
+    let (setup, proven, _, held) = dealt_with(
+        &spec,
+        &ans[me as usize - 1],
+        me,
+        Forgery::InconsistentShares,
+        111,
+    );
+    let keyed: Vec<u32> = (1..=n).collect();
+    let moved = Forgery::perturbed_recipient(&keyed, me).expect("a recipient");
+    assert_eq!(moved, 7, "three places after the dealer");
+    let checker = cohort_core::proof::checker_of(&keyed, &keyed, me).expect("a checker");
+    assert_ne!(moved, checker.0, "the moved share is not the checker's");
+    let share = |j: u32| -> &[cohort_core::field::Fe] {
+        &held.iter().find(|(k, _)| *k == j).expect("held").1.proven
+    };
+    let scheme = Scheme::new(n, t).expect("Shamir");
+    let without: Vec<u32> = vec![1, 2, 3, 5];
+    let with: Vec<u32> = vec![1, 2, 3, moved];
+    let reconstruct = |set: &[u32]| {
+        let pts: Vec<(u32, &[cohort_core::field::Fe])> =
+            set.iter().map(|&j| (j, share(j))).collect();
+        scheme.reconstruct(&pts).expect("t points")
+    };
+    let a = reconstruct(&without);
+    let b = reconstruct(&with);
+    assert_eq!(
+        a, proven,
+        "t points without the moved one: the proven vector"
+    );
+    assert_ne!(b, proven, "t points with it: another vector");
+    let entry = Forgery::dealing_entry(&spec.params);
+    let differs: Vec<usize> = (0..proven.len()).filter(|&i| a[i] != b[i]).collect();
+    assert_eq!(differs, vec![entry], "only the x entry moved");
+
+    // The checker's query, from a check seed the forger never sees.
+    let rand = setup.check_rand(&[7u8; cohort_core::proof::CHECK_SEED_LEN]);
+    let folded = |j: u32| {
+        Folded::of(
+            &setup.verify_share(share(j), ShareRole::Shamir, &rand),
+            &rand,
+        )
+    };
+    let verifiers: Vec<u32> = keyed.iter().copied().filter(|&j| j != me).collect();
+    let points =
+        |set: &[u32]| -> Vec<(u32, Folded)> { set.iter().map(|&j| (j, folded(j))).collect() };
+    // The rule: every verifier's point on one polynomial. The forger is caught.
+    assert_eq!(
+        decide_points(t, &verifiers, &points(&verifiers)),
+        Verdict::InvalidProof
+    );
+    // Without it, t points that miss the moved one pass…
+    assert_eq!(
+        decide_points(t, &without, &points(&without)),
+        Verdict::Valid
+    );
+    // …while the vector of t points that include it is not the one that was checked.
+    assert_eq!(
+        decide_points(t, &with, &points(&with)),
+        Verdict::InvalidProof
+    );
+}
+
+/// **Shamir rounds: shares not on one polynomial**, against the real `Patient`s and `Hospital`:
+/// a forger dealing inconsistent shares of its honest vector (see
+/// [`shares_off_one_polynomial_would_let_a_relay_pick_an_unchecked_vector`]) is left out with
+/// `invalid_proof` (its checker finds the verifier shares off one polynomial), wherever it
+/// sits in the roster, and the result is exact over the honest patients, none of whom is
+/// excluded. The same forgery in an additive round does nothing (there is no polynomial: the
+/// forger deals honestly) and nobody is excluded.
+#[test]
+fn inconsistent_shamir_shares_are_left_out_and_the_result_is_exact() {
+    let n = 7;
+    for (k, forger) in [3usize, 0, 6].into_iter().enumerate() {
+        let spec = survey(n as u32, 4, true);
+        let ans = answers(n, 120 + k as u64);
+        let mut behaviour = vec![H; n];
+        behaviour[forger] = Behaviour::Forge(Forgery::InconsistentShares);
+        let out = run_round_answers(&spec, &ans, &behaviour, 130 + k as u64);
+        let honest: Vec<usize> = (0..n).filter(|&i| i != forger).collect();
+        let (count, sum) = heights(&ans, &honest);
+        let excluded = vec![Exclusion {
+            index: forger as u32 + 1,
+            reason: Verdict::InvalidProof,
+        }];
+        for i in 0..n {
+            let r = out.results[i]
+                .as_ref()
+                .unwrap_or_else(|| panic!("forger {forger}: patient {i}: {:?}", out.abandoned[i]));
+            assert_eq!(r.excluded, excluded, "forger {forger}");
+            assert_eq!(r.contributors.len(), n - 1);
+            assert!(!r.contributors.contains(&(forger as u32 + 1)));
+            assert_eq!(r.questionnaire.count, count);
+            let Some(QuestionStats::Number(h)) = r.questionnaire.questions.get("height") else {
+                panic!("height stats")
+            };
+            assert!((h.sum - sum).abs() < 1e-6, "forger {forger}: exact sum");
+        }
+        assert!(out.events.iter().any(|e| matches!(
+            e,
+            HospitalEvent::Completed(o) if o.excluded == excluded
+        )));
+    }
+    // In an additive round the forgery does not apply: an honest round.
+    let n = 4;
+    let spec = survey(n as u32, n as u32, true);
+    let ans = answers(n, 125);
+    let mut behaviour = vec![H; n];
+    behaviour[1] = Behaviour::Forge(Forgery::InconsistentShares);
+    let out = run_round_answers(&spec, &ans, &behaviour, 126);
+    for r in &out.results {
+        let r = r.as_ref().expect("completed");
+        assert!(r.excluded.is_empty());
+        assert_eq!(r.contributors.len(), n);
+    }
+}
+
+/// **Additive rounds: a garbage correction.** A forger deals its honest, honestly proven vector
+/// but sends its leader a correction that is not `proven − Σ Y` (`Forgery::BadCorrection`: the
+/// `x` entry one higher), so that the shares add up to a vector with `x` moved and the
+/// aggregate would move with it. The proof is checked on the shares *including* the
+/// correction, so the checked vector is exactly the one that would enter the partial sums: it
+/// is invalid (its `x` no longer matches its square and bits), the forger is excluded with
+/// `invalid_proof`, the round is abandoned (`ProofsFailed`) and no partial sum is sent. Shown
+/// on the real dealt shares (they add up to the moved vector, and the checker's combined
+/// verifier share rejects it) and with the real `Patient`s and `Hospital`, for a forger whose
+/// leader is the next member and one whose leader wraps around to roster index 1. No honest
+/// patient is excluded. The same forgery in a Shamir round does nothing (no correction).
+#[test]
+fn a_bad_correction_stops_an_additive_round_and_nothing_is_revealed() {
+    use cohort_core::field::Fe;
+    use cohort_core::flp::ShareRole;
+    use cohort_core::proof::{ENTRY_ELEMENTS, Folded, decide_sum};
+
+    let n = 4usize;
+    // The real dealt shares: they add up to the proven vector with x moved by one.
+    let spec = survey(n as u32, n as u32, true);
+    let ans = answers(n, 140);
+    let me = 2;
+    let (setup, proven, own, held) = dealt_with(
+        &spec,
+        &ans[me as usize - 1],
+        me,
+        Forgery::BadCorrection,
+        141,
+    );
+    let l = setup.stats_len();
+    let mut stats = own.clone();
+    for (_, h) in &held {
+        for (s, x) in stats.iter_mut().zip(&h.stats) {
+            *s += *x;
+        }
+    }
+    let entry = Forgery::dealing_entry(&spec.params);
+    let mut moved = proven[..l].to_vec();
+    moved[entry] += Fe::ONE;
+    assert_eq!(stats, moved, "the shares add up to the moved statistics");
+    let rand = setup.check_rand(&[9u8; cohort_core::proof::CHECK_SEED_LEN]);
+    let mut sum = [Fe::ZERO; 3];
+    for (j, h) in &held {
+        let role = if *j == me + 1 {
+            ShareRole::AdditiveLeader
+        } else {
+            ShareRole::AdditiveHelper
+        };
+        let f = Folded::of(&setup.verify_share(&h.proven, role, &rand), &rand);
+        for (s, x) in sum.iter_mut().zip(f.0) {
+            *s += x;
+        }
+    }
+    let combined: [Fe; ENTRY_ELEMENTS] = [sum[0], sum[1], sum[2], Folded(sum).tag(&rand)];
+    assert_eq!(decide_sum(&combined, &rand), Verdict::InvalidProof);
+
+    // The real patients and hospital.
+    for (k, forger) in [1usize, 3].into_iter().enumerate() {
+        let ans = answers(n, 142 + k as u64);
+        let mut behaviour = vec![H; n];
+        behaviour[forger] = Behaviour::Forge(Forgery::BadCorrection);
+        let out = run_round_answers(&spec, &ans, &behaviour, 144 + k as u64);
+        let want = AbandonReason::ProofsFailed {
+            excluded: vec![Exclusion {
+                index: forger as u32 + 1,
+                reason: Verdict::InvalidProof,
+            }],
+        };
+        for i in 0..n {
+            assert!(out.results[i].is_none(), "forger {forger}");
+            assert_eq!(out.abandoned[i].as_ref(), Some(&want), "forger {forger}");
+        }
+        // No partial sum was sent, so nothing about anyone's vector left the patients.
+        assert!(
+            !out.frames
+                .iter()
+                .any(|f| { f.wire.as_binary().is_some_and(|b| b.len() > 3 && b[3] == 3) })
+        );
+    }
+    // In a Shamir round the forgery does not apply (no correction): an honest round.
+    let n = 5;
+    let spec = survey(n as u32, 3, true);
+    let ans = answers(n, 146);
+    let mut behaviour = vec![H; n];
+    behaviour[2] = Behaviour::Forge(Forgery::BadCorrection);
+    let out = run_round_answers(&spec, &ans, &behaviour, 147);
+    for r in &out.results {
+        let r = r.as_ref().expect("completed");
+        assert!(r.excluded.is_empty());
+        assert_eq!(r.contributors.len(), n);
+    }
+}

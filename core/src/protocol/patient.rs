@@ -222,7 +222,7 @@ pub struct Patient {
     events: VecDeque<PatientEvent>,
     timeout_ms: Option<u64>,
     deadline: Option<u64>,
-    /// A forging patient's change to its own vector (attack tests only).
+    /// A forging patient's change to its own vector or dealing (attack tests only).
     #[cfg(any(feature = "forge", feature = "test-util"))]
     forgery: Option<crate::proof::Forgery>,
 }
@@ -304,8 +304,9 @@ impl Patient {
     }
 
     /// Makes this patient a forger (feature `forge`, for attack tests and `cohort-forger`):
-    /// it contributes its vector changed by `forgery`, with the best proof it can make. Its
-    /// own checks of others stay honest.
+    /// it contributes its vector changed by `forgery`, with the best proof it can make, or,
+    /// for a dealing forgery ([`crate::proof::Forgery::DEALING`]), its honest vector dealt
+    /// wrongly. Its own checks of others stay honest.
     #[cfg(any(feature = "forge", feature = "test-util"))]
     pub fn forging(mut self, forgery: crate::proof::Forgery) -> Patient {
         self.forgery = Some(forgery);
@@ -839,6 +840,11 @@ impl Patient {
                 held: BTreeMap::new(),
                 local: BTreeMap::new(),
                 verdicts: BTreeMap::new(),
+                #[cfg(any(feature = "forge", feature = "test-util"))]
+                forgery: self
+                    .forgery
+                    .filter(|f| f.is_dealing())
+                    .map(|f| (f, crate::proof::Forgery::dealing_entry(params))),
             });
             let dealt = round.deal(me, &stats, &mut self.rng);
             (

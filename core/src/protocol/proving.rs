@@ -49,6 +49,10 @@ pub(crate) struct ProofRound {
     pub(crate) local: BTreeMap<u32, (Folded, CheckRand)>,
     /// This patient's verdicts on the proofs it checks, by dealer.
     pub(crate) verdicts: BTreeMap<u32, Verdict>,
+    /// A forging patient's dealing forgery and the statistics entry it moves (attack tests
+    /// only; see [`proof::Forgery::tamper`]).
+    #[cfg(any(feature = "forge", feature = "test-util"))]
+    pub(crate) forgery: Option<(proof::Forgery, usize)>,
 }
 
 impl core::fmt::Debug for ProofRound {
@@ -92,6 +96,10 @@ impl ProofRound {
             leader,
             rng,
         );
+        #[cfg(any(feature = "forge", feature = "test-util"))]
+        if let Some((f, entry)) = self.forgery {
+            f.tamper(&mut deal, entry, &self.keyed, me);
+        }
         let plain_len = self.setup.payload_len(self.scheme) + CHECK_SEEDS_LEN;
         let mut shares = ShareList::with_capacity(plain_len + TAG_LEN, others.len());
         for (j, payload) in &deal.payloads {

@@ -1,7 +1,8 @@
 //! `cohort-forger`: a patient with modified code, for attack tests only (cargo feature `forge`;
 //! never in a default build). It takes part in a round like `cohort-patient` but contributes a
-//! chosen invalid vector with the best validity proof it can make; it checks the others
-//! honestly. The other patients' checks leave it out (see docs/SECURITY.md).
+//! chosen invalid vector with the best validity proof it can make, or deals its honest vector
+//! wrongly (`inconsistent-shares`, `bad-correction`); it checks the others honestly. The other
+//! patients' checks leave it out (see docs/SECURITY.md).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,7 +29,9 @@ struct Args {
     /// The honest value the forgery starts from, in the study's unit.
     #[arg(long, value_name = "X", allow_hyphen_values = true)]
     value: String,
-    /// What to forge: out-of-range, bad-square, two-buckets, count, two-options.
+    /// What to forge: an invalid vector (out-of-range, bad-square, two-buckets, count,
+    /// two-options) or an invalid dealing of the honest one (inconsistent-shares: Shamir
+    /// rounds only; bad-correction: additive rounds only; each deals honestly otherwise).
     #[arg(long, value_name = "KIND", value_parser = parse_forgery)]
     forge: Forgery,
     /// Invite code, for studies that need one.
@@ -41,7 +44,9 @@ struct Args {
 
 fn parse_forgery(s: &str) -> Result<Forgery, String> {
     Forgery::from_name(s).ok_or_else(|| {
-        "one of out-of-range, bad-square, two-buckets, count, two-options".to_string()
+        "one of out-of-range, bad-square, two-buckets, count, two-options, \
+         inconsistent-shares, bad-correction"
+            .to_string()
     })
 }
 
