@@ -34,7 +34,6 @@ impl Hospital {
         v: Verify,
     ) -> Result<(), ProtocolError> {
         let me = self.member_index(from, v.round)?;
-        let keyed = self.keyed_list();
         let r = self.round.as_mut().expect("member_index checked");
         let additive = matches!(r.scheme, Scheme::Additive { .. });
         let RoundState::AwaitingVerify {
