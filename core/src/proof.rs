@@ -662,6 +662,43 @@ pub fn checker_of(keyed: &[u32], contributors: &[u32], dealer: u32) -> Option<(u
     None
 }
 
+/// How many contributors whose proofs held a round needs to go on to its partial sums:
+/// additive rounds `min_cohort` (they also need every keyed member's partial sum, and no
+/// exclusion at all: every share of the n-of-n sharing counts); Shamir rounds max(t,
+/// `min_cohort`), since their t partial sums come from the contributors. At most n.
+pub fn contributors_needed(scheme: Scheme, min_cohort: u32, n: u32) -> u32 {
+    match scheme {
+        Scheme::Additive { .. } => min_cohort,
+        Scheme::Shamir { t, .. } => t.max(min_cohort),
+    }
+    .min(n)
+}
+
+/// Who verifies `dealer`'s proof: every member holding a share of it that must send its entry.
+/// Additive rounds: every other keyed member (the proven vector is an n-of-n sharing among
+/// them, so every share counts, a member whose own shares never arrived included). Shamir
+/// rounds: the other contributors (the points the partial sums will come from; see
+/// [`partial_sum_senders`]).
+pub fn verifiers_of(scheme: Scheme, keyed: &[u32], contributors: &[u32], dealer: u32) -> Vec<u32> {
+    let holders = match scheme {
+        Scheme::Additive { .. } => keyed,
+        Scheme::Shamir { .. } => contributors,
+    };
+    holders.iter().copied().filter(|&j| j != dealer).collect()
+}
+
+/// The members whose partial sums a round with proofs may use, ascending: those whose verifier
+/// shares every proof was checked with ([`verifiers_of`]). Additive rounds: every keyed member
+/// (each holds a share of every contributor's vector, and all are needed). Shamir rounds: the
+/// contributors as delivered (accepted or excluded), so that any t of their points give the
+/// input that was checked.
+pub fn partial_sum_senders(scheme: Scheme, keyed: &[u32], contributors: &[u32]) -> Vec<u32> {
+    match scheme {
+        Scheme::Additive { .. } => keyed.to_vec(),
+        Scheme::Shamir { .. } => contributors.to_vec(),
+    }
+}
+
 /// Decides on one proof of an additive round from the sum of every verifier's entry, pads
 /// removed (`combined`: the folded verifier share and its tag). A tag that is not
 /// `α · folded` means an entry was missing, changed or added on the way:

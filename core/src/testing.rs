@@ -34,6 +34,11 @@ pub enum Behaviour {
     VanishBeforeShares,
     /// Sends its shares, then disconnects.
     VanishAfterShares,
+    /// Its shares never reach the relay (lost, or too late for the deadline), but it stays
+    /// connected and answers everything else: a live member that is not a contributor. It
+    /// still holds shares of the contributors' values, checks their proofs and sends a
+    /// partial sum.
+    LateShares,
     /// Contributes its vector changed by this forgery, with the best proof it can make, and
     /// otherwise follows the protocol.
     Forge(crate::proof::Forgery),
@@ -186,6 +191,9 @@ impl<P: SimPatient> Network<P> {
                 }
                 moved = true;
                 let is_shares = matches!(msg, PatientToRelay::Shares(_));
+                if is_shares && self.behaviour[i] == Behaviour::LateShares {
+                    continue;
+                }
                 if is_shares && self.behaviour[i] == Behaviour::VanishBeforeShares {
                     self.gone[i] = true;
                     self.hospital.handle_disconnect(now, peer);
@@ -449,7 +457,7 @@ pub fn check_round(
             assert_exact(&first, &included);
             assert_eq!(first.safety_code.as_str(), codes[0].as_str());
             for (r, b) in out.results.iter().zip(behaviour) {
-                assert_eq!(r.is_some(), *b == Behaviour::Honest);
+                assert_eq!(r.is_some(), stays_connected(*b));
                 if let Some(r) = r {
                     assert_eq!(r, &first, "every patient sees the same result");
                 }
@@ -478,6 +486,11 @@ pub fn check_round(
     out
 }
 
+/// Whether a patient behaving so stays to the end of the round (and so sees its result).
+pub fn stays_connected(b: Behaviour) -> bool {
+    matches!(b, Behaviour::Honest | Behaviour::LateShares)
+}
+
 /// Which members' values a round with `behaviour` includes: those that sent their shares; in a
 /// study with validity proofs, those that also stayed for the delivery (to check the others)
 /// and of whose next two members (cyclically) one stayed to check their proof (a proof nobody
@@ -492,7 +505,10 @@ pub fn included(spec: &StudySpec, behaviour: &[Behaviour]) -> Vec<bool> {
                 let stays = |j: usize| behaviour[j % n] == Behaviour::Honest && j % n != i;
                 behaviour[i] == Behaviour::Honest && (stays(i + 1) || stays(i + 2))
             } else {
-                behaviour[i] != Behaviour::VanishBeforeShares
+                !matches!(
+                    behaviour[i],
+                    Behaviour::VanishBeforeShares | Behaviour::LateShares
+                )
             }
         })
         .collect()

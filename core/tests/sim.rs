@@ -161,3 +161,56 @@ fn hospital_outputs_never_contain_values_in_clear() {
         }
     }
 }
+
+/// A member whose shares never reach the relay but which stays connected (a slow device past
+/// the shares deadline) is not a contributor: its value is left out, yet it holds shares of
+/// everyone else's, checks their proofs and sends its partial sum. The round completes exactly
+/// over the contributors, with or without validity proofs, additive or Shamir; in an additive
+/// round its verifier shares and its partial sum are needed (it holds an n-of-n share of every
+/// contributor's vector), in a Shamir round they are not used.
+#[test]
+fn a_live_member_whose_shares_never_arrive_is_left_out_and_the_round_completes() {
+    use cohort_core::testing::{included, stays_connected};
+    const H: Behaviour = Behaviour::Honest;
+    const L: Behaviour = Behaviour::LateShares;
+    let cases: [(usize, usize, Vec<Behaviour>); 5] = [
+        (4, 4, vec![H, L, H, H]),
+        (4, 4, vec![H, H, H, L]),
+        (5, 5, vec![L, H, L, H, H]),
+        (7, 4, vec![H, L, H, H, L, H, H]),
+        (5, 3, vec![L, H, H, H, H]),
+    ];
+    for proofs in [true, false] {
+        for (k, (n, t, behaviour)) in cases.iter().enumerate() {
+            let off = if proofs { "" } else { ",proofs=off" };
+            let spec: cohort_core::study::StudySpec = format!(
+                "id=sim,size={n},threshold={t},min=0,max=300,decimals=1,buckets=10,min_cohort=2{off}"
+            )
+            .parse()
+            .expect("valid study");
+            let mut rng = ChaCha20Rng::seed_from_u64(300 + k as u64);
+            let values = random_values(*n, &mut rng);
+            let out = run_round(&spec, &values, behaviour, 400 + k as u64);
+            let want: Vec<Decimal> = values
+                .iter()
+                .zip(included(&spec, behaviour))
+                .filter(|(_, inc)| *inc)
+                .map(|(v, _)| *v)
+                .collect();
+            for (i, b) in behaviour.iter().enumerate() {
+                let r = out.results[i].as_ref();
+                assert_eq!(
+                    r.is_some(),
+                    stays_connected(*b),
+                    "proofs {proofs}, case {k}, patient {i}: {:?}",
+                    out.abandoned[i]
+                );
+                if let Some(r) = r {
+                    assert_exact(r, &want);
+                    assert!(r.excluded.is_empty(), "nobody is blamed: {:?}", r.excluded);
+                    assert_eq!(r.contributors.len(), want.len());
+                }
+            }
+        }
+    }
+}

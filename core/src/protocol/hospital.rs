@@ -1182,15 +1182,29 @@ impl Hospital {
             self.abandon(now_ms, AbandonReason::TooFewPartialSums { got, needed: t });
             return;
         }
-        // With proofs, only the partial sums of the members the shares were delivered to (the
-        // contributors and the excluded): their points are the ones every proof was checked on
-        // (see `proof::decide`).
-        let proofs = self.proofs.is_some();
-        let delivered = |i: u32| contributors.contains(&i) || excluded.iter().any(|e| e.index == i);
+        // With proofs, only the partial sums of the members whose shares every proof was
+        // checked with (`proof::partial_sum_senders`): the keyed members (additive) or the
+        // contributors as delivered (Shamir).
+        let senders = self.proofs.as_ref().map(|_| {
+            let keyed: Vec<u32> = (1..=r.roster.n())
+                .filter(|&j| r.keyed[j as usize - 1])
+                .collect();
+            let mut delivered: Vec<u32> = contributors
+                .iter()
+                .copied()
+                .chain(excluded.iter().map(|e| e.index))
+                .collect();
+            delivered.sort_unstable();
+            crate::proof::partial_sum_senders(r.scheme, &keyed, &delivered)
+        });
         let points: Vec<(u32, &[Fe])> = partials
             .iter()
             .enumerate()
-            .filter(|(i, _)| !proofs || delivered(*i as u32 + 1))
+            .filter(|(i, _)| {
+                senders
+                    .as_ref()
+                    .is_none_or(|s| s.binary_search(&(*i as u32 + 1)).is_ok())
+            })
             .filter_map(|(i, p)| p.as_ref().map(|v| (i as u32 + 1, v.as_slice())))
             .collect();
         // The same computation every patient repeats on the published partial sums.

@@ -186,6 +186,9 @@ enum State {
         contributors: Vec<u32>,
         excluded: Vec<Exclusion>,
         sent: Vec<Fe>,
+        /// With proofs: the members whose partial sums the result may use
+        /// ([`crate::proof::partial_sum_senders`]).
+        senders: Option<Vec<u32>>,
     },
     /// Proofs left too few valid contributors: no partial sum is sent; the hospital abandons.
     AwaitingAbandon,
@@ -547,6 +550,7 @@ impl Patient {
                         contributors,
                         excluded: Vec::new(),
                         sent,
+                        senders: None,
                     },
                     Ok(()),
                 ),
@@ -609,16 +613,24 @@ impl Patient {
                     return (State::AwaitingVerdicts { roster, me, proof }, Err(err));
                 }
                 match self.on_verdicts(&roster, me, &mut proof, &v) {
-                    Ok(Some((contributors, excluded, sent))) => (
-                        State::AwaitingResult {
-                            roster,
-                            me,
-                            contributors,
-                            excluded,
-                            sent,
-                        },
-                        Ok(()),
-                    ),
+                    Ok(Some((contributors, excluded, sent))) => {
+                        let senders = Some(crate::proof::partial_sum_senders(
+                            proof.scheme,
+                            &proof.keyed,
+                            &proof.contributors,
+                        ));
+                        (
+                            State::AwaitingResult {
+                                roster,
+                                me,
+                                contributors,
+                                excluded,
+                                sent,
+                                senders,
+                            },
+                            Ok(()),
+                        )
+                    }
                     Ok(None) => (State::AwaitingAbandon, Ok(())),
                     Err(e) => (State::AwaitingVerdicts { roster, me, proof }, Err(e)),
                 }
@@ -634,6 +646,7 @@ impl Patient {
                     contributors,
                     excluded,
                     sent,
+                    senders,
                 },
                 RelayToPatient::Result(r),
             ) => {
@@ -649,11 +662,19 @@ impl Patient {
                             contributors,
                             excluded,
                             sent,
+                            senders,
                         },
                         Err(err),
                     );
                 }
-                match check_result(&roster, me, &contributors, &excluded, &sent, r) {
+                match check_result(
+                    &roster,
+                    me,
+                    (&contributors, &excluded),
+                    senders.as_deref(),
+                    &sent,
+                    r,
+                ) {
                     Ok(checked) => {
                         self.events.push_back(PatientEvent::ResultChecked {
                             round: checked.round,
@@ -670,6 +691,7 @@ impl Patient {
                             contributors,
                             excluded,
                             sent,
+                            senders,
                         },
                         Err(e),
                     ),
@@ -964,9 +986,10 @@ impl Patient {
             round: roster.round,
             excluded: excluded.clone(),
         });
-        let additive = roster.threshold == roster.n();
-        let needed = roster.threshold.max(roster.study.min_cohort);
-        if (additive && !excluded.is_empty()) || (accepted.len() as u32) < needed.min(roster.n()) {
+        let additive = matches!(proof.scheme, crate::sharing::Scheme::Additive { .. });
+        let needed =
+            crate::proof::contributors_needed(proof.scheme, roster.study.min_cohort, roster.n());
+        if (additive && !excluded.is_empty()) || (accepted.len() as u32) < needed {
             return Ok(None);
         }
         let sum = proof.partial_sum(me, &accepted);
@@ -1040,21 +1063,27 @@ impl Patient {
 fn check_result(
     roster: &Roster,
     me: u32,
-    contributors: &[u32],
-    excluded: &[Exclusion],
+    (contributors, excluded): (&[u32], &[Exclusion]),
+    senders: Option<&[u32]>,
     sent: &[Fe],
     mut r: RoundResult,
 ) -> Result<RoundResult, ProtocolError> {
     if r.contributors != contributors || r.excluded != excluded {
         return Err(ProtocolError::ContributorSetChanged);
     }
-    // With proofs, only the partial sums of members the shares were delivered to (contributors
-    // and excluded): the points every proof was checked on.
-    let delivered = |i: u32| contributors.contains(&i) || excluded.iter().any(|e| e.index == i);
-    if roster.study.proofs && r.partials.iter().any(|p| !delivered(p.from)) {
+    // With proofs, only the partial sums of the members whose shares were checked (see
+    // `proof::partial_sum_senders`).
+    if let Some(senders) = senders
+        && r.partials
+            .iter()
+            .any(|p| senders.binary_search(&p.from).is_err())
+    {
         return Err(ProtocolError::InconsistentPartialSums);
     }
-    if !r.partials.iter().any(|p| p.from == me && p.sum == sent) {
+    // Its own partial sum must be there unaltered, unless proofs leave it out (a Shamir
+    // round's member whose own shares never arrived: its point was not checked).
+    let mine_used = senders.is_none_or(|s| s.binary_search(&me).is_ok());
+    if mine_used && !r.partials.iter().any(|p| p.from == me && p.sum == sent) {
         return Err(ProtocolError::OwnPartialSumAltered);
     }
     let points: Vec<(u32, &[Fe])> = r

@@ -247,14 +247,9 @@ impl ProofRound {
         if c.checks.sealed_len() != VERIFY_ENTRY_LEN && !c.checks.is_empty() {
             return Err(ProtocolError::BadDelivery);
         }
-        // Every other contributor holds a share of the dealer's proof and must have sent its
-        // entry; this patient's own share is local.
-        let verifiers: Vec<u32> = self
-            .contributors
-            .iter()
-            .copied()
-            .filter(|&j| j != dealer)
-            .collect();
+        // Every verifier of the dealer's proof must have sent its entry; this patient's own
+        // share is local.
+        let verifiers = proof::verifiers_of(self.scheme, &self.keyed, &self.contributors, dealer);
         let others: Vec<u32> = verifiers.iter().copied().filter(|&j| j != me).collect();
         let pad_of = |from: u32| -> Result<[Fe; proof::ENTRY_ELEMENTS], ProtocolError> {
             let key = self.from_keys[from as usize - 1]

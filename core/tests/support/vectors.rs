@@ -1257,6 +1257,7 @@ fn behaviour_name(b: Behaviour) -> &'static str {
         Behaviour::Honest => "honest",
         Behaviour::VanishBeforeShares => "vanish_before_shares",
         Behaviour::VanishAfterShares => "vanish_after_shares",
+        Behaviour::LateShares => "late_shares",
         Behaviour::Forge(_) => "forge",
     }
 }
@@ -1266,6 +1267,7 @@ fn behaviour_of(s: &str) -> Behaviour {
         "honest" => Behaviour::Honest,
         "vanish_before_shares" => Behaviour::VanishBeforeShares,
         "vanish_after_shares" => Behaviour::VanishAfterShares,
+        "late_shares" => Behaviour::LateShares,
         other => panic!("unknown behaviour {other}"),
     }
 }

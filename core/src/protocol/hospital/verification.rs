@@ -67,7 +67,9 @@ impl Hospital {
         if !ok || (additive && !sums.add(&v.checks)) {
             return Err(ProtocolError::BadShares);
         }
-        if !additive {
+        // Shamir rounds check the contributors' points only (`proof::verifiers_of`): a
+        // member whose own shares never arrived sends its entries, which are not forwarded.
+        if !additive && contributors.binary_search(&me).is_ok() {
             lists[me as usize - 1] = Some(v.checks);
         }
         received[me as usize - 1] = true;
@@ -206,7 +208,7 @@ impl Hospital {
         let (accepted, excluded, listed) = proof::settle(contributors, received);
         let t = r.roster.threshold;
         let additive = matches!(r.scheme, Scheme::Additive { .. });
-        let needed = t.max(r.roster.study.min_cohort).min(r.roster.n());
+        let needed = proof::contributors_needed(r.scheme, r.roster.study.min_cohort, r.roster.n());
         if live < t {
             self.round = Some(r);
             self.abandon(
