@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cohort_relay::pg_cluster::PgCluster;
+
 use crate::patients::{client_tls, client_ws_config, connect_path, study_spec_with};
 use crate::relay_proc::{RelayOptions, RelayProc, ensure_nofile, fresh_dir, load1};
 use crate::{Common, RoundsConfig, RoundsReport, Target, measure};
@@ -20,136 +22,6 @@ fn free_port() -> Result<u16, String> {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| format!("no free port: {e}"))
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-/// A throw-away PostgreSQL cluster (the bench-side twin of relay/tests/support/pg.rs):
-/// initdb in a fresh directory, its own port on 127.0.0.1, run as `postgres` when this
-/// process is root; stopped and deleted on drop.
-pub struct PgCluster {
-    dir: PathBuf,
-    bin: PathBuf,
-    /// Its port on 127.0.0.1.
-    pub port: u16,
-    keep: bool,
-}
-
-impl std::fmt::Debug for PgCluster {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgCluster")
-            .field("dir", &self.dir)
-            .field("port", &self.port)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PgCluster {
-    /// Creates and starts a cluster in `dir` with superuser `cohort` (trust authentication).
-    pub fn start(dir: PathBuf, keep: bool) -> Result<PgCluster, String> {
-        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| e.path().join("bin"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        found.retain(|p| p.join("initdb").is_file());
-        found.sort();
-        let bin = found.pop().ok_or(
-            "PostgreSQL is not installed (/usr/lib/postgresql/*/bin/initdb); run scripts/setup.sh",
-        )?;
-        if is_root() {
-            let ok = Command::new("chown")
-                .arg("postgres:postgres")
-                .arg(&dir)
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                return Err(format!("chown postgres {} failed", dir.display()));
-            }
-        }
-        let mut pg = PgCluster {
-            dir,
-            bin,
-            port: 0,
-            keep,
-        };
-        let db = pg.path("db");
-        let out = pg
-            .command("initdb")
-            .args(["-D", &db, "-A", "trust", "-U", "cohort", "-E", "UTF8"])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("initdb: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let mut failures = String::new();
-        for _ in 0..3 {
-            pg.port = free_port()?;
-            let opts = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=on",
-                pg.port,
-                pg.dir.display()
-            );
-            let out = pg
-                .command("pg_ctl")
-                .args(["-D", &db, "-o", &opts, "-l", &pg.path("log"), "-w", "start"])
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| format!("pg_ctl: {e}"))?;
-            if out.status.success() {
-                return Ok(pg);
-            }
-            failures.push_str(&String::from_utf8_lossy(&out.stdout));
-            failures.push_str(&std::fs::read_to_string(pg.path("log")).unwrap_or_default());
-        }
-        Err(format!("pg_ctl start failed three times: {failures}"))
-    }
-
-    fn path(&self, rel: &str) -> String {
-        self.dir.join(rel).display().to_string()
-    }
-
-    fn command(&self, tool: &str) -> Command {
-        let exe = self.bin.join(tool);
-        if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(exe);
-            c
-        } else {
-            Command::new(exe)
-        }
-    }
-
-    /// The URL of database `postgres` as user `cohort`.
-    pub fn url(&self) -> String {
-        format!("postgres://cohort@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for PgCluster {
-    fn drop(&mut self) {
-        let _ = self
-            .command("pg_ctl")
-            .args(["-D", &self.path("db"), "-m", "immediate", "-w", "stop"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
 }
 
 /// HAProxy with deploy/haproxy.cfg, as in deploy/README.md; killed on drop.

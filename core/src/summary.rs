@@ -80,24 +80,34 @@ impl SingleNumber {
     }
 }
 
-impl RoundResult {
-    /// The user-facing summary of this result (without the partial sums).
-    pub fn summary(&self) -> ResultSummary {
-        let q = &self.questionnaire;
+/// Builds the [`ResultSummary`] of `$r`: a [`RoundResult`] or a [`RoundOutcome`], which carry
+/// the summary's fields under the same names (the one definition of how a round's result maps
+/// to its summary).
+macro_rules! summary_of {
+    ($r:expr) => {{
+        let r = $r;
+        let q = &r.questionnaire;
         ResultSummary {
-            study: self.study.clone(),
-            round: self.round,
+            study: r.study.clone(),
+            round: r.round,
             count: q.count,
-            single: self.statistics.as_ref().map(SingleNumber::of),
+            single: r.statistics.as_ref().map(SingleNumber::of),
             questions: q.questions.clone(),
             pairs: q.pairs.clone(),
             by_option: q.by_option.clone(),
-            roster_size: self.roster_size,
-            contributors: self.contributors.clone(),
-            partial_sums: self.partial_sums,
-            excluded: self.excluded.clone(),
-            safety_code: self.safety_code.clone(),
+            roster_size: r.roster_size,
+            contributors: r.contributors.clone(),
+            partial_sums: r.partial_sums,
+            excluded: r.excluded.clone(),
+            safety_code: r.safety_code.clone(),
         }
+    }};
+}
+
+impl RoundResult {
+    /// The user-facing summary of this result (without the partial sums).
+    pub fn summary(&self) -> ResultSummary {
+        summary_of!(self)
     }
 }
 
@@ -105,21 +115,7 @@ impl RoundOutcome {
     /// The user-facing summary of this completed round: the same object as the patients'
     /// [`RoundResult::summary`] (the relay's `ResultRow` adds its own fields to it).
     pub fn summary(&self) -> ResultSummary {
-        let q = &self.questionnaire;
-        ResultSummary {
-            study: self.study.clone(),
-            round: self.round,
-            count: q.count,
-            single: self.statistics.as_ref().map(SingleNumber::of),
-            questions: q.questions.clone(),
-            pairs: q.pairs.clone(),
-            by_option: q.by_option.clone(),
-            roster_size: self.roster_size,
-            contributors: self.contributors.clone(),
-            partial_sums: self.partial_sums,
-            excluded: self.excluded.clone(),
-            safety_code: self.safety_code.clone(),
-        }
+        summary_of!(self)
     }
 }
 
@@ -194,5 +190,25 @@ mod tests {
         assert_eq!(v["questions"]["value"]["mean"], 170.0);
         let back: ResultSummary = serde_json::from_value(v).unwrap();
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn a_round_outcome_and_its_result_have_the_same_summary() {
+        let r = result();
+        let o = RoundOutcome {
+            study: r.study.clone(),
+            round: r.round,
+            statistics: r.statistics.clone(),
+            questionnaire: r.questionnaire.clone(),
+            roster_size: r.roster_size,
+            threshold: 2,
+            contributors: r.contributors.clone(),
+            partial_sums: r.partial_sums,
+            excluded: r.excluded.clone(),
+            safety_code: r.safety_code.clone(),
+            started_ms: 1,
+            finished_ms: 2,
+        };
+        assert_eq!(o.summary(), r.summary());
     }
 }

@@ -23,6 +23,8 @@ pub mod cluster;
 pub mod harness;
 pub mod http;
 pub mod logging;
+#[cfg(feature = "test-util")]
+pub mod pg_cluster;
 pub mod registry;
 pub mod server;
 pub mod store;

@@ -17,7 +17,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use support::pg::PgCluster;
+use support::pg;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -271,7 +271,7 @@ async fn complete_round(hap: &Haproxy, ca: &Path, study: &str, vals: &[String]) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_behind_haproxy_survive_a_sigkill() {
     let started = Instant::now();
-    let pg = PgCluster::start("cluster");
+    let pg = pg::start("cluster");
     let dir = TmpDir::new("cluster");
     let ca = dir.path("certs/ca.pem");
     // The first relay generates the development CA and certificate; the second loads them.
@@ -437,7 +437,7 @@ async fn two_relays_behind_haproxy_survive_a_sigkill() {
     }
 
     // No value in PostgreSQL, nor in any log.
-    let dump = pg.dump();
+    let dump = pg.dump().unwrap();
     assert!(dump.contains("relay_restarted"), "the dump has the data");
     for v in &used {
         assert!(!has_number(&dump, v), "value {v} in the database dump");

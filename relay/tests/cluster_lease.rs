@@ -14,7 +14,7 @@ use cohort_relay::cluster::LeaseTimes;
 use cohort_relay::store::Store;
 use common::*;
 use futures_util::StreamExt;
-use support::pg::PgCluster;
+use support::pg;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -63,7 +63,7 @@ async fn close_code(ws: &mut cohort_relay::client::WsClient) -> Option<CloseCode
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_owner_per_study_and_takeover_after_a_lost_lease() {
-    let pg = PgCluster::start("lease");
+    let pg = pg::start("lease");
     let a = relay(&pg.url(), "relay-a").await;
     let b = relay(&pg.url(), "relay-b").await;
     assert!(

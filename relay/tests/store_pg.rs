@@ -14,7 +14,7 @@ use cohort_core::questionnaire::QuestionnaireResult;
 use cohort_core::study::StudySpec;
 use cohort_relay::store::{LOCAL_OWNER, RoundStart, Store, StoreError};
 use cohort_relay::views::ResultRow;
-use support::pg::PgCluster;
+use support::pg;
 
 /// The patients' values of the imaginary round below: they must never reach the store.
 const VALUES: [&str; 3] = ["163.7", "171.9", "174.9"];
@@ -267,7 +267,7 @@ async fn sqlite_store_conforms() {
 
 #[tokio::test]
 async fn postgres_store_conforms() {
-    let pg = PgCluster::start("conform");
+    let pg = pg::start("conform");
     let url = pg.url();
     let s = Store::connect_postgres(&url).await.unwrap();
     assert!(s.is_postgres());
@@ -276,7 +276,7 @@ async fn postgres_store_conforms() {
 
     // No value reaches the database: dump it and grep. The aggregate is there (the grep
     // works), the patients' values are not.
-    let dump = pg.dump();
+    let dump = pg.dump().unwrap();
     assert!(
         dump.contains("510.5"),
         "the dump should hold the stored sum"
@@ -289,7 +289,7 @@ async fn postgres_store_conforms() {
 
 #[tokio::test]
 async fn postgres_lease_rules_between_two_owners() {
-    let pg = PgCluster::start("lease");
+    let pg = pg::start("lease");
     // Two relays, each with its own connections.
     let a = Store::connect_postgres(&pg.url()).await.unwrap();
     let b = Store::connect_postgres(&pg.url()).await.unwrap();
@@ -356,7 +356,7 @@ async fn postgres_lease_rules_between_two_owners() {
 
 #[tokio::test]
 async fn postgres_notify_reaches_a_listener_on_another_relay() {
-    let pg = PgCluster::start("notify");
+    let pg = pg::start("notify");
     let a = Store::connect_postgres(&pg.url()).await.unwrap();
     let b = Store::connect_postgres(&pg.url()).await.unwrap();
     let mut changes = b.listen_changes().await.unwrap();
@@ -392,7 +392,7 @@ async fn measure_result_write_latency() {
     let sqlite = Store::open(&dir).unwrap();
     let (p50, p99) = write_latency(&sqlite, "bench", n).await;
     println!("result write latency sqlite: n={n} p50={p50:.0} us p99={p99:.0} us");
-    let pg = PgCluster::start("bench");
+    let pg = pg::start("bench");
     let postgres = Store::connect_postgres(&pg.url()).await.unwrap();
     let (p50, p99) = write_latency(&postgres, "bench", n).await;
     println!("result write latency postgres: n={n} p50={p50:.0} us p99={p99:.0} us");

@@ -98,6 +98,86 @@ impl From<&RoundStart<'_>> for RoundStartOwned {
     }
 }
 
+/// A [`StoreError::Corrupt`] from a value that could not be encoded or decoded.
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// A completed round as the values both backends write into its `rounds` row
+/// (`status` is `'completed'`, `reason` and `message` NULL). Each backend keeps only its SQL;
+/// [`completed_values!`] lists the values in the order of the columns its `INSERT` names.
+struct CompletedRow<'a> {
+    study: &'a str,
+    round: i64,
+    roster_size: i64,
+    threshold: i64,
+    safety_code: &'a str,
+    started_at_ms: i64,
+    finished_at_ms: i64,
+    count: i64,
+    sum: Option<f64>,
+    mean: Option<f64>,
+    stddev: Option<f64>,
+    /// The one-question histogram as JSON (`None` for a study with `questions`).
+    histogram: Option<String>,
+    /// The contributors as a JSON array.
+    contributors: String,
+    partial_sums: i64,
+    /// The questionnaire result as JSON.
+    result: String,
+    /// The exclusions as JSON (`None` when there are none).
+    excluded: Option<String>,
+}
+
+impl<'a> CompletedRow<'a> {
+    /// The row of `o`.
+    fn of(o: &'a RoundOutcome) -> Result<CompletedRow<'a>, StoreError> {
+        let stats = o.statistics.as_ref();
+        let histogram = stats
+            .map(|s| serde_json::to_string(&s.histogram))
+            .transpose()
+            .map_err(corrupt)?;
+        let excluded = (!o.excluded.is_empty())
+            .then(|| serde_json::to_string(&o.excluded))
+            .transpose()
+            .map_err(corrupt)?;
+        Ok(CompletedRow {
+            study: &o.study,
+            round: o.round as i64,
+            roster_size: i64::from(o.roster_size),
+            threshold: i64::from(o.threshold),
+            safety_code: o.safety_code.as_str(),
+            started_at_ms: o.started_ms as i64,
+            finished_at_ms: o.finished_ms as i64,
+            count: o.questionnaire.count as i64,
+            sum: stats.map(|s| s.sum),
+            mean: stats.map(|s| s.mean),
+            stddev: stats.map(|s| s.stddev),
+            histogram,
+            contributors: serde_json::to_string(&o.contributors).map_err(corrupt)?,
+            partial_sums: i64::from(o.partial_sums),
+            result: serde_json::to_string(&o.questionnaire).map_err(corrupt)?,
+            excluded,
+        })
+    }
+}
+
+/// The values of a [`CompletedRow`] `$r` as an array of `$t` (the driver's parameter type),
+/// in the order of the columns of both backends' `INSERT`: `study, round, roster_size,
+/// threshold, safety_code, started_at_ms, finished_at_ms, count, sum, mean, stddev,
+/// histogram, contributors, partial_sums, result, excluded`.
+macro_rules! completed_values {
+    ($r:expr, $t:ty) => {
+        completed_values!(@ $r, $t; study round roster_size threshold safety_code started_at_ms
+            finished_at_ms count sum mean stddev histogram contributors partial_sums result
+            excluded)
+    };
+    (@ $r:expr, $t:ty; $($field:ident)*) => {
+        [$(&$r.$field as $t),*]
+    };
+}
+use completed_values;
+
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::SqliteStore),

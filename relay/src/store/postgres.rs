@@ -16,10 +16,11 @@ use cohort_core::protocol::hospital::RoundOutcome;
 use cohort_core::study::StudySpec;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Row};
 use tracing::warn;
 
-use super::{RoundStartOwned, StoreError};
+use super::{CompletedRow, RoundStartOwned, StoreError, completed_values, corrupt};
 use crate::views::RoundRow;
 
 /// Versioned migrations, applied in order; a version is never edited once released.
@@ -56,10 +57,6 @@ async fn connect_one(config: &Config) -> Result<Client, StoreError> {
 
 fn u(x: i64) -> u64 {
     x as u64
-}
-
-fn corrupt(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
 }
 
 impl PgStore {
@@ -165,17 +162,7 @@ impl PgStore {
     }
 
     pub(super) async fn round_completed(&self, o: &RoundOutcome) -> Result<(), StoreError> {
-        let stats = o.statistics.as_ref();
-        let histogram = stats
-            .map(|s| serde_json::to_string(&s.histogram))
-            .transpose()
-            .map_err(corrupt)?;
-        let contributors = serde_json::to_string(&o.contributors).map_err(corrupt)?;
-        let result = serde_json::to_string(&o.questionnaire).map_err(corrupt)?;
-        let excluded = (!o.excluded.is_empty())
-            .then(|| serde_json::to_string(&o.excluded))
-            .transpose()
-            .map_err(corrupt)?;
+        let r = CompletedRow::of(o)?;
         self.client()
             .execute(
                 "INSERT INTO rounds
@@ -193,24 +180,7 @@ impl PgStore {
                    histogram = EXCLUDED.histogram, contributors = EXCLUDED.contributors,
                    partial_sums = EXCLUDED.partial_sums, result = EXCLUDED.result,
                    excluded = EXCLUDED.excluded",
-                &[
-                    &o.study,
-                    &(o.round as i64),
-                    &i64::from(o.roster_size),
-                    &i64::from(o.threshold),
-                    &o.safety_code.as_str(),
-                    &(o.started_ms as i64),
-                    &(o.finished_ms as i64),
-                    &(o.questionnaire.count as i64),
-                    &stats.map(|s| s.sum),
-                    &stats.map(|s| s.mean),
-                    &stats.map(|s| s.stddev),
-                    &histogram,
-                    &contributors,
-                    &i64::from(o.partial_sums),
-                    &result,
-                    &excluded,
-                ],
+                &completed_values!(r, &(dyn ToSql + Sync)),
             )
             .await?;
         Ok(())

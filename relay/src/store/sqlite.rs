@@ -11,10 +11,10 @@ use std::sync::mpsc as std_mpsc;
 use cohort_core::message::AbandonReason;
 use cohort_core::protocol::hospital::RoundOutcome;
 use cohort_core::study::StudySpec;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, ToSql, params};
 use tokio::sync::oneshot;
 
-use super::{RoundStartOwned, StoreError};
+use super::{CompletedRow, RoundStartOwned, StoreError, completed_values};
 use crate::views::{ResultRow, RoundRow};
 
 /// File name of the database inside the data directory.
@@ -189,18 +189,7 @@ pub(super) fn round_started(conn: &Connection, s: &RoundStartOwned) -> Result<()
 
 /// Records a completed round and its revealed statistics.
 pub(super) fn round_completed(conn: &Connection, o: &RoundOutcome) -> Result<(), StoreError> {
-    let stats = o.statistics.as_ref();
-    let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
-    let histogram = stats
-        .map(|s| serde_json::to_string(&s.histogram))
-        .transpose()
-        .map_err(corrupt)?;
-    let contributors = serde_json::to_string(&o.contributors).map_err(corrupt)?;
-    let result = serde_json::to_string(&o.questionnaire).map_err(corrupt)?;
-    let excluded = (!o.excluded.is_empty())
-        .then(|| serde_json::to_string(&o.excluded))
-        .transpose()
-        .map_err(corrupt)?;
+    let r = CompletedRow::of(o)?;
     conn.execute(
         "INSERT OR REPLACE INTO rounds
            (study, round, status, reason, message, roster_size, threshold, safety_code,
@@ -208,24 +197,7 @@ pub(super) fn round_completed(conn: &Connection, o: &RoundOutcome) -> Result<(),
             contributors, partial_sums, result, excluded)
          VALUES (?1, ?2, 'completed', NULL, NULL, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
                  ?12, ?13, ?14, ?15, ?16)",
-        params![
-            o.study,
-            o.round as i64,
-            o.roster_size,
-            o.threshold,
-            o.safety_code.as_str(),
-            o.started_ms as i64,
-            o.finished_ms as i64,
-            o.questionnaire.count as i64,
-            stats.map(|s| s.sum),
-            stats.map(|s| s.mean),
-            stats.map(|s| s.stddev),
-            histogram,
-            contributors,
-            o.partial_sums,
-            result,
-            excluded,
-        ],
+        &completed_values!(r, &dyn ToSql)[..],
     )?;
     Ok(())
 }
