@@ -106,39 +106,46 @@ fn network_forging(
     cohort_core::testing::Network::new(hospital, patients, vec![H; n])
 }
 
+/// Runs a Shamir round (n = 7, t = 4) with patient `forger` (0-based) forging `forgery` and
+/// checks that every patient, the forger included, gets the honest patients' exact result with
+/// exactly the forger excluded as `invalid_proof`, as does the hospital.
+fn forger_left_out_exactly(forger: usize, forgery: Forgery, seed: u64) {
+    let n = 7;
+    let spec = survey(n as u32, 4, true);
+    let ans = answers(n, seed);
+    let mut behaviour = vec![H; n];
+    behaviour[forger] = Behaviour::Forge(forgery);
+    let out = run_round_answers(&spec, &ans, &behaviour, seed + 10);
+    let honest: Vec<usize> = (0..n).filter(|&i| i != forger).collect();
+    let (count, sum) = heights(&ans, &honest);
+    let excluded = vec![Exclusion {
+        index: forger as u32 + 1,
+        reason: Verdict::InvalidProof,
+    }];
+    let case = format!("{forgery:?} by {forger}");
+    for i in 0..n {
+        let r = out.results[i]
+            .as_ref()
+            .unwrap_or_else(|| panic!("{case}: patient {i}: {:?}", out.abandoned[i]));
+        assert_eq!(r.excluded, excluded, "{case}");
+        assert_eq!(r.contributors.len(), n - 1, "{case}");
+        assert!(!r.contributors.contains(&(forger as u32 + 1)), "{case}");
+        assert_eq!(r.questionnaire.count, count, "{case}");
+        let Some(QuestionStats::Number(h)) = r.questionnaire.questions.get("height") else {
+            panic!("height stats")
+        };
+        assert!((h.sum - sum).abs() < 1e-6, "{case}: exact sum");
+    }
+    assert!(out.events.iter().any(|e| matches!(
+        e,
+        HospitalEvent::Completed(o) if o.excluded == excluded
+    )));
+}
+
 #[test]
 fn every_forgery_is_left_out_of_a_shamir_round_and_the_result_is_exact() {
-    let n = 7;
-    let forger = 3; // roster index 4
     for (k, forgery) in Forgery::ALL.into_iter().enumerate() {
-        let spec = survey(n as u32, 4, true);
-        let ans = answers(n, 10 + k as u64);
-        let mut behaviour = vec![H; n];
-        behaviour[forger] = Behaviour::Forge(forgery);
-        let out = run_round_answers(&spec, &ans, &behaviour, 20 + k as u64);
-        let honest: Vec<usize> = (0..n).filter(|&i| i != forger).collect();
-        let (count, sum) = heights(&ans, &honest);
-        let excluded = vec![Exclusion {
-            index: forger as u32 + 1,
-            reason: Verdict::InvalidProof,
-        }];
-        for i in 0..n {
-            let r = out.results[i]
-                .as_ref()
-                .unwrap_or_else(|| panic!("{forgery:?}: patient {i}: {:?}", out.abandoned[i]));
-            assert_eq!(r.excluded, excluded, "{forgery:?}");
-            assert_eq!(r.contributors.len(), n - 1, "{forgery:?}");
-            assert!(!r.contributors.contains(&(forger as u32 + 1)));
-            assert_eq!(r.questionnaire.count, count, "{forgery:?}");
-            let Some(QuestionStats::Number(h)) = r.questionnaire.questions.get("height") else {
-                panic!("height stats")
-            };
-            assert!((h.sum - sum).abs() < 1e-6, "{forgery:?}: exact sum");
-        }
-        assert!(out.events.iter().any(|e| matches!(
-            e,
-            HospitalEvent::Completed(o) if o.excluded == excluded
-        )));
+        forger_left_out_exactly(3, forgery, 10 + k as u64);
     }
 }
 
@@ -649,36 +656,8 @@ fn shares_off_one_polynomial_would_let_a_relay_pick_an_unchecked_vector() {
 /// forger deals honestly) and nobody is excluded.
 #[test]
 fn inconsistent_shamir_shares_are_left_out_and_the_result_is_exact() {
-    let n = 7;
     for (k, forger) in [3usize, 0, 6].into_iter().enumerate() {
-        let spec = survey(n as u32, 4, true);
-        let ans = answers(n, 120 + k as u64);
-        let mut behaviour = vec![H; n];
-        behaviour[forger] = Behaviour::Forge(Forgery::InconsistentShares);
-        let out = run_round_answers(&spec, &ans, &behaviour, 130 + k as u64);
-        let honest: Vec<usize> = (0..n).filter(|&i| i != forger).collect();
-        let (count, sum) = heights(&ans, &honest);
-        let excluded = vec![Exclusion {
-            index: forger as u32 + 1,
-            reason: Verdict::InvalidProof,
-        }];
-        for i in 0..n {
-            let r = out.results[i]
-                .as_ref()
-                .unwrap_or_else(|| panic!("forger {forger}: patient {i}: {:?}", out.abandoned[i]));
-            assert_eq!(r.excluded, excluded, "forger {forger}");
-            assert_eq!(r.contributors.len(), n - 1);
-            assert!(!r.contributors.contains(&(forger as u32 + 1)));
-            assert_eq!(r.questionnaire.count, count);
-            let Some(QuestionStats::Number(h)) = r.questionnaire.questions.get("height") else {
-                panic!("height stats")
-            };
-            assert!((h.sum - sum).abs() < 1e-6, "forger {forger}: exact sum");
-        }
-        assert!(out.events.iter().any(|e| matches!(
-            e,
-            HospitalEvent::Completed(o) if o.excluded == excluded
-        )));
+        forger_left_out_exactly(forger, Forgery::InconsistentShares, 120 + k as u64);
     }
     // In an additive round the forgery does not apply: an honest round.
     let n = 4;
