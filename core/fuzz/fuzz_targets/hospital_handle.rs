@@ -413,6 +413,12 @@ fn drain(h: &mut Hospital, seen: &mut Seen) {
                             .collect();
                         let got: Vec<(u32, u8)> = v.listed.iter().map(|(d, b)| (d, b[0])).collect();
                         assert_eq!(got, want, "verdicts list other verdicts than accepted");
+                        // Additive rounds need every contributor: any exclusion abandons.
+                        let additive = seen.roster.as_ref().is_some_and(|r| r.threshold == r.n());
+                        assert!(
+                            !additive || got.is_empty(),
+                            "additive verdicts with exclusions"
+                        );
                         let tag = seen
                             .verdicts
                             .iter()
