@@ -108,7 +108,17 @@ pub fn patient_round_trip(msg: &PatientToRelay) {
     let text = msg.encode();
     let back = PatientToRelay::decode_wire(&text)
         .unwrap_or_else(|e| panic!("patient message does not decode: {e:?}: {text:?}"));
-    assert_eq!(&back, msg, "patient message changed on the wire");
+    // An empty trailing section is not on the wire (a frame without it decodes to an empty
+    // list of entry length 0), so an empty `extra` of another entry length is the same message:
+    // a patient in a Shamir round with proofs sends one.
+    if back != *msg {
+        assert_eq!(back.encode(), text, "patient message changed on the wire");
+        assert!(
+            matches!((&back, msg), (PatientToRelay::Shares(a), PatientToRelay::Shares(b))
+                if a.extra.is_empty() && b.extra.is_empty() && a.shares == b.shares),
+            "patient message changed on the wire: {back:?} != {msg:?}"
+        );
+    }
 }
 
 /// Calls `handle_timeout(now)` while `poll_timeout() <= now`; a machine that needs more than a

@@ -8,19 +8,36 @@
 //! roster held its commitment, after its shares went out on `keys` whose every reveal opens
 //! that roster's commitments, over a contributor set of at least the minimum cohort of keyed
 //! members that names every sender.
+//!
+//! Two studies have validity proofs (one additive, one Shamir): deliveries then carry proof
+//! shares with check seeds (and the additive correction), and the relay side also sends
+//! `checks` (honest: the right dealer and count, entries of four canonical elements; or with
+//! another dealer, count or verifiers, items of another length, non-canonical elements) and
+//! `verdicts` (honest: every contributor not found valid, with the tag sum the checkers' verdict
+//! tags give, computed from the pool keys; or with the tag sum off, codes changed, other dealers
+//! listed, out of order, repeated). Then also: it sends `verify` only on a delivery (entries for
+//! contributors other than itself that it does not check, ascending), a `verdict` only on
+//! `checks` for a proof it checks (once per proof, a tag for every other keyed member), a
+//! partial sum only on `verdicts` it could check; every `verdicts` that differs from the honest
+//! one (when the harness can compute the honest one) is refused with a typed error; and no
+//! partial sum or result is over a contributor the accepted `verdicts` listed as not valid.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use cohort_core::commitment::{Nonce, Revealed};
 use cohort_core::decimal::Decimal;
 use cohort_core::encoding::Statistics;
-use cohort_core::envelope::{Binding, PublicKey};
+use cohort_core::envelope::{Binding, DirectionKey, PublicKey};
 use cohort_core::error::ErrorCode;
 use cohort_core::field::Fe;
 use cohort_core::frame::ShareList;
 use cohort_core::message::{
-    AbandonReason, Abandoned, Delivery, Enrolment, ErrorMsg, Keys, PROTOCOL_VERSION, PartialSumOf,
-    PatientToRelay, RelayToPatient, RosterMsg, RoundResult, Welcome,
+    AbandonReason, Abandoned, Checks, Delivery, Enrolment, ErrorMsg, Keys, PROTOCOL_VERSION,
+    PartialSumOf, PatientToRelay, RelayToPatient, RosterMsg, RoundResult, Verdicts, Welcome,
+};
+use cohort_core::proof::{
+    self, CHECK_SEEDS_LEN, CORRECTION_LABEL, Exclusion, NO_VERDICT, ProofSetup, VERIFY_ENTRY_LEN,
+    Verdict,
 };
 use cohort_core::protocol::aggregate::aggregate;
 use cohort_core::protocol::{Patient, PatientEvent};
@@ -34,10 +51,13 @@ use rand_chacha::ChaCha20Rng;
 mod common;
 use common::KeySel;
 
-const SPECS: [&str; 3] = [
+const SPECS: [&str; 5] = [
     "id=f,size=8,threshold=8,min=0,max=300,decimals=1,buckets=10,min_cohort=2,proofs=off",
     "id=f,size=8,threshold=5,min_cohort=2,min=-10,max=10,decimals=2,buckets=3,proofs=off",
     "id=f,size=3,min=0,max=1,decimals=0,buckets=1,proofs=off",
+    // With validity proofs: additive rounds and Shamir rounds (t = 3).
+    "id=f,size=8,min=0,max=10,decimals=0,buckets=2,min_cohort=2,proofs=on",
+    "id=f,size=5,threshold=3,min_cohort=2,min=0,max=10,decimals=0,buckets=2,proofs=on",
 ];
 
 #[derive(Arbitrary, Debug)]
@@ -102,6 +122,41 @@ enum Tamper {
     PartialCount,
 }
 
+/// How a `checks` frame is made from the honest one (rounds with proofs): for the patient's
+/// next unchecked checkee; additive rounds one entry tagged with the number of other verifiers,
+/// Shamir rounds one entry per other verifier; entries of four canonical elements.
+#[derive(Arbitrary, Debug)]
+enum ChecksSel {
+    Honest,
+    /// Another dealer (mod 10).
+    Dealer(u8),
+    /// The additive count, or the first Shamir verifier, moved by this much (mod 4, + 1).
+    Count(u8),
+    /// Verifiers (or the count) chosen outright (mod 10).
+    Entries(Vec<u8>),
+    /// Items of another length (mod 65).
+    ItemLen(u8),
+    /// Entry `k` (mod the count) of bytes 0xff (not canonical).
+    Garbage(u8),
+}
+
+/// How a `verdicts` frame is made from the honest one (every contributor not found valid with
+/// its verdict byte, the sum of the verdict tags addressed to the patient).
+#[derive(Arbitrary, Debug)]
+enum VerdictsSel {
+    Honest,
+    /// The tag sum plus `d` (mod 3, − 1: off by one either way, or right).
+    TagOff(u8),
+    /// Listed entry `k` (or a new one for contributor `k`) with code `b`.
+    Code(u8, u8),
+    /// Listed dealers chosen outright (mod 10), code 1.
+    Listed(Vec<u8>),
+    /// The listed entries in descending order.
+    Reversed,
+    /// Listed entry `k` twice.
+    Repeat(u8),
+}
+
 #[derive(Arbitrary, Debug)]
 enum Op {
     Raw(String),
@@ -159,6 +214,18 @@ enum Op {
         me_at: u8,
         value: u16,
     },
+    Checks {
+        round: RoundSel,
+        how: ChecksSel,
+    },
+    /// `codes[i]`: the verdict the relay claims for the i-th contributor (other than those the
+    /// patient checks, or that nobody could check): 1 and 2 listed, 0xFF listed without a
+    /// verdict, anything else valid.
+    Verdicts {
+        round: RoundSel,
+        codes: Vec<u8>,
+        how: VerdictsSel,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -211,6 +278,107 @@ struct Accepted {
     keys: Option<Vec<Revealed>>,
     /// The contributor set and partial sum it answered with.
     partial: Option<(Vec<u32>, Vec<Fe>)>,
+    /// Rounds with proofs: the contributor set of the delivery it answered with `verify`.
+    delivered: Option<Vec<u32>>,
+    /// Its verdicts on the proofs it checks.
+    verdicts: Vec<(u32, Verdict)>,
+    /// The exclusions of the `verdicts` it accepted.
+    excluded: Option<Vec<Exclusion>>,
+}
+
+impl Accepted {
+    /// The keyed members of the `keys` it dealt on (ascending).
+    fn keyed(&self) -> Vec<u32> {
+        let mut k: Vec<u32> = self
+            .keys
+            .as_ref()
+            .map_or_else(Vec::new, |ks| ks.iter().map(|r| r.index).collect());
+        k.sort_unstable();
+        k
+    }
+
+    /// The checker of `dealer`'s proof.
+    fn checker(&self, dealer: u32) -> Option<u32> {
+        let c = self.delivered.as_ref()?;
+        proof::checker_of(&self.keyed(), c, dealer).map(|(k, _)| k)
+    }
+
+    /// The proofs it checks, ascending.
+    fn checkees(&self) -> Vec<u32> {
+        let Some((_, me)) = &self.roster else {
+            return vec![];
+        };
+        let c = self.delivered.clone().unwrap_or_default();
+        c.into_iter()
+            .filter(|&d| d != *me && self.checker(d) == Some(*me))
+            .collect()
+    }
+
+    /// The key of the direction `from` → the patient, if `from` revealed a pool key.
+    fn key_from(&self, from: u32, me_key: &PublicKey) -> Option<DirectionKey> {
+        let (r, me) = self.roster.as_ref()?;
+        let their = self
+            .keys
+            .as_ref()?
+            .iter()
+            .find(|k| k.index == from)?
+            .public_key;
+        let pair = common::pool_pair(&their)?;
+        let b = Binding {
+            study: &r.study.id,
+            round: r.round,
+            from,
+            to: *me,
+            from_key: &their,
+            to_key: me_key,
+        };
+        pair.agree(me_key).ok().map(|s| s.direction_key(&b))
+    }
+}
+
+/// The honest `verdicts`: every contributor not found valid (the claims in `codes` for the
+/// proofs others check, the patient's own verdicts for those it checks, 0xFF for those nobody
+/// checks), ascending, and the sum of the verdict tags addressed to the patient. `None` for the
+/// sum if a checker's key is not a pool key.
+fn honest_verdicts(
+    a: &Accepted,
+    me_key: &PublicKey,
+    codes: &[u8],
+) -> (Vec<(u32, u8)>, Option<u64>) {
+    let me = a.roster.as_ref().map_or(0, |(_, me)| *me);
+    let mut listed = vec![];
+    let mut tag = Some(0u64);
+    for (i, &c) in a.delivered.clone().unwrap_or_default().iter().enumerate() {
+        let code = match a.checker(c) {
+            None => Some(NO_VERDICT),
+            Some(k) if k == me => {
+                let own = a
+                    .verdicts
+                    .iter()
+                    .find(|(d, _)| *d == c)
+                    .map_or(Verdict::NotVerified, |(_, v)| *v);
+                (own != Verdict::Valid).then_some(own.code())
+            }
+            Some(k) => {
+                let code = match codes.get(i).copied().unwrap_or(0) {
+                    b @ (1 | 2 | NO_VERDICT) => Some(b),
+                    _ => None,
+                };
+                if code != Some(NO_VERDICT) {
+                    let v = code.map_or(Verdict::Valid, |b| Verdict::from_code(b).expect("1, 2"));
+                    tag = tag.and_then(|t| {
+                        let key = a.key_from(k, me_key)?;
+                        Some(t.wrapping_add(proof::verdict_tag(&key, c, v)))
+                    });
+                }
+                code
+            }
+        };
+        if let Some(b) = code {
+            listed.push((c, b));
+        }
+    }
+    (listed, tag)
 }
 
 /// A result the patient can recompute: the aggregate is `value` encoded, times the contributor
@@ -368,6 +536,15 @@ fuzz_target!(|input: Input| {
                         all: true,
                         shares: vec![],
                     },
+                    "awaiting checks" => Op::Checks {
+                        round: RoundSel::Roster,
+                        how: ChecksSel::Honest,
+                    },
+                    "awaiting verdicts" => Op::Verdicts {
+                        round: RoundSel::Roster,
+                        codes: vec![],
+                        how: VerdictsSel::Honest,
+                    },
                     _ => Op::Result {
                         round: RoundSel::Roster,
                         result: ResultSel::Honest {
@@ -382,6 +559,8 @@ fuzz_target!(|input: Input| {
         };
         // Before the op: `Leave` finishes the patient itself.
         let was_finished = p.is_finished();
+        // The `verdicts` this op sends (its listed entries), and whether it must be refused.
+        let mut verdicts_sent: Option<(Vec<(u32, u8)>, bool)> = None;
         let msg = match op {
             Op::Raw(text) => RelayToPatient::decode(text).ok(),
             Op::Welcome {
@@ -550,10 +729,18 @@ fuzz_target!(|input: Input| {
                         .map(|&c| u32::from(c % 10))
                         .collect()
                 };
-                let payload_len = r
-                    .scheme()
-                    .map_or(32, |s| s.payload_len(r.study.vector_len()));
-                let seal = |from: u32, plain: &[u8]| -> Vec<u8> {
+                // With proofs: the proof share and the check seeds (canonical elements either
+                // way: every byte below 16).
+                let setup = r
+                    .study
+                    .proofs
+                    .then(|| ProofSetup::new(&r.study).ok())
+                    .flatten();
+                let payload_len = r.scheme().map_or(32, |s| match &setup {
+                    Some(p) => p.payload_len(s) + CHECK_SEEDS_LEN,
+                    None => s.payload_len(r.study.vector_len()),
+                });
+                let key_from = |from: u32| -> Option<DirectionKey> {
                     // The sender's committed key if it is a pool key, else pool key 0.
                     let sender = members
                         .get((from as usize).wrapping_sub(1))
@@ -568,10 +755,10 @@ fuzz_target!(|input: Input| {
                         from_key: &from_key,
                         to_key: &me_key,
                     };
-                    match sender.agree(&me_key) {
-                        Ok(s) => s.direction_key(&b).seal_bytes(plain),
-                        Err(_) => plain.to_vec(),
-                    }
+                    sender.agree(&me_key).ok().map(|s| s.direction_key(&b))
+                };
+                let seal = |from: u32, plain: &[u8]| -> Vec<u8> {
+                    key_from(from).map_or_else(|| plain.to_vec(), |k| k.seal_bytes(plain))
                 };
                 let entries: Vec<(u32, Vec<u8>)> = if *all {
                     contributors
@@ -612,17 +799,37 @@ fuzz_target!(|input: Input| {
                     sealed.resize(len, 0);
                     list.push(from, &sealed);
                 }
+                // Additive rounds with proofs: the correction of the member the patient leads,
+                // if it contributed (sealed under that member's key; canonical elements).
+                let mut extra = ShareList::with_capacity(0, 0);
+                let mut sorted = keyed.clone();
+                sorted.sort_unstable();
+                if let (Some(setup), Ok(cohort_core::sharing::Scheme::Additive { .. })) =
+                    (&setup, r.scheme())
+                    && let Some(led) = proof::before(&sorted, me, 1)
+                    && led != me
+                    && contributors.contains(&led)
+                {
+                    let plain: Vec<u8> =
+                        (0..setup.share_len() * 8).map(|i| (i as u8) & 7).collect();
+                    let sealed = key_from(led).map_or(plain.clone(), |k| {
+                        k.derive(CORRECTION_LABEL).seal_bytes(&plain)
+                    });
+                    extra = ShareList::with_capacity(sealed.len(), 1);
+                    extra.push(led, &sealed);
+                }
                 Some(RelayToPatient::Delivery(Delivery {
                     round,
                     contributors,
                     shares: list,
-                    extra: ShareList::with_capacity(0, 0),
+                    extra,
                 }))
             }
             Op::Result { round, result } => {
                 let honest = match (result, &accepted.roster, &accepted.partial) {
                     (ResultSel::Honest { value, tamper: t }, Some((r, me)), Some((c, own))) => {
                         let mut res = honest_result(r, *me, c, own, *value);
+                        res.excluded = accepted.excluded.clone().unwrap_or_default();
                         if let Some(t) = t {
                             tamper(&mut res, *me, t);
                         }
@@ -695,6 +902,127 @@ fuzz_target!(|input: Input| {
                 p.leave();
                 None
             }
+            Op::Checks { round, how } => {
+                let me = accepted.roster.as_ref().map_or(1, |(_, me)| *me);
+                let dealer = accepted
+                    .checkees()
+                    .into_iter()
+                    .find(|d| !accepted.verdicts.iter().any(|(x, _)| x == d))
+                    .unwrap_or(1);
+                let c = accepted.delivered.clone().unwrap_or_default();
+                let others: Vec<u32> = c
+                    .iter()
+                    .copied()
+                    .filter(|&j| j != dealer && j != me)
+                    .collect();
+                let additive = accepted
+                    .roster
+                    .as_ref()
+                    .is_some_and(|(r, _)| r.threshold == r.n());
+                let item = |j: u32| -> Vec<u8> {
+                    (0..4u64)
+                        .flat_map(|k| Fe::new(u64::from(j) * 1000 + k).to_le_bytes())
+                        .collect()
+                };
+                let mut entries: Vec<(u32, Vec<u8>)> = if additive {
+                    vec![(others.len() as u32, item(0))]
+                } else {
+                    others.iter().map(|&j| (j, item(j))).collect()
+                };
+                let mut dealer = dealer;
+                match how {
+                    ChecksSel::Honest => {}
+                    ChecksSel::Dealer(d) => dealer = u32::from(d % 10),
+                    ChecksSel::Count(d) => {
+                        if let Some(e) = entries.first_mut() {
+                            e.0 = e.0.wrapping_add(1 + u32::from(d % 4));
+                        }
+                    }
+                    ChecksSel::Entries(js) => {
+                        entries = js
+                            .iter()
+                            .take(16)
+                            .map(|&j| (u32::from(j % 10), item(u32::from(j % 10))))
+                            .collect();
+                    }
+                    ChecksSel::ItemLen(b) => {
+                        for (_, e) in &mut entries {
+                            e.resize(usize::from(b % 65), 1);
+                        }
+                    }
+                    ChecksSel::Garbage(k) => {
+                        let n = entries.len().max(1);
+                        if let Some((_, e)) = entries.get_mut(usize::from(*k) % n) {
+                            e.fill(0xff);
+                        }
+                    }
+                }
+                let len = entries.first().map_or(VERIFY_ENTRY_LEN, |(_, e)| e.len());
+                let mut checks = ShareList::with_capacity(len, entries.len());
+                for (j, e) in &entries {
+                    checks.push(*j, e);
+                }
+                Some(RelayToPatient::Checks(Checks {
+                    round: match (round, &accepted.roster) {
+                        (RoundSel::Roster, Some((r, _))) => r.round,
+                        (RoundSel::Roster, None) => 0,
+                        (RoundSel::Any(x), _) => *x,
+                    },
+                    dealer,
+                    checks,
+                }))
+            }
+            Op::Verdicts { round, codes, how } => {
+                let (honest, tag) = honest_verdicts(&accepted, &me_key, codes);
+                let mut listed = honest.clone();
+                let mut sum = tag.unwrap_or(0);
+                match how {
+                    VerdictsSel::Honest => {}
+                    VerdictsSel::TagOff(d) => {
+                        sum = sum.wrapping_add(u64::from(d % 3)).wrapping_sub(1)
+                    }
+                    VerdictsSel::Code(k, b) => {
+                        let k = u32::from(*k);
+                        match listed.iter_mut().find(|(d, _)| *d == k) {
+                            Some(e) => e.1 = *b,
+                            None => {
+                                let i = listed.partition_point(|(d, _)| *d < k);
+                                listed.insert(i, (k, *b));
+                            }
+                        }
+                    }
+                    VerdictsSel::Listed(ds) => {
+                        listed = ds
+                            .iter()
+                            .take(16)
+                            .map(|&d| (u32::from(d % 10), 1))
+                            .collect();
+                    }
+                    VerdictsSel::Reversed => listed.reverse(),
+                    VerdictsSel::Repeat(k) => {
+                        let n = listed.len().max(1);
+                        if let Some(e) = listed.get(usize::from(*k) % n).copied() {
+                            listed.insert(usize::from(*k) % n, e);
+                        }
+                    }
+                }
+                // Refused unless it is the honest one (when the harness knows that).
+                let must_refuse = tag.is_some() && (listed != honest || Some(sum) != tag);
+                let mut l = ShareList::with_capacity(1, listed.len());
+                for (d, b) in &listed {
+                    l.push(*d, &[*b]);
+                }
+                verdicts_sent = Some((listed, must_refuse));
+                Some(RelayToPatient::Verdicts(Verdicts {
+                    round: match (round, &accepted.roster) {
+                        (RoundSel::Roster, Some((r, _))) => r.round,
+                        (RoundSel::Roster, None) => 0,
+                        (RoundSel::Any(x), _) => *x,
+                    },
+                    tag: sum,
+                    listed: l,
+                }))
+            }
             Op::Next { .. } => unreachable!("replaced above"),
         };
         let mut handled: Option<(RelayToPatient, bool)> = None;
@@ -705,6 +1033,35 @@ fuzz_target!(|input: Input| {
                 let r = p.handle(now, back.clone());
                 if let Err(e) = &r {
                     let _ = (e.to_string(), e.code());
+                }
+                if let Some((_, forged)) = &verdicts_sent {
+                    common::probe(match (forged, r.is_ok()) {
+                        (true, _) => "forged verdicts refused",
+                        (false, true) => "verdicts accepted",
+                        (false, false) => "verdicts refused",
+                    });
+                }
+                if let (Some((_, true)), Ok(())) = (&verdicts_sent, &r) {
+                    panic!("a forged verdicts accepted: {back:?}");
+                }
+                if let (RelayToPatient::Verdicts(_), Ok(())) = (&back, &r) {
+                    assert!(
+                        accepted.delivered.is_some(),
+                        "verdicts accepted before a delivery"
+                    );
+                    // What the patient now excludes: every listed contributor.
+                    let listed = verdicts_sent
+                        .as_ref()
+                        .map_or_else(Vec::new, |(l, _)| l.clone());
+                    accepted.excluded = Some(
+                        listed
+                            .iter()
+                            .map(|&(index, b)| Exclusion {
+                                index,
+                                reason: Verdict::from_code(b).unwrap_or(Verdict::NotVerified),
+                            })
+                            .collect(),
+                    );
                 }
                 handled = Some((back, r.is_ok()));
             }
@@ -765,6 +1122,76 @@ fuzz_target!(|input: Input| {
                     assert_eq!(to, want);
                     accepted.keys = Some(k.reveals.clone());
                 }
+                (PatientToRelay::Verify(v), Some((RelayToPatient::Delivery(d), true))) => {
+                    let (r, me) = accepted.roster.as_ref().expect("a verify before a reveal");
+                    assert!(accepted.keys.is_some(), "a verify before shares");
+                    assert!(r.study.proofs, "a verify without proofs");
+                    assert!(accepted.delivered.is_none(), "a second verify");
+                    assert_eq!(v.round, r.round);
+                    assert_eq!(d.round, r.round);
+                    let c = &d.contributors;
+                    assert!(
+                        c.windows(2).all(|w| w[0] < w[1]),
+                        "contributors not ascending"
+                    );
+                    for (from, _) in d.shares.iter() {
+                        assert!(c.contains(&from), "a delivery that omits a sender");
+                    }
+                    accepted.delivered = Some(c.clone());
+                    let mut last = 0;
+                    for (dealer, e) in v.checks.iter() {
+                        assert!(dealer > last, "verify entries not ascending");
+                        last = dealer;
+                        assert!(
+                            c.contains(&dealer) && dealer != *me,
+                            "an entry for {dealer}"
+                        );
+                        assert!(
+                            accepted.checker(dealer).is_some_and(|k| k != *me),
+                            "an entry for a proof it checks itself or nobody checks"
+                        );
+                        assert!(proof::read_entry(e).is_some(), "an entry not of elements");
+                    }
+                }
+                (PatientToRelay::Verdict(v), Some((RelayToPatient::Checks(c), true))) => {
+                    let (r, me) = accepted.roster.as_ref().expect("a verdict before a reveal");
+                    assert_eq!(v.round, r.round);
+                    assert_eq!(v.dealer, c.dealer, "a verdict on another proof");
+                    assert!(
+                        accepted.checkees().contains(&v.dealer),
+                        "a verdict on a proof it does not check"
+                    );
+                    assert!(
+                        !accepted.verdicts.iter().any(|(d, _)| *d == v.dealer),
+                        "a second verdict on one proof"
+                    );
+                    let to: Vec<u32> = v.tags.iter().map(|(j, _)| j).collect();
+                    let want: Vec<u32> = accepted.keyed().into_iter().filter(|j| j != me).collect();
+                    assert_eq!(to, want, "verdict tags not for every other keyed member");
+                    accepted.verdicts.push((v.dealer, v.verdict));
+                }
+                (PatientToRelay::PartialSum(ps), Some((RelayToPatient::Verdicts(_), true))) => {
+                    partial_sums += 1;
+                    assert_eq!(partial_sums, 1, "a second partial sum");
+                    let (r, _) = accepted
+                        .roster
+                        .as_ref()
+                        .expect("a partial sum before a reveal");
+                    assert_eq!(ps.round, r.round);
+                    let excluded = accepted.excluded.as_ref().expect("verdicts accepted");
+                    let c: Vec<u32> = accepted
+                        .delivered
+                        .clone()
+                        .expect("a partial sum before a delivery")
+                        .into_iter()
+                        .filter(|c| !excluded.iter().any(|e| e.index == *c))
+                        .collect();
+                    assert!(
+                        c.len() as u32 >= r.study.min_cohort.max(r.threshold).min(r.n()),
+                        "a partial sum below the minimum cohort"
+                    );
+                    accepted.partial = Some((c, ps.sum.clone()));
+                }
                 (PatientToRelay::PartialSum(ps), Some((RelayToPatient::Delivery(d), true))) => {
                     partial_sums += 1;
                     assert_eq!(partial_sums, 1, "a second partial sum");
@@ -808,6 +1235,8 @@ fuzz_target!(|input: Input| {
                 PatientEvent::RosterFrozen { .. } => "roster frozen",
                 PatientEvent::SharesSent { .. } => "shares sent",
                 PatientEvent::PartialSumSent { .. } => "partial sum sent",
+                PatientEvent::ProofChecked { .. } => "proof checked",
+                PatientEvent::ProofsChecked { .. } => "proofs checked",
                 PatientEvent::ResultChecked { .. } => "result checked",
                 PatientEvent::Completed(_) => "completed",
                 PatientEvent::Abandoned { .. } => "abandoned",
@@ -820,6 +1249,14 @@ fuzz_target!(|input: Input| {
                     .as_ref()
                     .expect("completed without a partial sum");
                 assert_eq!(&r.contributors, c, "completed over another contributor set");
+                if let Some(x) = &accepted.excluded {
+                    for e in x {
+                        assert!(
+                            !r.contributors.contains(&e.index),
+                            "a result over a contributor it was told is not valid"
+                        );
+                    }
+                }
             }
             let _ = format!("{e:?}");
         }
