@@ -351,7 +351,13 @@ fn a_relay_cannot_forge_or_withhold_verdicts_unnoticed() {
 
     let n = 5;
     let forger = 4; // roster index 5: its proof fails, and the checkers say so
-    for attack in ["hide_exclusion", "exclude_honest", "tamper_tag", "withhold"] {
+    for attack in [
+        "hide_exclusion",
+        "exclude_honest",
+        "tamper_tag",
+        "withhold",
+        "odd_code",
+    ] {
         let mut net = network_forging(
             &survey(n as u32, 3, true),
             n,
@@ -382,6 +388,23 @@ fn a_relay_cannot_forge_or_withhold_verdicts_unnoticed() {
                                     listed = l;
                                 }
                                 "tamper_tag" => v.tag ^= 1,
+                                // A byte that is no verdict, about the proof this patient
+                                // checked itself (no tag of it in the sum to give it away).
+                                "odd_code" => {
+                                    let checkee = if i == 0 { n as u32 } else { i as u32 };
+                                    let mut entries: Vec<(u32, u8)> = listed
+                                        .iter()
+                                        .filter(|(d, _)| *d != checkee)
+                                        .map(|(d, c)| (d, c[0]))
+                                        .collect();
+                                    entries.push((checkee, 0x42));
+                                    entries.sort_unstable();
+                                    let mut l = ShareList::with_capacity(1, 4);
+                                    for (d, c) in entries {
+                                        l.push(d, &[c]);
+                                    }
+                                    listed = l;
+                                }
                                 // The relay knows each tag it added up: it can take one out
                                 // again (patient 0 only), as if that verdict never came.
                                 "withhold" if i == 0 => {

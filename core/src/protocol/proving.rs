@@ -118,9 +118,11 @@ impl ProofRound {
             let pushed = shares.push(*j, &key.seal_bytes(&plain));
             debug_assert!(pushed, "payloads of one length");
         }
-        let mut extra = ShareList::with_capacity(self.setup.share_len() * 8 + TAG_LEN, 1);
+        // The correction (additive rounds); an empty list otherwise, of entry length 0.
+        let mut extra = ShareList::with_capacity(0, 0);
         if let Some((to, bytes)) = &deal.correction {
             let key = self.to_keys[*to as usize - 1].as_ref().expect("keyed");
+            extra = ShareList::with_capacity(self.setup.share_len() * 8 + TAG_LEN, 1);
             extra.push(*to, &key.derive(CORRECTION_LABEL).seal_bytes(bytes));
         }
         self.own = core::mem::take(&mut deal.own);
@@ -370,11 +372,12 @@ impl ProofRound {
                         .get(&c)
                         .copied()
                         .unwrap_or(Verdict::NotVerified);
+                    // Listed exactly when not valid, with this patient's own verdict's byte.
                     let repeated = match claimed {
-                        None => Verdict::Valid,
-                        Some(b) => Verdict::from_code(b).unwrap_or(Verdict::Valid),
+                        None => Some(Verdict::Valid),
+                        Some(b) => Verdict::from_code(b).filter(|v| *v != Verdict::Valid),
                     };
-                    if repeated != own || claimed == Some(Verdict::Valid.code()) {
+                    if repeated != Some(own) {
                         return Err(ProtocolError::ForgedVerdicts);
                     }
                     own
