@@ -537,6 +537,9 @@ try {
     const note = tabs[i].getByTestId('excluded');
     check((await note.getAttribute('data-excluded')) === `${forgerIndex}:invalid_proof`, `tab ${i + 1} names the forger`);
     check((await note.textContent()).includes('validity proof failed'), `tab ${i + 1} says why`);
+    const checked = tabs[i].locator('#steps li[data-step="checked"]');
+    check(await checked.isVisible() && ((await checked.getAttribute('class')) ?? '').includes('done'),
+      `tab ${i + 1} shows the step "Answers checked" done`);
   }
   const fdash = dash.locator(`article[data-study="forge"] [data-testid="dash-result"][data-round="${fres[0].round}"]`);
   await fdash.waitFor({ state: 'visible', timeout: T });

@@ -9,7 +9,6 @@ import { $, el, replace, show } from './dom.js';
 import { human, patients, plain, rangeText } from './format.js';
 import { exclusionNote, isQuestionnaire, proofsText, questionRange, questionnaireView, questionsText, smallCellLimit } from './results.js';
 
-const STEPS = ['connected', 'waiting', 'shares', 'partial', 'result'];
 
 const ui = {
   loading: $('loading'),
@@ -142,6 +141,7 @@ function choose(study, others) {
     `any ${p.threshold} of them complete a round, and this device refuses a round unless that stays safe ` +
     `with up to ${p.colluders ?? 0} patients colluding with the hospital. ${proofsText(p)}`;
   ui.meta.dataset.proofs = p.proofs === false ? 'off' : 'on';
+  ui.steps.querySelector('[data-step="checked"]').hidden = p.proofs === false;
   show(ui.inviteRow, study.invite_required);
   show(ui.others, others);
   if (isQuestionnaire(p)) {
@@ -343,14 +343,18 @@ function setStatus(text, state) {
   ui.status.dataset.state = state;
 }
 
-/** Marks the steps up to `step` done and the one in progress current ("waiting" is in progress). */
+/**
+ * Marks the shown steps up to `step` done and the next one current ("waiting" is itself in
+ * progress: only "connected" is done). The "checked" step is shown only with validity proofs.
+ */
 function setStep(step) {
-  const last = { connected: 0, waiting: 0, shares: 2, partial: 3, result: 4 }[step] ?? -1;
-  for (const li of ui.steps.children) {
-    const i = STEPS.indexOf(li.dataset.step);
+  const shown = [...ui.steps.children].filter((li) => !li.hidden);
+  const order = shown.map((li) => li.dataset.step);
+  const last = order.indexOf(step === 'waiting' ? 'connected' : step);
+  shown.forEach((li, i) => {
     li.classList.toggle('done', i <= last);
     li.classList.toggle('current', step !== null && i === last + 1);
-  }
+  });
 }
 
 /** Starts a new round: a fresh wasm Patient (fresh keys) and a fresh connection. */
@@ -495,8 +499,11 @@ function onEvent(s, ev) {
       setStatus(`Shares sent, each sealed for one of the other ${patients(s.n - 1)}. Waiting for theirs…`, 'shares');
       break;
     case 'proofs_checked':
+      setStep('checked');
       if (ev.excluded.length) {
         setStatus(`Proofs checked: ${patients(ev.excluded.length)} left out (see the result). Adding up…`, 'shares');
+      } else {
+        setStatus('Every answer was proven valid, checked by the other patients. Adding up…', 'shares');
       }
       break;
     case 'partial_sum_sent':
