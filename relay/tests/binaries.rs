@@ -1165,10 +1165,15 @@ mod forging {
         let t = TestRelay::start(&[SHAMIR, ADDITIVE]).await;
         let (ws, ca) = (t.ws_url(), t.ca());
         let mut dash = dashboard(&ws, &ca, TOKEN).await;
-        for (round, kind) in ["out-of-range", "bad-square", "two-buckets", "count"]
-            .into_iter()
-            .enumerate()
-        {
+        // Four invalid vectors, and a valid one dealt as Shamir shares off one polynomial.
+        let kinds = [
+            "out-of-range",
+            "bad-square",
+            "two-buckets",
+            "count",
+            "inconsistent-shares",
+        ];
+        for (round, kind) in kinds.into_iter().enumerate() {
             let values = random_values(4, 900 + round as u64, 0, 300, 1);
             let f = forger(&ws, &ca, "forge", kind);
             let runs = cli_round(&ws, &ca, "forge", &values, &[], None).await;
@@ -1220,28 +1225,33 @@ mod forging {
             .await
             .json();
         let rows = results.as_array().expect("rows");
-        assert_eq!(rows.len(), 4);
+        assert_eq!(rows.len(), kinds.len());
         for row in rows {
             assert_eq!(row["excluded"][0]["reason"], "invalid_proof", "{row}");
             assert_eq!(row["count"], 4);
         }
 
-        // Additive: the forgery stops the round; the honest patients are told why.
-        let values = random_values(2, 950, 0, 300, 1);
-        let f = forger(&ws, &ca, "forge3", "bad-square");
-        let runs = cli_round(&ws, &ca, "forge3", &values, &[], None).await;
-        let _ = f.await.unwrap();
-        for (code, stdout, stderr) in &runs {
-            assert_eq!(*code, Some(5), "{stderr}");
-            assert!(stdout.is_empty(), "nothing revealed: {stdout}");
-            assert!(stderr.contains("validity proof"), "{stderr}");
+        // Additive: the forgery stops the round; the honest patients are told why. An invalid
+        // vector, then a valid one whose leader gets a correction that moves it.
+        for (round, kind) in ["bad-square", "bad-correction"].into_iter().enumerate() {
+            let values = random_values(2, 950 + round as u64, 0, 300, 1);
+            let f = forger(&ws, &ca, "forge3", kind);
+            let runs = cli_round(&ws, &ca, "forge3", &values, &[], None).await;
+            let _ = f.await.unwrap();
+            for (code, stdout, stderr) in &runs {
+                assert_eq!(*code, Some(5), "{kind}: {stderr}");
+                assert!(stdout.is_empty(), "{kind}: nothing revealed: {stdout}");
+                assert!(stderr.contains("validity proof"), "{kind}: {stderr}");
+            }
+            let ab = wait_feed(&mut dash, |v| {
+                v["study"]["params"]["id"] == "forge3"
+                    && v["ended"]["round"] == round as u64 + 1
+                    && v["ended"]["status"] == "abandoned"
+            })
+            .await;
+            assert_eq!(ab["ended"]["reason"], "proofs_failed", "{kind}");
+            assert_eq!(ab["ended"]["count"], serde_json::Value::Null);
         }
-        let ab = wait_feed(&mut dash, |v| {
-            v["study"]["params"]["id"] == "forge3" && v["ended"]["status"] == "abandoned"
-        })
-        .await;
-        assert_eq!(ab["ended"]["reason"], "proofs_failed");
-        assert_eq!(ab["ended"]["count"], serde_json::Value::Null);
         t.relay.shutdown().await;
     }
 }
