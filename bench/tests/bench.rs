@@ -140,23 +140,33 @@ async fn two_rounds_of_each_kind(n: usize, proofs: bool) {
     );
 }
 
-#[test]
-fn binary_quick_mode_prints_one_json_line_per_configuration() {
+/// Runs the `cohort-bench` binary with `args` (and this build's relay, in a fresh temporary
+/// directory `tmp_name`), requires success, and returns its JSON lines, stdout and stderr.
+fn run_bench(args: &[&str], tmp_name: &str) -> (Vec<Value>, String, String) {
     let out = std::process::Command::new(BENCH)
-        .args(["--patients", "3,4", "--rounds", "2", "--warmup", "0"])
+        .args(args)
         .arg("--relay-bin")
         .arg(relay_bin())
         .arg("--tmp")
-        .arg(tmp("bench-bin"))
+        .arg(tmp(tmp_name))
         .output()
         .expect("cohort-bench runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<Value> = stdout
+    let lines = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
+    (lines, stdout, stderr)
+}
+
+#[test]
+fn binary_quick_mode_prints_one_json_line_per_configuration() {
+    let (lines, stdout, stderr) = run_bench(
+        &["--patients", "3,4", "--rounds", "2", "--warmup", "0"],
+        "bench-bin",
+    );
     // `--proofs both` (the default): each size with proofs off, then on.
     assert_eq!(lines.len(), 4, "stdout: {stdout}");
     let got: Vec<(u64, bool)> = lines
@@ -180,8 +190,8 @@ fn binary_quick_mode_prints_one_json_line_per_configuration() {
 /// every round's result checked exactly against the answers) side by side, one line each.
 #[test]
 fn questions_mode_prints_a_one_question_and_a_questionnaire_line() {
-    let out = std::process::Command::new(BENCH)
-        .args([
+    let (lines, stdout, stderr) = run_bench(
+        &[
             "--patients",
             "4",
             "--questions",
@@ -192,20 +202,9 @@ fn questions_mode_prints_a_one_question_and_a_questionnaire_line() {
             "2",
             "--warmup",
             "0",
-        ])
-        .arg("--relay-bin")
-        .arg(relay_bin())
-        .arg("--tmp")
-        .arg(tmp("bench-questions"))
-        .output()
-        .expect("cohort-bench runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+        ],
+        "bench-questions",
+    );
     assert_eq!(lines.len(), 2, "stdout: {stdout}");
     assert_eq!(lines[0]["questions"], 1);
     assert_eq!(lines[1]["questions"], 3);
@@ -254,8 +253,8 @@ fn the_expected_questionnaire_result_is_the_simulated_rounds() {
 /// and HAProxy (`scripts/setup.sh` installs both); fails, never skips, without them.
 #[test]
 fn cluster_mode_prints_a_haproxy_and_a_direct_line() {
-    let out = std::process::Command::new(BENCH)
-        .args([
+    let (lines, stdout, _) = run_bench(
+        &[
             "--cluster",
             "--patients",
             "3",
@@ -264,20 +263,9 @@ fn cluster_mode_prints_a_haproxy_and_a_direct_line() {
             "--proofs",
             "on",
             "-q",
-        ])
-        .arg("--relay-bin")
-        .arg(relay_bin())
-        .arg("--tmp")
-        .arg(tmp("bench-cluster"))
-        .output()
-        .expect("cohort-bench runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+        ],
+        "bench-cluster",
+    );
     assert_eq!(lines.len(), 2, "stdout: {stdout}");
     assert_eq!(lines[0]["via"], "haproxy");
     assert_eq!(lines[1]["via"], "direct");

@@ -227,7 +227,7 @@ impl Folded {
 /// of one proof in an additive round, so that each checker gets one entry (the sum and how
 /// many were added) instead of one per verifier. Entries are masked and tagged (see
 /// [`entry_bytes`]): the hospital learns nothing from them and cannot change a sum unnoticed.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct CheckSums {
     sums: Vec<[Fe; ENTRY_ELEMENTS]>,
     counts: Vec<u32>,
@@ -277,8 +277,21 @@ impl CheckSums {
 
 /// Running sums (mod 2^64) of verdict tags by recipient: how the hospital forwards every
 /// checker's verdicts to one member as one 8-byte tag (see [`verdict_tag`]).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct VerdictTags(Vec<u64>);
+
+impl core::fmt::Debug for CheckSums {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let added: u64 = self.counts.iter().map(|&c| u64::from(c)).sum();
+        write!(f, "CheckSums({} proofs, {added} entries)", self.sums.len())
+    }
+}
+
+impl core::fmt::Debug for VerdictTags {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "VerdictTags({} members)", self.0.len())
+    }
+}
 
 impl VerdictTags {
     /// Zero sums for a roster of `n`.
@@ -977,5 +990,38 @@ impl Forgery {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::ShareList;
+
+    /// The hospital's running sums and tags, and a folded verifier share, print no element.
+    #[test]
+    fn debug_shows_no_entries_sums_or_tags() {
+        let entry: Vec<u8> = [123_456_789u64, 987_654_321, 555_555_555, 777_777_777]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        let mut list = ShareList::with_capacity(VERIFY_ENTRY_LEN, 1);
+        list.push(1, &entry);
+        let mut sums = CheckSums::new(2);
+        assert!(sums.add(&list));
+        let mut tags = ShareList::with_capacity(VERDICT_TAG_LEN, 1);
+        tags.push(2, &424_242_424_242u64.to_le_bytes());
+        let mut sum = VerdictTags::new(2);
+        assert!(sum.add(&tags));
+        assert_eq!(sum.sum(2), 424_242_424_242);
+        let folded = Folded([Fe::new(123_456_789), Fe::ZERO, Fe::ZERO]);
+        let shown = format!("{sums:?} {sum:?} {folded:?}");
+        for needle in ["123456789", "987654321", "555555555", "424242424242"] {
+            assert!(!shown.contains(needle), "{shown}");
+        }
+        assert_eq!(
+            shown,
+            "CheckSums(2 proofs, 1 entries) VerdictTags(2 members) Folded(..)"
+        );
     }
 }

@@ -258,6 +258,16 @@ impl StudyParams {
             .map(|b| lo + width * f64::from(b))
             .collect()
     }
+
+    /// The bucket edges (as [`StudyParams::bucket_edges`]) of number question `id`; `None` if
+    /// the study has no number question of that id.
+    pub fn bucket_edges_of(&self, id: &str) -> Option<Vec<f64>> {
+        self.question_list()
+            .iter()
+            .find(|q| q.id == id)
+            .and_then(|q| q.as_number())
+            .map(|n| n.as_params(self.size).bucket_edges())
+    }
 }
 
 /// How long each phase of a round may take, in milliseconds. `None` waits forever.

@@ -466,8 +466,9 @@ fn a_relay_cannot_forge_or_withhold_verdicts_unnoticed() {
     }
 }
 
-/// A relay that changes the verifier entries it adds up (here: shifting one element of every
-/// sum it sends a checker, which is how a relay colluding with a forger would try to move a
+/// A relay that changes the verifier entries it adds up or forwards (here: shifting one element
+/// of every sum it sends a checker in an additive round, or of one entry per proof in a Shamir
+/// round, which is how a relay colluding with a forger would try to move a
 /// failing check onto a passing one) is caught by the entries' tags, which it cannot adjust
 /// without the check seed's MAC key: every proof is then `not_verified` — the forger's is not
 /// accepted, and no honest patient is blamed with `invalid_proof`.
@@ -480,9 +481,11 @@ fn a_relay_that_changes_verifier_entries_gets_no_proof_accepted() {
 
     let n = 5;
     let forger = 2;
-    for shift in [1u64, 2, 1 << 40] {
+    // Additive (t = n): the relay changes the one sum each checker gets. Shamir (t = 3): it
+    // changes the first of the entries each checker gets.
+    for (t, shift) in [(n, 1u64), (n, 2), (n, 1 << 40), (3, 1), (3, 1 << 40)] {
         let mut net = network_forging(
-            &survey(n as u32, n as u32, true),
+            &survey(n as u32, t as u32, true),
             n,
             95,
             Some((forger, Forgery::BadSquare)),
@@ -492,13 +495,15 @@ fn a_relay_that_changes_verifier_entries_gets_no_proof_accepted() {
             for inbox in net.inbox.iter_mut() {
                 for msg in inbox.iter_mut() {
                     if let RelayToPatient::Checks(c) = msg {
-                        let mut list = ShareList::with_capacity(c.checks.sealed_len(), 1);
-                        for (count, bytes) in c.checks.iter() {
-                            let mut e = read_entry(bytes).expect("a sum of entries");
-                            e[2] += Fe::new(shift);
+                        let mut list = ShareList::with_capacity(c.checks.sealed_len(), 4);
+                        for (k, (tag, bytes)) in c.checks.iter().enumerate() {
+                            let mut e = read_entry(bytes).expect("an entry or a sum of them");
+                            if k == 0 {
+                                e[2] += Fe::new(shift);
+                                changed += 1;
+                            }
                             let out: Vec<u8> = e.iter().flat_map(|x| x.to_le_bytes()).collect();
-                            list.push(count, &out);
-                            changed += 1;
+                            list.push(tag, &out);
                         }
                         c.checks = list;
                     }
@@ -506,18 +511,22 @@ fn a_relay_that_changes_verifier_entries_gets_no_proof_accepted() {
             }
             net.deliver();
         });
-        assert_eq!(changed, n, "every proof's sum went through the attack");
+        let case = format!("t = {t}, shift {shift}");
+        assert_eq!(
+            changed, n,
+            "{case}: every proof's entries went through the attack"
+        );
         let reason = net.hospital_events.iter().find_map(|e| match e {
             HospitalEvent::Abandoned { reason, .. } => Some(reason.clone()),
             _ => None,
         });
         let Some(AbandonReason::ProofsFailed { excluded }) = reason else {
-            panic!("shift {shift}: the round stops on its proofs: {reason:?}")
+            panic!("{case}: the round stops on its proofs: {reason:?}")
         };
-        assert_eq!(excluded.len(), n, "shift {shift}: no proof accepted");
+        assert_eq!(excluded.len(), n, "{case}: no proof accepted");
         assert!(
             excluded.iter().all(|e| e.reason == Verdict::NotVerified),
-            "shift {shift}: nobody blamed: {excluded:?}"
+            "{case}: nobody blamed: {excluded:?}"
         );
     }
 }
@@ -787,4 +796,60 @@ fn a_bad_correction_stops_an_additive_round_and_nothing_is_revealed() {
         assert!(r.excluded.is_empty());
         assert_eq!(r.contributors.len(), n);
     }
+}
+
+/// A relay that hands a patient `checks`, `verdicts` or a `result` of another round (a replay,
+/// or one meant for a later round) is refused with `WrongRound` and changes nothing: the same
+/// patient then takes the real messages and completes the round exactly like the others.
+#[test]
+fn proof_messages_and_results_of_another_round_are_refused() {
+    use cohort_core::error::ProtocolError;
+    use cohort_core::message::RelayToPatient;
+    use cohort_core::protocol::PatientEvent;
+
+    let n = 5;
+    let mut net = network(&survey(n as u32, 3, true), n, 97);
+    let mut refused = Vec::new();
+    net.run_with(|net| {
+        let now = net.now_ms;
+        for (i, inbox) in net.inbox.iter_mut().enumerate() {
+            for msg in inbox.drain(..) {
+                if i == 0 {
+                    let mut other = msg.clone();
+                    let kind = match &mut other {
+                        RelayToPatient::Checks(c) => Some(("checks", &mut c.round)),
+                        RelayToPatient::Verdicts(v) => Some(("verdicts", &mut v.round)),
+                        RelayToPatient::Result(r) => Some(("result", &mut r.round)),
+                        _ => None,
+                    };
+                    if let Some((kind, round)) = kind {
+                        *round += 1;
+                        let r = net.patients[0].handle(now, other);
+                        assert!(
+                            matches!(r, Err(ProtocolError::WrongRound { .. })),
+                            "{kind}: {r:?}"
+                        );
+                        refused.push(kind);
+                    }
+                }
+                net.patients[i].handle(now, msg).expect("the real message");
+            }
+        }
+    });
+    assert_eq!(refused, ["checks", "verdicts", "result"]);
+    let results: Vec<_> = net
+        .events
+        .iter()
+        .map(|evs| {
+            evs.iter().find_map(|e| match e {
+                PatientEvent::Completed(r) => Some(r.clone()),
+                _ => None,
+            })
+        })
+        .collect();
+    assert!(
+        results.iter().all(|r| r.is_some()),
+        "every patient completed"
+    );
+    assert!(results.iter().all(|r| r == &results[0]), "one result");
 }

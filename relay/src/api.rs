@@ -241,15 +241,7 @@ fn num(x: Option<f64>) -> String {
 /// as RFC 4180).
 pub fn csv(params: &StudyParams, rows: &[ResultRow]) -> Result<Vec<u8>, csv::Error> {
     use cohort_core::questionnaire::QuestionStats;
-    let edges_of = |id: &str| -> Vec<f64> {
-        params
-            .question_list()
-            .iter()
-            .find(|q| q.id == id)
-            .and_then(|q| q.as_number())
-            .map(|n| n.as_params(params.size).bucket_edges())
-            .unwrap_or_default()
-    };
+    let edges_of = |id: &str| params.bucket_edges_of(id).unwrap_or_default();
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(CSV_HEADER)?;
     for row in rows {

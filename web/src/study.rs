@@ -53,13 +53,7 @@ pub fn bucket_edges(params_json: &str, question_id: Option<String>) -> Result<Ve
     let Some(id) = question_id else {
         return Ok(params.bucket_edges());
     };
-    params
-        .question_list()
-        .iter()
-        .find(|q| q.id == id)
-        .and_then(|q| q.as_number())
-        .map(|n| n.as_params(params.size).bucket_edges())
-        .ok_or(WebError::Params)
+    params.bucket_edges_of(&id).ok_or(WebError::Params)
 }
 
 /// `protocolVersion()`: the wire protocol version this build speaks.

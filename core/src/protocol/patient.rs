@@ -196,6 +196,16 @@ enum State {
 }
 
 impl State {
+    /// The round under way, in the states after the delivery.
+    fn round_after_delivery(&self) -> Option<u64> {
+        match self {
+            State::AwaitingChecks { roster, .. }
+            | State::AwaitingVerdicts { roster, .. }
+            | State::AwaitingResult { roster, .. } => Some(roster.round),
+            _ => None,
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             State::AwaitingWelcome => "awaiting welcome",
@@ -440,6 +450,19 @@ impl Patient {
     }
 
     fn step(&mut self, state: State, msg: RelayToPatient) -> (State, Result<(), ProtocolError>) {
+        // `checks`, `verdicts` and `result` of another round than the one under way: refused,
+        // the state kept. (Deliveries and keys are checked with their other rules.)
+        let got = match &msg {
+            RelayToPatient::Checks(c) => Some(c.round),
+            RelayToPatient::Verdicts(v) => Some(v.round),
+            RelayToPatient::Result(r) => Some(r.round),
+            _ => None,
+        };
+        if let (Some(got), Some(current)) = (got, state.round_after_delivery())
+            && got != current
+        {
+            return (state, Err(ProtocolError::WrongRound { got, current }));
+        }
         match (state, msg) {
             (state, RelayToPatient::Error(e)) => {
                 self.events.push_back(PatientEvent::RelayError {
@@ -572,31 +595,22 @@ impl Patient {
                     mut proof,
                 },
                 RelayToPatient::Checks(c),
-            ) => {
-                if c.round != roster.round {
-                    let err = ProtocolError::WrongRound {
-                        got: c.round,
-                        current: roster.round,
-                    };
-                    return (State::AwaitingChecks { roster, me, proof }, Err(err));
-                }
-                match proof.on_checks(me, &c) {
-                    Ok(verdict) => {
-                        self.events.push_back(PatientEvent::ProofChecked {
-                            round: roster.round,
-                            dealer: verdict.dealer,
-                            verdict: verdict.verdict,
-                        });
-                        self.out.push_back(PatientToRelay::Verdict(verdict));
-                        if proof.checked_all(me) {
-                            (State::AwaitingVerdicts { roster, me, proof }, Ok(()))
-                        } else {
-                            (State::AwaitingChecks { roster, me, proof }, Ok(()))
-                        }
+            ) => match proof.on_checks(me, &c) {
+                Ok(verdict) => {
+                    self.events.push_back(PatientEvent::ProofChecked {
+                        round: roster.round,
+                        dealer: verdict.dealer,
+                        verdict: verdict.verdict,
+                    });
+                    self.out.push_back(PatientToRelay::Verdict(verdict));
+                    if proof.checked_all(me) {
+                        (State::AwaitingVerdicts { roster, me, proof }, Ok(()))
+                    } else {
+                        (State::AwaitingChecks { roster, me, proof }, Ok(()))
                     }
-                    Err(e) => (State::AwaitingChecks { roster, me, proof }, Err(e)),
                 }
-            }
+                Err(e) => (State::AwaitingChecks { roster, me, proof }, Err(e)),
+            },
             (
                 State::AwaitingVerdicts {
                     roster,
@@ -604,37 +618,28 @@ impl Patient {
                     mut proof,
                 },
                 RelayToPatient::Verdicts(v),
-            ) => {
-                if v.round != roster.round {
-                    let err = ProtocolError::WrongRound {
-                        got: v.round,
-                        current: roster.round,
-                    };
-                    return (State::AwaitingVerdicts { roster, me, proof }, Err(err));
+            ) => match self.on_verdicts(&roster, me, &mut proof, &v) {
+                Ok(Some((contributors, excluded, sent))) => {
+                    let senders = Some(crate::proof::partial_sum_senders(
+                        proof.scheme,
+                        &proof.keyed,
+                        &proof.contributors,
+                    ));
+                    (
+                        State::AwaitingResult {
+                            roster,
+                            me,
+                            contributors,
+                            excluded,
+                            sent,
+                            senders,
+                        },
+                        Ok(()),
+                    )
                 }
-                match self.on_verdicts(&roster, me, &mut proof, &v) {
-                    Ok(Some((contributors, excluded, sent))) => {
-                        let senders = Some(crate::proof::partial_sum_senders(
-                            proof.scheme,
-                            &proof.keyed,
-                            &proof.contributors,
-                        ));
-                        (
-                            State::AwaitingResult {
-                                roster,
-                                me,
-                                contributors,
-                                excluded,
-                                sent,
-                                senders,
-                            },
-                            Ok(()),
-                        )
-                    }
-                    Ok(None) => (State::AwaitingAbandon, Ok(())),
-                    Err(e) => (State::AwaitingVerdicts { roster, me, proof }, Err(e)),
-                }
-            }
+                Ok(None) => (State::AwaitingAbandon, Ok(())),
+                Err(e) => (State::AwaitingVerdicts { roster, me, proof }, Err(e)),
+            },
             (s @ State::AwaitingResult { .. }, RelayToPatient::Delivery(d)) => {
                 let round = d.round;
                 (s, Err(ProtocolError::SecondPartialSumRequest { round }))
@@ -650,23 +655,6 @@ impl Patient {
                 },
                 RelayToPatient::Result(r),
             ) => {
-                if r.round != roster.round {
-                    let err = ProtocolError::WrongRound {
-                        got: r.round,
-                        current: roster.round,
-                    };
-                    return (
-                        State::AwaitingResult {
-                            roster,
-                            me,
-                            contributors,
-                            excluded,
-                            sent,
-                            senders,
-                        },
-                        Err(err),
-                    );
-                }
                 match check_result(
                     &roster,
                     me,
